@@ -1,0 +1,66 @@
+"""Bytes from the wire become contract models here, and only here."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from ftel.contract.errors import ContractError
+from ftel.contract.models import (
+    GatewayStatus,
+    Heartbeat,
+    MachineMeta,
+    Message,
+    StateChange,
+    StateWindow,
+    Telemetry,
+)
+from ftel.contract.topics import GatewayKind, MachineKind, TopicAddress, parse_topic
+
+# Larger payloads are refused before parsing: the biggest honest message (a window) is well under 4 KiB.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+MODEL_BY_KIND: dict[str, type[BaseModel]] = {
+    MachineKind.META: MachineMeta,
+    MachineKind.EVENT: StateChange,
+    MachineKind.WINDOW: StateWindow,
+    MachineKind.TELEMETRY: Telemetry,
+    GatewayKind.STATUS: GatewayStatus,
+    GatewayKind.HEARTBEAT: Heartbeat,
+}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "payload"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def decode(topic: str, payload: bytes) -> tuple[TopicAddress, Message]:
+    """Parse one MQTT message; raise ContractError with the reason when it does not follow the contract."""
+    address = parse_topic(topic)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    model = MODEL_BY_KIND[address.kind]
+    try:
+        message = model.model_validate_json(payload)
+    except ValidationError as error:
+        raise ContractError(f"invalid {address.kind} payload: {_describe(error)}") from None
+    _check_topic_matches(address, message)  # type: ignore[arg-type]
+    return address, message  # type: ignore[return-value]
+
+
+def _check_topic_matches(address: TopicAddress, message: Message) -> None:
+    pairs = [("site", address.site, message.site), ("workshop", address.workshop, message.workshop)]
+    if address.is_gateway:
+        pairs.append(("gateway_id", address.machine_id, message.gateway_id))
+    else:
+        pairs.append(("machine_type", address.machine_type, message.machine_type))  # type: ignore[union-attr]
+        pairs.append(("machine_id", address.machine_id, message.machine_id))  # type: ignore[union-attr]
+    for name, in_topic, in_payload in pairs:
+        if in_topic != in_payload:
+            raise ContractError(f"{name} in topic ({in_topic!r}) differs from payload ({in_payload!r})")
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json(exclude_defaults=False).encode()

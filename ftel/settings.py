@@ -1,0 +1,96 @@
+"""One settings object for every command: environment variables (FTEL_…, nested with __), an optional YAML
+file (FTEL_CONFIG or --config), loopback defaults. The README documents each variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: int = 30
+
+
+class InfluxSettings(BaseModel):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = Field("v1", description="v1: /write + /query (1.x, 2.x DBRP, 3.x); v2: influxdb-client")
+    database: str = "ftel"
+    retention_policy: str = "ftel_rp"
+    retention: str = Field("90d", description="duration of the retention policy the stack creates")
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    org: str = "ftel"
+    bucket: str = "ftel"
+    timeout_s: float = 30.0
+
+
+class IngestSettings(BaseModel):
+    group: str = Field("ingest", description="shared-subscription group: workers in one group split the load")
+    worker_id: str = "ingest-1"
+    batch_size: int = Field(5000, description="points per write; a batch is written when it is this full")
+    flush_interval_s: float = Field(0.25, description="or when its oldest message is this old")
+    # Receive Maximum: how many unacknowledged messages the broker may hand us; ack waits for the write.
+    receive_maximum: int = 20000
+    session_expiry_s: int = Field(7 * 24 * 3600, description="how long the broker keeps a stopped worker's queue")
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    retry_exponential_base: float = 2.0
+    max_future_skew_s: int = Field(300, description="messages stamped further ahead of the clock are rejected")
+    max_age_s: int = Field(90 * 24 * 3600, description="messages older than this are rejected")
+    health_interval_s: float = 5.0
+    dead_letter_text_bytes: int = Field(2048, description="how much of a rejected payload a dead letter keeps")
+
+
+class SimulationSettings(BaseModel):
+    plant: Path | None = Field(None, description="plant YAML; the built-in default plant when unset")
+    speedup: float = Field(60.0, description="simulated seconds per wall-clock second (capped at real time)")
+    window_s: int = Field(60, description="accumulator window length, simulated seconds")
+    telemetry_interval_s: int = 30
+    heartbeat_interval_s: int = 10
+    tick_s: float = Field(0.1, description="wall-clock seconds between gateway polls")
+    spool_max_messages: int = Field(200_000, description="messages a gateway holds while the broker is away")
+
+
+class StackSettings(BaseModel):
+    dir: Path = Path(".ftel")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FTEL_", env_nested_delimiter="__", extra="forbid")
+
+    site: str = "qinghe"
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    simulation: SimulationSettings = SimulationSettings()
+    stack: StackSettings = StackSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("FTEL_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    if config_file is not None:
+        os.environ["FTEL_CONFIG"] = str(config_file)
+    return Settings()
