@@ -1,0 +1,43 @@
+"""The driver interface between the gateway and equipment (simulated now; Modbus TCP / OPC UA later)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ftel.contract.states import MachineState, MachineType
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What the machine's controller reports at ``at_ms``."""
+
+    at_ms: int
+    state: MachineState
+    reason: str | None
+    units_total: int
+    defects_total: int
+    speed: float
+    temperature: float
+    run_ms_since_service: int
+
+
+@dataclass(frozen=True, slots=True)
+class MachineInfo:
+    machine_id: str
+    machine_type: MachineType
+    model: str
+    line: str
+    rated_speed: float
+    speed_unit: str
+    service_interval_h: float
+
+
+class MachineDriver(Protocol):
+    """A poll driver returns one reading at ``at_ms``; a push driver also returns a reading at each state
+    change since the previous call, with its exact time. Readings come in time order, the last at ``at_ms``."""
+
+    @property
+    def info(self) -> MachineInfo: ...
+
+    def read(self, at_ms: int) -> list[Reading]: ...

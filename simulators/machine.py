@@ -1,0 +1,183 @@
+"""One simulated machine: a seeded state machine that yields its life as contiguous segments.
+
+Everything is integer milliseconds, so the simulator, the gateway and the ledger agree to the millisecond.
+The same (plant seed, machine id, start) always yields the same segments, in any process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ftel.contract.states import MachineState, MachineType
+from simulators.plant import MachineSpec
+from simulators.profiles import HANDOVER_MS, MIN_STOP_S, PROFILES, SHIFT_MS, Profile
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedSegment:
+    """A state imposed on the machine for [start_ms, end_ms): injected faults and planned work."""
+
+    start_ms: int
+    end_ms: int
+    state: MachineState
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Telemetry disturbed for [start_ms, end_ms): overheating or running slow."""
+
+    start_ms: int
+    end_ms: int
+    temperature_rise_c: float = 0.0
+    speed_factor: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start_ms: int
+    end_ms: int
+    state: MachineState
+    reason: str | None
+    speed_permille: int  # of rated speed, while RUNNING
+    progress_at_start: int  # production progress, in permille-milliseconds
+    service_ms_at_start: int  # running ms since the last maintenance
+
+
+def stable_seed(*parts: object) -> int:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def unit_cost(machine_type: MachineType) -> int:
+    """Progress (permille of rated speed × ms) that makes one unit."""
+    return 3_600_000 * 1000 // PROFILES[machine_type].units_per_hour
+
+
+def is_defective(seed: int, unit_index: int, rate_bp: int) -> bool:
+    return stable_seed(seed, unit_index) % 10_000 < rate_bp
+
+
+def count_defects(seed: int, first_unit: int, end_unit: int, rate_bp: int) -> int:
+    return sum(is_defective(seed, k, rate_bp) for k in range(first_unit, end_unit))
+
+
+class MachineModel:
+    def __init__(
+        self,
+        spec: MachineSpec,
+        *,
+        plant_seed: int,
+        start_ms: int,
+        forced: tuple[ForcedSegment, ...] = (),
+        anomalies: tuple[Anomaly, ...] = (),
+    ) -> None:
+        self.spec = spec
+        self.profile: Profile = PROFILES[spec.type]
+        self.seed = stable_seed(plant_seed, spec.id)
+        self.start_ms = start_ms
+        self.forced = tuple(sorted(forced, key=lambda f: f.start_ms))
+        self.anomalies = anomalies
+        self.unit_cost = unit_cost(spec.type)
+        self.service_interval_ms = int(spec.service_interval_h * 3600 * 1000)
+
+    def _ms(self, rng: random.Random, mean_s: float) -> int:
+        return max(int(MIN_STOP_S * 1000), int(rng.expovariate(1.0 / mean_s) * 1000))
+
+    def _raw(self) -> Iterator[tuple[int, int, MachineState, str | None, int]]:
+        """(start, end, state, reason, speed permille) from the random process, before forced segments."""
+        rng = random.Random(self.seed ^ self.start_ms)
+        p = self.profile
+        t = self.start_ms
+        service_ms = rng.randrange(self.service_interval_ms)
+        while True:
+            # A running stretch ends at the first of: a fault, a changeover, a short idle, a handover, service due.
+            ends: list[tuple[int, MachineState, str | None]] = [
+                (t + self._ms(rng, f.mean_between_s), MachineState.DOWN, f.reason) for f in p.faults
+            ]
+            ends.append((t + self._ms(rng, p.mean_between_setups_s), MachineState.SETUP, None))
+            ends.append((t + self._ms(rng, p.mean_between_idles_s), MachineState.IDLE, None))
+            ends.append((t + max(1000, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
+            handover = (t // SHIFT_MS + 1) * SHIFT_MS
+            ends.append((handover, MachineState.IDLE, "handover"))
+            end, state, reason = min(ends, key=lambda e: e[0])
+            yield t, end, MachineState.RUNNING, None, rng.randint(880, 1000)
+            service_ms += end - t
+            t = end
+            if state is MachineState.DOWN:
+                fault = next(f for f in p.faults if f.reason == reason)
+                stop = self._ms(rng, fault.mean_repair_s)
+            elif state is MachineState.SETUP:
+                stop = self._ms(rng, p.mean_setup_s)
+            elif state is MachineState.MAINTENANCE:
+                stop = p.maintenance_s * 1000
+                service_ms = 0
+            elif reason == "handover":
+                stop, reason = HANDOVER_MS, None
+            else:
+                stop = self._ms(rng, p.mean_idle_s)
+            yield t, t + stop, state, reason, 0
+            t += stop
+
+    def _with_forced(self) -> Iterator[tuple[int, int, MachineState, str | None, int]]:
+        raw = self._raw()
+        forced = list(self.forced)
+        current = next(raw)
+        while True:
+            start, end, state, reason, speed = current
+            if forced and forced[0].start_ms < end:
+                f = forced.pop(0)
+                if start < f.start_ms:
+                    yield start, f.start_ms, state, reason, speed
+                yield f.start_ms, f.end_ms, f.state, f.reason, 0
+                # Skip the random life that the forced stretch covers, then carry on from its end.
+                while current[1] <= f.end_ms:
+                    current = next(raw)
+                s2, e2, st2, r2, sp2 = current
+                current = (max(s2, f.end_ms), e2, st2, r2, sp2)
+                continue
+            yield current
+            current = next(raw)
+
+    def segments(self) -> Iterator[Segment]:
+        """The machine's life from ``start_ms`` on, with equal neighbours merged (no zero-length states)."""
+        progress = 0
+        service_ms = 0
+        pending: tuple[int, int, MachineState, str | None, int] | None = None
+        initial_service = random.Random(self.seed ^ self.start_ms).randrange(self.service_interval_ms)
+        service_ms = initial_service
+        for piece in self._with_forced():
+            if pending is None:
+                pending = piece
+                continue
+            if piece[2] is pending[2] and piece[3] == pending[3] and piece[2] is not MachineState.RUNNING:
+                pending = (pending[0], piece[1], pending[2], pending[3], pending[4])
+                continue
+            if piece[0] >= piece[1]:
+                continue
+            segment = Segment(pending[0], pending[1], pending[2], pending[3], pending[4], progress, service_ms)
+            yield segment
+            progress = self.progress_at(segment, segment.end_ms)
+            service_ms = self.service_at(segment, segment.end_ms)
+            pending = piece
+
+    def progress_at(self, segment: Segment, at_ms: int) -> int:
+        if segment.state is MachineState.RUNNING:
+            return segment.progress_at_start + (at_ms - segment.start_ms) * segment.speed_permille
+        return segment.progress_at_start
+
+    def service_at(self, segment: Segment, at_ms: int) -> int:
+        if segment.state is MachineState.RUNNING:
+            return segment.service_ms_at_start + (at_ms - segment.start_ms)
+        if segment.state is MachineState.MAINTENANCE:
+            return 0
+        return segment.service_ms_at_start
+
+    def units_at(self, segment: Segment, at_ms: int) -> int:
+        return self.progress_at(segment, at_ms) // self.unit_cost
+
+    def anomaly_at(self, at_ms: int) -> Anomaly | None:
+        return next((a for a in self.anomalies if a.start_ms <= at_ms < a.end_ms), None)

@@ -1,0 +1,144 @@
+"""The plant file (YAML): site, workshops, lines and machines. A default plant and a generator of N machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ftel.contract.states import MachineType
+from ftel.contract.topics import ID_PATTERN
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+
+# Nameplate figures per machine type: (model, rated speed, unit of speed, service interval in run hours).
+NAMEPLATES: dict[MachineType, tuple[str, float, str, float]] = {
+    MachineType.CARDING: ("FA201B cashmere card", 30.0, "m/min", 160.0),
+    MachineType.SPINNING: ("FA506 ring frame", 12000.0, "rpm", 240.0),
+    MachineType.KNITTING: ("Cixing GE2-52C 12G", 1.0, "m/s", 200.0),
+}
+
+
+class MachineSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Id
+    type: MachineType
+    line: str = "line-1"
+    model: str = ""
+    rated_speed: float = 0.0
+    speed_unit: str = ""
+    service_interval_h: float = 0.0
+
+    @model_validator(mode="after")
+    def _nameplate_defaults(self) -> MachineSpec:
+        model, speed, unit, service = NAMEPLATES[self.type]
+        for name, value in (("model", model), ("rated_speed", speed), ("speed_unit", unit)):
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+        if not self.service_interval_h:
+            object.__setattr__(self, "service_interval_h", service)
+        return self
+
+
+class Workshop(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: Id
+    name: str
+    gateway_id: Id
+    machines: tuple[MachineSpec, ...]
+
+
+class Plant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: Id
+    seed: int = 2026
+    workshops: tuple[Workshop, ...]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Plant:
+        ids = [m.id for w in self.workshops for m in w.machines]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+        if duplicates:
+            raise ValueError(f"machine ids must be unique in a plant; repeated: {', '.join(duplicates[:5])}")
+        workshop_ids = [w.id for w in self.workshops]
+        if len(set(workshop_ids)) != len(workshop_ids):
+            raise ValueError("workshop ids must be unique")
+        return self
+
+    def workshop(self, workshop_id: str) -> Workshop:
+        for workshop in self.workshops:
+            if workshop.id == workshop_id:
+                return workshop
+        known = ", ".join(w.id for w in self.workshops)
+        raise KeyError(f"no workshop {workshop_id!r} in the plant (known: {known})")
+
+    @property
+    def machine_count(self) -> int:
+        return sum(len(w.machines) for w in self.workshops)
+
+
+def load_plant(path: Path) -> Plant:
+    return Plant.model_validate(yaml.safe_load(path.read_text()))
+
+
+def dump_plant(plant: Plant) -> str:
+    return yaml.safe_dump(plant.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _machines(prefix: str, machine_type: MachineType, count: int, per_line: int) -> tuple[MachineSpec, ...]:
+    return tuple(
+        MachineSpec(id=f"{prefix}-{i + 1:03d}", type=machine_type, line=f"line-{i // per_line + 1}")
+        for i in range(count)
+    )
+
+
+def default_plant(site: str = "qinghe") -> Plant:
+    """Two workshops as found in Qinghe: yarn (carding feeding spinning) and flat knitting."""
+    return Plant(
+        site=site,
+        workshops=(
+            Workshop(
+                id="yarn",
+                name="Carding and spinning",
+                gateway_id="gw-yarn",
+                machines=(
+                    *_machines("CARD", MachineType.CARDING, 8, per_line=4),
+                    *_machines("SPIN", MachineType.SPINNING, 4, per_line=2),
+                ),
+            ),
+            Workshop(
+                id="knit",
+                name="Flat knitting",
+                gateway_id="gw-knit",
+                machines=_machines("KNIT", MachineType.KNITTING, 16, per_line=8),
+            ),
+        ),
+    )
+
+
+def generate_plant(machines: int, *, site: str = "qinghe", per_workshop: int = 500, seed: int = 2026) -> Plant:
+    """A plant of ``machines`` machines in the county's mix (about 5 carding : 1 knitting, a few spinning)."""
+    mix = ((MachineType.CARDING, 0.80), (MachineType.KNITTING, 0.17), (MachineType.SPINNING, 0.03))
+    workshops: list[Workshop] = []
+    remaining = machines
+    index = 0
+    while remaining > 0:
+        size = min(per_workshop, remaining)
+        counts = [max(0, round(size * share)) for _, share in mix]
+        counts[0] += size - sum(counts)
+        specs: list[MachineSpec] = []
+        for (machine_type, _), count in zip(mix, counts, strict=True):
+            prefix = f"W{index + 1:03d}-{machine_type.value[:4].upper()}"
+            specs.extend(_machines(prefix, machine_type, count, per_line=20))
+        workshops.append(
+            Workshop(id=f"ws{index + 1:03d}", name=f"Workshop {index + 1}", gateway_id=f"gw-{index + 1:03d}",
+                     machines=tuple(specs))
+        )
+        remaining -= size
+        index += 1
+    return Plant(site=site, seed=seed, workshops=tuple(workshops))
