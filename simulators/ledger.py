@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ftel.contract.states import STATE_ORDER, MachineState
-from simulators.machine import Anomaly, ForcedSegment, MachineModel, count_defects
+from simulators.machine import MachineModel, count_defects, plant_models
 from simulators.plant import Plant
 from simulators.profiles import PROFILES
 
@@ -77,28 +77,10 @@ def machine_ledger(
 
 
 def plant_ledger(
-    plant: Plant,
-    *,
-    start_ms: int,
-    end_ms: int,
-    window_ms: int,
-    workshops: Iterable[str] | None = None,
-    forced: dict[str, tuple[ForcedSegment, ...]] | None = None,
-    anomalies: dict[str, tuple[Anomaly, ...]] | None = None,
+    plant: Plant, *, start_ms: int, end_ms: int, window_ms: int, workshop: str | None = None
 ) -> Iterator[LedgerRow]:
-    chosen = set(workshops) if workshops is not None else None
-    for workshop in plant.workshops:
-        if chosen is not None and workshop.id not in chosen:
-            continue
-        for spec in workshop.machines:
-            model = MachineModel(
-                spec,
-                plant_seed=plant.seed,
-                start_ms=start_ms,
-                forced=(forced or {}).get(spec.id, ()),
-                anomalies=(anomalies or {}).get(spec.id, ()),
-            )
-            yield from machine_ledger(model, site=plant.site, workshop=workshop.id, end_ms=end_ms, window_ms=window_ms)
+    for workshop_id, model in plant_models(plant, start_ms=start_ms, workshop=workshop):
+        yield from machine_ledger(model, site=plant.site, workshop=workshop_id, end_ms=end_ms, window_ms=window_ms)
 
 
 def write_ledger(rows: Iterable[LedgerRow], path: Path) -> int:

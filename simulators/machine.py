@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ftel.contract.states import MachineState, MachineType
-from simulators.plant import MachineSpec
+from simulators.plant import MachineSpec, Plant
 from simulators.profiles import HANDOVER_MS, MIN_STOP_S, PROFILES, SHIFT_MS, Profile
 
 
@@ -181,3 +181,23 @@ class MachineModel:
 
     def anomaly_at(self, at_ms: int) -> Anomaly | None:
         return next((a for a in self.anomalies if a.start_ms <= at_ms < a.end_ms), None)
+
+
+def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) -> list[tuple[str, MachineModel]]:
+    """(workshop id, model) for every machine of the plant (or of one workshop), with injected faults."""
+    forced: dict[str, list[ForcedSegment]] = {}
+    for f in plant.injected_states:
+        segment = ForcedSegment(start_ms + f.at_s * 1000, start_ms + (f.at_s + f.duration_s) * 1000, f.state, f.reason)
+        forced.setdefault(f.machine_id, []).append(segment)
+    anomalies: dict[str, list[Anomaly]] = {}
+    for a in plant.injected_anomalies:
+        anomaly = Anomaly(start_ms + a.at_s * 1000, start_ms + (a.at_s + a.duration_s) * 1000,
+                          a.temperature_rise_c, a.speed_factor)
+        anomalies.setdefault(a.machine_id, []).append(anomaly)
+    return [
+        (w.id, MachineModel(spec, plant_seed=plant.seed, start_ms=start_ms,
+                            forced=tuple(forced.get(spec.id, ())), anomalies=tuple(anomalies.get(spec.id, ()))))
+        for w in plant.workshops
+        if workshop is None or w.id == workshop
+        for spec in w.machines
+    ]

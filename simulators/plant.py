@@ -8,7 +8,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ftel.contract.states import MachineType
+from ftel.contract.states import MachineState, MachineType
 from ftel.contract.topics import ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -52,12 +52,38 @@ class Workshop(BaseModel):
     machines: tuple[MachineSpec, ...]
 
 
+class InjectedState(BaseModel):
+    """A state forced on a machine, in seconds after the simulation start: an injected fault for tests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    machine_id: Id
+    at_s: int = Field(ge=0)
+    duration_s: int = Field(gt=0)
+    state: MachineState = MachineState.DOWN
+    reason: str | None = None
+
+
+class InjectedAnomaly(BaseModel):
+    """Telemetry disturbed for a while: overheating (temperature_rise_c) or running slow (speed_factor)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    machine_id: Id
+    at_s: int = Field(ge=0)
+    duration_s: int = Field(gt=0)
+    temperature_rise_c: float = 0.0
+    speed_factor: float = 1.0
+
+
 class Plant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     site: Id
     seed: int = 2026
     workshops: tuple[Workshop, ...]
+    injected_states: tuple[InjectedState, ...] = ()
+    injected_anomalies: tuple[InjectedAnomaly, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Plant:

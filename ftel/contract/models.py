@@ -43,7 +43,8 @@ class GatewayStatus(_Payload):
 
     online: bool
     boot_id: EpochMs
-    machines: tuple[Id, ...] = ()
+    # machine id -> machine type: lets a death mark each of the gateway's machines OFFLINE.
+    machines: dict[Id, MachineType] = {}
 
 
 class Heartbeat(_Payload):

@@ -1,0 +1,72 @@
+"""`ftel`: one console script; each package registers its own subcommands (a module with ``register``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ftel.settings import Settings, load_settings
+
+# Each module has register(subparsers) and sets `handler` on its parsers: handler(args, settings) -> exit code.
+COMMAND_MODULES = (
+    "ftel.stack.cli",
+    "ftel.run",
+    "simulators.cli",
+    "gateway.cli",
+    "ingest.cli",
+    "dashboards.cli",
+    "alerts.cli",
+)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class CliError(RuntimeError):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftel",
+        description="Factory telemetry for cashmere workshops: simulated or real machines → edge gateways → "
+        "MQTT → ingest workers → InfluxDB → Grafana boards, shift reports and maintenance alerts.",
+        epilog="Settings come from FTEL_* environment variables or a YAML file (--config); see README.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML settings file (same keys as the FTEL_* variables)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name and (name == error.name or name.startswith(error.name + ".")):
+                continue  # a command module not written yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except CliError as error:
+        print(f"ftel: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

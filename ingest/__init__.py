@@ -1,0 +1,1 @@
+"""Ingest workers: MQTT shared subscription → validate → line protocol → batched writes → ack after write."""
