@@ -1,0 +1,142 @@
+"""`ftel simulate`: run a simulated plant through real gateways, generate plant files, write ledgers, backfill."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from ftel.settings import Settings
+from gateway.runner import Progress
+from simulators.backfill import backfill
+from simulators.clock import SimClock, wall_ms
+from simulators.ledger import plant_ledger, write_ledger
+from simulators.plant import dump_plant, generate_plant
+from simulators.session import SimulationRun, plant_from_settings, run_gateways
+
+console = Console(stderr=True)
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '2h', '1d' or plain seconds → milliseconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    scale = units.get(text[-1:], None)
+    number = float(text[:-1] if scale else text)
+    return int(number * (scale or 1) * 1000)
+
+
+def start_of(args: argparse.Namespace, duration_ms: int, window_ms: int) -> int:
+    """--start-ms if given, else long enough ago that the whole run is in the past, on a window edge."""
+    if args.start_ms is not None:
+        return int(args.start_ms)
+    begin = wall_ms() - duration_ms - window_ms
+    return begin - begin % window_ms
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, duration_default: str | None) -> None:
+    parser.add_argument("--duration", default=duration_default,
+                        help="simulated time to run, e.g. 2h, 90m (default: until Ctrl-C)")
+    parser.add_argument("--speedup", type=float, help="simulated seconds per wall second (FTEL_SIMULATION__SPEEDUP)")
+    parser.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: the run ends about now)")
+    parser.add_argument("--anchor-ms", type=int,
+                        help="wall-clock epoch ms when simulated time was --start-ms (share one plant clock "
+                        "between processes; default: now)")
+    parser.add_argument("--plant", type=Path, help="plant YAML (default: the built-in two-workshop plant)")
+    parser.add_argument("--ledger", type=Path, help="write the ground-truth ledger (JSON Lines) here at the end")
+
+
+def simulation_run(args: argparse.Namespace, settings: Settings) -> SimulationRun:
+    if args.plant:
+        settings.simulation.plant = args.plant
+    plant = plant_from_settings(settings)
+    window_ms = settings.simulation.window_s * 1000
+    duration_ms = parse_duration(args.duration) if args.duration else None
+    start_ms = start_of(args, duration_ms or 0, window_ms)
+    speedup = args.speedup or settings.simulation.speedup
+    clock = SimClock(start_ms, speedup, args.anchor_ms if args.anchor_ms is not None else wall_ms())
+    end_ms = start_ms + duration_ms if duration_ms is not None else None
+    return SimulationRun(plant, start_ms, end_ms, clock)
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def print_progress(workshop: str, p: Progress) -> None:
+    link = "connected" if p.connected else "[red]broker away, spooling[/red]"
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] gateway [bold]{workshop}[/bold] sim "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.sim_ms / 1000))}Z  published {p.published}"
+                  f"  acked {p.acknowledged}  spool {p.spool_depth}  dropped {p.dropped}  {link}")
+
+
+def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, workshops: list[str] | None) -> None:
+    end = run.end_ms if run.end_ms is not None else run.clock.now_ms()
+    rows = (row for w in (workshops or [w.id for w in run.plant.workshops])
+            for row in plant_ledger(run.plant, start_ms=run.start_ms, end_ms=end,
+                                    window_ms=settings.simulation.window_s * 1000, workshop=w))
+    count = write_ledger(rows, path)
+    console.print(f"ledger: {count} machine-windows → {path}")
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "generate":
+        plant = generate_plant(args.machines, site=settings.site, per_workshop=args.per_workshop)
+        Path(args.out).write_text(dump_plant(plant))
+        console.print(f"plant with {plant.machine_count} machines in {len(plant.workshops)} workshops → {args.out}")
+        return 0
+    run = simulation_run(args, settings)
+    if args.action == "ledger":
+        if run.end_ms is None:
+            from ftel.cli import CliError
+
+            raise CliError("ledger needs --duration (and usually --start-ms)")
+        write_run_ledger(run, settings, args.ledger or Path("ledger.jsonl"), None)
+        return 0
+    if args.action == "backfill":
+        end = run.end_ms or wall_ms()
+        with console.status("backfilling…") as status:
+            points = backfill(run.plant, settings.influx, start_ms=run.start_ms, end_ms=end,
+                              window_ms=settings.simulation.window_s * 1000,
+                              telemetry_interval_ms=settings.simulation.telemetry_interval_s * 1000,
+                              on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"))
+        console.print(f"wrote {points} points for {run.plant.machine_count} machines into {settings.influx.database}")
+        return 0
+    stop = stop_on_signals()
+    console.print(f"simulating {run.plant.machine_count} machines in {len(run.plant.workshops)} workshops at "
+                  f"{run.clock.speedup:g}× → MQTT {settings.mqtt.host}:{settings.mqtt.port}")
+    results = run_gateways(run, settings, stop, on_progress=print_progress)
+    for workshop, final in results.items():
+        print_progress(workshop, final)
+    if args.ledger:
+        write_run_ledger(run, settings, args.ledger, None)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="run a simulated plant through its gateways; generate plants; write ledgers; backfill",
+        description="Seeded, reproducible simulated workshops (carding, spinning, flat knitting). `run` drives "
+        "every workshop's gateway to MQTT; `generate` writes a plant of N machines; `ledger` writes the exact "
+        "ground truth for a period; `backfill` writes a past period straight into InfluxDB.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser("run", help="simulate the plant live through its gateways (load tests)")
+    add_run_options(run, duration_default=None)
+    generate = actions.add_parser("generate", help="write a plant file of N machines (county-scale load tests)")
+    generate.add_argument("--machines", type=int, required=True)
+    generate.add_argument("--per-workshop", type=int, default=500, help="machines per workshop (one gateway each)")
+    generate.add_argument("--out", type=Path, default=Path("plant.yaml"))
+    ledger = actions.add_parser("ledger", help="write the ground-truth ledger for a period, without running it")
+    add_run_options(ledger, duration_default=None)
+    fill = actions.add_parser("backfill", help="simulate a past period straight into InfluxDB (no MQTT)")
+    add_run_options(fill, duration_default="8h")
+    parser.set_defaults(handler=_simulate)
