@@ -118,12 +118,14 @@ class Gateway:
         stop: threading.Event,
         *,
         end_ms: int | None = None,
+        first_read_ms: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 2.0,
     ) -> Progress:
+        """``first_read_ms``: when to start watching (a fresh simulation: its start); default: now."""
         t = self._timing
         self.publisher.start()
-        last = self._now_ms()
+        last = self._now_ms() if first_read_ms is None else first_read_ms
         if end_ms is not None:
             last = min(last, end_ms)
         self._publish([tracker.meta(last) for tracker in self._trackers])

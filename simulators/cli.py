@@ -18,7 +18,7 @@ from simulators.ledger import plant_ledger, write_ledger
 from simulators.plant import dump_plant, generate_plant
 from simulators.session import SimulationRun, plant_from_settings, run_gateways
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def parse_duration(text: str) -> int:
@@ -60,7 +60,7 @@ def simulation_run(args: argparse.Namespace, settings: Settings) -> SimulationRu
     speedup = args.speedup or settings.simulation.speedup
     clock = SimClock(start_ms, speedup, args.anchor_ms if args.anchor_ms is not None else wall_ms())
     end_ms = start_ms + duration_ms if duration_ms is not None else None
-    return SimulationRun(plant, start_ms, end_ms, clock)
+    return SimulationRun(plant, start_ms, end_ms, clock, watch_from_start=args.anchor_ms is None)
 
 
 def stop_on_signals() -> threading.Event:

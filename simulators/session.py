@@ -27,6 +27,12 @@ class SimulationRun:
     start_ms: int
     end_ms: int | None
     clock: SimClock
+    # A fresh run watches from its start; a gateway joining a running plant clock watches from now.
+    watch_from_start: bool = True
+
+    @property
+    def first_read_ms(self) -> int | None:
+        return self.start_ms if self.watch_from_start else None
 
     def timing(self, settings: Settings) -> GatewayTiming:
         s = settings.simulation
@@ -64,7 +70,8 @@ def run_gateways(
         try:
             gateway = run.gateway(settings, workshop_id)
             report = (lambda p: on_progress(workshop_id, p)) if on_progress else None
-            results[workshop_id] = gateway.run(stop, end_ms=run.end_ms, on_progress=report)
+            results[workshop_id] = gateway.run(stop, end_ms=run.end_ms, first_read_ms=run.first_read_ms,
+                                               on_progress=report)
         except BaseException as error:  # surfaced to the caller below; one thread's failure stops the run
             errors.append(error)
             stop.set()

@@ -27,3 +27,51 @@ class Services:
             influx=influx,
             **overrides,  # type: ignore[arg-type]
         )
+
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for an `ftel` subprocess that uses these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTEL_")}
+    env |= {
+        "FTEL_MQTT__PORT": str(settings.mqtt.port),
+        "FTEL_INFLUX__URL": settings.influx.url,
+        "FTEL_INFLUX__DATABASE": settings.influx.database,
+        "FTEL_INFLUX__RETENTION_POLICY": settings.influx.retention_policy,
+        "FTEL_SITE": settings.site,
+        **extra,
+    }
+    return env
+
+
+def start_ftel(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "ftel.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def wait_until(check: Callable[[], T | None], *, timeout_s: float, what: str, every_s: float = 0.2) -> T:
+    """Poll until ``check`` returns something truthy; fail with ``what`` after the (generous) timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout_s:.0f} s")
+        time.sleep(every_s)
+
+
+def wait_for_log(log: Path, text: str, *, timeout_s: float = 60) -> None:
+    wait_until(lambda: log.exists() and text in log.read_text(errors="replace"), timeout_s=timeout_s,
+               what=f"{text!r} in {log}")
