@@ -1,0 +1,33 @@
+# The README's two commands: `make run` (the whole pipeline, live) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := mosquitto influxdb chromium python3-venv
+
+.PHONY: setup run test bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	@if [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "not root: make sure these Debian packages are installed: $(DEBIAN_PACKAGES)"; fi
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/ftel run
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/pipeline.py
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts
+
+clean:
+	rm -rf $(VENV) .ftel artifacts
