@@ -74,6 +74,8 @@ class MachineModel:
         start_ms: int,
         forced: tuple[ForcedSegment, ...] = (),
         anomalies: tuple[Anomaly, ...] = (),
+        initial_service_ms: int | None = None,
+        planned_maintenance: bool = True,
     ) -> None:
         self.spec = spec
         self.profile: Profile = PROFILES[spec.type]
@@ -83,6 +85,13 @@ class MachineModel:
         self.anomalies = anomalies
         self.unit_cost = unit_cost(spec.type)
         self.service_interval_ms = int(spec.service_interval_h * 3600 * 1000)
+        # Injected service overdue: a given starting run time since maintenance, and no planned maintenance.
+        self.initial_service_ms = initial_service_ms
+        self.planned_maintenance = planned_maintenance
+
+    def _initial_service(self, rng: random.Random) -> int:
+        drawn = rng.randrange(self.service_interval_ms)  # drawn either way: the random life stays the same
+        return drawn if self.initial_service_ms is None else self.initial_service_ms
 
     def _ms(self, rng: random.Random, mean_s: float) -> int:
         return max(int(MIN_STOP_S * 1000), int(rng.expovariate(1.0 / mean_s) * 1000))
@@ -92,7 +101,7 @@ class MachineModel:
         rng = random.Random(self.seed ^ self.start_ms)
         p = self.profile
         t = self.start_ms
-        service_ms = rng.randrange(self.service_interval_ms)
+        service_ms = self._initial_service(rng)
         while True:
             # A running stretch ends at the first of: a fault, a changeover, a short idle, a handover, service due.
             ends: list[tuple[int, MachineState, str | None]] = [
@@ -100,7 +109,9 @@ class MachineModel:
             ]
             ends.append((t + self._ms(rng, p.mean_between_setups_s), MachineState.SETUP, None))
             ends.append((t + self._ms(rng, p.mean_between_idles_s), MachineState.IDLE, None))
-            ends.append((t + max(1000, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
+            if self.planned_maintenance:
+                due = t + max(1000, self.service_interval_ms - service_ms)
+                ends.append((due, MachineState.MAINTENANCE, None))
             handover = (t // SHIFT_MS + 1) * SHIFT_MS
             ends.append((handover, MachineState.IDLE, "handover"))
             end, state, reason = min(ends, key=lambda e: e[0])
@@ -147,7 +158,7 @@ class MachineModel:
         progress = 0
         service_ms = 0
         pending: tuple[int, int, MachineState, str | None, int] | None = None
-        initial_service = random.Random(self.seed ^ self.start_ms).randrange(self.service_interval_ms)
+        initial_service = self._initial_service(random.Random(self.seed ^ self.start_ms))
         service_ms = initial_service
         for piece in self._with_forced():
             if pending is None:
@@ -194,9 +205,13 @@ def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) ->
         anomaly = Anomaly(start_ms + a.at_s * 1000, start_ms + (a.at_s + a.duration_s) * 1000,
                           a.temperature_rise_c, a.speed_factor)
         anomalies.setdefault(a.machine_id, []).append(anomaly)
+    overdue = {o.machine_id: int(o.run_hours * 3_600_000) for o in plant.injected_service_overdue}
     return [
         (w.id, MachineModel(spec, plant_seed=plant.seed, start_ms=start_ms,
-                            forced=tuple(forced.get(spec.id, ())), anomalies=tuple(anomalies.get(spec.id, ()))))
+                            forced=tuple(forced.get(spec.id, ())),
+                            anomalies=tuple(anomalies.get(spec.id, ())),
+                            initial_service_ms=overdue.get(spec.id),
+                            planned_maintenance=spec.id not in overdue))
         for w in plant.workshops
         if workshop is None or w.id == workshop
         for spec in w.machines

@@ -76,6 +76,16 @@ class InjectedAnomaly(BaseModel):
     speed_factor: float = 1.0
 
 
+class InjectedServiceOverdue(BaseModel):
+    """A machine that starts ``run_hours`` past its last maintenance and gets no planned maintenance (it is
+    overdue until an injected MAINTENANCE state services it): an injected fault for tests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    machine_id: Id
+    run_hours: float = Field(gt=0)
+
+
 class Plant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,6 +94,7 @@ class Plant(BaseModel):
     workshops: tuple[Workshop, ...]
     injected_states: tuple[InjectedState, ...] = ()
     injected_anomalies: tuple[InjectedAnomaly, ...] = ()
+    injected_service_overdue: tuple[InjectedServiceOverdue, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Plant:

@@ -1,0 +1,130 @@
+"""The worker's durable state (sqlite3): the engine snapshot and the outbox of deliveries, in one file.
+
+A commit stores the snapshot and the outbox rows of the transitions it caused in one transaction; only then
+does the worker acknowledge the MQTT messages behind them. After a SIGKILL the broker redelivers whatever was
+not acknowledged, the engine (restored from the snapshot) recomputes the same transitions, and the outbox's
+primary key (sink, event id) makes them land once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    delivered REAL,
+    last_error TEXT,
+    UNIQUE (sink, event_id)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, delivered, seq);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    seq: int
+    sink: str
+    event_id: str
+    body: str
+    attempts: int
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def snapshot(self) -> str | None:
+        row = self._db.execute("SELECT body FROM snapshot WHERE id = 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def commit(self, snapshot: str, items: list[tuple[str, str, str]]) -> int:
+        """Store the snapshot and (sink, event id, body) outbox rows atomically; return how many are new."""
+        added = 0
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO snapshot (id, body) VALUES (1, ?)", (snapshot,))
+            for sink, event_id, body in items:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (sink, event_id, body) VALUES (?, ?, ?)",
+                    (sink, event_id, body),
+                )
+                added += cursor.rowcount
+        return added
+
+    def due(self, sink: str, *, limit: int, now: float | None = None) -> list[OutboxItem]:
+        """Undelivered rows of one sink, oldest first, up to the first that is waiting for a retry."""
+        now = time.time() if now is None else now
+        rows = self._db.execute(
+            "SELECT seq, sink, event_id, body, attempts, next_try FROM outbox "
+            "WHERE sink = ? AND delivered IS NULL ORDER BY seq LIMIT ?",
+            (sink, limit),
+        ).fetchall()
+        out: list[OutboxItem] = []
+        for seq, sink_, event_id, body, attempts, next_try in rows:
+            if next_try > now:
+                break  # keep order: later events wait behind one that is backing off
+            out.append(OutboxItem(seq, sink_, event_id, body, attempts))
+        return out
+
+    def next_retry(self, sink: str) -> float | None:
+        row = self._db.execute(
+            "SELECT next_try FROM outbox WHERE sink = ? AND delivered IS NULL ORDER BY seq LIMIT 1", (sink,)
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def delivered(self, items: list[OutboxItem]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE outbox SET delivered = ? WHERE seq = ?", [(time.time(), i.seq) for i in items]
+            )
+
+    def failed(self, item: OutboxItem, *, retry_in_s: float, error: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE seq = ?",
+                (time.time() + retry_in_s, error[:500], item.seq),
+            )
+
+    def pending(self, sink: str | None = None) -> int:
+        if sink is None:
+            row = self._db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL").fetchone()
+        else:
+            row = self._db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL AND sink = ?",
+                                   (sink,)).fetchone()
+        return int(row[0])
+
+    def purge_delivered(self, older_than_s: float) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?",
+                             (time.time() - older_than_s,))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,383 @@
+"""The alert worker (I/O shell): MQTT in, engine, durable commit, MQTT ack, deliveries out.
+
+* Its own shared-subscription group on the data topics (``$share/<group>/ftel/v1/<site>/+/+/+/+``), a
+  persistent session (clean start off, Session Expiry Interval) and manual acknowledgement: a message is
+  acknowledged only after the engine state it produced and the outbox rows of the alerts it caused are
+  committed, so a SIGKILL loses nothing (the broker redelivers) and repeats nothing (replays recompute the
+  same alert ids; the outbox keeps one row per (sink, event)).
+* Retained machine meta and gateway status come through a plain subscription as well: a shared subscription
+  receives no retained messages.
+* Without a local snapshot (a new host) the worker first rebuilds its open alerts from the retained alert
+  topics ``ftel/v1/alerts/<alert id>``.
+* Deliveries drain the outbox in their own tasks (MQTT retained topic, InfluxDB, each webhook), each with
+  its own timeout and backoff, so a slow or dead receiver never holds up evaluation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from alerts.delivery import (
+    ACK_TOPIC,
+    INFLUX_SINK,
+    MQTT_SINK,
+    alert_point,
+    alert_topic,
+    backoff_s,
+    post_webhook,
+    record_json,
+    webhook_body,
+    webhook_sink,
+)
+from alerts.engine import Engine, EngineState
+from alerts.errors import DeliveryError
+from alerts.lifecycle import AlertRecord
+from alerts.rules import AlertConfig, WebhookTarget
+from alerts.store import OutboxItem, Store
+from ftel.contract import ContractError, data_filter, decode, shared
+from ftel.contract.topics import ALERT_PREFIX, PREFIX
+from ftel.settings import Settings
+from ingest.lineproto import encode_batch
+from ingest.writer import WriteError, make_writer
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "alerts.sqlite"
+# How many outbox rows one MQTT or InfluxDB delivery round takes.
+DELIVERY_BATCH = 200
+# Idle deliverers look at the outbox at least this often (a commit wakes them at once).
+IDLE_POLL_S = 1.0
+# Delivered outbox rows are kept this long (a replay after a restart finds them and does not send again).
+KEEP_DELIVERED_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AckCommand:
+    alert_id: str
+    by: str
+
+    @classmethod
+    def parse(cls, payload: bytes) -> AckCommand:
+        try:
+            data = json.loads(payload)
+            return cls(alert_id=str(data["alert_id"]), by=str(data.get("by") or "unknown"))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ContractError(f"invalid ack command: {error}") from error
+
+    def encode(self) -> bytes:
+        return json.dumps({"alert_id": self.alert_id, "by": self.by}).encode()
+
+
+def session_properties(expiry_s: int) -> Properties:
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = expiry_s
+    return properties
+
+
+@dataclass
+class _Pending:
+    records: list[AlertRecord] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)
+    since: float = 0.0
+
+
+class AlertWorker:
+    def __init__(self, settings: Settings, config: AlertConfig, *, site: str | None = None) -> None:
+        self.settings = settings
+        self.config = config
+        self.options = config.worker
+        self.site = site or settings.site
+        self.store = Store(Path(self.options.state_dir) / STORE_FILE)
+        snapshot = self.store.snapshot()
+        state = EngineState.model_validate_json(snapshot) if snapshot else None
+        self.engine = Engine(config, state)
+        self._rebuild = snapshot is None
+        self._pending = _Pending()
+        self.sinks = [MQTT_SINK, INFLUX_SINK, *(webhook_sink(t) for t in config.webhooks)]
+        self._wake: dict[str, asyncio.Event] = {}
+        self.messages_seen = 0
+
+    @property
+    def client_id(self) -> str:
+        return self.options.client_id or f"ftel-alerts-{self.options.group}"
+
+    # -- main --------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._wake = {sink: asyncio.Event() for sink in self.sinks}
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._mqtt_loop(stop))
+                tasks.create_task(self._influx_loop(stop))
+                for target in self.config.webhooks:
+                    tasks.create_task(self._webhook_loop(target, stop))
+        finally:
+            self.store.close()
+
+    async def _mqtt_loop(self, stop: asyncio.Event) -> None:
+        mqtt = self.settings.mqtt
+        while not stop.is_set():
+            client = aiomqtt.Client(
+                mqtt.host, mqtt.port, identifier=self.client_id, protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False, properties=session_properties(self.options.session_expiry_s),
+                keepalive=mqtt.keepalive_s, username=mqtt.username,
+                password=mqtt.password.get_secret_value() if mqtt.password else None,
+            )
+            # Acknowledge only after the commit (see the module docstring). aiomqtt has no switch for it;
+            # paho's own is set on the client it wraps.
+            client._client.manual_ack_set(True)
+            try:
+                async with client:
+                    log.info("alert worker %s connected to %s:%s", self.client_id, mqtt.host, mqtt.port)
+                    if self._rebuild:
+                        await self._rebuild_from_retained(client)
+                    await self._subscribe(client)
+                    await _until_stopped(stop, self._consume(client), self._publish_loop(client, stop))
+                    self._flush(client)
+            except aiomqtt.MqttError as error:
+                self._pending = _Pending()  # unacknowledged: the broker redelivers them
+                log.warning("alert worker lost the broker (%s); reconnecting", error)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.options.reconnect_s)
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        site_filter = data_filter(self.site)
+        await client.subscribe(shared(self.options.group, site_filter), qos=1)
+        # Retained meta and status (a shared subscription gets no retained messages).
+        await client.subscribe(f"{PREFIX}/{self.site}/+/+/+/meta", qos=1)
+        await client.subscribe(f"{PREFIX}/{self.site}/+/gateway/+/status", qos=1)
+        await client.subscribe(ACK_TOPIC, qos=1)
+
+    async def _rebuild_from_retained(self, client: aiomqtt.Client) -> None:
+        """Adopt the alerts the retained alert topics know (a worker that lost or never had local state)."""
+        topic = f"{ALERT_PREFIX}/+"
+        await client.subscribe(topic, qos=1)
+        found: list[AlertRecord] = []
+        deadline = time.monotonic() + self.options.rebuild_max_s
+        iterator = aiomqtt_messages(client)
+        while time.monotonic() < deadline:
+            try:
+                message = await asyncio.wait_for(anext(iterator), self.options.rebuild_quiet_s)
+            except TimeoutError:
+                break
+            self._pending.acks.append((message.mid, message.qos))
+            if not str(message.topic).startswith(f"{ALERT_PREFIX}/") or not message.payload:
+                continue
+            try:
+                record = AlertRecord.model_validate_json(_payload(message))
+            except ValidationError as error:
+                log.warning("ignoring unreadable retained alert on %s: %s", message.topic, error)
+                continue
+            if self.site in ("+", record.site):
+                found.append(record)
+        await client.unsubscribe(topic)
+        restored = self.engine.lifecycle.restore(found)
+        clocks = [r.changed_ms for r in found]
+        if clocks:
+            self.engine.state.clock_ms = max(self.engine.state.clock_ms, *clocks)
+        log.info("rebuilt %d alerts from retained alert topics", restored)
+        self._rebuild = False
+        self._flush(client)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self._handle(str(message.topic), _payload(message))
+            self._pending.acks.append((message.mid, message.qos))
+            p = self._pending
+            if (len(client.messages) == 0 or len(p.acks) >= self.options.flush_max_messages
+                    or time.monotonic() - p.since >= self.options.flush_interval_s):
+                self._flush(client)
+
+    def _handle(self, topic: str, payload: bytes) -> None:
+        """One message in; a bad one is logged and skipped, never stops the stream."""
+        self.messages_seen += 1
+        try:
+            if topic == ACK_TOPIC:
+                command = AckCommand.parse(payload)
+                acked = self.engine.acknowledge(command.alert_id, by=command.by)
+                if acked is None:
+                    log.warning("ack for %s ignored: no such firing alert", command.alert_id)
+                else:
+                    self._pending.records.append(acked)
+                return
+            if topic.startswith(f"{ALERT_PREFIX}/"):
+                return  # left over from a rebuild subscription
+            _, message = decode(topic, payload)
+            self._pending.records.extend(self.engine.observe(message))
+        except ContractError as error:
+            log.debug("skipping %s: %s", topic, error)
+        except Exception:
+            log.exception("alert engine failed on a message from %s; skipped", topic)
+
+    def _flush(self, client: aiomqtt.Client) -> None:
+        p, self._pending = self._pending, _Pending(since=time.monotonic())
+        items: list[tuple[str, str, str]] = []
+        for record in p.records:
+            log.info("alert %s %s: %s", record.alert_id, record.status.value, record.summary)
+            body = record_json(record)
+            items.append((MQTT_SINK, record.event_id, body))
+            items.append((INFLUX_SINK, record.event_id, body))
+            items.extend((webhook_sink(t), record.event_id, webhook_body(record))
+                         for t in self.config.webhooks)
+        self.store.commit(self.engine.state.model_dump_json(), items)
+        for mid, qos in p.acks:
+            if qos > 0:
+                client._client.ack(mid, qos)
+        if items:
+            for event in self._wake.values():
+                event.set()
+
+    # -- deliveries --------------------------------------------------------------------------------------
+
+    async def _idle(self, sink: str, stop: asyncio.Event) -> None:
+        wake = self._wake[sink]
+        timeout = IDLE_POLL_S
+        next_try = self.store.next_retry(sink)
+        if next_try is not None:
+            timeout = min(timeout, max(0.01, next_try - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_first(wake.wait(), stop.wait()), timeout)
+        wake.clear()
+
+    async def _publish_loop(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            items = self.store.due(MQTT_SINK, limit=DELIVERY_BATCH)
+            for item in items:
+                record = AlertRecord.model_validate_json(item.body)
+                await client.publish(alert_topic(record.alert_id), item.body, qos=1, retain=True)
+            if items:
+                self.store.delivered(items)
+            else:
+                await self._idle(MQTT_SINK, stop)
+
+    async def _influx_loop(self, stop: asyncio.Event) -> None:
+        writer = make_writer(self.settings.influx)
+        o = self.options
+        while not stop.is_set():
+            items = self.store.due(INFLUX_SINK, limit=DELIVERY_BATCH)
+            if not items:
+                await self._idle(INFLUX_SINK, stop)
+                continue
+            body = encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items])
+            try:
+                await asyncio.to_thread(writer.write, body)
+            except WriteError as error:
+                delay = backoff_s(items[0].attempts, initial_s=o.influx_retry_initial_s,
+                                  max_s=o.influx_retry_max_s, base=2.0)
+                log.warning("alerts not written to InfluxDB (%s); retrying in %.1f s", error, delay)
+                self.store.failed(items[0], retry_in_s=delay, error=str(error))
+                await self._idle(INFLUX_SINK, stop)
+            else:
+                self.store.delivered(items)
+
+    async def _webhook_loop(self, target: WebhookTarget, stop: asyncio.Event) -> None:
+        sink = webhook_sink(target)
+        while not stop.is_set():
+            items = self.store.due(sink, limit=1)
+            if not items:
+                await self._idle(sink, stop)
+                continue
+            await self._send(target, items[0])
+
+    async def _send(self, target: WebhookTarget, item: OutboxItem) -> None:
+        try:
+            await asyncio.to_thread(post_webhook, target, item.body)
+        except DeliveryError as error:
+            delay = backoff_s(item.attempts, initial_s=target.retry_initial_s, max_s=target.retry_max_s,
+                              base=target.retry_exponential_base)
+            log.warning("%s (attempt %d); retrying in %.1f s", error, item.attempts + 1, delay)
+            self.store.failed(item, retry_in_s=delay, error=str(error))
+        else:
+            self.store.delivered([item])
+
+
+def aiomqtt_messages(client: aiomqtt.Client) -> aiomqtt.client.MessagesIterator:
+    return client.messages
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return str(payload).encode()
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _until_stopped(stop: asyncio.Event, *work: Awaitable[None]) -> None:
+    """Run ``work`` until ``stop`` is set; an error in any of them (a lost broker) propagates."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper:
+                task.result()
+    finally:
+        for task in [*tasks, stopper]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+
+class WorkerThread:
+    """Runs an AlertWorker on its own event loop in a thread (tests, all-in-one runs)."""
+
+    def __init__(self, worker: AlertWorker) -> None:
+        self.worker = worker
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="alert-worker", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self.worker.run(self._stop)
+
+        try:
+            asyncio.run(main())
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+
+    def start(self) -> WorkerThread:
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None:
+            stop = self._stop
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout_s)
+        if self._error is not None:
+            raise self._error
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the worker's loop (e.g. to read its state consistently)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn)
