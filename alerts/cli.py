@@ -140,10 +140,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def rules_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rules", type=Path, help="rules YAML (default: the built-in alerts/rules.yaml)")
 
-    run = sub.add_parser("run", help="run the alert worker",
-                         description="Subscribes to the event stream with its own shared-subscription "
-                         "group and a persistent session, evaluates the rules, publishes each alert retained on "
-                         "ftel/v1/alerts/<id>, writes the alerts measurement and calls webhooks.")
+    run = sub.add_parser(
+        "run", help="run the alert worker",
+        description="Subscribes to the event stream with its own shared-subscription group and a persistent "
+        "session, evaluates the rules, publishes each alert retained on ftel/v1/alerts/<id>, writes the "
+        "alerts measurement and calls webhooks.",
+    )
     rules_option(run)
     run.add_argument("--site", help="only this site (default: settings' site; '+' for every site)")
     run.add_argument("--state-dir", type=Path, help="where the snapshot and outbox live (sqlite)")

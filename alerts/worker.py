@@ -109,6 +109,8 @@ class AlertWorker:
         self.sinks = [MQTT_SINK, INFLUX_SINK, *(webhook_sink(t) for t in config.webhooks)]
         self._wake: dict[str, asyncio.Event] = {}
         self.messages_seen = 0
+        # Set once the worker's subscriptions are in place (its persistent session holds them from then on).
+        self.subscribed = threading.Event()
 
     @property
     def client_id(self) -> str:
@@ -160,6 +162,9 @@ class AlertWorker:
         await client.subscribe(f"{PREFIX}/{self.site}/+/+/+/meta", qos=1)
         await client.subscribe(f"{PREFIX}/{self.site}/+/gateway/+/status", qos=1)
         await client.subscribe(ACK_TOPIC, qos=1)
+        log.info("alert worker %s subscribed (group %s, site %s)", self.client_id, self.options.group,
+                 self.site)
+        self.subscribed.set()
 
     async def _rebuild_from_retained(self, client: aiomqtt.Client) -> None:
         """Adopt the alerts the retained alert topics know (a worker that lost or never had local state)."""
