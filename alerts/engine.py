@@ -104,7 +104,9 @@ class Engine:
         if isinstance(message, GatewayStatus):
             self._status(gateway, message)
         else:
-            gateway.last_seen_ms = max(gateway.last_seen_ms, message.ts)
+            # Arrival is proof of life now, even for an old message (a gateway draining its spool, or one
+            # whose clock runs a little behind the others): silence is judged on the engine's clock.
+            gateway.last_seen_ms = max(gateway.last_seen_ms, message.ts, st.clock_ms)
             dead_since = gateway.dead_since_ms
             if isinstance(message, Heartbeat) and dead_since is not None and message.ts > dead_since:
                 gateway.online, gateway.dead_since_ms = True, None
@@ -144,7 +146,7 @@ class Engine:
         if status.online:
             # A birth: the gateway is back (its boot may be newer than anything we saw from it).
             gateway.online, gateway.dead_since_ms = True, None
-            gateway.last_seen_ms = max(gateway.last_seen_ms, status.ts)
+            gateway.last_seen_ms = max(gateway.last_seen_ms, status.ts, self.state.clock_ms)
         elif gateway.online:
             # The last will carries the time it was set up (at the gateway's start), so the death is dated
             # by the last thing we heard from the gateway instead.

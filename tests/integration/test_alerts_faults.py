@@ -21,7 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from alerts.lifecycle import AlertRecord, Status
 from alerts.rules import AlertConfig, load_config
-from alerts.worker import AlertWorker, WorkerThread
+from alerts.engine import EngineState
+from alerts.store import Store
+from alerts.worker import STORE_FILE, AlertWorker, WorkerThread
 from ftel.contract.states import MachineState, MachineType
 from ftel.contract.topics import ALERT_PREFIX
 from ftel.influx import InfluxQuery
@@ -40,7 +42,7 @@ from simulators.plant import (
     Workshop,
     default_plant,
 )
-from tests.support import Services, unique, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
@@ -312,6 +314,25 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
                timeout_s=30, what="alerts measurement in InfluxDB")
 
 
+def worker_process(settings: Settings, tmp_path: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
+    """`ftel alerts run` as its own process, as deployed."""
+    return start_ftel(["alerts", "run", "--state-dir", str(tmp_path / "state"), "--group", group],
+                      ftel_env(settings), log)
+
+
+def worker_clock(tmp_path: Path) -> int:
+    """The engine clock the worker last committed (read from its store)."""
+    path = tmp_path / "state" / STORE_FILE
+    if not path.exists():
+        return 0
+    store = Store(path)
+    try:
+        snapshot = store.snapshot()
+    finally:
+        store.close()
+    return EngineState.model_validate_json(snapshot).clock_ms if snapshot else 0
+
+
 def test_fault_free_shift_raises_no_alert(
     services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap]
 ) -> None:
@@ -320,17 +341,26 @@ def test_fault_free_shift_raises_no_alert(
     plant = default_plant(site)
     tap = AlertTap(settings, site)
     tap_factory.append(tap)
-    worker = AlertWorker(settings, alert_config(tmp_path))
-    thread = WorkerThread(worker).start()
+    log = tmp_path / "worker.log"
+    # Every gateway and the worker in its own process, as deployed: at a speed-up of 1000 a few milliseconds
+    # of thread scheduling are simulated seconds, which one shared interpreter would add to each gateway.
+    worker = worker_process(settings, tmp_path, unique("alerts"), log)
+    gateways: list[subprocess.Popen[bytes]] = []
     try:
-        wait_until(worker.subscribed.is_set, timeout_s=30, what="the alert worker's subscriptions")
+        wait_for_log(log, "subscribed")
         sc = scenario(plant, speedup=1000, tick_s=0.005, hours_back=12)
         end = sc.at(8 * 3600)
-        for g in run_gateways(sc, settings, [w.id for w in plant.workshops], end):
-            g.join(120)
-        wait_until(lambda: worker.engine.clock_ms >= end, timeout_s=30, what="the worker to see the shift end")
+        gateways = [gateway_process(sc, settings, w.id, end, tmp_path / "plant.json", sc.start_ms)
+                    for w in plant.workshops]
+        for g in gateways:
+            g.wait(120)
+        wait_until(lambda: worker_clock(tmp_path) >= end, timeout_s=60, what="the worker to see the shift end")
     finally:
-        thread.stop()
-    machines = len(worker.engine.state.machines)
-    assert machines == plant.machine_count
+        for g in gateways:
+            if g.poll() is None:
+                g.kill()
+                g.wait(10)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert worker.returncode == 0, log.read_text()
     assert tap.snapshot() == []
