@@ -123,12 +123,13 @@ class Scenario:
                    every_s=0.01)
 
 
-def scenario(plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10) -> Scenario:
-    """Simulated time from hours in the past (so a run never catches up with the wall clock), from now on.
-    Start it once the worker is subscribed: gateways' births are stamped with the clock's time."""
+def scenario(plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10, lead_s: float = 0.0) -> Scenario:
+    """Simulated time from hours in the past (so a run never catches up with the wall clock), running from
+    ``lead_s`` ahead: gateway processes need that long to start, and one that starts late would stamp its
+    birth well after the first readings of the others."""
     now = wall_ms()
     start = (now // HOUR_MS - hours_back) * HOUR_MS
-    clock = SimClock(start, speedup, now)
+    clock = SimClock(start, speedup, now + int(lead_s * 1000))
     timing = GatewayTiming(window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS,
                            tick_s=tick_s)
     return Scenario(plant, start, clock, timing)
@@ -314,9 +315,11 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
                timeout_s=30, what="alerts measurement in InfluxDB")
 
 
-def worker_process(settings: Settings, tmp_path: Path, group: str, log: Path) -> subprocess.Popen[bytes]:
+def worker_process(settings: Settings, tmp_path: Path, group: str, log: Path,
+                   rules: Path | None = None) -> subprocess.Popen[bytes]:
     """`ftel alerts run` as its own process, as deployed."""
-    return start_ftel(["alerts", "run", "--state-dir", str(tmp_path / "state"), "--group", group],
+    extra = ["--rules", str(rules)] if rules else []
+    return start_ftel(["alerts", "run", "--state-dir", str(tmp_path / "state"), "--group", group, *extra],
                       ftel_env(settings), log)
 
 
@@ -348,7 +351,7 @@ def test_fault_free_shift_raises_no_alert(
     gateways: list[subprocess.Popen[bytes]] = []
     try:
         wait_for_log(log, "subscribed")
-        sc = scenario(plant, speedup=1000, tick_s=0.005, hours_back=12)
+        sc = scenario(plant, speedup=1000, tick_s=0.005, hours_back=12, lead_s=2.0)
         end = sc.at(8 * 3600)
         gateways = [gateway_process(sc, settings, w.id, end, tmp_path / "plant.json", sc.start_ms)
                     for w in plant.workshops]
