@@ -1,0 +1,104 @@
+"""Plant overview: machines by state now, utilisation (range, today, trend), downtime Pareto, worst machines,
+OEE per machine type."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import stat
+from grafana_foundation_sdk.models import common
+
+from dashboards import panels as p
+from dashboards import queries as q
+from dashboards.board import Board, Row
+from ftel.contract.states import STATE_ORDER, MachineType
+
+UID = "ftel-overview"
+
+
+def machines_by_state() -> stat.Panel:
+    panel = p.stat_panel(
+        "Machines by state now",
+        "How many machines of each workshop are in each state at the end of the range.",
+        *(q.machines_in_state(s) for s in STATE_ORDER),
+        w=24,
+        h=5,
+    ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+    return p.state_colour_overrides(panel, ".* {state}$")
+
+
+def utilisation_row() -> Row:
+    today = p.ratio_stat(
+        "Utilisation today", "Running time / observed time without OFFLINE, since midnight.", q.utilisation()
+    ).time_from("now/d")
+    return Row(
+        "Utilisation",
+        [
+            p.ratio_stat(
+                "Utilisation, selected range",
+                "Running time / observed time without OFFLINE over the selected range (a shift by default).",
+                q.utilisation(),
+            ),
+            today,
+            p.ratio_bars("Utilisation per workshop", "Over the selected range.", q.utilisation("workshop")),
+            p.ratio_bars(
+                "Utilisation per machine type", "Over the selected range.", q.utilisation("machine_type")
+            ),
+            p.timeseries(
+                "Utilisation trend per workshop",
+                "Utilisation in each interval; dips show where the time went.",
+                q.utilisation_trend("workshop"),
+                unit="percentunit",
+                w=24,
+            )
+            .min(0)
+            .max(1),
+        ],
+    )
+
+
+def downtime_row() -> Row:
+    pareto = p.bar_chart(
+        "Downtime by reason (Pareto)",
+        "Minutes DOWN per reason code over the range, largest first; the stops column counts stops begun.",
+        q.downtime_by_reason(),
+        x_field="reason",
+        unit="m",
+        sort_field="minutes",
+        h=10,
+    ).with_transformation(p.organise({"minutes": "Minutes down"}, hide=("Time", "stops")))
+    worst = p.table_panel(
+        "Ten machines with most downtime",
+        "DOWN time per machine over the range.",
+        q.worst_machines(),
+        h=10,
+        transformations=[
+            p.sort_by("down_ms"),
+            p.organise({"down_ms": "Down", "machine_id": "Machine", "workshop": "Workshop"}),
+        ],
+    ).override_by_name("Down", p.unit_is("ms"))
+    return Row("Downtime", [pareto, worst])
+
+
+def oee_row() -> Row:
+    return Row(
+        "OEE",
+        [
+            p.ratio_stat(
+                f"OEE, {t.value}",
+                "Availability (running / planned time), performance (units / rated units for running time), "
+                "quality (good / all units) and their product.",
+                q.oee(t),
+                w=8,
+            ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+            for t in MachineType
+        ],
+    )
+
+
+def board() -> Board:
+    return Board(
+        uid=UID,
+        title="Plant overview",
+        description="How busy every machine is, what is down now and where the downtime goes.",
+        variables=p.machine_variables(),
+        rows=[Row("Now", [machines_by_state()]), utilisation_row(), downtime_row(), oee_row()],
+    )
