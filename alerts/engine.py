@@ -152,6 +152,12 @@ class Engine:
             # by the last thing we heard from the gateway instead.
             gateway.online = False
             gateway.dead_since_ms = max(gateway.last_seen_ms, min(status.ts, self.state.clock_ms))
+            # Its machines' states are unknown from now on; the gateway reports each afresh when it is back.
+            for machine in self.state.machines.values():
+                if (machine.site, machine.workshop, machine.gateway_id) == (status.site, status.workshop,
+                                                                             status.gateway_id):
+                    machine.state, machine.reason = None, None
+                    machine.over_since.clear()
 
     def _state_change(self, machine: MachineObs, change: StateChange) -> None:
         if change.ts <= machine.last_event_ms:

@@ -19,7 +19,14 @@ from alerts.rules import WebhookTarget, load_config
 from ftel.contract.states import MachineState, MachineType
 from ftel.influx import InfluxQuery
 from ftel.stack.services import free_port
-from simulators.plant import InjectedAnomaly, InjectedServiceOverdue, InjectedState, MachineSpec, Plant, Workshop
+from simulators.plant import (
+    InjectedAnomaly,
+    InjectedServiceOverdue,
+    InjectedState,
+    MachineSpec,
+    Plant,
+    Workshop,
+)
 from tests.integration.test_alerts_faults import (
     MAX_LATENCY_MS,
     MINUTE_S,
@@ -81,29 +88,52 @@ class Receiver:
 def plant(site: str) -> Plant:
     return Plant(
         site=site,
-        workshops=(Workshop(id="yarn", name="Yarn", gateway_id="gw-yarn", machines=(
-            MachineSpec(id="CARD-001", type=MachineType.CARDING), MachineSpec(id="CARD-002", type=MachineType.CARDING),
-            MachineSpec(id="SPIN-001", type=MachineType.SPINNING))),),
-        injected_anomalies=(InjectedAnomaly(machine_id="CARD-001", at_s=5 * MINUTE_S, duration_s=10 * MINUTE_S,
-                                            temperature_rise_c=40.0),),
+        workshops=(
+            Workshop(
+                id="yarn",
+                name="Yarn",
+                gateway_id="gw-yarn",
+                machines=(
+                    MachineSpec(id="CARD-001", type=MachineType.CARDING),
+                    MachineSpec(id="CARD-002", type=MachineType.CARDING),
+                    MachineSpec(id="SPIN-001", type=MachineType.SPINNING),
+                ),
+            ),
+        ),
+        injected_anomalies=(
+            InjectedAnomaly(
+                machine_id="CARD-001", at_s=5 * MINUTE_S, duration_s=10 * MINUTE_S, temperature_rise_c=40.0
+            ),
+        ),
         injected_states=(
-            InjectedState(machine_id="SPIN-001", at_s=5 * MINUTE_S, duration_s=15 * MINUTE_S, reason="ends_down"),
-            InjectedState(machine_id="CARD-002", at_s=15 * MINUTE_S, duration_s=10 * MINUTE_S,
-                          state=MachineState.MAINTENANCE),
+            InjectedState(
+                machine_id="SPIN-001", at_s=5 * MINUTE_S, duration_s=15 * MINUTE_S, reason="ends_down"
+            ),
+            InjectedState(
+                machine_id="CARD-002",
+                at_s=15 * MINUTE_S,
+                duration_s=10 * MINUTE_S,
+                state=MachineState.MAINTENANCE,
+            ),
         ),
         injected_service_overdue=(InjectedServiceOverdue(machine_id="CARD-002", run_hours=170.0),),
     )
 
 
-def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts(
+def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts(  # noqa: PLR0915
     services: Services, database: str, tmp_path: Path
 ) -> None:
     site = unique("dlv")
     settings = services.settings(database, site=site)
     port = free_port()  # nothing listens yet: the receiver is down
     config = load_config()
-    hook = WebhookTarget(name="board", url=f"http://127.0.0.1:{port}/alerts", timeout_s=WEBHOOK_TIMEOUT_S,
-                         retry_initial_s=0.2, retry_max_s=1.0)
+    hook = WebhookTarget(
+        name="board",
+        url=f"http://127.0.0.1:{port}/alerts",
+        timeout_s=WEBHOOK_TIMEOUT_S,
+        retry_initial_s=0.2,
+        retry_max_s=1.0,
+    )
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(config.model_copy(update={"webhooks": (hook,)}).model_dump(mode="json")))
     group = unique("alerts")
@@ -116,7 +146,9 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts(
         wait_for_log(log, "subscribed")
         sc = scenario(plant(site), speedup=300, tick_s=0.005, lead_s=2.0)
         end = sc.at(30 * MINUTE_S)
-        gateway = gateway_process(sc, settings, "yarn", end, tmp_path / "plant.json", sc.start_ms)
+        gateway = gateway_process(
+            sc, settings, "yarn", end_ms=end, plant_file=tmp_path / "plant.json", first_read_ms=sc.start_ms
+        )
         # Killed after the overheat alert fired; the DOWN alert becomes due while the worker is dead.
         sc.wait_for_sim(sc.at(12 * MINUTE_S))
         assert any(r.rule == "overheat" for r in tap.snapshot()), "the overheat alert before the kill"
@@ -131,13 +163,18 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts(
         expected = {("overheat", "CARD-001"), ("machine-down", "SPIN-001"), ("service-overdue", "CARD-002")}
 
         def resolved() -> bool:
-            return {(r.rule, r.subject) for r in tap.final().values() if r.status is Status.RESOLVED} >= expected
+            return {
+                (r.rule, r.subject) for r in tap.final().values() if r.status is Status.RESOLVED
+            } >= expected
 
         wait_until(resolved, timeout_s=60, what="every alert resolved")
         final = tap.final()
         events = {f"{alert_id}:{s}" for alert_id in final for s in ("firing", "resolved")}
-        wait_until(lambda: receiver is not None and receiver.event_ids() >= events, timeout_s=60,
-                   what="every transition at the webhook")
+        wait_until(
+            lambda: receiver is not None and receiver.event_ids() >= events,
+            timeout_s=60,
+            what="every transition at the webhook",
+        )
     finally:
         tap.close()
         if gateway is not None and gateway.poll() is None:
@@ -157,9 +194,16 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts(
     assert receiver.event_ids() == events
     assert receiver.requests > FAIL_FIRST + SLOW_NEXT
     body = next(b for b in receiver.bodies if b["rule"] == "machine-down" and b["status"] == "resolved")
-    assert body["subject"] == "SPIN-001" and body["duration_s"] == 15 * 60 and body["version"] == 1
+    assert body["subject"] == "SPIN-001"
+    assert body["duration_s"] == 15 * 60
+    assert body["version"] == 1
 
     query = InfluxQuery(settings.influx)
-    wait_until(lambda: {(r["alert_id"], r["status"]) for r in query.rows('SELECT "alert_id", "status" FROM "alerts"')}
-               == {(a, s) for a in final for s in ("firing", "resolved")}, timeout_s=30,
-               what="one firing and one resolved point per alert in InfluxDB")
+    wait_until(
+        lambda: (
+            {(r["alert_id"], r["status"]) for r in query.rows('SELECT "alert_id", "status" FROM "alerts"')}
+            == {(a, s) for a in final for s in ("firing", "resolved")}
+        ),
+        timeout_s=30,
+        what="one firing and one resolved point per alert in InfluxDB",
+    )

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from alerts.engine import EngineState
 from alerts.lifecycle import AlertRecord, Status
 from alerts.rules import AlertConfig, load_config
-from alerts.engine import EngineState
 from alerts.store import Store
 from alerts.worker import STORE_FILE, AlertWorker, WorkerThread
 from ftel.contract.states import MachineState, MachineType
@@ -114,34 +113,52 @@ class Scenario:
     def gateway(self, settings: Settings, workshop: str) -> Gateway:
         models = plant_models(self.plant, start_ms=self.start_ms, workshop=workshop)
         ws = self.plant.workshop(workshop)
-        return Gateway(Origin(self.plant.site, workshop, ws.gateway_id), [SimulatedDriver(m) for _, m in models],
-                       now_ms=self.clock.now_ms, timing=self.timing, mqtt_settings=settings.mqtt,
-                       spool_max_messages=100_000)
+        return Gateway(
+            Origin(self.plant.site, workshop, ws.gateway_id),
+            [SimulatedDriver(m) for _, m in models],
+            now_ms=self.clock.now_ms,
+            timing=self.timing,
+            mqtt_settings=settings.mqtt,
+            spool_max_messages=100_000,
+        )
 
     def wait_for_sim(self, sim_ms: int) -> None:
-        wait_until(lambda: self.clock.now_ms() >= sim_ms, timeout_s=120, what=f"simulated time {sim_ms}",
-                   every_s=0.01)
+        wait_until(
+            lambda: self.clock.now_ms() >= sim_ms,
+            timeout_s=120,
+            what=f"simulated time {sim_ms}",
+            every_s=0.01,
+        )
 
 
-def scenario(plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10, lead_s: float = 0.0) -> Scenario:
+def scenario(
+    plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10, lead_s: float = 0.0
+) -> Scenario:
     """Simulated time from hours in the past (so a run never catches up with the wall clock), running from
     ``lead_s`` ahead: gateway processes need that long to start, and one that starts late would stamp its
     birth well after the first readings of the others."""
     now = wall_ms()
     start = (now // HOUR_MS - hours_back) * HOUR_MS
     clock = SimClock(start, speedup, now + int(lead_s * 1000))
-    timing = GatewayTiming(window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS,
-                           tick_s=tick_s)
+    timing = GatewayTiming(
+        window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS, tick_s=tick_s
+    )
     return Scenario(plant, start, clock, timing)
 
 
-def run_gateways(sc: Scenario, settings: Settings, workshops: list[str], end_ms: int) -> list[threading.Thread]:
+def run_gateways(
+    sc: Scenario, settings: Settings, workshops: list[str], end_ms: int
+) -> list[threading.Thread]:
     threads = []
     for workshop in workshops:
         gateway = sc.gateway(settings, workshop)
         stop = threading.Event()
-        thread = threading.Thread(target=gateway.run, args=(stop,),
-                                  kwargs={"end_ms": end_ms, "first_read_ms": sc.start_ms}, daemon=True)
+        thread = threading.Thread(
+            target=gateway.run,
+            args=(stop,),
+            kwargs={"end_ms": end_ms, "first_read_ms": sc.start_ms},
+            daemon=True,
+        )
         thread.start()
         threads.append(thread)
     return threads
@@ -149,8 +166,9 @@ def run_gateways(sc: Scenario, settings: Settings, workshops: list[str], end_ms:
 
 def alert_config(tmp_path: Path, **worker: object) -> AlertConfig:
     config = load_config()
-    options = config.worker.model_copy(update={"group": unique("alerts"), "state_dir": tmp_path / "state",
-                                               **worker})
+    options = config.worker.model_copy(
+        update={"group": unique("alerts"), "state_dir": tmp_path / "state", **worker}
+    )
     return config.model_copy(update={"worker": options})
 
 
@@ -185,16 +203,35 @@ gateway.run(threading.Event(), end_ms=int(end), first_read_ms=int(first) if firs
 """
 
 
-def gateway_process(sc: Scenario, settings: Settings, workshop: str, end_ms: int, plant_file: Path,
-                    first_read_ms: int | None) -> subprocess.Popen[bytes]:
+def gateway_process(
+    sc: Scenario,
+    settings: Settings,
+    workshop: str,
+    *,
+    end_ms: int,
+    plant_file: Path,
+    first_read_ms: int | None,
+) -> subprocess.Popen[bytes]:
     plant_file.write_text(sc.plant.model_dump_json())
-    args = [str(plant_file), workshop, str(sc.start_ms), str(sc.clock.speedup), str(sc.clock.anchor_wall_ms),
-            str(end_ms), str(settings.mqtt.port), str(first_read_ms) if first_read_ms is not None else "-"]
-    return subprocess.Popen([sys.executable, "-c", GATEWAY_CHILD, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ})
+    args = [
+        str(plant_file),
+        workshop,
+        str(sc.start_ms),
+        str(sc.clock.speedup),
+        str(sc.clock.anchor_wall_ms),
+        str(end_ms),
+        str(settings.mqtt.port),
+        str(first_read_ms) if first_read_ms is not None else "-",
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", GATEWAY_CHILD, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
 
 
-# -- the faults ------------------------------------------------------------------------------------------------
+# -- the faults ---------------------------------------------------------------------------------------------
 
 OVERHEAT_AT_S, OVERHEAT_FOR_S = 5 * MINUTE_S, 10 * MINUTE_S
 DOWN_AT_S, DOWN_FOR_S = 5 * MINUTE_S, 15 * MINUTE_S
@@ -211,30 +248,58 @@ def fault_plant(site: str) -> Plant:
     return Plant(
         site=site,
         workshops=(
-            Workshop(id="yarn", name="Carding and spinning", gateway_id="gw-yarn",
-                     machines=(spec("CARD-001", MachineType.CARDING), spec("CARD-002", MachineType.CARDING),
-                               spec("SPIN-001", MachineType.SPINNING), spec("SPIN-002", MachineType.SPINNING))),
-            Workshop(id="knit", name="Flat knitting", gateway_id="gw-knit",
-                     machines=(spec("KNIT-001", MachineType.KNITTING), spec("KNIT-002", MachineType.KNITTING))),
-            Workshop(id="spare", name="Spare carding", gateway_id="gw-spare",
-                     machines=(spec("CARD-101", MachineType.CARDING),)),
+            Workshop(
+                id="yarn",
+                name="Carding and spinning",
+                gateway_id="gw-yarn",
+                machines=(
+                    spec("CARD-001", MachineType.CARDING),
+                    spec("CARD-002", MachineType.CARDING),
+                    spec("SPIN-001", MachineType.SPINNING),
+                    spec("SPIN-002", MachineType.SPINNING),
+                ),
+            ),
+            Workshop(
+                id="knit",
+                name="Flat knitting",
+                gateway_id="gw-knit",
+                machines=(spec("KNIT-001", MachineType.KNITTING), spec("KNIT-002", MachineType.KNITTING)),
+            ),
+            Workshop(
+                id="spare",
+                name="Spare carding",
+                gateway_id="gw-spare",
+                machines=(spec("CARD-101", MachineType.CARDING),),
+            ),
         ),
         injected_anomalies=(
-            InjectedAnomaly(machine_id="CARD-001", at_s=OVERHEAT_AT_S, duration_s=OVERHEAT_FOR_S,
-                            temperature_rise_c=40.0),
+            InjectedAnomaly(
+                machine_id="CARD-001", at_s=OVERHEAT_AT_S, duration_s=OVERHEAT_FOR_S, temperature_rise_c=40.0
+            ),
         ),
         injected_states=(
             InjectedState(machine_id="SPIN-001", at_s=DOWN_AT_S, duration_s=DOWN_FOR_S, reason="ends_down"),
-            *(InjectedState(machine_id="KNIT-001", at_s=BURST_AT_S + i * BURST_EVERY_S, duration_s=20,
-                            reason="yarn_break") for i in range(BURST_STOPS)),
-            InjectedState(machine_id="CARD-002", at_s=SERVICE_AT_S, duration_s=SERVICE_FOR_S,
-                          state=MachineState.MAINTENANCE),
+            *(
+                InjectedState(
+                    machine_id="KNIT-001",
+                    at_s=BURST_AT_S + i * BURST_EVERY_S,
+                    duration_s=20,
+                    reason="yarn_break",
+                )
+                for i in range(BURST_STOPS)
+            ),
+            InjectedState(
+                machine_id="CARD-002",
+                at_s=SERVICE_AT_S,
+                duration_s=SERVICE_FOR_S,
+                state=MachineState.MAINTENANCE,
+            ),
         ),
         injected_service_overdue=(InjectedServiceOverdue(machine_id="CARD-002", run_hours=170.0),),
     )
 
 
-def test_each_injected_fault_raises_one_alert_that_resolves(
+def test_each_injected_fault_raises_one_alert_that_resolves(  # noqa: PLR0915 (one end-to-end story)
     services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap]
 ) -> None:
     site = unique("alr")
@@ -247,20 +312,27 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
     sc = scenario(fault_plant(site), speedup=300, tick_s=0.005)
     end = sc.at(END_S)
     gateways = run_gateways(sc, settings, ["yarn", "knit"], end)
-    spare = gateway_process(sc, settings, "spare", end, tmp_path / "plant.json", sc.start_ms)
+    spare = gateway_process(
+        sc, settings, "spare", end_ms=end, plant_file=tmp_path / "plant.json", first_read_ms=sc.start_ms
+    )
     try:
         sc.wait_for_sim(sc.at(KILL_AT_S))
         spare.send_signal(signal.SIGKILL)  # no clean death: the broker publishes the gateway's last will
         spare.wait(10)
         sc.wait_for_sim(sc.at(RESTART_AT_S))
-        spare = gateway_process(sc, settings, "spare", end, tmp_path / "plant.json", None)
+        spare = gateway_process(
+            sc, settings, "spare", end_ms=end, plant_file=tmp_path / "plant.json", first_read_ms=None
+        )
         for g in gateways:
             g.join(120)
         spare.wait(120)
 
         expected = {
-            ("overheat", "CARD-001"), ("machine-down", "SPIN-001"), ("repeated-stops", "KNIT-001"),
-            ("service-overdue", "CARD-002"), ("gateway-offline", "gw-spare"),
+            ("overheat", "CARD-001"),
+            ("machine-down", "SPIN-001"),
+            ("repeated-stops", "KNIT-001"),
+            ("service-overdue", "CARD-002"),
+            ("gateway-offline", "gw-spare"),
         }
 
         def all_resolved() -> bool:
@@ -277,7 +349,15 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
     problems = tap.by_problem()
     extra = [r for r in tap.snapshot() if (r.rule, r.subject) not in expected]
     assert set(problems) == expected, f"unexpected alerts: {extra} (simulation start {sc.start_ms})"
-    repeated = {k: [(r.status.value, r.started_ms - sc.start_ms, r.fired_ms - sc.start_ms, r.resolved_ms) for r in tap.snapshot() if (r.rule, r.subject) == k] for k, ids in problems.items() if len(ids) > 1}
+    repeated = {
+        k: [
+            (r.status.value, r.started_ms - sc.start_ms, r.fired_ms - sc.start_ms, r.resolved_ms)
+            for r in tap.snapshot()
+            if (r.rule, r.subject) == k
+        ]
+        for k, ids in problems.items()
+        if len(ids) > 1
+    }
     assert not repeated, repeated
     final = {(r.rule, r.subject): r for r in tap.final().values()}
     latency = {key: r.fired_ms - r.condition_ms for key, r in final.items()}
@@ -286,15 +366,23 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
 
     # When each condition became true, by what was injected.
     down = final[("machine-down", "SPIN-001")]
-    assert down.started_ms <= sc.at(DOWN_AT_S) and down.condition_ms == down.started_ms + 12 * 60_000
+    assert down.started_ms <= sc.at(DOWN_AT_S)
+    assert down.condition_ms == down.started_ms + 12 * 60_000
     assert down.resolved_ms == sc.at(DOWN_AT_S + DOWN_FOR_S)
     heat = final[("overheat", "CARD-001")]
-    assert heat.started_ms == sc.at(OVERHEAT_AT_S) and heat.condition_ms == sc.at(OVERHEAT_AT_S + 3 * MINUTE_S)
-    assert sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S) <= (heat.resolved_ms or 0) <= sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S + 30)
+    assert heat.started_ms == sc.at(OVERHEAT_AT_S)
+    assert heat.condition_ms == sc.at(OVERHEAT_AT_S + 3 * MINUTE_S)
+    assert (
+        sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S)
+        <= (heat.resolved_ms or 0)
+        <= sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S + 30)
+    )
     burst = final[("repeated-stops", "KNIT-001")]
-    assert burst.detail == "yarn_break" and burst.condition_ms <= sc.at(BURST_AT_S + 4 * BURST_EVERY_S)
+    assert burst.detail == "yarn_break"
+    assert burst.condition_ms <= sc.at(BURST_AT_S + 4 * BURST_EVERY_S)
     service = final[("service-overdue", "CARD-002")]
-    assert service.started_ms == sc.start_ms and service.resolved_ms == sc.at(SERVICE_AT_S)
+    assert service.started_ms == sc.start_ms
+    assert service.resolved_ms == sc.at(SERVICE_AT_S)
     offline = final[("gateway-offline", "gw-spare")]
     assert sc.at(KILL_AT_S - 15) <= offline.started_ms <= sc.at(KILL_AT_S + 5)
     # Resolved by the restarted gateway's birth: a process start later, in simulated minutes at this speed-up.
@@ -311,16 +399,25 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
         return out
 
     ids = {r.alert_id for r in final.values()}
-    wait_until(lambda: {k: v for k, v in stored().items() if k in ids} == dict.fromkeys(ids, {"firing", "resolved"}),
-               timeout_s=30, what="alerts measurement in InfluxDB")
+    wait_until(
+        lambda: (
+            {k: v for k, v in stored().items() if k in ids} == {key: {"firing", "resolved"} for key in ids}
+        ),
+        timeout_s=30,
+        what="alerts measurement in InfluxDB",
+    )
 
 
-def worker_process(settings: Settings, tmp_path: Path, group: str, log: Path,
-                   rules: Path | None = None) -> subprocess.Popen[bytes]:
+def worker_process(
+    settings: Settings, tmp_path: Path, group: str, log: Path, rules: Path | None = None
+) -> subprocess.Popen[bytes]:
     """`ftel alerts run` as its own process, as deployed."""
     extra = ["--rules", str(rules)] if rules else []
-    return start_ftel(["alerts", "run", "--state-dir", str(tmp_path / "state"), "--group", group, *extra],
-                      ftel_env(settings), log)
+    return start_ftel(
+        ["alerts", "run", "--state-dir", str(tmp_path / "state"), "--group", group, *extra],
+        ftel_env(settings),
+        log,
+    )
 
 
 def worker_clock(tmp_path: Path) -> int:
@@ -353,11 +450,17 @@ def test_fault_free_shift_raises_no_alert(
         wait_for_log(log, "subscribed")
         sc = scenario(plant, speedup=1000, tick_s=0.005, hours_back=12, lead_s=2.0)
         end = sc.at(8 * 3600)
-        gateways = [gateway_process(sc, settings, w.id, end, tmp_path / "plant.json", sc.start_ms)
-                    for w in plant.workshops]
+        gateways = [
+            gateway_process(
+                sc, settings, w.id, end_ms=end, plant_file=tmp_path / "plant.json", first_read_ms=sc.start_ms
+            )
+            for w in plant.workshops
+        ]
         for g in gateways:
             g.wait(120)
-        wait_until(lambda: worker_clock(tmp_path) >= end, timeout_s=60, what="the worker to see the shift end")
+        wait_until(
+            lambda: worker_clock(tmp_path) >= end, timeout_s=60, what="the worker to see the shift end"
+        )
     finally:
         for g in gateways:
             if g.poll() is None:
