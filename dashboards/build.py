@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from alerts.grafana_rules import write_grafana_rules
 from dashboards.board import Board
 from dashboards.boards import BOARDS
 from dashboards.check import check_dashboard
@@ -160,4 +161,5 @@ def build_tree(out: Path, settings: Settings, *, datasource_url: str | None = No
         _write(out / PROVIDERS_FILE, yaml.safe_dump(providers_file(), sort_keys=True)),
     ]
     written += [_write(out / DASHBOARDS_DIR / f"{b['uid']}.json", dumps(b)) for b in boards]
+    written.append(write_grafana_rules(out))  # the alert worker's rules, for teams using Grafana alerting
     return written
