@@ -1,5 +1,5 @@
 """Structural checks of a dashboard against Grafana's dashboard model (pure): what Grafana would reject
-or silently show broken. ``ftel dashboards build`` refuses to write a board with problems; the tests run it too."""
+or silently show broken. ``ftel dashboards build`` refuses to write a broken board; tests run it too."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def board() -> Board:
                 [
                     p.table_panel(
                         "Repeated faults",
-                        f"Machines stopped {q.REPEATED_FAULT_STOPS} times or more for one reason in the range.",
+                        f"Machines stopped {q.REPEATED_FAULT_STOPS}+ times for one reason in the range.",
                         q.repeated_faults(),
                         transformations=[
                             p.organise(

@@ -1,0 +1,37 @@
+"""``ftel report``: the shift report from InfluxDB to one HTML file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dashboards.page import render
+from dashboards.queries import Binding
+from dashboards.report_data import ReportData, collect
+from dashboards.shifts import Period
+from ftel.influx import InfluxQuery
+from ftel.settings import Settings
+
+
+def report_data(
+    settings: Settings, period: Period, variables: Mapping[str, Sequence[str]] | None = None
+) -> ReportData:
+    return collect(InfluxQuery(settings.influx), Binding(period.start_ms, period.end_ms, variables=variables))
+
+
+def write_report(
+    settings: Settings, period: Period, out: Path, *, variables: Mapping[str, Sequence[str]] | None = None
+) -> ReportData:
+    """Render the report for ``period`` to ``out``; return what it shows."""
+    data = report_data(settings, period, variables)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        render(
+            data,
+            title=f"Shift report, {settings.site}",
+            period=period.label,
+            generated_ms=int(time.time() * 1000),
+        )
+    )
+    return data
