@@ -101,7 +101,7 @@ def register(subparsers: Any) -> None:
     build = actions.add_parser(
         "build",
         help="write the provisioning tree (docker compose mounts it into Grafana)",
-        description="Write <out>/provisioning/{datasources,dashboards,alerting}/ and <out>/dashboards/*.json. "
+        description="Write <out>/provisioning/{datasources,dashboards,alerting}/, <out>/dashboards/*.json. "
         "Passwords and tokens are read by Grafana from its environment, never written.",
     )
     build.add_argument(

@@ -1,6 +1,6 @@
 """``ftel dashboards publish``: data source, folder, boards (and alert rules, when the tree has them)
-pushed to a running Grafana through its HTTP API (grafana-client). Idempotent: what already matches is left alone, so a
-second publish changes nothing."""
+pushed to a running Grafana through its HTTP API (grafana-client). Idempotent: what already matches is left
+alone, so a second publish changes nothing."""
 
 from __future__ import annotations
 

@@ -1,0 +1,128 @@
+"""Boards as code: every board passes the structural checks, output is stable, the checks catch faults."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from dashboards.build import all_dashboards, build_tree
+from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
+from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
+from ftel.settings import InfluxSettings, Settings
+
+EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline"}
+
+
+@pytest.fixture(scope="module")
+def boards() -> list[dict[str, Any]]:
+    return all_dashboards()
+
+
+def test_every_board_has_its_fixed_uid_and_passes_the_checks(boards: list[dict[str, Any]]) -> None:
+    assert {b["uid"] for b in boards} == EXPECTED_UIDS
+    assert all(check_dashboard(b) == [] for b in boards)
+
+
+def test_boards_use_state_timeline_and_only_core_panels(boards: list[dict[str, Any]]) -> None:
+    types = {p["type"] for b in boards for p in panels_of(b)}
+    assert types <= KNOWN_PANEL_TYPES
+    assert "state-timeline" in types
+
+
+def test_state_colours_are_the_contract_colours_everywhere(boards: list[dict[str, Any]]) -> None:
+    from ftel.contract.states import STATE_COLOURS
+
+    colours = {
+        r["color"]
+        for b in boards
+        for p in panels_of(b)
+        for m in p.get("fieldConfig", {}).get("defaults", {}).get("mappings", [])
+        for r in m["options"].values()
+    }
+    assert colours == set(STATE_COLOURS.values())
+
+
+def _broken(board: dict[str, Any], change: str) -> dict[str, Any]:
+    copy_ = copy.deepcopy(board)
+    panels = [p for p in copy_["panels"] if p["type"] != "row"]
+    if change == "overlap":
+        panels[1]["gridPos"] = dict(panels[0]["gridPos"])
+    elif change == "type":
+        panels[0]["type"] = "graph-of-dreams"
+    elif change == "variable":
+        panels[0]["targets"][0]["query"] += " AND $shift_name"
+    elif change == "ids":
+        panels[1]["id"] = panels[0]["id"]
+    elif change == "datasource":
+        panels[0]["targets"][0]["datasource"] = {"type": "influxdb", "uid": "someone-elses"}
+    return copy_
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ("overlap", "overlaps"),
+        ("type", "not a Grafana core panel"),
+        ("variable", "not defined"),
+        ("ids", "not unique"),
+        ("datasource", "not the provisioned"),
+    ],
+)
+def test_the_checks_catch_a_broken_board(boards: list[dict[str, Any]], change: str, words: str) -> None:
+    problems = check_dashboard(_broken(boards[0], change))
+    assert any(words in p for p in problems), problems
+
+
+def test_build_writes_the_provisioning_tree_stably(tmp_path: Path) -> None:
+    settings = Settings(
+        influx=InfluxSettings(
+            url="http://influx:8086", database="plant", username="grafana", password=SecretStr("s3cret")
+        )
+    )
+    first = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in build_tree(tmp_path / "a", settings)}
+    second = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in build_tree(tmp_path / "b", settings)}
+    assert first == second
+    assert {str(p) for p in first} >= {
+        "provisioning/datasources/ftel.yaml",
+        "provisioning/dashboards/ftel.yaml",
+        *(f"dashboards/{uid}.json" for uid in EXPECTED_UIDS),
+    }
+    source = yaml.safe_load(first[Path("provisioning/datasources/ftel.yaml")])["datasources"][0]
+    assert (source["uid"], source["type"], source["url"], source["jsonData"]["dbName"], source["user"]) == (
+        "ftel-influxdb",
+        "influxdb",
+        "http://influx:8086",
+        "plant",
+        "grafana",
+    )
+    assert source["secureJsonData"]["password"] == "$__env{FTEL_INFLUX__PASSWORD}"
+    assert not any(b"s3cret" in content for content in first.values())
+    provider = yaml.safe_load(first[Path("provisioning/dashboards/ftel.yaml")])["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    board = first[Path("dashboards/ftel-overview.json")].decode()
+    assert board == json.dumps(json.loads(board), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_shifts_hand_over_at_eight_sixteen_and_midnight_plant_time() -> None:
+    early = shift(date(2026, 3, 1), "early")
+    assert datetime.fromtimestamp(early.start_ms / 1000, UTC) == datetime(2026, 3, 1, 0, tzinfo=UTC)
+    assert early.end_ms - early.start_ms == 8 * 3600 * 1000
+    assert parse_shift("2026-03-01/early") == early
+    # 09:30 UTC is 17:30 plant time: the early shift (08-16) is the last one finished.
+    assert last_shift(datetime(2026, 3, 1, 9, 30, tzinfo=UTC)) == early
+
+
+def test_a_period_that_cannot_be_read_says_what_is_expected() -> None:
+    with pytest.raises(PeriodError, match="DATE/SHIFT"):
+        parse_shift("tuesday")
+    with pytest.raises(PeriodError, match="ISO"):
+        between("yesterday", "today")
+    with pytest.raises(PeriodError, match="ends before"):
+        between("2026-03-01T16:00", "2026-03-01T08:00")
