@@ -35,6 +35,7 @@ td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 img { max-width:100%; display:block; margin:6px 0; }
 .chip { display:inline-block; min-width:2.2em; padding:2px 8px; border-radius:12px; color:white;
         text-align:center; font-weight:bold; }
+.chip.zero { opacity:0.3; }
 .empty { color:var(--muted); font-style:italic; }
 footer { color:var(--muted); font-size:12px; text-align:center; }
 """
@@ -112,7 +113,8 @@ def _states_now(data: ReportData) -> str:
         [
             escape(w),
             *(
-                f'<span class="chip" style="background:{STATE_COLOURS[s]}">{counts[s]}</span>'
+                f'<span class="chip{"" if counts[s] else " zero"}" style="background:{STATE_COLOURS[s]}">'
+                f"{counts[s]}</span>"
                 for s in STATE_ORDER
             ),
         ]

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from dashboards.build import all_dashboards, build_tree
 from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
 from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
+from ftel.contract.states import STATE_COLOURS
 from ftel.settings import InfluxSettings, Settings
 
 EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline"}
@@ -37,8 +38,6 @@ def test_boards_use_state_timeline_and_only_core_panels(boards: list[dict[str, A
 
 
 def test_state_colours_are_the_contract_colours_everywhere(boards: list[dict[str, Any]]) -> None:
-    from ftel.contract.states import STATE_COLOURS
-
     colours = {
         r["color"]
         for b in boards

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboards import queries as q
-from ftel.contract.states import MachineType
+from ftel.contract.states import MachineState, MachineType
 from simulators.profiles import PROFILES
 
 
@@ -40,7 +40,7 @@ def test_an_empty_range_is_refused() -> None:
 
 
 def test_variables_used_leaves_out_grafana_builtins() -> None:
-    assert q.variables_used(q.machines_in_state(q.STATE_ORDER[0]).influxql) == set(q.MACHINE_VARIABLES)
+    assert q.variables_used(q.machines_in_state(MachineState.RUNNING).influxql) == set(q.MACHINE_VARIABLES)
 
 
 def test_machine_queries_filter_on_every_machine_variable() -> None:

@@ -1,0 +1,105 @@
+"""The shift report from a real InfluxDB filled by a simulation, opened in headless Chromium (Debian's
+package): every chart decodes, every table is there; the screenshot is kept in artifacts/."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboards.report import write_report
+from dashboards.shifts import Period
+from ftel.cli import main
+from simulators.backfill import backfill
+from simulators.plant import default_plant
+from tests.support import Services, unique
+
+pytestmark = pytest.mark.integration
+
+HOUR_MS = 3_600_000
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+# Generous: Chromium's first start on a cold machine is slow; the test never relies on it being fast.
+CHROMIUM_TIMEOUT_S = 120
+TABLES = ("utilisation-table", "downtime-table", "oee-table", "worst-table", "machines-by-state")
+CHARTS = ("chart-utilisation", "chart-pareto", "chart-timeline-knit", "chart-timeline-yarn")
+
+
+def _chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / unique('chromium')}", *args, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=CHROMIUM_TIMEOUT_S,
+        check=True,
+    )
+
+
+def test_report_renders_from_real_data_and_opens_in_chromium(
+    services: Services, database: str, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    now = int(time.time() * 1000)
+    start = now - now % HOUR_MS - 4 * HOUR_MS
+    settings = services.settings(database)
+    backfill(
+        default_plant(),
+        settings.influx,
+        start_ms=start,
+        end_ms=start + 2 * HOUR_MS,
+        window_ms=60_000,
+        telemetry_interval_ms=30_000,
+    )
+    page = tmp_path / "report.html"
+    data = write_report(settings, Period(start, start + 2 * HOUR_MS, "two simulated hours"), page)
+    assert data.utilisation is not None
+    assert data.downtime
+    assert len(data.worst) == 10
+    assert set(data.timelines) == {"knit", "yarn"}
+
+    dom = _chromium(page, tmp_path, "--virtual-time-budget=5000", "--dump-dom").stdout
+    images = re.search(r'data-images="(\d+)"', dom)
+    loaded = re.search(r'data-images-loaded="(\d+)"', dom)
+    assert images, "the page's load script did not run"
+    assert loaded, "the page's load script did not run"
+    assert int(loaded.group(1)) == int(images.group(1)) == len(CHARTS)
+    for element in (*TABLES, *CHARTS):
+        assert f'id="{element}"' in dom, element
+    assert dom.count("<tr>") > 30
+
+    screenshot = artifacts_dir / "shift-report.png"
+    screenshot.unlink(missing_ok=True)
+    _chromium(page, tmp_path, "--window-size=1200,4200", f"--screenshot={screenshot}")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (artifacts_dir / "shift-report.html").write_text(page.read_text())
+
+
+def test_report_command_writes_the_page_and_refuses_an_unclear_period(
+    services: Services,
+    database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = services.settings(database)
+    monkeypatch.setenv("FTEL_INFLUX__URL", settings.influx.url)
+    monkeypatch.setenv("FTEL_INFLUX__DATABASE", database)
+    monkeypatch.setenv("FTEL_INFLUX__RETENTION_POLICY", "autogen")
+    out = tmp_path / "empty.html"
+    assert main(["report", "--from", "2026-03-01T08:00", "--to", "2026-03-01T16:00", "--out", str(out)]) == 0
+    assert "Shift report" in out.read_text()
+    assert main(["report", "--out", str(out)]) == 2
+    assert main(["report", "--shift", "someday", "--out", str(out)]) == 2
+    assert "DATE/SHIFT" in capsys.readouterr().err
