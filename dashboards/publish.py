@@ -97,6 +97,22 @@ def _differs(wanted: Json, stored: Json) -> bool:
     )
 
 
+# What Grafana returns for a data source as we set it (``editable`` comes back as ``readOnly``: left out).
+DATASOURCE_COMPARED = ("name", "type", "url", "access", "database", "user", "basicAuth", "isDefault")
+
+
+def _datasource_matches(wanted: Json, stored: Json) -> bool:
+    """Secrets cannot be read back: a secret counts as matching when Grafana has one set
+    (``secureJsonFields``). To rotate a secret, change it in Grafana or delete the data source and publish."""
+    if any(stored.get(k) != wanted[k] for k in DATASOURCE_COMPARED if k in wanted):
+        return False
+    stored_json = stored.get("jsonData") or {}
+    if any(stored_json.get(k) != v for k, v in wanted.get("jsonData", {}).items()):
+        return False
+    secrets_set = stored.get("secureJsonFields") or {}
+    return all(secrets_set.get(k) for k in wanted.get("secureJsonData", {}))
+
+
 class Publisher:
     def __init__(self, url: str, credentials: Credentials, *, timeout_s: float = TIMEOUT_S) -> None:
         self._url = url
@@ -121,15 +137,7 @@ class Publisher:
                 self._url, "creating the data source", lambda: self._api.datasource.create_datasource(model)
             )
             return Change("data source", model["name"], "created")
-        if not _differs(model, stored) and not model.get("secureJsonData"):
-            return Change("data source", model["name"], "unchanged")
-        if not _differs(model, stored):
-            # Secrets cannot be read back to compare; re-sending the same ones changes nothing in Grafana.
-            _call(
-                self._url,
-                "updating the data source",
-                lambda: self._api.datasource.update_datasource_by_uid(model["uid"], model),
-            )
+        if _datasource_matches(model, stored):
             return Change("data source", model["name"], "unchanged")
         _call(
             self._url,

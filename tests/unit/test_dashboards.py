@@ -12,8 +12,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from dashboards.build import all_dashboards, build_tree
+from dashboards.build import DataSourceTarget, all_dashboards, build_tree, datasource
 from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
+from dashboards.publish import _datasource_matches
 from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
 from ftel.contract.states import STATE_COLOURS
 from ftel.settings import InfluxSettings, Settings
@@ -125,3 +126,22 @@ def test_a_period_that_cannot_be_read_says_what_is_expected() -> None:
         between("yesterday", "today")
     with pytest.raises(PeriodError, match="ends before"):
         between("2026-03-01T16:00", "2026-03-01T08:00")
+
+
+def test_a_data_source_as_grafana_returns_it_counts_as_unchanged() -> None:
+    settings = Settings(influx=InfluxSettings(username="grafana", password=SecretStr("s3cret")))
+    wanted = datasource(settings, DataSourceTarget("http://influx:8086"), secrets="inline")
+    assert wanted["secureJsonData"] == {"password": "s3cret"}
+    # Grafana's answer to GET /api/datasources/uid/…: no secrets, readOnly instead of editable, its own keys.
+    stored = {k: v for k, v in wanted.items() if k not in {"secureJsonData", "editable"}}
+    stored |= {
+        "id": 7,
+        "orgId": 1,
+        "readOnly": False,
+        "version": 3,
+        "secureJsonFields": {"password": True},
+        "jsonData": {**wanted["jsonData"], "keepCookies": []},
+    }
+    assert _datasource_matches(wanted, stored)
+    assert not _datasource_matches(wanted, {**stored, "url": "http://elsewhere:8086"})
+    assert not _datasource_matches(wanted, {**stored, "secureJsonFields": {}})
