@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def mosquitto_conf(*, data_dir: Path, port: int) -> str:
+def mosquitto_conf(*, data_dir: Path, port: int, user: str) -> str:
+    # Started as root, mosquitto drops to the `mosquitto` user, which cannot write our data dir: no
+    # persistence and sessions lost on restart. Keep the starting user (ignored when not root).
     return f"""# written by ftel stack; edits are overwritten
+user {user}
 listener {port} 127.0.0.1
 allow_anonymous true
 persistence true

@@ -4,6 +4,7 @@ so `ftel stack up` survives the command that started it and `ftel stack down` fi
 from __future__ import annotations
 
 import contextlib
+import getpass
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from typing import Self
 
 from ftel.stack.configs import influxdb_conf, mosquitto_conf
 
+# Services started by this process, kept so they are reaped on stop (and not reported as leaked).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 # InfluxDB needs a few seconds on a cold disk; CI machines can be slow.
 START_TIMEOUT_S = 60.0
@@ -93,6 +96,7 @@ class Service:
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
         self.pid_file.write_text(str(process.pid))
+        _CHILDREN[process.pid] = process
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -110,6 +114,15 @@ class Service:
             self.pid_file.unlink(missing_ok=True)
             return
         os.kill(pid, signal.SIGTERM)
+        child = _CHILDREN.pop(pid, None)
+        if child is not None:
+            try:
+                child.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            self.pid_file.unlink(missing_ok=True)
+            return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -166,7 +179,7 @@ class LocalStack:
         mq = self.mosquitto
         mq.directory.mkdir(parents=True, exist_ok=True)
         conf = mq.directory / "mosquitto.conf"
-        conf.write_text(mosquitto_conf(data_dir=mq.directory.resolve(), port=self.mqtt_port))
+        conf.write_text(mosquitto_conf(data_dir=mq.directory.resolve(), port=self.mqtt_port, user=getpass.getuser()))
         mq.start([mosquitto_bin, "-c", str(conf)], lambda: _port_open(self.mqtt_port))
         ix = self.influxdb
         ix.directory.mkdir(parents=True, exist_ok=True)
