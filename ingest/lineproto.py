@@ -1,5 +1,5 @@
 """InfluxDB line protocol encoding (pure). Escaping follows the InfluxDB 1.x/2.x reference, so no tag value or
-field string can start a new field, tag or point. Tags and fields are written in sorted order."""
+field string can start a new field, tag or point (a tag that cannot be represented is refused). Tags and fields are written in sorted order."""
 
 from __future__ import annotations
 
@@ -9,11 +9,18 @@ from dataclasses import dataclass
 
 FieldValue = float | int | bool | str
 
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
-_KEY_ESCAPES = str.maketrans(
-    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\\": "\\\\"}
-)
-_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n", "\r": r"\r"})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+# Inside a quoted string only these two are escapes; a newline there is legal and kept as it is.
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+# Line protocol cannot carry these in measurements, tag keys or tag values at all.
+_UNREPRESENTABLE = ("\n", "\r")
+
+
+def _name(text: str, table: dict[int, str], what: str) -> str:
+    if any(c in text for c in _UNREPRESENTABLE) or text.endswith("\\"):
+        raise LineProtocolError(f"{what} {text[:80]!r} holds a line break or ends in a backslash")
+    return text.translate(table)
 
 
 class LineProtocolError(ValueError):
@@ -44,13 +51,13 @@ def encode_point(point: Point) -> str:
     """One line, timestamp in milliseconds (write with precision=ms)."""
     if not point.fields:
         raise LineProtocolError(f"point {point.measurement!r} has no fields")
-    parts = [point.measurement.translate(_MEASUREMENT_ESCAPES)]
+    parts = [_name(point.measurement, _MEASUREMENT_ESCAPES, "measurement")]
     for key in sorted(point.tags):
         value = point.tags[key]
         if value == "":
             continue  # InfluxDB drops empty tags; leaving them out keeps the series key stable
-        parts.append(f",{key.translate(_KEY_ESCAPES)}={value.translate(_KEY_ESCAPES)}")
-    fields = ",".join(f"{k.translate(_KEY_ESCAPES)}={_field(point.fields[k])}" for k in sorted(point.fields))
+        parts.append(f",{_name(key, _KEY_ESCAPES, 'tag key')}={_name(value, _KEY_ESCAPES, 'tag value')}")
+    fields = ",".join(f"{_name(k, _KEY_ESCAPES, 'field key')}={_field(point.fields[k])}" for k in sorted(point.fields))
     return f"{''.join(parts)} {fields} {point.time_ms}"
 
 

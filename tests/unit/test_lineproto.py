@@ -19,7 +19,13 @@ def test_tags_and_fields_are_sorted_and_typed() -> None:
 
 def test_hostile_text_is_escaped() -> None:
     point = Point("m x,y", {"tag key": 'a b,c=d"e'}, {"f=1": 'say "hi"\\ and\nbye'}, 5)
-    assert encode_point(point) == r'm\ x\,y,tag\ key=a\ b\,c\=d"e f\=1="say \"hi\"\\ and\nbye" 5'
+    assert encode_point(point) == 'm\\ x\\,y,tag\\ key=a\\ b\\,c\\=d"e f\\=1="say \\"hi\\"\\\\ and\nbye" 5'
+
+
+@pytest.mark.parametrize("tag", ["two\nlines", "cr\r", "trailing\\"])
+def test_tags_that_line_protocol_cannot_carry_are_refused(tag: str) -> None:
+    with pytest.raises(LineProtocolError, match="line break or ends in a backslash"):
+        encode_point(Point("m", {"t": tag}, {"x": 1}, 1))
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -33,8 +39,21 @@ def test_a_point_needs_a_field() -> None:
         encode_point(Point("m", {"a": "b"}, {}, 1))
 
 
+def unquote(quoted: str) -> str:
+    """InfluxDB's reading of a quoted string field: only \\" and \\\\ are escapes."""
+    out, i = [], 0
+    while i < len(quoted):
+        if quoted[i] == "\\" and i + 1 < len(quoted) and quoted[i + 1] in '"\\':
+            i += 1
+        elif quoted[i] == '"':
+            raise AssertionError(f"unescaped quote at {i} in {quoted!r}")
+        out.append(quoted[i])
+        i += 1
+    return "".join(out)
+
+
 @given(st.text(min_size=1, max_size=40))
-def test_no_string_field_can_break_out_of_its_line(text: str) -> None:
+def test_a_string_field_reads_back_as_written_and_stays_inside_its_quotes(text: str) -> None:
     line = encode_point(Point("m", {"t": "v"}, {"s": text}, 1))
-    assert "\n" not in line
-    assert line.endswith(" 1")
+    assert line.startswith('m,t=v s="') and line.endswith('" 1')
+    assert unquote(line[len('m,t=v s="'):-len('" 1')]) == text
