@@ -38,8 +38,9 @@ class IngestSettings(BaseModel):
     worker_id: str = "ingest-1"
     batch_size: int = Field(5000, description="points per write; a batch is written when it is this full")
     flush_interval_s: float = Field(0.25, description="or when its oldest message is this old")
-    # Receive Maximum: how many unacknowledged messages the broker may hand us; ack waits for the write.
-    receive_maximum: int = 20000
+    # Receive Maximum: how many unacknowledged messages the broker may hand us; ack waits for the write, so
+    # two batches' worth keeps one batch filling while the other is written, and bounds the worker's memory.
+    receive_maximum: int = 10000
     session_expiry_s: int = Field(7 * 24 * 3600, description="how long the broker keeps a stopped worker's queue")
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
