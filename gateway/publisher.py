@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,16 +86,19 @@ class GatewayPublisher:
             else:
                 self.counters.published += 1
 
-    def drain(self, timeout_s: float) -> bool:
-        """Wait until every published message is acknowledged by the broker (or the time is up)."""
-        done = threading.Event()
-        waited = 0.0
-        while waited < timeout_s:
-            if self.counters.depth <= 0:
-                return True
-            done.wait(0.05)
-            waited += 0.05
-        return self.counters.depth <= 0
+    def drain(self, stall_timeout_s: float) -> bool:
+        """Wait until the broker has acknowledged every published message. Gives up only when no
+        acknowledgement has come for ``stall_timeout_s``: a busy broker may take long, but it progresses."""
+        pause = threading.Event()
+        last_acked, stalled_since = self.counters.acknowledged, time.monotonic()
+        while self.counters.depth > 0:
+            pause.wait(0.05)
+            acked = self.counters.acknowledged
+            if acked != last_acked:
+                last_acked, stalled_since = acked, time.monotonic()
+            elif time.monotonic() - stalled_since > stall_timeout_s:
+                return False
+        return True
 
     def stop(self) -> None:
         self._client.disconnect()

@@ -25,7 +25,8 @@ KIND_OF: dict[str, MachineKind] = {
     "StateWindow": MachineKind.WINDOW,
     "Telemetry": MachineKind.TELEMETRY,
 }
-DRAIN_TIMEOUT_S = 30.0
+# At shutdown, wait for the broker while it keeps acknowledging; give up after this long without progress.
+DRAIN_STALL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +172,8 @@ class Gateway:
             closing.extend(tracker.close(at_ms))
         self._publish(closing)
         self.publisher.publish(self._status_topic, self._status(online=False, ts=at_ms), retain=True)
-        if not self.publisher.drain(DRAIN_TIMEOUT_S):
-            log.warning("%d messages not acknowledged by the broker at shutdown", self.publisher.counters.depth)
+        if not self.publisher.drain(DRAIN_STALL_TIMEOUT_S):
+            log.error("%d messages not acknowledged by the broker at shutdown: they are lost", self.publisher.counters.depth)
         final = self.progress(at_ms)
         self.publisher.stop()
         return final
