@@ -23,14 +23,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftel.influx import InfluxQuery  # noqa: E402
-from ftel.stack import LocalStack  # noqa: E402
-from ingest.lineproto import Point, encode_point  # noqa: E402
-from ingest.writer import RetryPolicy, V1Writer, write_with_retry  # noqa: E402
-from simulators.ledger import plant_ledger  # noqa: E402
-from simulators.plant import dump_plant, generate_plant  # noqa: E402
-from tests.ledger_check import differences, ledger_totals, stored_totals  # noqa: E402
-from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_until  # noqa: E402
+from ftel.influx import InfluxQuery
+from ftel.stack import LocalStack
+from ingest.lineproto import Point, encode_point
+from ingest.writer import RetryPolicy, V1Writer, write_with_retry
+from simulators.ledger import plant_ledger
+from simulators.plant import dump_plant, generate_plant
+from tests.ledger_check import differences, ledger_totals, stored_totals
+from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_until
 
 console = Console()
 RAW_BATCH = 10_000
@@ -44,13 +44,34 @@ def raw_ceiling(services: Services, points: int) -> float:
     # Same shape as the pipeline's points (state_time windows: 4 tags, 11 fields), built before timing.
     batches = []
     for start in range(0, points, RAW_BATCH):
-        lines = [encode_point(Point("state_time", {"site": "qinghe", "workshop": f"ws{i % 10}",
-                                                   "machine_type": "carding", "machine_id": f"M{i % 5000}"},
-                                    {"running_ms": 50_000 + i % 7, "idle_ms": 0, "setup_ms": 0, "down_ms": 10_000,
-                                     "maintenance_ms": 0, "offline_ms": 0, "window_ms": 60_000,
-                                     "observed_ms": 60_000, "units": 1, "defects": 0, "partial": False},
-                                    base + (i // 5000) * 60_000))
-                 for i in range(start, min(points, start + RAW_BATCH))]
+        lines = [
+            encode_point(
+                Point(
+                    "state_time",
+                    {
+                        "site": "qinghe",
+                        "workshop": f"ws{i % 10}",
+                        "machine_type": "carding",
+                        "machine_id": f"M{i % 5000}",
+                    },
+                    {
+                        "running_ms": 50_000 + i % 7,
+                        "idle_ms": 0,
+                        "setup_ms": 0,
+                        "down_ms": 10_000,
+                        "maintenance_ms": 0,
+                        "offline_ms": 0,
+                        "window_ms": 60_000,
+                        "observed_ms": 60_000,
+                        "units": 1,
+                        "defects": 0,
+                        "partial": False,
+                    },
+                    base + (i // 5000) * 60_000,
+                )
+            )
+            for i in range(start, min(points, start + RAW_BATCH))
+        ]
         batches.append("\n".join(lines).encode())
     began = time.perf_counter()
     for body in batches:
@@ -77,8 +98,13 @@ def pipeline_rate(
     plant = generate_plant(machines, per_workshop=max(1, machines // 4))
     plant_file = logs / "plant.yaml"
     plant_file.write_text(dump_plant(plant))
-    env = ftel_env(settings, FTEL_INGEST__GROUP=database, FTEL_SIMULATION__PLANT=str(plant_file),
-                   FTEL_SIMULATION__TELEMETRY_INTERVAL_S="60", FTEL_SIMULATION__TICK_S="0.02")
+    env = ftel_env(
+        settings,
+        FTEL_INGEST__GROUP=database,
+        FTEL_SIMULATION__PLANT=str(plant_file),
+        FTEL_SIMULATION__TELEMETRY_INTERVAL_S="60",
+        FTEL_SIMULATION__TICK_S="0.02",
+    )
     procs = []
     for n in range(workers):
         log = logs / f"worker{n}.log"
@@ -93,21 +119,29 @@ def pipeline_rate(
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=60)
     began = time.perf_counter()
-    sim = start_ftel(["simulate", "run", "--duration", f"{hours}h", "--speedup", "1000000", "--start-ms", str(start)],
-                     env, logs / "sim.log")
+    sim = start_ftel(
+        ["simulate", "run", "--duration", f"{hours}h", "--speedup", "1000000", "--start-ms", str(start)],
+        env,
+        logs / "sim.log",
+    )
     if drain:
         with console.status("gateways filling the broker's queues…"):
             sim.wait(timeout=1800)
         began = time.perf_counter()
-        procs = [start_ftel(["ingest", "--worker-id", f"bench-{n}"], env, logs / f"worker{n}.log")
-                 for n in range(workers)]
+        procs = [
+            start_ftel(["ingest", "--worker-id", f"bench-{n}"], env, logs / f"worker{n}.log") for n in range(workers)
+        ]
     with console.status("pipeline running…") as status:
+
         def done() -> bool:
             rows = query.rows("SELECT count(running_ms) AS n FROM state_time")
             stored = int(rows[0]["n"]) if rows else 0
-            status.update(f"{'draining' if drain else 'pipeline running'}… {stored}/{expected_windows} machine-windows stored, "
-                          f"{time.perf_counter() - began:.0f} s")
+            status.update(
+                f"{'draining' if drain else 'pipeline running'}… {stored}/{expected_windows} machine-windows stored, "
+                f"{time.perf_counter() - began:.0f} s"
+            )
             return stored >= expected_windows and sim.poll() is not None
+
         wait_until(done, timeout_s=1800, what="every window stored", every_s=0.5)
     elapsed = time.perf_counter() - began
     peak = max(peak_rss_mb(p.pid) for p in procs)
@@ -115,14 +149,28 @@ def pipeline_rate(
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
     # Machine points only (health points excluded), the same count whether or not a worker restarted.
-    points = sum(int(query.rows(f"SELECT count({field}) AS n FROM {m}")[0]["n"]) for m, field in
-                 (("state_time", "running_ms"), ("downtime", "down_ms"), ("telemetry", "speed"),
-                  ("machine_state", "state_code"), ("machine_info", "model"), ("gateway_heartbeat", "seq")))
+    points = sum(
+        int(query.rows(f"SELECT count({field}) AS n FROM {m}")[0]["n"])
+        for m, field in (
+            ("state_time", "running_ms"),
+            ("downtime", "down_ms"),
+            ("telemetry", "speed"),
+            ("machine_state", "state_code"),
+            ("machine_info", "model"),
+            ("gateway_heartbeat", "seq"),
+        )
+    )
     with console.status("checking against the ledger…"):
         ledger = ledger_totals(plant_ledger(plant, start_ms=start, end_ms=end, window_ms=60_000), "workshop")
         diffs = differences(ledger, stored_totals(query, "workshop", start, end))
-    return {"points": points, "seconds": elapsed, "rate": points / elapsed, "peak_mb": peak,
-            "exact": float(not diffs), "diffs": float(len(diffs))}
+    return {
+        "points": points,
+        "seconds": elapsed,
+        "rate": points / elapsed,
+        "peak_mb": peak,
+        "exact": float(not diffs),
+        "diffs": float(len(diffs)),
+    }
 
 
 def main() -> int:
@@ -146,19 +194,27 @@ def main() -> int:
             drained = pipeline_rate(services, args.machines, args.hours, args.workers, Path(tmp), drain=True)
         finally:
             stack.down()
-    table = Table(title=f"ftel benchmark — {os.cpu_count()} cores, {args.machines} machines × {args.hours} h, "
-                        f"{args.workers} ingest worker(s)")
+    table = Table(
+        title=f"ftel benchmark — {os.cpu_count()} cores, {args.machines} machines × {args.hours} h, "
+        f"{args.workers} ingest worker(s)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("InfluxDB raw write ceiling", f"{raw:,.0f} points/s")
-    for name, result in (("pipeline end to end (gateways live)", live),
-                         ("ingest alone (draining the broker)", drained)):
-        table.add_row(name, f"{result['rate']:,.0f} points/s ({result['points']:,.0f} points in "
-                            f"{result['seconds']:.1f} s)")
+    for name, result in (
+        ("pipeline end to end (gateways live)", live),
+        ("ingest alone (draining the broker)", drained),
+    ):
+        table.add_row(
+            name,
+            f"{result['rate']:,.0f} points/s ({result['points']:,.0f} points in {result['seconds']:.1f} s)",
+        )
         table.add_row("  ratio to the raw ceiling", f"{result['rate'] / raw:.2f}")
         table.add_row("  ingest worker peak memory", f"{result['peak_mb']:.0f} MiB")
-        table.add_row("  stored = ledger (per workshop)",
-                      "yes" if result["exact"] else f"NO ({result['diffs']:.0f} differ)")
+        table.add_row(
+            "  stored = ledger (per workshop)",
+            "yes" if result["exact"] else f"NO ({result['diffs']:.0f} differ)",
+        )
     console.print(table)
     return 0 if live["exact"] and drained["exact"] else 1
 

@@ -4,7 +4,6 @@ Handlers import their work lazily: matplotlib and the SDK stay out of every othe
 ftel.cli (which imports this module) is only imported once it is loaded.
 """
 
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

@@ -38,22 +38,31 @@ class InfluxQuery:
             self._headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
         elif settings.username:
             password = settings.password.get_secret_value() if settings.password else ""
-            self._headers["Authorization"] = "Basic " + base64.b64encode(
-                f"{settings.username}:{password}".encode()
-            ).decode()
+            self._headers["Authorization"] = (
+                "Basic " + base64.b64encode(f"{settings.username}:{password}".encode()).decode()
+            )
 
     def query(self, influxql: str, *, epoch: str = "ms") -> list[Series]:
         """Run one statement; return its series. Raises QueryError with InfluxDB's own message."""
-        params = {"db": self._settings.database, "rp": self._settings.retention_policy, "q": influxql,
-                  "epoch": epoch}
+        params = {
+            "db": self._settings.database,
+            "rp": self._settings.retention_policy,
+            "q": influxql,
+            "epoch": epoch,
+        }
         request = urllib.request.Request(
-            f"{self._base}/query", data=urllib.parse.urlencode(params).encode(), headers=self._headers, method="POST"
+            f"{self._base}/query",
+            data=urllib.parse.urlencode(params).encode(),
+            headers=self._headers,
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=self._settings.timeout_s) as response:
                 body = json.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise QueryError(f"InfluxDB answered {error.code}: {error.read().decode(errors='replace')[:300]}") from error
+            raise QueryError(
+                f"InfluxDB answered {error.code}: {error.read().decode(errors='replace')[:300]}"
+            ) from error
         except (urllib.error.URLError, OSError) as error:
             raise QueryError(f"cannot reach InfluxDB at {self._base}: {error}") from error
         results = body.get("results", [])
@@ -62,9 +71,7 @@ class InfluxQuery:
         result = results[0]
         if "error" in result:
             raise QueryError(f"{result['error']} (query: {influxql})")
-        return [
-            Series(s["name"], s.get("tags", {}), s["columns"], s["values"]) for s in result.get("series", [])
-        ]
+        return [Series(s["name"], s.get("tags", {}), s["columns"], s["values"]) for s in result.get("series", [])]
 
     def rows(self, influxql: str) -> list[dict[str, Any]]:
         """All rows of all series, each row with its series' tags merged in."""

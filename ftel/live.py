@@ -44,10 +44,14 @@ def read_snapshot(query: InfluxQuery, sim_now_ms: int) -> LiveSnapshot:
         rows = query.rows(
             f"SELECT sum(stops) AS stops, sum(down_ms) AS down FROM downtime WHERE time >= {since}ms GROUP BY reason"
         )
-        snap.stops = sorted(((r["reason"], int(r["stops"] or 0), (r["down"] or 0) / 60_000) for r in rows),
-                            key=lambda r: -r[2])
-        for row in query.rows("SELECT last(messages_in) AS m, last(points_written) AS p, last(dead_letters) AS d "
-                              "FROM ingest_health WHERE time > now() - 1h GROUP BY worker"):
+        snap.stops = sorted(
+            ((r["reason"], int(r["stops"] or 0), (r["down"] or 0) / 60_000) for r in rows),
+            key=lambda r: -r[2],
+        )
+        for row in query.rows(
+            "SELECT last(messages_in) AS m, last(points_written) AS p, last(dead_letters) AS d "
+            "FROM ingest_health WHERE time > now() - 1h GROUP BY worker"
+        ):
             snap.messages_in += int(row["m"] or 0)
             snap.points_written += int(row["p"] or 0)
             snap.dead_letters += int(row["d"] or 0)
@@ -69,8 +73,7 @@ def render(snap: LiveSnapshot, previous: LiveSnapshot | None, interval_s: float,
     for workshop in sorted(snap.states):
         util = snap.utilisation.get(workshop, 0.0)
         bar = "█" * round(util * 20) + "░" * (20 - round(util * 20))
-        states.add_row(workshop, *(_state_cell(s, snap.states[workshop][s]) for s in STATE_ORDER),
-                       f"{bar} {util:6.1%}")
+        states.add_row(workshop, *(_state_cell(s, snap.states[workshop][s]) for s in STATE_ORDER), f"{bar} {util:6.1%}")
     stops = Table(title=f"Stops by reason, last {UTILISATION_WINDOW_MIN} simulated minutes", expand=True)
     stops.add_column("reason")
     stops.add_column("stops", justify="right")
@@ -83,7 +86,8 @@ def render(snap: LiveSnapshot, previous: LiveSnapshot | None, interval_s: float,
         rate_p = max(0, snap.points_written - previous.points_written) / interval_s
     sim = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(snap.sim_now_ms / 1000))
     pipeline = Text.assemble(
-        ("Pipeline  ", "bold"), f"simulated time {sim} UTC   ",
+        ("Pipeline  ", "bold"),
+        f"simulated time {sim} UTC   ",
         f"messages {snap.messages_in} ({rate_m:,.0f}/s)   points {snap.points_written} ({rate_p:,.0f}/s)   ",
         (f"dead letters {snap.dead_letters}", "red" if snap.dead_letters else "green"),
     )

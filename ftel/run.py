@@ -26,8 +26,12 @@ WORKER_READY_TIMEOUT_S = 60.0
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "ftel.cli", "ingest"], stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ftel.cli", "ingest"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while "subscribed" not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -59,8 +63,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     gateways = threading.Thread(target=run_gateways, args=(run, settings, stop), name="gateways", daemon=True)
     gateways.start()
-    header = (f"ftel run — {plant.machine_count} simulated machines in {len(plant.workshops)} workshops, "
-              f"{history_ms // 60000} min of history at {speedup:g}×, then live.  Logs: {logs}")
+    header = (
+        f"ftel run — {plant.machine_count} simulated machines in {len(plant.workshops)} workshops, "
+        f"{history_ms // 60000} min of history at {speedup:g}×, then live.  Logs: {logs}"
+    )
     query = InfluxQuery(settings.influx)
     previous: LiveSnapshot | None = None
     deadline = time.monotonic() + args.seconds if args.seconds else None

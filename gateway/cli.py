@@ -12,7 +12,12 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     run = simulation_run(args, settings)
     gateway = run.gateway(settings, args.workshop)
     stop = stop_on_signals()
-    final = gateway.run(stop, end_ms=run.end_ms, first_read_ms=run.first_read_ms, on_progress=lambda p: print_progress(args.workshop, p))
+    final = gateway.run(
+        stop,
+        end_ms=run.end_ms,
+        first_read_ms=run.first_read_ms,
+        on_progress=lambda p: print_progress(args.workshop, p),
+    )
     print_progress(args.workshop, final)
     if args.ledger:
         write_run_ledger(run, settings, args.ledger, [args.workshop])

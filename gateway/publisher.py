@@ -74,8 +74,9 @@ class GatewayPublisher:
     def start(self) -> None:
         # connect_async + loop_start: the first connection and every reconnect happen in paho's thread, so a
         # broker that is down at start is no different from one that goes away later.
-        self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s,
-                                   clean_start=True)
+        self._client.connect_async(
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s, clean_start=True
+        )
         self._client.loop_start()
 
     def publish(self, topic: str, message: Message, *, retain: bool = False) -> None:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ftel.contract.models import GatewayStatus, Heartbeat, Message
+from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage
 from ftel.contract.topics import GatewayKind, MachineKind, gateway_topic, machine_topic
 from ftel.settings import MqttSettings
 from gateway.driver import MachineDriver
@@ -72,8 +72,13 @@ class Gateway:
         self._boot_id = int(time.time() * 1000)
         self._started_wall = time.monotonic()
         self._trackers = [
-            MachineTracker(origin, d.info, window_ms=timing.window_ms,
-                           telemetry_interval_ms=timing.telemetry_interval_ms, next_seq=self._next_seq)
+            MachineTracker(
+                origin,
+                d.info,
+                window_ms=timing.window_ms,
+                telemetry_interval_ms=timing.telemetry_interval_ms,
+                next_seq=self._next_seq,
+            )
             for d in self._drivers
         ]
         self._machine_types = {d.info.machine_id: d.info.machine_type for d in self._drivers}
@@ -92,27 +97,44 @@ class Gateway:
 
     def _status(self, *, online: bool, ts: int) -> GatewayStatus:
         o = self.origin
-        return GatewayStatus(site=o.site, workshop=o.workshop, gateway_id=o.gateway_id, seq=self._next_seq(),
-                             ts=ts, online=online, boot_id=self._boot_id, machines=self._machine_types)
+        return GatewayStatus(
+            site=o.site,
+            workshop=o.workshop,
+            gateway_id=o.gateway_id,
+            seq=self._next_seq(),
+            ts=ts,
+            online=online,
+            boot_id=self._boot_id,
+            machines=self._machine_types,
+        )
 
     def _heartbeat(self, ts: int) -> Heartbeat:
         o, c = self.origin, self.publisher.counters
-        return Heartbeat(site=o.site, workshop=o.workshop, gateway_id=o.gateway_id, seq=self._next_seq(), ts=ts,
-                         boot_id=self._boot_id, uptime_ms=int((time.monotonic() - self._started_wall) * 1000),
-                         machines=len(self._drivers), spool_depth=max(0, c.depth), spool_dropped=c.dropped)
+        return Heartbeat(
+            site=o.site,
+            workshop=o.workshop,
+            gateway_id=o.gateway_id,
+            seq=self._next_seq(),
+            ts=ts,
+            boot_id=self._boot_id,
+            uptime_ms=int((time.monotonic() - self._started_wall) * 1000),
+            machines=len(self._drivers),
+            spool_depth=max(0, c.depth),
+            spool_dropped=c.dropped,
+        )
 
-    def _publish(self, messages: list[Message]) -> None:
+    def _publish(self, messages: list[MachineMessage]) -> None:
         o = self.origin
         for message in messages:
             kind = KIND_OF[type(message).__name__]
-            topic = machine_topic(o.site, o.workshop, message.machine_type.value,  # type: ignore[union-attr]
-                                  message.machine_id, kind)  # type: ignore[union-attr]
+            topic = machine_topic(o.site, o.workshop, message.machine_type.value, message.machine_id, kind)
             self.publisher.publish(topic, message, retain=kind is MachineKind.META)
 
     def progress(self, sim_ms: int) -> Progress:
         c = self.publisher.counters
-        return Progress(sim_ms, c.published, c.acknowledged, max(0, c.depth), c.dropped,
-                        self.publisher.connected.is_set())
+        return Progress(
+            sim_ms, c.published, c.acknowledged, max(0, c.depth), c.dropped, self.publisher.connected.is_set()
+        )
 
     def run(
         self,
@@ -145,8 +167,12 @@ class Gateway:
                 heartbeats = edges_between(last, now, t.heartbeat_interval_ms)
                 if len(heartbeats):
                     self.publisher.publish(
-                        gateway_topic(self.origin.site, self.origin.workshop, self.origin.gateway_id,
-                                      GatewayKind.HEARTBEAT),
+                        gateway_topic(
+                            self.origin.site,
+                            self.origin.workshop,
+                            self.origin.gateway_id,
+                            GatewayKind.HEARTBEAT,
+                        ),
                         self._heartbeat(heartbeats[-1]),
                     )
                 last = now
@@ -159,7 +185,7 @@ class Gateway:
         return self.shutdown(last)
 
     def _read_all(self, at_ms: int) -> None:
-        out: list[Message] = []
+        out: list[MachineMessage] = []
         for driver, tracker in zip(self._drivers, self._trackers, strict=True):
             for reading in driver.read(at_ms):
                 out.extend(tracker.observe(reading))
@@ -167,13 +193,16 @@ class Gateway:
 
     def shutdown(self, at_ms: int) -> Progress:
         """Close partial windows, announce the death (a clean disconnect sends no last will), drain, stop."""
-        closing: list[Message] = []
+        closing: list[MachineMessage] = []
         for tracker in self._trackers:
             closing.extend(tracker.close(at_ms))
         self._publish(closing)
         self.publisher.publish(self._status_topic, self._status(online=False, ts=at_ms), retain=True)
         if not self.publisher.drain(DRAIN_STALL_TIMEOUT_S):
-            log.error("%d messages not acknowledged by the broker at shutdown: they are lost", self.publisher.counters.depth)
+            log.error(
+                "%d messages not acknowledged by the broker at shutdown: they are lost",
+                self.publisher.counters.depth,
+            )
         final = self.progress(at_ms)
         self.publisher.stop()
         return final

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ftel.contract.models import MachineMeta, Message, StateChange, StateWindow, Telemetry
+from ftel.contract.models import MachineMessage, MachineMeta, StateChange, StateWindow, Telemetry
 from ftel.contract.states import STATE_ORDER, MachineState
 from gateway.driver import MachineInfo, Reading
 
@@ -79,8 +79,8 @@ class MachineTracker:
     def state(self) -> MachineState | None:
         return self._last.state if self._last else None
 
-    def observe(self, reading: Reading) -> list[Message]:
-        out: list[Message] = []
+    def observe(self, reading: Reading) -> list[MachineMessage]:
+        out: list[MachineMessage] = []
         last = self._last
         if last is None:
             self._since_ms = reading.at_ms
@@ -103,7 +103,7 @@ class MachineTracker:
         self._last = reading
         return out
 
-    def close(self, at_ms: int) -> list[Message]:
+    def close(self, at_ms: int) -> list[MachineMessage]:
         """On shutdown: the time up to ``at_ms`` as a partial window (the full one overwrites it later)."""
         if self._last is None or at_ms <= self._window_start:
             return []
@@ -115,8 +115,16 @@ class MachineTracker:
     def _last_at(self, at_ms: int) -> Reading:
         assert self._last is not None
         r = self._last
-        return Reading(at_ms, r.state, r.reason, r.units_total, r.defects_total, r.speed, r.temperature,
-                       r.run_ms_since_service)
+        return Reading(
+            at_ms,
+            r.state,
+            r.reason,
+            r.units_total,
+            r.defects_total,
+            r.speed,
+            r.temperature,
+            r.run_ms_since_service,
+        )
 
     def _count_stop(self, reading: Reading) -> None:
         if reading.state is MachineState.DOWN and reading.reason:
@@ -127,9 +135,9 @@ class MachineTracker:
         if state is MachineState.DOWN and reason:
             self._down_ms[reason] = self._down_ms.get(reason, 0) + ms
 
-    def _advance(self, last: Reading, reading: Reading) -> list[Message]:
+    def _advance(self, last: Reading, reading: Reading) -> list[MachineMessage]:
         """Account the time from ``last`` to ``reading`` in the last state, closing every window passed."""
-        out: list[Message] = []
+        out: list[MachineMessage] = []
         cursor = last.at_ms
         while self._window_start + self._window_ms <= reading.at_ms:
             edge = self._window_start + self._window_ms

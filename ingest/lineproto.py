@@ -1,5 +1,6 @@
 """InfluxDB line protocol encoding (pure). Escaping follows the InfluxDB 1.x/2.x reference, so no tag value or
-field string can start a new field, tag or point (a tag that cannot be represented is refused). Tags and fields are written in sorted order."""
+field string can start a new field, tag or point (a tag that cannot be represented is refused).
+Tags and fields are written in sorted order."""
 
 from __future__ import annotations
 

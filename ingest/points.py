@@ -82,8 +82,10 @@ def to_points(message: Message, *, received_ms: int) -> list[Point]:
                 Point(
                     Measurement.DOWNTIME,
                     {**tags, "reason": reason},
-                    {"down_ms": message.down_ms_by_reason.get(reason, 0),
-                     "stops": message.stops_by_reason.get(reason, 0)},
+                    {
+                        "down_ms": message.down_ms_by_reason.get(reason, 0),
+                        "stops": message.stops_by_reason.get(reason, 0),
+                    },
                     message.window_start,
                 )
             )
@@ -117,8 +119,12 @@ def to_points(message: Message, *, received_ms: int) -> list[Point]:
         points = [Point(Measurement.GATEWAY_STATUS, gateway_tags(message), status_fields, at)]
         if not message.online:
             for machine_id, machine_type in sorted(message.machines.items()):
-                tags = {"site": message.site, "workshop": message.workshop,
-                        "machine_type": machine_type.value, "machine_id": machine_id}
+                tags = {
+                    "site": message.site,
+                    "workshop": message.workshop,
+                    "machine_type": machine_type.value,
+                    "machine_id": machine_id,
+                }
                 points.append(Point(Measurement.MACHINE_STATE, tags, state_fields(MachineState.OFFLINE), at))
         return points
     heartbeat_fields: dict[str, str | int | float | bool] = {

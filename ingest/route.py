@@ -32,8 +32,10 @@ def route(topic: str, payload: bytes, *, received_ms: int, limits: TimeLimits) -
     try:
         _, message = decode(topic, payload)
         if message.ts > received_ms + limits.max_future_skew_ms:
-            return Rejected(f"timestamp {message.ts} is {(message.ts - received_ms) // 1000} s in the future "
-                            f"(limit {limits.max_future_skew_ms // 1000} s): check the gateway's clock")
+            return Rejected(
+                f"timestamp {message.ts} is {(message.ts - received_ms) // 1000} s in the future "
+                f"(limit {limits.max_future_skew_ms // 1000} s): check the gateway's clock"
+            )
         if message.ts < received_ms - limits.max_age_ms:
             return Rejected(f"timestamp {message.ts} is older than the {limits.max_age_ms // 86_400_000}-day limit")
         lines = tuple(encode_point(p) for p in to_points(message, received_ms=received_ms))
@@ -59,12 +61,17 @@ def dead_letter_body(
     ).encode()
 
 
-def dead_letter_point(*, worker: str, topic: str, payload: bytes, reason: str, received_ms: int,
-                      keep_bytes: int) -> Point:
+def dead_letter_point(
+    *, worker: str, topic: str, payload: bytes, reason: str, received_ms: int, keep_bytes: int
+) -> Point:
     return Point(
         Measurement.DEAD_LETTER,
         {"worker": worker},
-        {"topic": topic[:500], "reason": reason[:1000],
-         "payload": payload[:keep_bytes].decode("utf-8", errors="replace"), "size": len(payload)},
+        {
+            "topic": topic[:500],
+            "reason": reason[:1000],
+            "payload": payload[:keep_bytes].decode("utf-8", errors="replace"),
+            "size": len(payload),
+        },
         received_ms,
     )

@@ -47,7 +47,7 @@ class IngestStats:
     lag_ms: int = 0
 
     def as_fields(self) -> dict[str, int]:
-        return {name: int(getattr(self, name)) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: int(getattr(self, name)) for name in self.__slots__}
 
 
 @dataclass(slots=True)
@@ -73,11 +73,11 @@ class Batch:
 def _enable_manual_ack(client: aiomqtt.Client) -> None:
     # aiomqtt 2.x has no public manual-ack API yet (aiomqtt issue #345); paho-mqtt 2.x, under it, does.
     # This and _ack are the only two places that reach into the paho client.
-    client._client.manual_ack_set(True)  # noqa: SLF001
+    client._client.manual_ack_set(True)
 
 
 def _ack(client: aiomqtt.Client, mid: int) -> None:
-    client._client.ack(mid, 1)  # noqa: SLF001
+    client._client.ack(mid, 1)
 
 
 class IngestWorker:
@@ -86,8 +86,9 @@ class IngestWorker:
         self.stats = IngestStats()
         self._ingest = settings.ingest
         self._writer = writer or make_writer(settings.influx)
-        self._policy = RetryPolicy(self._ingest.retry_initial_s, self._ingest.retry_max_s,
-                                   self._ingest.retry_exponential_base)
+        self._policy = RetryPolicy(
+            self._ingest.retry_initial_s, self._ingest.retry_max_s, self._ingest.retry_exponential_base
+        )
         self._limits = TimeLimits(self._ingest.max_future_skew_s * 1000, self._ingest.max_age_s * 1000)
         self._generation = 0
         self._batch = Batch(0)
@@ -95,7 +96,7 @@ class IngestWorker:
         self.subscribed = asyncio.Event()
 
     def _connect_properties(self) -> Properties:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # Without a session expiry an MQTT 5 session ends with the connection, and a restarted worker
         # would lose what arrived while it was away.
         properties.SessionExpiryInterval = self._ingest.session_expiry_s
@@ -172,20 +173,36 @@ class IngestWorker:
             if isinstance(outcome, Accepted):
                 self._batch.add(outcome.lines, mid)
             else:
-                await self._dead_letter(client, topic, payload, outcome.reason, received, mid)
+                await self._dead_letter(client, topic, payload, reason=outcome.reason, received=received, mid=mid)
             if len(self._batch) >= self._ingest.batch_size:
                 self._wake.set()
 
-    async def _dead_letter(self, client: aiomqtt.Client, topic: str, payload: bytes, reason: str,
-                           received: int, mid: int | None) -> None:
+    async def _dead_letter(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, *, reason: str, received: int, mid: int | None
+    ) -> None:
         self.stats.dead_letters += 1
         keep = self._ingest.dead_letter_text_bytes
         log.warning("dead letter from %s: %s", topic[:200], reason)
-        await client.publish(f"{DEAD_LETTER_PREFIX}/{self._ingest.worker_id}",
-                             dead_letter_body(worker=self._ingest.worker_id, topic=topic, payload=payload,
-                                              reason=reason, received_ms=received, keep_bytes=keep), qos=1)
-        point = dead_letter_point(worker=self._ingest.worker_id, topic=topic, payload=payload, reason=reason,
-                                  received_ms=received, keep_bytes=keep)
+        await client.publish(
+            f"{DEAD_LETTER_PREFIX}/{self._ingest.worker_id}",
+            dead_letter_body(
+                worker=self._ingest.worker_id,
+                topic=topic,
+                payload=payload,
+                reason=reason,
+                received_ms=received,
+                keep_bytes=keep,
+            ),
+            qos=1,
+        )
+        point = dead_letter_point(
+            worker=self._ingest.worker_id,
+            topic=topic,
+            payload=payload,
+            reason=reason,
+            received_ms=received,
+            keep_bytes=keep,
+        )
         self._batch.add([encode_point(point)], mid)
 
     async def _write_loop(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
@@ -223,7 +240,7 @@ class IngestWorker:
         except WriteError as error:
             if len(lines) == 1:
                 self.stats.dead_letters += 1
-                log.error("InfluxDB refused a point (%s): %s", error, lines[0][:300])
+                log.error("InfluxDB refused a point (%s): %s", error, lines[0][:300])  # noqa: TRY400 (a refusal, not a crash)
                 return
             middle = len(lines) // 2
             self._write_lines(lines[:middle])
@@ -236,6 +253,10 @@ class IngestWorker:
     async def _health_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await asyncio.sleep(self._ingest.health_interval_s)
-            point = Point(Measurement.INGEST_HEALTH, {"worker": self._ingest.worker_id}, self.stats.as_fields(),
-                          wall_ms())
+            point = Point(
+                Measurement.INGEST_HEALTH,
+                {"worker": self._ingest.worker_id},
+                self.stats.as_fields(),
+                wall_ms(),
+            )
             self._batch.add([encode_point(point)], None)

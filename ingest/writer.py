@@ -68,25 +68,34 @@ class V1Writer:
 
 class V2Writer:
     def __init__(self, settings: InfluxSettings) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         token = settings.token.get_secret_value() if settings.token else ""
-        self._client = InfluxDBClient(url=settings.url, token=token, org=settings.org,
-                                      timeout=int(settings.timeout_s * 1000))
+        self._client = InfluxDBClient(
+            url=settings.url, token=token, org=settings.org, timeout=int(settings.timeout_s * 1000)
+        )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket = settings.bucket
         self._org = settings.org
 
     def write(self, body: bytes) -> None:
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            self._api.write(bucket=self._bucket, org=self._org, record=body.decode(), write_precision="ms")
+            self._api.write(
+                bucket=self._bucket,
+                org=self._org,
+                record=body.decode(),
+                write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant typed as the class
+            )
         except ApiException as error:
             status = int(error.status or 0)
-            raise WriteError(f"InfluxDB answered {status}: {error.body}", transient=status >= 500 or status == 429) from error
+            raise WriteError(
+                f"InfluxDB answered {status}: {error.body}", transient=status >= 500 or status == 429
+            ) from error
         except HTTPError as error:
             raise WriteError(f"cannot reach InfluxDB: {error}", transient=True) from error
 

@@ -7,7 +7,7 @@ would have stored. For demos, board development and tests of boards and reports.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ftel.contract.models import GatewayStatus, Message
 from ftel.settings import InfluxSettings
@@ -39,7 +39,7 @@ def backfill(
     pending: list[Point] = []
     written = 0
 
-    def emit(messages: list[Message]) -> None:
+    def emit(messages: Sequence[Message]) -> None:
         nonlocal written
         for message in messages:
             pending.extend(to_points(message, received_ms=message.ts))
@@ -50,17 +50,38 @@ def backfill(
 
     models = plant_models(plant, start_ms=start_ms)
     for workshop in plant.workshops:
-        emit([GatewayStatus(site=plant.site, workshop=workshop.id, gateway_id=workshop.gateway_id, seq=next(seq),
-                            ts=start_ms, online=True, boot_id=start_ms,
-                            machines={m.id: m.type for m in workshop.machines})])
-    times = sorted({start_ms, end_ms, *edges_between(start_ms, end_ms, window_ms),
-                    *edges_between(start_ms, end_ms, telemetry_interval_ms)})
+        emit(
+            [
+                GatewayStatus(
+                    site=plant.site,
+                    workshop=workshop.id,
+                    gateway_id=workshop.gateway_id,
+                    seq=next(seq),
+                    ts=start_ms,
+                    online=True,
+                    boot_id=start_ms,
+                    machines={m.id: m.type for m in workshop.machines},
+                )
+            ]
+        )
+    times = sorted(
+        {
+            start_ms,
+            end_ms,
+            *edges_between(start_ms, end_ms, window_ms),
+            *edges_between(start_ms, end_ms, telemetry_interval_ms),
+        }
+    )
     for index, (workshop_id, model) in enumerate(models):
         workshop = plant.workshop(workshop_id)
         driver = SimulatedDriver(model)
-        tracker = MachineTracker(Origin(plant.site, workshop_id, workshop.gateway_id), driver.info,
-                                 window_ms=window_ms, telemetry_interval_ms=telemetry_interval_ms,
-                                 next_seq=lambda: next(seq))
+        tracker = MachineTracker(
+            Origin(plant.site, workshop_id, workshop.gateway_id),
+            driver.info,
+            window_ms=window_ms,
+            telemetry_interval_ms=telemetry_interval_ms,
+            next_seq=lambda: next(seq),
+        )
         emit([tracker.meta(start_ms)])
         for at in times:
             for reading in driver.read(at):

@@ -25,7 +25,7 @@ def parse_duration(text: str) -> int:
     """'90s', '15m', '2h', '1d' or plain seconds → milliseconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
-    scale = units.get(text[-1:], None)
+    scale = units.get(text[-1:])
     number = float(text[:-1] if scale else text)
     return int(number * (scale or 1) * 1000)
 
@@ -39,13 +39,19 @@ def start_of(args: argparse.Namespace, duration_ms: int, window_ms: int) -> int:
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, duration_default: str | None) -> None:
-    parser.add_argument("--duration", default=duration_default,
-                        help="simulated time to run, e.g. 2h, 90m (default: until Ctrl-C)")
+    parser.add_argument(
+        "--duration",
+        default=duration_default,
+        help="simulated time to run, e.g. 2h, 90m (default: until Ctrl-C)",
+    )
     parser.add_argument("--speedup", type=float, help="simulated seconds per wall second (FTEL_SIMULATION__SPEEDUP)")
     parser.add_argument("--start-ms", type=int, help="simulated start, epoch ms (default: the run ends about now)")
-    parser.add_argument("--anchor-ms", type=int,
-                        help="wall-clock epoch ms when simulated time was --start-ms (share one plant clock "
-                        "between processes; default: now)")
+    parser.add_argument(
+        "--anchor-ms",
+        type=int,
+        help="wall-clock epoch ms when simulated time was --start-ms (share one plant clock "
+        "between processes; default: now)",
+    )
     parser.add_argument("--plant", type=Path, help="plant YAML (default: the built-in two-workshop plant)")
     parser.add_argument("--ledger", type=Path, help="write the ground-truth ledger (JSON Lines) here at the end")
 
@@ -72,16 +78,26 @@ def stop_on_signals() -> threading.Event:
 
 def print_progress(workshop: str, p: Progress) -> None:
     link = "connected" if p.connected else "[red]broker away, spooling[/red]"
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] gateway [bold]{workshop}[/bold] sim "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.sim_ms / 1000))}Z  published {p.published}"
-                  f"  acked {p.acknowledged}  spool {p.spool_depth}  dropped {p.dropped}  {link}")
+    console.print(
+        f"[dim]{time.strftime('%H:%M:%S')}[/dim] gateway [bold]{workshop}[/bold] sim "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.sim_ms / 1000))}Z  published {p.published}"
+        f"  acked {p.acknowledged}  spool {p.spool_depth}  dropped {p.dropped}  {link}"
+    )
 
 
 def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, workshops: list[str] | None) -> None:
     end = run.end_ms if run.end_ms is not None else run.clock.now_ms()
-    rows = (row for w in (workshops or [w.id for w in run.plant.workshops])
-            for row in plant_ledger(run.plant, start_ms=run.start_ms, end_ms=end,
-                                    window_ms=settings.simulation.window_s * 1000, workshop=w))
+    rows = (
+        row
+        for w in (workshops or [w.id for w in run.plant.workshops])
+        for row in plant_ledger(
+            run.plant,
+            start_ms=run.start_ms,
+            end_ms=end,
+            window_ms=settings.simulation.window_s * 1000,
+            workshop=w,
+        )
+    )
     count = write_ledger(rows, path)
     console.print(f"ledger: {count} machine-windows → {path}")
 
@@ -103,15 +119,22 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "backfill":
         end = run.end_ms or wall_ms()
         with console.status("backfilling…") as status:
-            points = backfill(run.plant, settings.influx, start_ms=run.start_ms, end_ms=end,
-                              window_ms=settings.simulation.window_s * 1000,
-                              telemetry_interval_ms=settings.simulation.telemetry_interval_s * 1000,
-                              on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"))
+            points = backfill(
+                run.plant,
+                settings.influx,
+                start_ms=run.start_ms,
+                end_ms=end,
+                window_ms=settings.simulation.window_s * 1000,
+                telemetry_interval_ms=settings.simulation.telemetry_interval_s * 1000,
+                on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"),
+            )
         console.print(f"wrote {points} points for {run.plant.machine_count} machines into {settings.influx.database}")
         return 0
     stop = stop_on_signals()
-    console.print(f"simulating {run.plant.machine_count} machines in {len(run.plant.workshops)} workshops at "
-                  f"{run.clock.speedup:g}× → MQTT {settings.mqtt.host}:{settings.mqtt.port}")
+    console.print(
+        f"simulating {run.plant.machine_count} machines in {len(run.plant.workshops)} workshops at "
+        f"{run.clock.speedup:g}× → MQTT {settings.mqtt.host}:{settings.mqtt.port}"
+    )
     results = run_gateways(run, settings, stop, on_progress=print_progress)
     for workshop, final in results.items():
         print_progress(workshop, final)

@@ -20,7 +20,13 @@ class SimulatedDriver:
         self._defects = 0
         spec = model.spec
         self._info = MachineInfo(
-            spec.id, spec.type, spec.model, spec.line, spec.rated_speed, spec.speed_unit, spec.service_interval_h
+            spec.id,
+            spec.type,
+            spec.model,
+            spec.line,
+            spec.rated_speed,
+            spec.speed_unit,
+            spec.service_interval_h,
         )
 
     @property
@@ -56,7 +62,9 @@ class SimulatedDriver:
         profile = model.profile
         # A slow wobble so charts look alive; deterministic in time.
         wobble = 0.6 * math.sin(at_ms / 600_000 + (model.seed % 628) / 100)
-        temperature = profile.base_temperature_c + (profile.running_temperature_rise_c if running else 0) + wobble + rise
+        temperature = (
+            profile.base_temperature_c + (profile.running_temperature_rise_c if running else 0) + wobble + rise
+        )
         speed = model.spec.rated_speed * segment.speed_permille / 1000 * speed_factor if running else 0.0
         return Reading(
             at_ms=at_ms,

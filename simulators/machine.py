@@ -202,16 +202,27 @@ def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) ->
         forced.setdefault(f.machine_id, []).append(segment)
     anomalies: dict[str, list[Anomaly]] = {}
     for a in plant.injected_anomalies:
-        anomaly = Anomaly(start_ms + a.at_s * 1000, start_ms + (a.at_s + a.duration_s) * 1000,
-                          a.temperature_rise_c, a.speed_factor)
+        anomaly = Anomaly(
+            start_ms + a.at_s * 1000,
+            start_ms + (a.at_s + a.duration_s) * 1000,
+            a.temperature_rise_c,
+            a.speed_factor,
+        )
         anomalies.setdefault(a.machine_id, []).append(anomaly)
     overdue = {o.machine_id: int(o.run_hours * 3_600_000) for o in plant.injected_service_overdue}
     return [
-        (w.id, MachineModel(spec, plant_seed=plant.seed, start_ms=start_ms,
-                            forced=tuple(forced.get(spec.id, ())),
-                            anomalies=tuple(anomalies.get(spec.id, ())),
-                            initial_service_ms=overdue.get(spec.id),
-                            planned_maintenance=spec.id not in overdue))
+        (
+            w.id,
+            MachineModel(
+                spec,
+                plant_seed=plant.seed,
+                start_ms=start_ms,
+                forced=tuple(forced.get(spec.id, ())),
+                anomalies=tuple(anomalies.get(spec.id, ())),
+                initial_service_ms=overdue.get(spec.id),
+                planned_maintenance=spec.id not in overdue,
+            ),
+        )
         for w in plant.workshops
         if workshop is None or w.id == workshop
         for spec in w.machines

@@ -173,8 +173,12 @@ def generate_plant(machines: int, *, site: str = "qinghe", per_workshop: int = 5
             prefix = f"W{index + 1:03d}-{machine_type.value[:4].upper()}"
             specs.extend(_machines(prefix, machine_type, count, per_line=20))
         workshops.append(
-            Workshop(id=f"ws{index + 1:03d}", name=f"Workshop {index + 1}", gateway_id=f"gw-{index + 1:03d}",
-                     machines=tuple(specs))
+            Workshop(
+                id=f"ws{index + 1:03d}",
+                name=f"Workshop {index + 1}",
+                gateway_id=f"gw-{index + 1:03d}",
+                machines=tuple(specs),
+            )
         )
         remaining -= size
         index += 1

@@ -36,13 +36,19 @@ class SimulationRun:
 
     def timing(self, settings: Settings) -> GatewayTiming:
         s = settings.simulation
-        return GatewayTiming(window_ms=s.window_s * 1000, telemetry_interval_ms=s.telemetry_interval_s * 1000,
-                             heartbeat_interval_ms=s.heartbeat_interval_s * 1000, tick_s=s.tick_s)
+        return GatewayTiming(
+            window_ms=s.window_s * 1000,
+            telemetry_interval_ms=s.telemetry_interval_s * 1000,
+            heartbeat_interval_ms=s.heartbeat_interval_s * 1000,
+            tick_s=s.tick_s,
+        )
 
     def gateway(self, settings: Settings, workshop_id: str) -> Gateway:
         workshop = self.plant.workshop(workshop_id)
-        drivers = [SimulatedDriver(model) for _, model in
-                   plant_models(self.plant, start_ms=self.start_ms, workshop=workshop_id)]
+        drivers = [
+            SimulatedDriver(model)
+            for _, model in plant_models(self.plant, start_ms=self.start_ms, workshop=workshop_id)
+        ]
         return Gateway(
             Origin(self.plant.site, workshop.id, workshop.gateway_id),
             drivers,
@@ -70,8 +76,9 @@ def run_gateways(
         try:
             gateway = run.gateway(settings, workshop_id)
             report = (lambda p: on_progress(workshop_id, p)) if on_progress else None
-            results[workshop_id] = gateway.run(stop, end_ms=run.end_ms, first_read_ms=run.first_read_ms,
-                                               on_progress=report)
+            results[workshop_id] = gateway.run(
+                stop, end_ms=run.end_ms, first_read_ms=run.first_read_ms, on_progress=report
+            )
         except BaseException as error:  # surfaced to the caller below; one thread's failure stops the run
             errors.append(error)
             stop.set()

@@ -31,13 +31,15 @@ def stored_totals(query: InfluxQuery, key: str, start_ms: int, end_ms: int) -> T
     where = f"time >= {start_ms}ms AND time < {end_ms}ms"
     sums = ", ".join(f'sum("{state_field(s)}") AS "{s.value}"' for s in STATE_ORDER)
     totals: Totals = defaultdict(Counter)
-    for row in query.rows(f"SELECT {sums}, sum(units) AS units, sum(defects) AS defects FROM state_time "
-                          f"WHERE {where} GROUP BY {key}"):
+    for row in query.rows(
+        f"SELECT {sums}, sum(units) AS units, sum(defects) AS defects FROM state_time WHERE {where} GROUP BY {key}"
+    ):
         t = totals[row[key]]
         for name in [s.value for s in STATE_ORDER] + ["units", "defects"]:
             t[name] += int(row[name] or 0)
-    for row in query.rows(f"SELECT sum(stops) AS stops, sum(down_ms) AS down FROM downtime WHERE {where} "
-                          f"GROUP BY {key}, reason"):
+    for row in query.rows(
+        f"SELECT sum(stops) AS stops, sum(down_ms) AS down FROM downtime WHERE {where} GROUP BY {key}, reason"
+    ):
         t = totals[row[key]]
         t[f"stops:{row['reason']}"] += int(row["stops"] or 0)
         t[f"down:{row['reason']}"] += int(row["down"] or 0)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from ftel.influx import InfluxQuery
 from ftel.settings import InfluxSettings, MqttSettings, Settings
@@ -29,14 +36,6 @@ class Services:
         )
 
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
-
 T = TypeVar("T")
 
 
@@ -56,8 +55,13 @@ def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def start_ftel(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "ftel.cli", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ftel.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def wait_until(check: Callable[[], T | None], *, timeout_s: float, what: str, every_s: float = 0.2) -> T:
@@ -73,5 +77,8 @@ def wait_until(check: Callable[[], T | None], *, timeout_s: float, what: str, ev
 
 
 def wait_for_log(log: Path, text: str, *, timeout_s: float = 60) -> None:
-    wait_until(lambda: log.exists() and text in log.read_text(errors="replace"), timeout_s=timeout_s,
-               what=f"{text!r} in {log}")
+    wait_until(
+        lambda: log.exists() and text in log.read_text(errors="replace"),
+        timeout_s=timeout_s,
+        what=f"{text!r} in {log}",
+    )

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ftel.contract.states import DOWN_REASONS, STATE_ORDER, MachineState, MachineType
-from ftel.contract.topics import CONTRACT_VERSION, ID_PATTERN
+from ftel.contract.topics import ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 EpochMs = Annotated[int, Field(ge=0)]
@@ -25,7 +25,7 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Literal[1] = CONTRACT_VERSION
+    v: Literal[1] = 1  # CONTRACT_VERSION
     site: Id
     workshop: Id
     gateway_id: Id

@@ -142,9 +142,6 @@ class Service:
         self.pid_file.unlink(missing_ok=True)
 
 
-
-
-
 @dataclass(frozen=True, slots=True)
 class LocalStack:
     """Mosquitto and InfluxDB under ``directory`` on the given loopback ports."""
@@ -159,7 +156,7 @@ class LocalStack:
 
     @classmethod
     def on_free_ports(cls, directory: Path, **kwargs: str) -> Self:
-        return cls(directory, free_port(), free_port(), free_port(), **kwargs)  # type: ignore[arg-type]
+        return cls(directory, free_port(), free_port(), free_port(), **kwargs)
 
     @property
     def influx_url(self) -> str:

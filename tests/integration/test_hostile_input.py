@@ -6,12 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -29,22 +27,46 @@ DEAD_LETTER_KEEP = IngestSettings().dead_letter_text_bytes
 NOW = time.time_ns() // 1_000_000
 TELEMETRY = machine_topic("qinghe", "knit", "knitting", "GOOD-1", MachineKind.TELEMETRY)
 META = machine_topic("qinghe", "knit", "knitting", "META-1", MachineKind.META)
-HOSTILE_TEXT = st.text(alphabet=st.sampled_from(list(' ,="\'\n\\\tx=y,z') + ["é", "羊", "绒"]), min_size=1, max_size=40)
+HOSTILE_TEXT = st.text(alphabet=st.sampled_from([*list(" ,=\"'\n\\\tx=y,z"), "é", "羊", "绒"]), min_size=1, max_size=40)
 
 
 def header(machine_id: str, ts: int) -> dict[str, object]:
-    return {"site": "qinghe", "workshop": "knit", "gateway_id": "gw-knit", "seq": 1, "ts": ts,
-            "machine_type": "knitting", "machine_id": machine_id}
+    return {
+        "site": "qinghe",
+        "workshop": "knit",
+        "gateway_id": "gw-knit",
+        "seq": 1,
+        "ts": ts,
+        "machine_type": "knitting",
+        "machine_id": machine_id,
+    }
 
 
 def telemetry(ts: int) -> bytes:
-    return json.dumps({**header("GOOD-1", ts), "state": "RUNNING", "speed": 0.95, "temperature": 36.5,
-                       "units_total": ts % 1000, "defects_total": 0, "run_ms_since_service": 1}).encode()
+    return json.dumps(
+        {
+            **header("GOOD-1", ts),
+            "state": "RUNNING",
+            "speed": 0.95,
+            "temperature": 36.5,
+            "units_total": ts % 1000,
+            "defects_total": 0,
+            "run_ms_since_service": 1,
+        }
+    ).encode()
 
 
 def meta(model: str, line: str) -> bytes:
-    return json.dumps({**header("META-1", NOW), "model": model, "line": line, "rated_speed": 1.0,
-                       "speed_unit": "m/s", "service_interval_h": 200.0}).encode()
+    return json.dumps(
+        {
+            **header("META-1", NOW),
+            "model": model,
+            "line": line,
+            "rated_speed": 1.0,
+            "speed_unit": "m/s",
+            "service_interval_h": 200.0,
+        }
+    ).encode()
 
 
 @dataclass
@@ -61,8 +83,14 @@ class Rig:
     def dead_letter_for(self, topic: str, payload: bytes) -> dict[str, object] | None:
         kept = payload[:DEAD_LETTER_KEEP].decode("utf-8", errors="replace")
         with self.lock:
-            return next((d for d in self.dead_letters
-                         if d["topic"] == topic and d["size"] == len(payload) and d["payload"] == kept), None)
+            return next(
+                (
+                    d
+                    for d in self.dead_letters
+                    if d["topic"] == topic and d["size"] == len(payload) and d["payload"] == kept
+                ),
+                None,
+            )
 
     def good_written(self, ts: int) -> bool:
         return bool(self.query.rows(f"SELECT speed FROM telemetry WHERE machine_id = 'GOOD-1' AND time = {ts}ms"))
@@ -73,8 +101,11 @@ def rig(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     database = unique("hostile")
     config = services.settings(database)
     logs = tmp_path_factory.mktemp("hostile")
-    worker = start_ftel(["ingest", "--worker-id", database], ftel_env(config, FTEL_INGEST__GROUP=database),
-                        logs / "worker.log")
+    worker = start_ftel(
+        ["ingest", "--worker-id", database],
+        ftel_env(config, FTEL_INGEST__GROUP=database),
+        logs / "worker.log",
+    )
     wait_for_log(logs / "worker.log", "subscribed")
     rig = Rig(InfluxQuery(config.influx), mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5))
     observer = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -110,8 +141,11 @@ def assert_dead_lettered(rig: Rig, topic: str, payload: bytes, reason: str) -> N
     before, after = send_between_good(rig, topic, payload)
     letter = wait_until(lambda: rig.dead_letter_for(topic, payload), timeout_s=30, what=f"a dead letter ({reason})")
     assert reason in str(letter["reason"])
-    wait_until(lambda: rig.good_written(before) and rig.good_written(after), timeout_s=30,
-               what="the good messages around it")
+    wait_until(
+        lambda: rig.good_written(before) and rig.good_written(after),
+        timeout_s=30,
+        what="the good messages around it",
+    )
 
 
 @pytest.mark.parametrize(
@@ -127,16 +161,29 @@ def assert_dead_lettered(rig: Rig, topic: str, payload: bytes, reason: str) -> N
         (TELEMETRY, b"{" + b" " * 100_000 + b"}", "exceeds"),
         (TELEMETRY, telemetry(NOW).replace(b"GOOD-1", b"BAD ID,x=1"), "machine_id"),
     ],
-    ids=["malformed-json", "wrong-type", "nan", "infinity", "future", "past", "unknown-type", "oversized",
-         "hostile-id"],
+    ids=[
+        "malformed-json",
+        "wrong-type",
+        "nan",
+        "infinity",
+        "future",
+        "past",
+        "unknown-type",
+        "oversized",
+        "hostile-id",
+    ],
 )
 def test_bad_messages_are_dead_lettered_with_a_reason(rig: Rig, topic: str, payload: bytes, reason: str) -> None:
     assert_dead_lettered(rig, topic, payload, reason)
 
 
 # No shrinking: each example waits on real services, and a failing example is shown as it is.
-LIVE = settings(max_examples=25, deadline=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+LIVE = settings(
+    max_examples=25,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 @LIVE
@@ -147,8 +194,9 @@ def test_hostile_text_is_stored_exactly_as_sent(rig: Rig, model: str, line: str)
     wait_until(lambda: rig.good_written(after), timeout_s=30, what="the good message after it")
 
     def stored() -> dict[str, object] | None:
-        rows = rig.query.rows("SELECT last(model) AS model, last(line) AS line FROM machine_info "
-                              "WHERE machine_id = 'META-1'")
+        rows = rig.query.rows(
+            "SELECT last(model) AS model, last(line) AS line FROM machine_info WHERE machine_id = 'META-1'"
+        )
         return rows[0] if rows and rows[0]["model"] == model else None
 
     row = wait_until(stored, timeout_s=10, what=f"model {model!r} stored")
@@ -156,19 +204,30 @@ def test_hostile_text_is_stored_exactly_as_sent(rig: Rig, model: str, line: str)
     assert rig.good_written(before)
 
 
-junk_values = st.one_of(st.text(max_size=20), st.integers(), st.floats(), st.none(), st.lists(st.integers(), max_size=3),
-                        st.booleans())
+junk_values = st.one_of(
+    st.text(max_size=20),
+    st.integers(),
+    st.floats(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.booleans(),
+)
 
 
 @LIVE
-@given(key=st.sampled_from(["state", "speed", "temperature", "units_total", "seq", "ts", "site", "extra"]),
-       value=junk_values)
+@given(
+    key=st.sampled_from(["state", "speed", "temperature", "units_total", "seq", "ts", "site", "extra"]),
+    value=junk_values,
+)
 def test_generated_payloads_never_stop_the_worker(rig: Rig, key: str, value: object) -> None:
     body = {**json.loads(telemetry(NOW)), key: value}
     payload = json.dumps(body).encode()
     before, after = send_between_good(rig, TELEMETRY, payload)
-    wait_until(lambda: rig.good_written(before) and rig.good_written(after), timeout_s=30,
-               what="the good messages around it")
+    wait_until(
+        lambda: rig.good_written(before) and rig.good_written(after),
+        timeout_s=30,
+        what="the good messages around it",
+    )
     letter = rig.dead_letter_for(TELEMETRY, payload)
     if letter is None:
         # Not rejected, so it was valid: it must be stored, with the value it carried.

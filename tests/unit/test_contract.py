@@ -12,9 +12,17 @@ from ftel.contract.codec import MAX_PAYLOAD_BYTES
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z")
 TOPIC = machine_topic("qinghe", "knit", "knitting", "KNIT-001", MachineKind.EVENT)
 GOOD = {
-    "site": "qinghe", "workshop": "knit", "gateway_id": "gw-knit", "seq": 7, "ts": 1_795_000_000_000,
-    "machine_type": "knitting", "machine_id": "KNIT-001", "state": "DOWN", "reason": "yarn_break",
-    "prev_state": "RUNNING", "prev_duration_ms": 61_000,
+    "site": "qinghe",
+    "workshop": "knit",
+    "gateway_id": "gw-knit",
+    "seq": 7,
+    "ts": 1_795_000_000_000,
+    "machine_type": "knitting",
+    "machine_id": "KNIT-001",
+    "state": "DOWN",
+    "reason": "yarn_break",
+    "prev_state": "RUNNING",
+    "prev_duration_ms": 61_000,
 }
 
 
@@ -26,7 +34,12 @@ def payload(**changes: object) -> bytes:
 def test_topics_round_trip_through_the_parser(site: str, workshop: str, machine: str) -> None:
     topic = machine_topic(site, workshop, "carding", machine, MachineKind.WINDOW)
     address = parse_topic(topic)
-    assert (address.site, address.workshop, address.machine_id, address.kind) == (site, workshop, machine, "window")
+    assert (address.site, address.workshop, address.machine_id, address.kind) == (
+        site,
+        workshop,
+        machine,
+        "window",
+    )
     assert str(address) == topic
 
 
@@ -77,8 +90,14 @@ def test_arbitrary_bytes_never_raise_anything_but_a_contract_error(junk: bytes) 
 @given(value=st.sampled_from([float("nan"), float("inf"), -float("inf")]))
 def test_non_finite_numbers_are_rejected(value: float) -> None:
     topic = machine_topic("qinghe", "knit", "knitting", "KNIT-001", MachineKind.TELEMETRY)
-    body = {**{k: GOOD[k] for k in ("site", "workshop", "gateway_id", "seq", "ts", "machine_type", "machine_id")},
-            "state": "RUNNING", "speed": 0.9, "temperature": value, "units_total": 1, "defects_total": 0,
-            "run_ms_since_service": 5}
+    body = {
+        **{k: GOOD[k] for k in ("site", "workshop", "gateway_id", "seq", "ts", "machine_type", "machine_id")},
+        "state": "RUNNING",
+        "speed": 0.9,
+        "temperature": value,
+        "units_total": 1,
+        "defects_total": 0,
+        "run_ms_since_service": 5,
+    }
     with pytest.raises(ContractError, match="temperature"):
         decode(topic, json.dumps(body).encode())

@@ -10,8 +10,12 @@ from ingest.lineproto import LineProtocolError, Point, encode_point
 
 
 def test_tags_and_fields_are_sorted_and_typed() -> None:
-    point = Point("state_time", {"workshop": "knit", "machine_id": "K-1"},
-                  {"units": 3, "speed": 0.5, "partial": False, "state": "DOWN"}, 1_000)
+    point = Point(
+        "state_time",
+        {"workshop": "knit", "machine_id": "K-1"},
+        {"units": 3, "speed": 0.5, "partial": False, "state": "DOWN"},
+        1_000,
+    )
     assert encode_point(point) == (
         'state_time,machine_id=K-1,workshop=knit partial=false,speed=0.5,state="DOWN",units=3i 1000'
     )
@@ -55,5 +59,6 @@ def unquote(quoted: str) -> str:
 @given(st.text(min_size=1, max_size=40))
 def test_a_string_field_reads_back_as_written_and_stays_inside_its_quotes(text: str) -> None:
     line = encode_point(Point("m", {"t": "v"}, {"s": text}, 1))
-    assert line.startswith('m,t=v s="') and line.endswith('" 1')
-    assert unquote(line[len('m,t=v s="'):-len('" 1')]) == text
+    assert line.startswith('m,t=v s="')
+    assert line.endswith('" 1')
+    assert unquote(line[len('m,t=v s="') : -len('" 1')]) == text

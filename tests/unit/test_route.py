@@ -17,7 +17,11 @@ def test_a_good_event_becomes_one_machine_state_line() -> None:
 
 def test_timestamps_far_in_the_future_or_past_are_rejected() -> None:
     for ts, reason in ((NOW + 3_600_000, "in the future"), (NOW - 2 * 86_400_000, "older than")):
-        outcome = route(TOPIC, json.dumps({**GOOD, "ts": ts}).encode(), received_ms=NOW,  # type: ignore[arg-type]
-                        limits=LIMITS)
+        outcome = route(
+            TOPIC,
+            json.dumps({**GOOD, "ts": ts}).encode(),
+            received_ms=NOW,  # type: ignore[arg-type]
+            limits=LIMITS,
+        )
         assert isinstance(outcome, Rejected)
         assert reason in outcome.reason

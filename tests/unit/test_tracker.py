@@ -26,8 +26,13 @@ def run_tracker(machine_index: int, poll_ms: int, hours: int = 2) -> tuple[list[
     spec = workshop.machines[machine_index % len(workshop.machines)]
     driver = SimulatedDriver(MachineModel(spec, plant_seed=plant.seed, start_ms=START))
     seq = itertools.count(1)
-    tracker = MachineTracker(Origin(plant.site, workshop.id, workshop.gateway_id), driver.info, window_ms=WINDOW,
-                             telemetry_interval_ms=30_000, next_seq=lambda: next(seq))
+    tracker = MachineTracker(
+        Origin(plant.site, workshop.id, workshop.gateway_id),
+        driver.info,
+        window_ms=WINDOW,
+        telemetry_interval_ms=30_000,
+        next_seq=lambda: next(seq),
+    )
     end = START + hours * 3_600_000
     times = sorted({START, *edges_between(START, end, WINDOW), *range(START, end + 1, poll_ms)})
     out = [m for at in times for r in driver.read(at) for m in tracker.observe(r)]
@@ -41,12 +46,27 @@ def test_windows_equal_the_ledger_for_any_poll_rhythm(machine: int, poll_ms: int
     plant = default_plant()
     workshop = plant.workshops[machine % 2]
     spec = workshop.machines[machine % len(workshop.machines)]
-    ledger = machine_ledger(MachineModel(spec, plant_seed=plant.seed, start_ms=START), site=plant.site,
-                            workshop=workshop.id, end_ms=START + 7_200_000, window_ms=WINDOW)
-    expected = [(r.window_start, r.state_ms, r.down_ms_by_reason, r.stops_by_reason, r.units, r.defects)
-                for r in ledger]
-    got = [(w.window_start, {s.value: ms for s, ms in w.state_ms.items()}, w.down_ms_by_reason,
-            w.stops_by_reason, w.units, w.defects) for w in windows]
+    ledger = machine_ledger(
+        MachineModel(spec, plant_seed=plant.seed, start_ms=START),
+        site=plant.site,
+        workshop=workshop.id,
+        end_ms=START + 7_200_000,
+        window_ms=WINDOW,
+    )
+    expected = [
+        (r.window_start, r.state_ms, r.down_ms_by_reason, r.stops_by_reason, r.units, r.defects) for r in ledger
+    ]
+    got = [
+        (
+            w.window_start,
+            {s.value: ms for s, ms in w.state_ms.items()},
+            w.down_ms_by_reason,
+            w.stops_by_reason,
+            w.units,
+            w.defects,
+        )
+        for w in windows
+    ]
     assert got == expected
 
 
