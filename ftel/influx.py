@@ -14,6 +14,16 @@ from typing import Any
 from ftel.settings import InfluxSettings
 
 
+def auth_headers(settings: InfluxSettings) -> dict[str, str]:
+    """The Authorization header for InfluxDB's HTTP API: a token (2.x, 3.x) wins over user and password (1.x)."""
+    if settings.token is not None:
+        return {"Authorization": f"Token {settings.token.get_secret_value()}"}
+    if settings.username:
+        password = settings.password.get_secret_value() if settings.password else ""
+        return {"Authorization": "Basic " + base64.b64encode(f"{settings.username}:{password}".encode()).decode()}
+    return {}
+
+
 class QueryError(RuntimeError):
     pass
 
@@ -33,14 +43,7 @@ class InfluxQuery:
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
         self._base = settings.url.rstrip("/")
-        self._headers: dict[str, str] = {}
-        if settings.token is not None:
-            self._headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
-        elif settings.username:
-            password = settings.password.get_secret_value() if settings.password else ""
-            self._headers["Authorization"] = (
-                "Basic " + base64.b64encode(f"{settings.username}:{password}".encode()).decode()
-            )
+        self._headers = auth_headers(settings)
 
     def query(self, influxql: str, *, epoch: str = "ms") -> list[Series]:
         """Run one statement; return its series. Raises QueryError with InfluxDB's own message."""

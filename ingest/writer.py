@@ -7,7 +7,6 @@ as 1.x's "engine: error syncing wal", 429) are retried, a 4xx that is not 429 is
 
 from __future__ import annotations
 
-import base64
 import time
 import urllib.error
 import urllib.parse
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from ftel.influx import auth_headers
 from ftel.settings import InfluxSettings
 
 
@@ -45,13 +45,7 @@ class V1Writer:
         query = {"db": settings.database, "rp": settings.retention_policy, "precision": "ms"}
         self._url = f"{settings.url.rstrip('/')}/write?{urllib.parse.urlencode(query)}"
         self._timeout = settings.timeout_s
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if settings.token is not None:
-            self._headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
-        elif settings.username:
-            password = settings.password.get_secret_value() if settings.password else ""
-            basic = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {basic}"
+        self._headers = {"Content-Type": "text/plain; charset=utf-8", **auth_headers(settings)}
 
     def write(self, body: bytes) -> None:
         request = urllib.request.Request(self._url, data=body, headers=self._headers, method="POST")
