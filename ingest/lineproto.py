@@ -4,24 +4,28 @@ Tags and fields are written in sorted order."""
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 FieldValue = float | int | bool | str
 
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_MEASUREMENT_ESCAPES = tuple(str.maketrans({",": r"\,", " ": r"\ "}).items())
+_KEY_ESCAPES = tuple(str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "}).items())
 # Inside a quoted string only these two are escapes; a newline there is legal and kept as it is.
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
-# Line protocol cannot carry these in measurements, tag keys or tag values at all.
-_UNREPRESENTABLE = ("\n", "\r")
+# Names and tag values repeat (a plant has few machines): escaping each distinct one once is a hot-path saving.
+_NAME_CACHE_SIZE = 65_536
 
 
-def _name(text: str, table: dict[int, str], what: str) -> str:
-    if any(c in text for c in _UNREPRESENTABLE) or text.endswith("\\"):
+@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
+def _name(text: str, table: tuple[tuple[int, str], ...], what: str) -> str:
+    # Line protocol cannot carry a line break in a measurement, tag key or tag value at all.
+    if "\n" in text or "\r" in text or text.endswith("\\"):
         raise LineProtocolError(f"{what} {text[:80]!r} holds a line break or ends in a backslash")
-    return text.translate(table)
+    return text.translate(dict(table))
 
 
 class LineProtocolError(ValueError):
