@@ -5,7 +5,6 @@ Tags and fields are written in sorted order."""
 from __future__ import annotations
 
 import functools
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
