@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -28,6 +29,8 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ftel.cli", "ingest"],
+            # Health every second, so each refresh of the live view sees a fresh pipeline rate.
+            env={**os.environ, "FTEL_INGEST__HEALTH_INTERVAL_S": "1"},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
