@@ -93,7 +93,6 @@ class IngestWorker:
         self._generation = 0
         self._batch = Batch(0)
         self._wake = asyncio.Event()
-        self.subscribed = asyncio.Event()
 
     def _connect_properties(self) -> Properties:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -131,7 +130,6 @@ class IngestWorker:
                     if stop.is_set():
                         break
                     log.warning("MQTT connection lost (%s); reconnecting in %.0f s", error, RECONNECT_DELAY_S)
-                    self.subscribed.clear()
                     await asyncio.sleep(RECONNECT_DELAY_S)
         finally:
             health.cancel()
@@ -143,7 +141,6 @@ class IngestWorker:
         self._generation += 1
         self._batch = Batch(self._generation)
         await client.subscribe(shared(self._ingest.group, data_filter()), qos=1)
-        self.subscribed.set()
         log.info("worker %s subscribed to %s", self._ingest.worker_id, shared(self._ingest.group, data_filter()))
         writer = asyncio.create_task(self._write_loop(client, stop))
         receiver = asyncio.create_task(self._receive(client))

@@ -28,11 +28,3 @@ class SimClock:
         wall = wall_ms()
         simulated = self.start_ms + int((wall - self.anchor_wall_ms) * self.speedup)
         return min(simulated, wall)
-
-    def wall_seconds_until(self, sim_ms: int) -> float:
-        """How long to wait, on the wall clock, until simulated time reaches ``sim_ms``."""
-        remaining = sim_ms - self.now_ms()
-        if remaining <= 0:
-            return 0.0
-        fast_until = self.anchor_wall_ms + (sim_ms - self.start_ms) / self.speedup
-        return max(0.0, min(fast_until - wall_ms(), float(sim_ms - wall_ms())) / 1000)

@@ -15,7 +15,7 @@ from dashboards.shifts import Period
 from ftel.cli import main
 from simulators.backfill import backfill
 from simulators.plant import default_plant
-from tests.support import Services, unique
+from tests.support import Services, ftel_env, unique
 
 pytestmark = pytest.mark.integration
 
@@ -94,9 +94,9 @@ def test_report_command_writes_the_page_and_refuses_an_unclear_period(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = services.settings(database)
-    monkeypatch.setenv("FTEL_INFLUX__URL", settings.influx.url)
-    monkeypatch.setenv("FTEL_INFLUX__DATABASE", database)
-    monkeypatch.setenv("FTEL_INFLUX__RETENTION_POLICY", "autogen")
+    for name, value in ftel_env(settings).items():
+        if name.startswith("FTEL_"):
+            monkeypatch.setenv(name, value)
     out = tmp_path / "empty.html"
     assert main(["report", "--from", "2026-03-01T08:00", "--to", "2026-03-01T16:00", "--out", str(out)]) == 0
     assert "Shift report" in out.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,7 @@ from ftel.contract.states import MachineState
 from gateway.runner import edges_between
 from gateway.tracker import MachineTracker, Origin
 from simulators.driver import SimulatedDriver
-from simulators.ledger import machine_ledger
+from simulators.ledger import machine_ledger, plant_ledger, read_ledger, write_ledger
 from simulators.machine import MachineModel
 from simulators.plant import default_plant
 
@@ -77,3 +78,10 @@ def test_each_event_states_the_exact_duration_of_the_state_before() -> None:
         assert after.prev_state == before.state
         assert after.prev_duration_ms == after.ts - before.ts > 0
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+def test_the_ledger_file_reads_back_as_written(tmp_path: Path) -> None:
+    rows = list(plant_ledger(default_plant(), start_ms=START, end_ms=START + 600_000, window_ms=WINDOW))
+    path = tmp_path / "ledger.jsonl"
+    assert write_ledger(rows, path) == len(rows) == 28 * 10
+    assert read_ledger(path) == rows
