@@ -18,8 +18,8 @@ from alerts.grafana_rules import write_grafana_rules
 from alerts.lifecycle import AlertRecord
 from alerts.rules import AlertConfig, WebhookTarget, load_config
 from alerts.worker import AckCommand, AlertWorker
-from ftel.cli import CliError
 from ftel.contract.topics import ALERT_PREFIX
+from ftel.errors import CliError
 from ftel.settings import MqttSettings, Settings
 
 # Retained alerts arrive right after the subscription; the listing ends after this long without one.
@@ -66,8 +66,9 @@ async def read_retained_alerts(mqtt: MqttSettings, *, quiet_s: float = LIST_QUIE
     found: dict[str, AlertRecord] = {}
     password = mqtt.password.get_secret_value() if mqtt.password else None
     try:
-        async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username, password=password,
-                                  protocol=aiomqtt.ProtocolVersion.V5) as client:
+        async with aiomqtt.Client(
+            mqtt.host, mqtt.port, username=mqtt.username, password=password, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
             await client.subscribe(f"{ALERT_PREFIX}/+", qos=1)
             deadline = time.monotonic() + LIST_MAX_S
             messages = client.messages
@@ -106,8 +107,9 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _ack(mqtt: MqttSettings, command: AckCommand) -> None:
     password = mqtt.password.get_secret_value() if mqtt.password else None
-    async with aiomqtt.Client(mqtt.host, mqtt.port, username=mqtt.username, password=password,
-                              protocol=aiomqtt.ProtocolVersion.V5) as client:
+    async with aiomqtt.Client(
+        mqtt.host, mqtt.port, username=mqtt.username, password=password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         await client.publish(ACK_TOPIC, command.encode(), qos=1)
 
 
@@ -133,15 +135,19 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("alerts", help="maintenance alerts: run the worker, list, ack, export",
-                                   description="Rules over the live event stream (docs/alerts.md).")
+    parser = subparsers.add_parser(
+        "alerts",
+        help="maintenance alerts: run the worker, list, ack, export",
+        description="Rules over the live event stream (docs/alerts.md).",
+    )
     sub = parser.add_subparsers(dest="alerts_command", metavar="ACTION", required=True)
 
     def rules_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--rules", type=Path, help="rules YAML (default: the built-in alerts/rules.yaml)")
 
     run = sub.add_parser(
-        "run", help="run the alert worker",
+        "run",
+        help="run the alert worker",
         description="Subscribes to the event stream with its own shared-subscription group and a persistent "
         "session, evaluates the rules, publishes each alert retained on ftel/v1/alerts/<id>, writes the "
         "alerts measurement and calls webhooks.",
@@ -166,6 +172,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = sub.add_parser("export-grafana", help="write the rules as Grafana alert-rule provisioning YAML")
     rules_option(export)
-    export.add_argument("--out", type=Path, required=True,
-                        help="Grafana tree root: writes <out>/provisioning/alerting/ftel-alerts.yaml")
+    export.add_argument(
+        "--out", type=Path, required=True, help="Grafana tree root: writes <out>/provisioning/alerting/ftel-alerts.yaml"
+    )
     export.set_defaults(handler=_cmd_export)

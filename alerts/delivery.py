@@ -13,7 +13,7 @@ from alerts.errors import DeliveryError
 from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
 from ftel.contract.topics import ALERT_PREFIX
-from ingest.lineproto import Point
+from ftel.storage.lineproto import Point
 
 MEASUREMENT = "alerts"
 # Commands to the worker (outside the alert topics, so a wildcard over alerts never sees them).
@@ -38,16 +38,25 @@ def record_json(record: AlertRecord) -> str:
 def webhook_body(record: AlertRecord) -> str:
     """The JSON a webhook receives (docs/alerts.md): the alert plus an event id to deduplicate on."""
     duration_ms = None if record.resolved_ms is None else record.resolved_ms - record.started_ms
-    body = {"version": WEBHOOK_BODY_VERSION, "event_id": record.event_id, **record.model_dump(mode="json"),
-            "duration_s": None if duration_ms is None else duration_ms / 1000}
+    body = {
+        "version": WEBHOOK_BODY_VERSION,
+        "event_id": record.event_id,
+        **record.model_dump(mode="json"),
+        "duration_s": None if duration_ms is None else duration_ms / 1000,
+    }
     return json.dumps(body, sort_keys=True)
 
 
 def alert_point(record: AlertRecord) -> Point:
     return Point(
         measurement=MEASUREMENT,
-        tags={"site": record.site, "workshop": record.workshop, "rule": record.rule,
-              "severity": record.severity, "subject": record.subject},
+        tags={
+            "site": record.site,
+            "workshop": record.workshop,
+            "rule": record.rule,
+            "severity": record.severity,
+            "subject": record.subject,
+        },
         fields={
             "alert_id": record.alert_id,
             "status": record.status.value,
@@ -64,7 +73,9 @@ def alert_point(record: AlertRecord) -> Point:
 def post_webhook(target: WebhookTarget, body: str) -> None:
     """One attempt; raises DeliveryError unless the receiver answered 2xx within the timeout."""
     request = urllib.request.Request(
-        target.url, data=body.encode(), method="POST",
+        target.url,
+        data=body.encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "ftel-alerts", **target.headers},
     )
     try:

@@ -137,8 +137,12 @@ class Engine:
         found = self.state.machines.get(key)
         if found is None:
             found = self.state.machines[key] = MachineObs(
-                site=m.site, workshop=m.workshop, machine_type=m.machine_type.value, machine_id=m.machine_id,
-                gateway_id=m.gateway_id)
+                site=m.site,
+                workshop=m.workshop,
+                machine_type=m.machine_type.value,
+                machine_id=m.machine_id,
+                gateway_id=m.gateway_id,
+            )
         found.gateway_id = m.gateway_id
         return found
 
@@ -154,8 +158,11 @@ class Engine:
             gateway.dead_since_ms = max(gateway.last_seen_ms, min(status.ts, self.state.clock_ms))
             # Its machines' states are unknown from now on; the gateway reports each afresh when it is back.
             for machine in self.state.machines.values():
-                if (machine.site, machine.workshop, machine.gateway_id) == (status.site, status.workshop,
-                                                                             status.gateway_id):
+                if (machine.site, machine.workshop, machine.gateway_id) == (
+                    status.site,
+                    status.workshop,
+                    status.gateway_id,
+                ):
                     machine.state, machine.reason = None, None
                     machine.over_since.clear()
 
@@ -203,11 +210,10 @@ class Engine:
 
     def evaluate(self) -> list[AlertRecord]:
         now = self.state.clock_ms
-        held = frozenset(
-            m.machine_id for m in self.state.machines.values() if not self._gateway_of(m).online
+        held = frozenset(m.machine_id for m in self.state.machines.values() if not self._gateway_of(m).online)
+        return self.lifecycle.reconcile(
+            now, self.conditions(), hold_down_ms=self._hold_down, held=held, keep_resolved_ms=self._keep_resolved_ms
         )
-        return self.lifecycle.reconcile(now, self.conditions(), hold_down_ms=self._hold_down, held=held,
-                                        keep_resolved_ms=self._keep_resolved_ms)
 
     def _gateway_of(self, machine: MachineObs) -> GatewayObs:
         return self._gateway(machine.site, machine.workshop, machine.gateway_id)
@@ -225,13 +231,23 @@ class Engine:
                 yield from _machine_conditions(rule, machine, now)
 
 
-def _condition(rule: Rule, machine: MachineObs, *, detail: str = "", started: int, at: int, value: float,
-               summary: str) -> Condition:
-    return Condition(rule=rule.name, severity=rule.severity.value, site=machine.site,
-                     workshop=machine.workshop,
-                     subject=machine.machine_id, subject_type="machine", machine_type=machine.machine_type,
-                     detail=detail, started_ms=started, condition_ms=at, value=value,
-                     summary=f"{machine.machine_id} ({machine.machine_type}, {machine.workshop}): {summary}")
+def _condition(
+    rule: Rule, machine: MachineObs, *, detail: str = "", started: int, at: int, value: float, summary: str
+) -> Condition:
+    return Condition(
+        rule=rule.name,
+        severity=rule.severity.value,
+        site=machine.site,
+        workshop=machine.workshop,
+        subject=machine.machine_id,
+        subject_type="machine",
+        machine_type=machine.machine_type,
+        detail=detail,
+        started_ms=started,
+        condition_ms=at,
+        value=value,
+        summary=f"{machine.machine_id} ({machine.machine_type}, {machine.workshop}): {summary}",
+    )
 
 
 def _machine_conditions(rule: Rule, m: MachineObs, now: int) -> Iterator[Condition]:
@@ -239,23 +255,40 @@ def _machine_conditions(rule: Rule, m: MachineObs, now: int) -> Iterator[Conditi
         if m.state is MachineState.DOWN:
             at = m.since_ms + rule.threshold_ms(m.reason)
             if now >= at:
-                yield _condition(rule, m, started=m.since_ms, at=at, value=(now - m.since_ms) / 60_000,
-                                 summary=f"DOWN ({m.reason}) for more than {_minutes(at - m.since_ms)}")
+                yield _condition(
+                    rule,
+                    m,
+                    started=m.since_ms,
+                    at=at,
+                    value=(now - m.since_ms) / 60_000,
+                    summary=f"DOWN ({m.reason}) for more than {_minutes(at - m.since_ms)}",
+                )
     elif isinstance(rule, MachineOfflineRule):
         if m.state is MachineState.OFFLINE and m.last_event_ms >= 0:
             at = m.since_ms + int(rule.minutes * 60_000)
             if now >= at:
-                yield _condition(rule, m, started=m.since_ms, at=at, value=(now - m.since_ms) / 60_000,
-                                 summary=f"OFFLINE for more than {_minutes(at - m.since_ms)}")
+                yield _condition(
+                    rule,
+                    m,
+                    started=m.since_ms,
+                    at=at,
+                    value=(now - m.since_ms) / 60_000,
+                    summary=f"OFFLINE for more than {_minutes(at - m.since_ms)}",
+                )
     elif isinstance(rule, RepeatedStopsRule):
         window = int(rule.window_minutes * 60_000)
         for reason, starts in m.stops.items():
             starts[:] = [s for s in starts if s > now - window]
             if rule.counts(reason) and len(starts) >= rule.count:
-                yield _condition(rule, m, detail=reason, started=starts[0], at=starts[rule.count - 1],
-                                 value=float(len(starts)),
-                                 summary=f"{len(starts)} stops for {reason} within "
-                                         f"{rule.window_minutes:g} min")
+                yield _condition(
+                    rule,
+                    m,
+                    detail=reason,
+                    started=starts[0],
+                    at=starts[rule.count - 1],
+                    value=float(len(starts)),
+                    summary=f"{len(starts)} stops for {reason} within {rule.window_minutes:g} min",
+                )
     elif isinstance(rule, OverheatRule | SlowRunningRule | ServiceOverdueRule):
         since = m.over_since.get(rule.name)
         if since is None:
@@ -279,8 +312,17 @@ def _gateway_offline(rule: GatewayOfflineRule, g: GatewayObs, now: int) -> Itera
         timeout = int(rule.heartbeat_timeout_s * 1000)
         started, at, how = g.last_seen_ms, g.last_seen_ms + timeout, "no heartbeat"
     if now >= at and (g.dead_since_ms is not None or g.last_seen_ms > 0):
-        yield Condition(rule=rule.name, severity=rule.severity.value, site=g.site, workshop=g.workshop,
-                        subject=g.gateway_id, subject_type="gateway", machine_type="", detail="",
-                        started_ms=started, condition_ms=at, value=(now - started) / 1000,
-                        summary=f"gateway {g.gateway_id} ({g.workshop}) offline ({how}) since "
-                                f"{_minutes(now - started)} ago")
+        yield Condition(
+            rule=rule.name,
+            severity=rule.severity.value,
+            site=g.site,
+            workshop=g.workshop,
+            subject=g.gateway_id,
+            subject_type="gateway",
+            machine_type="",
+            detail="",
+            started_ms=started,
+            condition_ms=at,
+            value=(now - started) / 1000,
+            summary=f"gateway {g.gateway_id} ({g.workshop}) offline ({how}) since {_minutes(now - started)} ago",
+        )

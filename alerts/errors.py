@@ -1,4 +1,7 @@
-class AlertError(RuntimeError):
+from ftel.errors import FtelError
+
+
+class AlertError(FtelError):
     """Base of the alert package's errors."""
 
 

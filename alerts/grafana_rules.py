@@ -56,44 +56,84 @@ def influxql(ref: str, query: str, *, seconds: int) -> Json:
         "refId": ref,
         "relativeTimeRange": {"from": seconds, "to": 0},
         "datasourceUid": DATASOURCE_UID,
-        "model": {"refId": ref, "query": query, "rawQuery": True, "resultFormat": "time_series",
-                  "intervalMs": 60_000, "maxDataPoints": 43_200},
+        "model": {
+            "refId": ref,
+            "query": query,
+            "rawQuery": True,
+            "resultFormat": "time_series",
+            "intervalMs": 60_000,
+            "maxDataPoints": 43_200,
+        },
     }
 
 
 def reduce(ref: str, expression: str, reducer: str = "last") -> Json:
-    return {"refId": ref, "datasourceUid": EXPRESSION_UID, "relativeTimeRange": {"from": 0, "to": 0},
-            "model": {"refId": ref, "type": "reduce", "expression": expression, "reducer": reducer,
-                      "settings": {"mode": "dropNN"}}}
+    return {
+        "refId": ref,
+        "datasourceUid": EXPRESSION_UID,
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {
+            "refId": ref,
+            "type": "reduce",
+            "expression": expression,
+            "reducer": reducer,
+            "settings": {"mode": "dropNN"},
+        },
+    }
 
 
 def math(ref: str, expression: str) -> Json:
-    return {"refId": ref, "datasourceUid": EXPRESSION_UID, "relativeTimeRange": {"from": 0, "to": 0},
-            "model": {"refId": ref, "type": "math", "expression": expression}}
+    return {
+        "refId": ref,
+        "datasourceUid": EXPRESSION_UID,
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {"refId": ref, "type": "math", "expression": expression},
+    }
 
 
 def threshold(ref: str, expression: str, kind: str, *params: float) -> Json:
-    return {"refId": ref, "datasourceUid": EXPRESSION_UID, "relativeTimeRange": {"from": 0, "to": 0},
-            "model": {"refId": ref, "type": "threshold", "expression": expression,
-                      "conditions": [{"evaluator": {"type": kind, "params": list(params)}}]}}
+    return {
+        "refId": ref,
+        "datasourceUid": EXPRESSION_UID,
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {
+            "refId": ref,
+            "type": "threshold",
+            "expression": expression,
+            "conditions": [{"evaluator": {"type": kind, "params": list(params)}}],
+        },
+    }
 
 
 def _state_is(rule: Rule, state: MachineState) -> list[Json]:
     code = STATE_ORDER.index(state)
-    query = (f'SELECT last("state_code") FROM "machine_state" WHERE $timeFilter{_type_filter(rule)} '
-             f"GROUP BY {_group_by(MACHINE_TAGS)}")
-    return [influxql("A", query, seconds=STATE_LOOKBACK_S), reduce("B", "A"),
-            threshold("C", "B", "within_range", code - 0.5, code + 0.5)]
+    query = (
+        f'SELECT last("state_code") FROM "machine_state" WHERE $timeFilter{_type_filter(rule)} '
+        f"GROUP BY {_group_by(MACHINE_TAGS)}"
+    )
+    return [
+        influxql("A", query, seconds=STATE_LOOKBACK_S),
+        reduce("B", "A"),
+        threshold("C", "B", "within_range", code - 0.5, code + 0.5),
+    ]
 
 
 def _telemetry(rule: Rule, select: str, *, seconds: int, where: str = "") -> Json:
-    return influxql("A", f'SELECT {select} FROM "telemetry" WHERE $timeFilter{where}{_type_filter(rule)} '
-                         f"GROUP BY {_group_by(MACHINE_TAGS)}", seconds=seconds)
+    return influxql(
+        "A",
+        f'SELECT {select} FROM "telemetry" WHERE $timeFilter{where}{_type_filter(rule)} '
+        f"GROUP BY {_group_by(MACHINE_TAGS)}",
+        seconds=seconds,
+    )
 
 
 def _meta(rule: Rule, field: str) -> Json:
-    return influxql("M", f'SELECT last("{field}") FROM "machine_info" WHERE $timeFilter{_type_filter(rule)} '
-                         f"GROUP BY {_group_by(MACHINE_TAGS)}", seconds=META_LOOKBACK_S)
+    return influxql(
+        "M",
+        f'SELECT last("{field}") FROM "machine_info" WHERE $timeFilter{_type_filter(rule)} '
+        f"GROUP BY {_group_by(MACHINE_TAGS)}",
+        seconds=META_LOOKBACK_S,
+    )
 
 
 def _data(rule: Rule) -> tuple[list[Json], int, str]:
@@ -104,29 +144,69 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
         return _state_is(rule, MachineState.OFFLINE), int(rule.minutes * 60), "OK"
     if isinstance(rule, RepeatedStopsRule):
         reasons = f' AND "reason" =~ /^({"|".join(rule.reasons)})$/' if rule.reasons else ""
-        query = (f'SELECT sum("stops") FROM "downtime" WHERE $timeFilter{reasons}{_type_filter(rule)} '
-                 f'GROUP BY {_group_by(MACHINE_TAGS)}, "reason"')
-        return ([influxql("A", query, seconds=int(rule.window_minutes * 60)), reduce("B", "A"),
-                 threshold("C", "B", "gt", rule.count - 0.5)], 0, "OK")
+        query = (
+            f'SELECT sum("stops") FROM "downtime" WHERE $timeFilter{reasons}{_type_filter(rule)} '
+            f'GROUP BY {_group_by(MACHINE_TAGS)}, "reason"'
+        )
+        return (
+            [
+                influxql("A", query, seconds=int(rule.window_minutes * 60)),
+                reduce("B", "A"),
+                threshold("C", "B", "gt", rule.count - 0.5),
+            ],
+            0,
+            "OK",
+        )
     if isinstance(rule, GatewayOfflineRule):
-        query = ('SELECT count("seq") FROM "gateway_heartbeat" WHERE $timeFilter '
-                 f"GROUP BY {_group_by(GATEWAY_TAGS)}")
+        query = f'SELECT count("seq") FROM "gateway_heartbeat" WHERE $timeFilter GROUP BY {_group_by(GATEWAY_TAGS)}'
         # No heartbeat at all in the window is no data: that is the alert.
-        return ([influxql("A", query, seconds=int(rule.heartbeat_timeout_s)), reduce("B", "A"),
-                 threshold("C", "B", "lt", 1)], 0, "Alerting")
+        return (
+            [
+                influxql("A", query, seconds=int(rule.heartbeat_timeout_s)),
+                reduce("B", "A"),
+                threshold("C", "B", "lt", 1),
+            ],
+            0,
+            "Alerting",
+        )
     if isinstance(rule, OverheatRule):
         seconds = int(rule.minutes * 60)
-        return ([_telemetry(rule, 'min("temperature")', seconds=seconds), reduce("B", "A"),
-                 threshold("C", "B", "gt", rule.limit_c)], 0, "OK")
+        return (
+            [
+                _telemetry(rule, 'min("temperature")', seconds=seconds),
+                reduce("B", "A"),
+                threshold("C", "B", "gt", rule.limit_c),
+            ],
+            0,
+            "OK",
+        )
     if isinstance(rule, SlowRunningRule):
         seconds = int(rule.minutes * 60)
-        return ([_telemetry(rule, 'max("speed")', seconds=seconds, where=" AND \"state\" = 'RUNNING'"),
-                 reduce("B", "A"), _meta(rule, "rated_speed"), reduce("R", "M"),
-                 math("P", "$B / $R * 100"), threshold("C", "P", "lt", rule.percent_of_rated)], 0, "OK")
+        return (
+            [
+                _telemetry(rule, 'max("speed")', seconds=seconds, where=" AND \"state\" = 'RUNNING'"),
+                reduce("B", "A"),
+                _meta(rule, "rated_speed"),
+                reduce("R", "M"),
+                math("P", "$B / $R * 100"),
+                threshold("C", "P", "lt", rule.percent_of_rated),
+            ],
+            0,
+            "OK",
+        )
     if isinstance(rule, ServiceOverdueRule):
-        return ([_telemetry(rule, 'last("run_ms_since_service") / 3600000', seconds=3600),
-                 reduce("B", "A"), _meta(rule, "service_interval_h"), reduce("R", "M"),
-                 math("P", f"$B - $R * {rule.factor:g}"), threshold("C", "P", "gt", 0)], 0, "OK")
+        return (
+            [
+                _telemetry(rule, 'last("run_ms_since_service") / 3600000', seconds=3600),
+                reduce("B", "A"),
+                _meta(rule, "service_interval_h"),
+                reduce("R", "M"),
+                math("P", f"$B - $R * {rule.factor:g}"),
+                threshold("C", "P", "gt", 0),
+            ],
+            0,
+            "OK",
+        )
     raise TypeError(f"no Grafana export for rule kind {type(rule).__name__}")
 
 
@@ -150,13 +230,15 @@ def grafana_rules(config: AlertConfig) -> Json:
     """Grafana's alert-rule provisioning structure for every rule in ``config``."""
     return {
         "apiVersion": 1,
-        "groups": [{
-            "orgId": 1,
-            "name": GROUP,
-            "folder": FOLDER,
-            "interval": EVALUATION_INTERVAL,
-            "rules": [grafana_rule(r) for r in config.rules],
-        }],
+        "groups": [
+            {
+                "orgId": 1,
+                "name": GROUP,
+                "folder": FOLDER,
+                "interval": EVALUATION_INTERVAL,
+                "rules": [grafana_rule(r) for r in config.rules],
+            }
+        ],
     }
 
 

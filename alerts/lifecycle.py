@@ -54,8 +54,16 @@ def condition_key(site: str, workshop: str, rule: str, subject: str, detail: str
 
 def alert_id(condition: Condition) -> str:
     digest = hashlib.blake2b(
-        repr((condition.site, condition.workshop, condition.rule, condition.subject, condition.detail,
-              condition.started_ms)).encode(),
+        repr(
+            (
+                condition.site,
+                condition.workshop,
+                condition.rule,
+                condition.subject,
+                condition.detail,
+                condition.started_ms,
+            )
+        ).encode(),
         digest_size=6,
     ).hexdigest()
     return f"{condition.rule}-{digest}"
@@ -162,8 +170,14 @@ class Lifecycle:
         """Acknowledge an open alert; None when it is unknown, resolved or already acknowledged."""
         for key, record in self.state.open.items():
             if record.alert_id == alert_id and record.status is Status.FIRING:
-                acked = record.model_copy(update={"status": Status.ACKNOWLEDGED, "acknowledged_ms": now_ms,
-                                                  "acknowledged_by": by, "changed_ms": now_ms})
+                acked = record.model_copy(
+                    update={
+                        "status": Status.ACKNOWLEDGED,
+                        "acknowledged_ms": now_ms,
+                        "acknowledged_by": by,
+                        "changed_ms": now_ms,
+                    }
+                )
                 self.state.open[key] = acked
                 return acked
         return None

@@ -147,8 +147,11 @@ class WorkerOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     group: Id = Field("alerts", description="shared-subscription group: the worker's own copy of the stream")
-    client_id: Id | None = Field(None, description="MQTT client id (default ftel-alerts-<group>); keep it "
-                                 "stable, the persistent session is bound to it")
+    client_id: Id | None = Field(
+        None,
+        description="MQTT client id (default ftel-alerts-<group>); keep it "
+        "stable, the persistent session is bound to it",
+    )
     state_dir: Path = Field(Path(".ftel/alerts"), description="sqlite store: engine snapshot and outbox")
     session_expiry_s: int = Field(7 * 24 * 3600, description="how long the broker queues for a stopped one")
     flush_interval_s: float = Field(0.2, description="commit state and ack MQTT at least this often")
@@ -164,8 +167,11 @@ class WorkerOptions(BaseModel):
 class AlertConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    hold_down_s: Seconds = Field(60.0, description="a firing alert resolves only after its condition has "
-                                 "stayed clear this long; if it comes back sooner the same alert goes on")
+    hold_down_s: Seconds = Field(
+        60.0,
+        description="a firing alert resolves only after its condition has "
+        "stayed clear this long; if it comes back sooner the same alert goes on",
+    )
     rules: tuple[Rule, ...]
     webhooks: tuple[WebhookTarget, ...] = ()
     worker: WorkerOptions = WorkerOptions()

@@ -92,9 +92,7 @@ class Store:
 
     def delivered(self, items: list[OutboxItem]) -> None:
         with self._transaction():
-            self._db.executemany(
-                "UPDATE outbox SET delivered = ? WHERE seq = ?", [(time.time(), i.seq) for i in items]
-            )
+            self._db.executemany("UPDATE outbox SET delivered = ? WHERE seq = ?", [(time.time(), i.seq) for i in items])
 
     def failed(self, item: OutboxItem, *, retry_in_s: float, error: str) -> None:
         with self._transaction():
@@ -107,14 +105,16 @@ class Store:
         if sink is None:
             row = self._db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL").fetchone()
         else:
-            row = self._db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL AND sink = ?",
-                                   (sink,)).fetchone()
+            row = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE delivered IS NULL AND sink = ?", (sink,)
+            ).fetchone()
         return int(row[0])
 
     def purge_delivered(self, older_than_s: float) -> None:
         with self._transaction():
-            self._db.execute("DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?",
-                             (time.time() - older_than_s,))
+            self._db.execute(
+                "DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?", (time.time() - older_than_s,)
+            )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -50,8 +50,8 @@ from alerts.store import OutboxItem, Store
 from ftel.contract import ContractError, data_filter, decode, shared
 from ftel.contract.topics import ALERT_PREFIX, PREFIX
 from ftel.settings import Settings
-from ingest.lineproto import encode_batch
-from ingest.writer import WriteError, make_writer
+from ftel.storage.lineproto import encode_batch
+from ftel.storage.writer import WriteError, make_writer
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,14 @@ class AlertWorker:
         mqtt = self.settings.mqtt
         while not stop.is_set():
             client = aiomqtt.Client(
-                mqtt.host, mqtt.port, identifier=self.client_id, protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False, properties=session_properties(self.options.session_expiry_s),
-                keepalive=mqtt.keepalive_s, username=mqtt.username,
+                mqtt.host,
+                mqtt.port,
+                identifier=self.client_id,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=session_properties(self.options.session_expiry_s),
+                keepalive=mqtt.keepalive_s,
+                username=mqtt.username,
                 password=mqtt.password.get_secret_value() if mqtt.password else None,
             )
             # Acknowledge only after the commit (see the module docstring). aiomqtt has no switch for it;
@@ -162,8 +167,7 @@ class AlertWorker:
         await client.subscribe(f"{PREFIX}/{self.site}/+/+/+/meta", qos=1)
         await client.subscribe(f"{PREFIX}/{self.site}/+/gateway/+/status", qos=1)
         await client.subscribe(ACK_TOPIC, qos=1)
-        log.info("alert worker %s subscribed (group %s, site %s)", self.client_id, self.options.group,
-                 self.site)
+        log.info("alert worker %s subscribed (group %s, site %s)", self.client_id, self.options.group, self.site)
         self.subscribed.set()
 
     async def _rebuild_from_retained(self, client: aiomqtt.Client) -> None:
@@ -202,8 +206,11 @@ class AlertWorker:
             self._handle(str(message.topic), _payload(message))
             self._pending.acks.append((message.mid, message.qos))
             p = self._pending
-            if (len(client.messages) == 0 or len(p.acks) >= self.options.flush_max_messages
-                    or time.monotonic() - p.since >= self.options.flush_interval_s):
+            if (
+                len(client.messages) == 0
+                or len(p.acks) >= self.options.flush_max_messages
+                or time.monotonic() - p.since >= self.options.flush_interval_s
+            ):
                 self._flush(client)
 
     def _handle(self, topic: str, payload: bytes) -> None:
@@ -235,8 +242,7 @@ class AlertWorker:
             body = record_json(record)
             items.append((MQTT_SINK, record.event_id, body))
             items.append((INFLUX_SINK, record.event_id, body))
-            items.extend((webhook_sink(t), record.event_id, webhook_body(record))
-                         for t in self.config.webhooks)
+            items.extend((webhook_sink(t), record.event_id, webhook_body(record)) for t in self.config.webhooks)
         self.store.commit(self.engine.state.model_dump_json(), items)
         for mid, qos in p.acks:
             if qos > 0:
@@ -280,8 +286,9 @@ class AlertWorker:
             try:
                 await asyncio.to_thread(writer.write, body)
             except WriteError as error:
-                delay = backoff_s(items[0].attempts, initial_s=o.influx_retry_initial_s,
-                                  max_s=o.influx_retry_max_s, base=2.0)
+                delay = backoff_s(
+                    items[0].attempts, initial_s=o.influx_retry_initial_s, max_s=o.influx_retry_max_s, base=2.0
+                )
                 log.warning("alerts not written to InfluxDB (%s); retrying in %.1f s", error, delay)
                 self.store.failed(items[0], retry_in_s=delay, error=str(error))
                 await self._idle(INFLUX_SINK, stop)
@@ -301,8 +308,12 @@ class AlertWorker:
         try:
             await asyncio.to_thread(post_webhook, target, item.body)
         except DeliveryError as error:
-            delay = backoff_s(item.attempts, initial_s=target.retry_initial_s, max_s=target.retry_max_s,
-                              base=target.retry_exponential_base)
+            delay = backoff_s(
+                item.attempts,
+                initial_s=target.retry_initial_s,
+                max_s=target.retry_max_s,
+                base=target.retry_exponential_base,
+            )
             log.warning("%s (attempt %d); retrying in %.1f s", error, item.attempts + 1, delay)
             self.store.failed(item, retry_in_s=delay, error=str(error))
         else:

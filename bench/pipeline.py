@@ -23,10 +23,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ftel.influx import InfluxQuery
 from ftel.stack import LocalStack
-from ingest.lineproto import Point, encode_point
-from ingest.writer import RetryPolicy, V1Writer, write_with_retry
+from ftel.storage.lineproto import Point, encode_point
+from ftel.storage.query import InfluxQuery
+from ftel.storage.writer import RetryPolicy, V1Writer, write_with_retry
 from simulators.ledger import plant_ledger
 from simulators.plant import dump_plant, generate_plant
 from tests.ledger_check import differences, ledger_totals, stored_totals

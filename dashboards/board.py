@@ -63,9 +63,7 @@ def _laid_out(rows: Sequence[Row]) -> Iterator[model.Panel | model.RowPanel]:
     y = 0
     for row in rows:
         panel_id += 1
-        yield model.RowPanel(
-            title=row.title, id_val=panel_id, grid_pos=model.GridPos(h=1, w=GRID_COLUMNS, x=0, y=y)
-        )
+        yield model.RowPanel(title=row.title, id_val=panel_id, grid_pos=model.GridPos(h=1, w=GRID_COLUMNS, x=0, y=y))
         y += 1
         x = 0
         line_height = 0

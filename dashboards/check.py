@@ -61,23 +61,16 @@ def panels_of(board: Json) -> Iterator[Json]:
 
 def _overlaps(a: Json, b: Json) -> bool:
     return bool(
-        a["x"] < b["x"] + b["w"]
-        and b["x"] < a["x"] + a["w"]
-        and a["y"] < b["y"] + b["h"]
-        and b["y"] < a["y"] + a["h"]
+        a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
     )
 
 
 def _datasource_problems(where: str, ref: Any, *, allow_expression: bool) -> list[str]:
     if not isinstance(ref, Mapping):
         return [f"{where}: no data source reference"]
-    allowed = {(DATASOURCE_TYPE, DATASOURCE_UID)} | (
-        {(EXPRESSION_UID, EXPRESSION_UID)} if allow_expression else set()
-    )
+    allowed = {(DATASOURCE_TYPE, DATASOURCE_UID)} | ({(EXPRESSION_UID, EXPRESSION_UID)} if allow_expression else set())
     if (ref.get("type"), ref.get("uid")) not in allowed:
-        return [
-            f"{where}: data source {ref.get('type')}/{ref.get('uid')} is not the provisioned {DATASOURCE_UID}"
-        ]
+        return [f"{where}: data source {ref.get('type')}/{ref.get('uid')} is not the provisioned {DATASOURCE_UID}"]
     return []
 
 
@@ -137,13 +130,7 @@ def check_dashboard(board: Json) -> list[str]:
         if not all(isinstance(grid.get(k), int) for k in ("x", "y", "w", "h")):
             problems.append(f"{where}: incomplete gridPos {grid}")
             continue
-        if (
-            grid["w"] <= 0
-            or grid["h"] <= 0
-            or grid["x"] < 0
-            or grid["y"] < 0
-            or grid["x"] + grid["w"] > GRID_COLUMNS
-        ):
+        if grid["w"] <= 0 or grid["h"] <= 0 or grid["x"] < 0 or grid["y"] < 0 or grid["x"] + grid["w"] > GRID_COLUMNS:
             problems.append(f"{where}: gridPos {grid} outside the {GRID_COLUMNS}-column grid")
         problems += [f"{where} overlaps {other}" for other, box in boxes if _overlaps(grid, box)]
         boxes.append((where, grid))

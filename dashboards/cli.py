@@ -4,7 +4,6 @@ Handlers import their work lazily: matplotlib and the SDK stay out of every othe
 ftel.cli (which imports this module) is only imported once it is loaded.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -29,7 +28,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.publish import Credentials, PublishError, publish
-    from ftel.cli import CliError
+    from ftel.errors import CliError
 
     if args.token is None and (args.user is None or args.password is None):
         raise CliError("publish needs --token, or --user and --password, of a Grafana admin or editor")
@@ -53,8 +52,8 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.report import write_report
     from dashboards.shifts import PeriodError, between, parse_shift
-    from ftel.cli import CliError
-    from ftel.influx import QueryError
+    from ftel.errors import CliError
+    from ftel.storage.query import QueryError
 
     try:
         if args.shift is not None:
@@ -71,9 +70,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         data = write_report(settings, period, args.out, variables=variables)
     except QueryError as error:
-        raise CliError(
-            f"cannot read InfluxDB ({error}); check FTEL_INFLUX__URL and FTEL_INFLUX__DATABASE"
-        ) from error
+        raise CliError(f"cannot read InfluxDB ({error}); check FTEL_INFLUX__URL and FTEL_INFLUX__DATABASE") from error
     machines = sum(sum(c.values()) for c in data.machines_by_state.values())
     print(f"wrote {args.out}: {period.label}, {machines} machines")
     return 0
@@ -145,9 +142,7 @@ def register(subparsers: Any) -> None:
         help="'last' (the last finished shift) or DATE/SHIFT, e.g. 2026-03-01/early "
         "(night 00-08, early 08-16, late 16-24)",
     )
-    report.add_argument(
-        "--from", dest="start", metavar="TIME", help="period start, ISO, e.g. 2026-03-01T08:00"
-    )
+    report.add_argument("--from", dest="start", metavar="TIME", help="period start, ISO, e.g. 2026-03-01T08:00")
     report.add_argument("--to", dest="end", metavar="TIME", help="period end, ISO, e.g. 2026-03-01T16:00")
     report.add_argument(
         "--out",

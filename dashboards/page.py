@@ -70,8 +70,7 @@ def _image(png: bytes, chart_id: str, alt: str) -> str:
 
 def _table(table_id: str, headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:
     head = "".join(
-        f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>"
-        for i, h in enumerate(headers)
+        f'<th class="num">{escape(h)}</th>' if i in numeric else f"<th>{escape(h)}</th>" for i, h in enumerate(headers)
     )
     body = "".join(
         "<tr>"

@@ -213,9 +213,7 @@ def state_grid(title: str, description: str, query: Query, *, w: int = 24, h: in
     )
 
 
-def state_timeline(
-    title: str, description: str, query: Query, *, w: int = 24, h: int = 12
-) -> statetimeline.Panel:
+def state_timeline(title: str, description: str, query: Query, *, w: int = 24, h: int = 12) -> statetimeline.Panel:
     return (
         framed(statetimeline.Panel(), title, description, [query], w=w, h=h)
         .mappings(state_mappings(by_code=False))
@@ -301,9 +299,7 @@ def state_colour_overrides(panel: P, pattern: str) -> P:
     colour."""
     result: Any = panel
     for state in STATE_ORDER:
-        result = result.override_by_regexp(
-            pattern.format(state=state.value), fixed_colour(STATE_COLOURS[state])
-        )
+        result = result.override_by_regexp(pattern.format(state=state.value), fixed_colour(STATE_COLOURS[state]))
     return result  # type: ignore[no-any-return]
 
 

@@ -76,8 +76,7 @@ def _call(url: str, what: str, call: Callable[[], Any]) -> Any:
         raise PublishError(f"Grafana at {url} failed while {what}: {error}") from error
     except OSError as error:  # the HTTP library's connection errors are OSErrors
         raise PublishError(
-            f"Grafana is not reachable at {url} ({type(error).__name__}); is it running, "
-            "and is --grafana-url right?"
+            f"Grafana is not reachable at {url} ({type(error).__name__}); is it running, and is --grafana-url right?"
         ) from error
 
 
@@ -92,9 +91,7 @@ def _existing(url: str, what: str, call: Callable[[], Any]) -> Any | None:
 
 def _differs(wanted: Json, stored: Json) -> bool:
     """True when a key we set has another value in Grafana (keys only Grafana sets are ignored)."""
-    return any(
-        stored.get(k) != v for k, v in wanted.items() if k not in {"secureJsonData", *DASHBOARD_VOLATILE}
-    )
+    return any(stored.get(k) != v for k, v in wanted.items() if k not in {"secureJsonData", *DASHBOARD_VOLATILE})
 
 
 # What Grafana returns for a data source as we set it (``editable`` comes back as ``readOnly``: left out).
@@ -133,9 +130,7 @@ class Publisher:
             lambda: self._api.datasource.get_datasource_by_uid(model["uid"]),
         )
         if stored is None:
-            _call(
-                self._url, "creating the data source", lambda: self._api.datasource.create_datasource(model)
-            )
+            _call(self._url, "creating the data source", lambda: self._api.datasource.create_datasource(model))
             return Change("data source", model["name"], "created")
         if _datasource_matches(model, stored):
             return Change("data source", model["name"], "unchanged")

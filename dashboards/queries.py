@@ -266,9 +266,7 @@ def running_time() -> Query:
 
 
 def stop_count() -> Query:
-    return Query(
-        "stop_count", f'SELECT sum("stops") AS "stops" FROM "downtime" WHERE $timeFilter AND {MACHINES}'
-    )
+    return Query("stop_count", f'SELECT sum("stops") AS "stops" FROM "downtime" WHERE $timeFilter AND {MACHINES}')
 
 
 def repeated_faults(min_stops: int = REPEATED_FAULT_STOPS) -> Query:

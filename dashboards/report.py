@@ -10,13 +10,11 @@ from dashboards.page import render
 from dashboards.queries import Binding
 from dashboards.report_data import ReportData, collect
 from dashboards.shifts import Period
-from ftel.influx import InfluxQuery
 from ftel.settings import Settings
+from ftel.storage.query import InfluxQuery
 
 
-def report_data(
-    settings: Settings, period: Period, variables: Mapping[str, Sequence[str]] | None = None
-) -> ReportData:
+def report_data(settings: Settings, period: Period, variables: Mapping[str, Sequence[str]] | None = None) -> ReportData:
     return collect(InfluxQuery(settings.influx), Binding(period.start_ms, period.end_ms, variables=variables))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from dashboards import queries as q
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
-from ftel.influx import InfluxQuery
+from ftel.storage.query import InfluxQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +108,8 @@ def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
         start_ms=binding.start_ms,
         end_ms=binding.end_ms,
         utilisation=total[0]["utilisation"] if total else None,
-        utilisation_by_workshop=_by(
-            _rows(client, q.utilisation("workshop"), binding), "workshop", "utilisation"
-        ),
-        utilisation_by_type=_by(
-            _rows(client, q.utilisation("machine_type"), binding), "machine_type", "utilisation"
-        ),
+        utilisation_by_workshop=_by(_rows(client, q.utilisation("workshop"), binding), "workshop", "utilisation"),
+        utilisation_by_type=_by(_rows(client, q.utilisation("machine_type"), binding), "machine_type", "utilisation"),
         downtime=sorted(downtime, key=lambda d: -d.minutes),
         worst=sorted(worst, key=lambda w: (-w.down_ms, w.machine_id)),
         oee=oee,

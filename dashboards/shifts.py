@@ -37,9 +37,7 @@ def parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise PeriodError(
-            f"{text!r} is not an ISO date-time such as 2026-03-01T08:00 or 2026-03-01T00:00Z"
-        ) from None
+        raise PeriodError(f"{text!r} is not an ISO date-time such as 2026-03-01T08:00 or 2026-03-01T00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=PLANT_TIMEZONE)
 
 

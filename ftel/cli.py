@@ -9,6 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ftel.errors import CliError, FtelError
+
+__all__ = ["CliError", "build_parser", "main"]
 from ftel.settings import Settings, load_settings
 
 # Each module has register(subparsers) and sets `handler` on its parsers: handler(args, settings) -> exit code.
@@ -23,10 +26,6 @@ COMMAND_MODULES = (
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-class CliError(RuntimeError):
-    """A problem the user can fix; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         handler: Handler = args.handler
         return handler(args, settings)
-    except CliError as error:
+    except FtelError as error:  # CliError and every other error a person can act on
         print(f"ftel: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

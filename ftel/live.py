@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER, MachineState
-from ftel.influx import InfluxQuery, QueryError
+from ftel.storage.query import InfluxQuery, QueryError
 
 UTILISATION_WINDOW_MIN = 30
 

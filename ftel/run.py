@@ -14,10 +14,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from ftel.influx import InfluxQuery
 from ftel.live import LiveSnapshot, read_snapshot, render
 from ftel.settings import Settings
 from ftel.stack.cli import stack_from_settings
+from ftel.storage.query import InfluxQuery
 
 console = Console()
 REFRESH_S = 3.0
@@ -38,7 +38,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while "subscribed" not in log.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
-            from ftel.cli import CliError
+            from ftel.errors import CliError
 
             raise CliError(f"the ingest worker did not start; see {log}")
         time.sleep(0.1)

@@ -22,6 +22,10 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     keepalive_s: int = 30
+    tls: bool = Field(False, description="connect with TLS (the broker's TLS listener, usually port 8883)")
+    ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="client certificate, for brokers that require one")
+    key_file: Path | None = Field(None, description="the client certificate's private key")
 
 
 class InfluxSettings(BaseModel):
@@ -36,6 +40,8 @@ class InfluxSettings(BaseModel):
     org: str = "ftel"
     bucket: str = "ftel"
     timeout_s: float = 30.0
+    ca_file: Path | None = Field(None, description="CA certificate that signed InfluxDB's HTTPS certificate")
+    verify_tls: bool = Field(True, description="verify InfluxDB's certificate (only ever off for a lab)")
 
 
 class IngestSettings(BaseModel):

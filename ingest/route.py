@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from ftel.contract.codec import decode
 from ftel.contract.errors import ContractError
-from ingest.lineproto import LineProtocolError, Point, encode_point
-from ingest.points import Measurement, to_points
+from ftel.storage.lineproto import LineProtocolError, encode_point
+from ftel.storage.points import to_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,19 +59,3 @@ def dead_letter_body(
         },
         ensure_ascii=False,
     ).encode()
-
-
-def dead_letter_point(
-    *, worker: str, topic: str, payload: bytes, reason: str, received_ms: int, keep_bytes: int
-) -> Point:
-    return Point(
-        Measurement.DEAD_LETTER,
-        {"worker": worker},
-        {
-            "topic": topic[:500],
-            "reason": reason[:1000],
-            "payload": payload[:keep_bytes].decode("utf-8", errors="replace"),
-            "size": len(payload),
-        },
-        received_ms,
-    )

@@ -20,10 +20,11 @@ from paho.mqtt.properties import Properties
 
 from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, shared
 from ftel.settings import Settings
-from ingest.lineproto import Point, encode_point
-from ingest.points import Measurement
-from ingest.route import Accepted, TimeLimits, dead_letter_body, dead_letter_point, route
-from ingest.writer import LineWriter, RetryPolicy, WriteError, make_writer, write_with_retry
+from ftel.storage.lineproto import Point, encode_point
+from ftel.storage.points import dead_letter_point
+from ftel.storage.schema import Measurement
+from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer, write_with_retry
+from ingest.route import Accepted, TimeLimits, dead_letter_body, route
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class IngestWorker:
         )
         point = dead_letter_point(
             worker=self._ingest.worker_id,
+            slot=self.stats.dead_letters,
             topic=topic,
             payload=payload,
             reason=reason,
@@ -243,7 +245,7 @@ class IngestWorker:
             self._write_lines(lines[:middle])
             self._write_lines(lines[middle:])
 
-    def _count_retry(self, attempt: int, error: WriteError) -> None:
+    def _count_retry(self, attempt: int, error: WriteError, delay: float) -> None:
         self.stats.retries += 1
         log.warning("write failed (%s); retry %d", error, attempt + 1)
 

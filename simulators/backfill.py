@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 
 from ftel.contract.models import GatewayStatus, Message
 from ftel.settings import InfluxSettings
+from ftel.storage.lineproto import Point, encode_batch
+from ftel.storage.points import to_points
+from ftel.storage.writer import RetryPolicy, make_writer, write_with_retry
 from gateway.runner import edges_between
 from gateway.tracker import MachineTracker, Origin
-from ingest.lineproto import Point, encode_batch
-from ingest.points import to_points
-from ingest.writer import RetryPolicy, make_writer, write_with_retry
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
 from simulators.plant import Plant

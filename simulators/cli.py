@@ -111,7 +111,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     run = simulation_run(args, settings)
     if args.action == "ledger":
         if run.end_ms is None:
-            from ftel.cli import CliError
+            from ftel.errors import CliError
 
             raise CliError("ledger needs --duration (and usually --start-ms)")
         write_run_ledger(run, settings, args.ledger or Path("ledger.jsonl"), None)

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from ftel.contract.states import STATE_ORDER, state_field
-from ftel.influx import InfluxQuery
+from ftel.storage.query import InfluxQuery
 from simulators.ledger import LedgerRow
 
 Totals = dict[str, Counter[str]]

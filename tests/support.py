@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from ftel.influx import InfluxQuery
 from ftel.settings import InfluxSettings, MqttSettings, Settings
 from ftel.stack import LocalStack
+from ftel.storage.query import InfluxQuery
 
 
 def unique(prefix: str) -> str:

@@ -32,9 +32,7 @@ def speed_panel() -> timeseries.Panel:
         )
         .with_transformation(rated)
         .thresholds(p.thresholds((None, "#8e8e8e"), (0, "#2e9e44")))
-        .thresholds_style(
-            common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED)
-        )
+        .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED))
     )
 
 

@@ -39,9 +39,7 @@ def utilisation_row() -> Row:
             ),
             today,
             p.ratio_bars("Utilisation per workshop", "Over the selected range.", q.utilisation("workshop")),
-            p.ratio_bars(
-                "Utilisation per machine type", "Over the selected range.", q.utilisation("machine_type")
-            ),
+            p.ratio_bars("Utilisation per machine type", "Over the selected range.", q.utilisation("machine_type")),
             p.timeseries(
                 "Utilisation trend per workshop",
                 "Utilisation in each interval; dips show where the time went.",

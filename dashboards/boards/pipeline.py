@@ -58,9 +58,7 @@ def board() -> Board:
             Row(
                 "Gateways",
                 [
-                    p.stat_panel(
-                        "Gateways online", "Gateways whose last status is online.", q.gateways_online()
-                    ),
+                    p.stat_panel("Gateways online", "Gateways whose last status is online.", q.gateways_online()),
                     p.table_panel(
                         "Gateway status",
                         "Each gateway's last birth or death.",
@@ -78,9 +76,7 @@ def board() -> Board:
                             )
                         ],
                     ),
-                    p.timeseries(
-                        "Spool depth", "Messages a gateway holds while the broker is away.", q.spool_depth()
-                    ),
+                    p.timeseries("Spool depth", "Messages a gateway holds while the broker is away.", q.spool_depth()),
                 ],
             ),
             Row(

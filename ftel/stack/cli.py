@@ -28,7 +28,7 @@ def stack_from_settings(settings: Settings) -> LocalStack:
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from ftel.cli import CliError
+    from ftel.errors import CliError
 
     stack = stack_from_settings(settings)
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from ftel.errors import FtelError
 from ftel.stack.configs import influxdb_conf, mosquitto_conf
 
 # Services started by this process, kept so they are reaped on stop (and not reported as leaked).
@@ -28,7 +29,7 @@ DEBIAN_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 START_TIMEOUT_S = 60.0
 
 
-class StackError(RuntimeError):
+class StackError(FtelError):
     """A local service could not be installed, started or reached; the text says what to do."""
 
 

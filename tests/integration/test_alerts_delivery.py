@@ -17,8 +17,8 @@ import yaml
 from alerts.lifecycle import Status
 from alerts.rules import WebhookTarget, load_config
 from ftel.contract.states import MachineState, MachineType
-from ftel.influx import InfluxQuery
 from ftel.stack.services import free_port
+from ftel.storage.query import InfluxQuery
 from simulators.plant import (
     InjectedAnomaly,
     InjectedServiceOverdue,
@@ -106,9 +106,7 @@ def plant(site: str) -> Plant:
             ),
         ),
         injected_states=(
-            InjectedState(
-                machine_id="SPIN-001", at_s=5 * MINUTE_S, duration_s=15 * MINUTE_S, reason="ends_down"
-            ),
+            InjectedState(machine_id="SPIN-001", at_s=5 * MINUTE_S, duration_s=15 * MINUTE_S, reason="ends_down"),
             InjectedState(
                 machine_id="CARD-002",
                 at_s=15 * MINUTE_S,
@@ -163,9 +161,7 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
         expected = {("overheat", "CARD-001"), ("machine-down", "SPIN-001"), ("service-overdue", "CARD-002")}
 
         def resolved() -> bool:
-            return {
-                (r.rule, r.subject) for r in tap.final().values() if r.status is Status.RESOLVED
-            } >= expected
+            return {(r.rule, r.subject) for r in tap.final().values() if r.status is Status.RESOLVED} >= expected
 
         wait_until(resolved, timeout_s=60, what="every alert resolved")
         final = tap.final()

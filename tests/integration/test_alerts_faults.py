@@ -25,8 +25,8 @@ from alerts.store import Store
 from alerts.worker import STORE_FILE, AlertWorker, WorkerThread
 from ftel.contract.states import MachineState, MachineType
 from ftel.contract.topics import ALERT_PREFIX
-from ftel.influx import InfluxQuery
 from ftel.settings import Settings
+from ftel.storage.query import InfluxQuery
 from gateway.runner import Gateway, GatewayTiming
 from gateway.tracker import Origin
 from simulators.clock import SimClock, wall_ms
@@ -131,9 +131,7 @@ class Scenario:
         )
 
 
-def scenario(
-    plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10, lead_s: float = 0.0
-) -> Scenario:
+def scenario(plant: Plant, *, speedup: float, tick_s: float, hours_back: int = 10, lead_s: float = 0.0) -> Scenario:
     """Simulated time from hours in the past (so a run never catches up with the wall clock), running from
     ``lead_s`` ahead: gateway processes need that long to start, and one that starts late would stamp its
     birth well after the first readings of the others."""
@@ -146,9 +144,7 @@ def scenario(
     return Scenario(plant, start, clock, timing)
 
 
-def run_gateways(
-    sc: Scenario, settings: Settings, workshops: list[str], end_ms: int
-) -> list[threading.Thread]:
+def run_gateways(sc: Scenario, settings: Settings, workshops: list[str], end_ms: int) -> list[threading.Thread]:
     threads = []
     for workshop in workshops:
         gateway = sc.gateway(settings, workshop)
@@ -166,9 +162,7 @@ def run_gateways(
 
 def alert_config(tmp_path: Path, **worker: object) -> AlertConfig:
     config = load_config()
-    options = config.worker.model_copy(
-        update={"group": unique("alerts"), "state_dir": tmp_path / "state", **worker}
-    )
+    options = config.worker.model_copy(update={"group": unique("alerts"), "state_dir": tmp_path / "state", **worker})
     return config.model_copy(update={"worker": options})
 
 
@@ -373,9 +367,7 @@ def test_each_injected_fault_raises_one_alert_that_resolves(  # noqa: PLR0915 (o
     assert heat.started_ms == sc.at(OVERHEAT_AT_S)
     assert heat.condition_ms == sc.at(OVERHEAT_AT_S + 3 * MINUTE_S)
     assert (
-        sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S)
-        <= (heat.resolved_ms or 0)
-        <= sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S + 30)
+        sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S) <= (heat.resolved_ms or 0) <= sc.at(OVERHEAT_AT_S + OVERHEAT_FOR_S + 30)
     )
     burst = final[("repeated-stops", "KNIT-001")]
     assert burst.detail == "yarn_break"
@@ -400,9 +392,7 @@ def test_each_injected_fault_raises_one_alert_that_resolves(  # noqa: PLR0915 (o
 
     ids = {r.alert_id for r in final.values()}
     wait_until(
-        lambda: (
-            {k: v for k, v in stored().items() if k in ids} == {key: {"firing", "resolved"} for key in ids}
-        ),
+        lambda: {k: v for k, v in stored().items() if k in ids} == {key: {"firing", "resolved"} for key in ids},
         timeout_s=30,
         what="alerts measurement in InfluxDB",
     )
@@ -458,9 +448,7 @@ def test_fault_free_shift_raises_no_alert(
         ]
         for g in gateways:
             g.wait(120)
-        wait_until(
-            lambda: worker_clock(tmp_path) >= end, timeout_s=60, what="the worker to see the shift end"
-        )
+        wait_until(lambda: worker_clock(tmp_path) >= end, timeout_s=60, what="the worker to see the shift end")
     finally:
         for g in gateways:
             if g.poll() is None:

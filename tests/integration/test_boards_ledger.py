@@ -18,9 +18,9 @@ from dashboards.build import all_dashboards
 from dashboards.check import panels_of
 from dashboards.publish import Credentials, PublishError, publish
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
-from ftel.influx import InfluxQuery
 from ftel.settings import Settings
 from ftel.stack import free_port
+from ftel.storage.query import InfluxQuery
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.machine import plant_models
@@ -43,9 +43,7 @@ class Filled:
     ledger: list[LedgerRow]
 
     def rows(self, query: q.Query, **variables: tuple[str, ...]) -> list[dict[str, Any]]:
-        return self.client.rows(
-            q.bind(query.influxql, q.Binding(self.start_ms, self.end_ms, variables=variables))
-        )
+        return self.client.rows(q.bind(query.influxql, q.Binding(self.start_ms, self.end_ms, variables=variables)))
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +148,7 @@ def test_machines_by_state_now_equal_the_simulated_states_at_the_range_end(fille
         state = next(s.state for s in model.segments() if s.start_ms <= filled.end_ms - 1 < s.end_ms)
         expected[(workshop, state)] += 1
     measured = {
-        (r["workshop"], state): r["machines"]
-        for state in STATE_ORDER
-        for r in filled.rows(q.machines_in_state(state))
+        (r["workshop"], state): r["machines"] for state in STATE_ORDER for r in filled.rows(q.machines_in_state(state))
     }
     assert measured == dict(expected)
     down = filled.rows(q.down_now())
@@ -174,9 +170,7 @@ def test_availability_and_oee_per_machine_type_equal_the_ledger(filled: Filled) 
         }
         row = filled.rows(q.oee(machine_type))[0]
         assert {k: row[k] for k in expected} == pytest.approx(expected, rel=1e-9), machine_type
-        assert row["oee"] == pytest.approx(
-            row["availability"] * row["performance"] * row["quality"], rel=1e-9
-        )
+        assert row["oee"] == pytest.approx(row["availability"] * row["performance"] * row["quality"], rel=1e-9)
 
 
 def test_publish_to_a_closed_port_says_grafana_is_not_reachable(filled: Filled) -> None:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from ftel.contract import MachineKind, machine_topic
 from ftel.contract.topics import DEAD_LETTER_PREFIX
-from ftel.influx import InfluxQuery
 from ftel.settings import IngestSettings
+from ftel.storage.query import InfluxQuery
 from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
 
 pytestmark = pytest.mark.integration

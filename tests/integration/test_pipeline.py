@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ftel.influx import InfluxQuery
 from ftel.settings import Settings
+from ftel.storage.query import InfluxQuery
 from simulators.ledger import plant_ledger
 from simulators.plant import default_plant
 from tests.ledger_check import differences, ledger_totals, stored_totals

@@ -19,7 +19,7 @@ from alerts.rules import AlertConfig, load_config, parse_config
 from alerts.store import Store
 from ftel.contract.models import GatewayStatus, Heartbeat, MachineMeta, Message, StateChange, Telemetry
 from ftel.contract.states import MachineState, MachineType
-from ingest.lineproto import encode_point
+from ftel.storage.lineproto import encode_point
 
 MIN = 60_000
 T0 = 1_800_000_000_000
@@ -129,11 +129,7 @@ def test_default_rules_file_loads_with_every_rule_kind() -> None:
 def test_rules_file_with_an_unknown_reason_is_refused_with_the_rule() -> None:
     with pytest.raises(RulesError, match="unknown reason codes"):
         parse_config(
-            {
-                "rules": [
-                    {"name": "d", "kind": "machine_down", "minutes": 1, "reason_minutes": {"coffee_break": 5}}
-                ]
-            }
+            {"rules": [{"name": "d", "kind": "machine_down", "minutes": 1, "reason_minutes": {"coffee_break": 5}}]}
         )
 
 
@@ -185,9 +181,7 @@ def test_repeated_stops_alert_once_per_reason_and_clear_as_the_window_slides() -
     for i in range(4):
         msgs += [
             change(T0 + i * MIN, MachineState.DOWN, "yarn_break"),
-            change(
-                T0 + i * MIN + 20_000, MachineState.RUNNING, prev=MachineState.DOWN, prev_reason="yarn_break"
-            ),
+            change(T0 + i * MIN + 20_000, MachineState.RUNNING, prev=MachineState.DOWN, prev_reason="yarn_break"),
         ]
     out = feed(engine, msgs)
     assert [(r.rule, r.detail, r.condition_ms) for r in out] == [("stops", "yarn_break", T0 + 2 * MIN)]
@@ -215,9 +209,7 @@ def test_redelivered_events_change_nothing() -> None:
 def test_gateway_death_alerts_after_the_grace_and_holds_its_machines() -> None:
     engine = Engine(config())
     feed(engine, [change(T0, MachineState.DOWN, "yarn_break"), heartbeat(T0 + MIN)])
-    death = GatewayStatus(
-        **common, ts=T0 - 3600_000, online=False, boot_id=1, machines={"K1": MachineType.KNITTING}
-    )
+    death = GatewayStatus(**common, ts=T0 - 3600_000, online=False, boot_id=1, machines={"K1": MachineType.KNITTING})
     out = feed(engine, [death, heartbeat(T0 + 20 * MIN, gateway="gw-2")])
     assert engine.state.machines["s/w/K1"].state is None
     assert [(r.rule, r.subject, r.started_ms) for r in out] == [("gw", "gw-1", T0 + MIN)]
@@ -239,13 +231,9 @@ def test_missing_heartbeats_alert_even_without_a_last_will() -> None:
 def test_telemetry_rules_need_every_sample_over_the_limit() -> None:
     card: dict[str, Any] = {**common, "machine_type": MachineType.CARDING, "machine_id": "C1"}
     engine = Engine(config())
-    samples = [
-        telemetry(T0 + i * 30_000, temperature=65.0 if i != 3 else 59.0, machine=card) for i in range(12)
-    ]
+    samples = [telemetry(T0 + i * 30_000, temperature=65.0 if i != 3 else 59.0, machine=card) for i in range(12)]
     out = feed(engine, samples)
-    assert [(r.rule, r.started_ms, r.condition_ms) for r in out] == [
-        ("hot", T0 + 4 * 30_000, T0 + 10 * 30_000)
-    ]
+    assert [(r.rule, r.started_ms, r.condition_ms) for r in out] == [("hot", T0 + 4 * 30_000, T0 + 10 * 30_000)]
 
 
 def test_overheat_ignores_machine_types_outside_its_filter() -> None:
@@ -254,13 +242,9 @@ def test_overheat_ignores_machine_types_outside_its_filter() -> None:
 
 
 def test_slow_running_and_service_overdue_use_the_machine_meta() -> None:
-    meta = MachineMeta(
-        **knit, ts=T0, model="m", line="l", rated_speed=1.0, speed_unit="m/s", service_interval_h=200.0
-    )
+    meta = MachineMeta(**knit, ts=T0, model="m", line="l", rated_speed=1.0, speed_unit="m/s", service_interval_h=200.0)
     engine = Engine(config())
-    out = feed(
-        engine, [meta, *(telemetry(T0 + i * 30_000, speed=0.5, run_ms=201 * 3_600_000) for i in range(22))]
-    )
+    out = feed(engine, [meta, *(telemetry(T0 + i * 30_000, speed=0.5, run_ms=201 * 3_600_000) for i in range(22))])
     assert sorted((r.rule, r.condition_ms) for r in out) == [("service", T0), ("slow", T0 + 10 * MIN)]
     out = feed(engine, [change(T0 + 12 * MIN, MachineState.MAINTENANCE), heartbeat(T0 + 14 * MIN)])
     assert sorted((r.rule, r.status) for r in out) == [
@@ -342,7 +326,4 @@ def test_grafana_export_has_a_rule_per_alert_rule_on_the_influx_datasource(tmp_p
     queries = [d for r in group["rules"] for d in r["data"] if d["datasourceUid"] == "ftel-influxdb"]
     assert queries
     assert all("$timeFilter" in d["model"]["query"] for d in queries)
-    assert (
-        write_grafana_rules(tmp_path).relative_to(tmp_path).as_posix()
-        == "provisioning/alerting/ftel-alerts.yaml"
-    )
+    assert write_grafana_rules(tmp_path).relative_to(tmp_path).as_posix() == "provisioning/alerting/ftel-alerts.yaml"

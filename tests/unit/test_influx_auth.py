@@ -4,8 +4,8 @@ import base64
 
 from pydantic import SecretStr
 
-from ftel.influx import auth_headers
 from ftel.settings import InfluxSettings
+from ftel.storage.http import auth_headers
 
 
 def test_a_token_wins_over_user_and_password() -> None:

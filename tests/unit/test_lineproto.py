@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.lineproto import LineProtocolError, Point, encode_point
+from ftel.storage.lineproto import LineProtocolError, Point, encode_point
 
 
 def test_tags_and_fields_are_sorted_and_typed() -> None:

@@ -10,9 +10,7 @@ from simulators.profiles import PROFILES
 
 
 def test_binds_time_filter_as_grafana_does_with_an_inclusive_end() -> None:
-    text = q.bind(
-        "SELECT * FROM x WHERE $timeFilter GROUP BY time($__interval)", q.Binding(1000, 5000, 60_000)
-    )
+    text = q.bind("SELECT * FROM x WHERE $timeFilter GROUP BY time($__interval)", q.Binding(1000, 5000, 60_000))
     assert text == "SELECT * FROM x WHERE time >= 1000ms AND time <= 4999ms GROUP BY time(60000ms)"
 
 

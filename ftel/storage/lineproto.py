@@ -9,7 +9,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ftel.storage.errors import StorageError
+
 FieldValue = float | int | bool | str
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _MEASUREMENT_ESCAPES = tuple(str.maketrans({",": r"\,", " ": r"\ "}).items())
 _KEY_ESCAPES = tuple(str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "}).items())
@@ -27,7 +30,7 @@ def _name(text: str, table: tuple[tuple[int, str], ...], what: str) -> str:
     return text.translate(dict(table))
 
 
-class LineProtocolError(ValueError):
+class LineProtocolError(StorageError, ValueError):
     """A point cannot be encoded (no fields, a non-finite float, an empty tag)."""
 
 
@@ -43,6 +46,8 @@ def _field(value: FieldValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise LineProtocolError(f"integer field value {value} does not fit InfluxDB's 64-bit integers")
         return f"{value}i"
     if isinstance(value, float):
         if not math.isfinite(value):

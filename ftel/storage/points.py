@@ -1,9 +1,4 @@
-"""From contract messages to InfluxDB points: the storage schema (docs/schema.md), in one place (pure).
-
-Every field keeps one type forever (InfluxDB rejects a field whose type flips): durations, counts and sequence
-numbers are integers, speeds and temperatures floats, states and reasons strings. A point's identity is its
-measurement, tags and timestamp, so a redelivered message overwrites itself instead of counting twice.
-"""
+"""From contract messages to InfluxDB points (pure), by the schema in ftel/storage/schema.py."""
 
 from __future__ import annotations
 
@@ -17,21 +12,8 @@ from ftel.contract.models import (
     Telemetry,
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
-from ingest.lineproto import Point
-
-STATE_CODES: dict[MachineState, int] = {state: index for index, state in enumerate(STATE_ORDER)}
-
-
-class Measurement:
-    MACHINE_STATE = "machine_state"
-    STATE_TIME = "state_time"
-    DOWNTIME = "downtime"
-    TELEMETRY = "telemetry"
-    MACHINE_INFO = "machine_info"
-    GATEWAY_STATUS = "gateway_status"
-    GATEWAY_HEARTBEAT = "gateway_heartbeat"
-    INGEST_HEALTH = "ingest_health"
-    DEAD_LETTER = "dead_letter"
+from ftel.storage.lineproto import Point
+from ftel.storage.schema import DEAD_LETTER_SLOTS, Measurement, Tag, state_fields
 
 
 def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -> dict[str, str]:
@@ -45,10 +27,6 @@ def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -
 
 def gateway_tags(message: GatewayStatus | Heartbeat) -> dict[str, str]:
     return {"site": message.site, "workshop": message.workshop, "gateway_id": message.gateway_id}
-
-
-def state_fields(state: MachineState) -> dict[str, str | int]:
-    return {"state": state.value, "state_code": STATE_CODES[state]}
 
 
 def to_points(message: Message, *, received_ms: int) -> list[Point]:
@@ -136,3 +114,19 @@ def to_points(message: Message, *, received_ms: int) -> list[Point]:
         "seq": message.seq,
     }
     return [Point(Measurement.GATEWAY_HEARTBEAT, gateway_tags(message), heartbeat_fields, message.ts)]
+
+
+def dead_letter_point(
+    *, worker: str, slot: int, topic: str, payload: bytes, reason: str, received_ms: int, keep_bytes: int
+) -> Point:
+    return Point(
+        Measurement.DEAD_LETTER,
+        {Tag.WORKER: worker, Tag.SLOT: str(slot % DEAD_LETTER_SLOTS)},
+        {
+            "topic": topic[:500],
+            "reason": reason[:1000],
+            "payload": payload[:keep_bytes].decode("utf-8", errors="replace"),
+            "size": len(payload),
+        },
+        received_ms,
+    )

@@ -1,0 +1,48 @@
+"""The storage schema (docs/schema.md): measurement names, tag keys and field names, in one place.
+
+Every field keeps one type forever (InfluxDB rejects a field whose type flips): durations, counts and sequence
+numbers are integers, speeds and temperatures floats, states and reasons strings. A point's identity is its
+measurement, tags and timestamp, so a redelivered message overwrites itself instead of counting twice.
+Boards, the report, the live view and the alert worker read these names from here.
+"""
+
+from __future__ import annotations
+
+from ftel.contract.states import STATE_ORDER, MachineState, state_field
+
+__all__ = ["STATE_CODES", "Measurement", "Tag", "state_field", "state_fields"]
+
+
+class Measurement:
+    MACHINE_STATE = "machine_state"
+    STATE_TIME = "state_time"
+    DOWNTIME = "downtime"
+    TELEMETRY = "telemetry"
+    MACHINE_INFO = "machine_info"
+    GATEWAY_STATUS = "gateway_status"
+    GATEWAY_HEARTBEAT = "gateway_heartbeat"
+    INGEST_HEALTH = "ingest_health"
+    DEAD_LETTER = "dead_letter"
+    ALERTS = "alerts"
+
+
+class Tag:
+    SITE = "site"
+    WORKSHOP = "workshop"
+    MACHINE_TYPE = "machine_type"
+    MACHINE_ID = "machine_id"
+    GATEWAY_ID = "gateway_id"
+    REASON = "reason"
+    WORKER = "worker"
+    # Dead letters received in the same millisecond by one worker differ in their slot, so none overwrites
+    # another; the slot cycles through DEAD_LETTER_SLOTS values, which bounds the series it creates.
+    SLOT = "slot"
+
+
+DEAD_LETTER_SLOTS = 1000
+
+STATE_CODES: dict[MachineState, int] = {state: index for index, state in enumerate(STATE_ORDER)}
+
+
+def state_fields(state: MachineState) -> dict[str, str | int]:
+    return {"state": state.value, "state_code": STATE_CODES[state]}
