@@ -17,6 +17,7 @@ from ftel.settings import Settings, load_settings
 # Each module has register(subparsers) and sets `handler` on its parsers: handler(args, settings) -> exit code.
 COMMAND_MODULES = (
     "ftel.stack.cli",
+    "ftel.security.cli",
     "ftel.run",
     "simulators.cli",
     "gateway.cli",
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise, not news
     try:
         settings = load_settings(args.config)
         handler: Handler = args.handler

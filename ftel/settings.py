@@ -46,16 +46,29 @@ class InfluxSettings(BaseModel):
 
 class IngestSettings(BaseModel):
     group: str = Field("ingest", description="shared-subscription group: workers in one group split the load")
-    worker_id: str = "ingest-1"
+    worker_id: str = Field("ingest-1", description="stable client id (and identity): a restarted worker resumes")
+    processes: int = Field(1, ge=1, description="worker processes `ftel ingest` runs (ids <worker_id>…+N-1)")
     batch_size: int = Field(5000, description="points per write; a batch is written when it is this full")
     flush_interval_s: float = Field(0.25, description="or when its oldest message is this old")
-    # Receive Maximum: how many unacknowledged messages the broker may hand us; ack waits for the write, so
-    # two batches' worth keeps one batch filling while the other is written, and bounds the worker's memory.
-    receive_maximum: int = 10000
-    session_expiry_s: int = Field(7 * 24 * 3600, description="how long the broker keeps a stopped worker's queue")
+    # Flow control in the worker itself: it stops reading the socket while this many messages are received and
+    # not yet acknowledged (two batches: one filling while the other is written). Memory stays bounded whatever
+    # the broker does with Receive Maximum (Mosquitto 2.0.11 stops honouring it once acknowledgements flow).
+    max_unacked: int = Field(10_000, description="messages held unacknowledged before the worker stops reading")
+    receive_maximum: int = Field(10_000, description="MQTT 5 Receive Maximum asked of the broker")
+    session_expiry_s: int = Field(
+        120,
+        description="how long the broker keeps a stopped worker's queue; a worker gone longer lets go of its share, "
+        "and gateways send what it held again",
+    )
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     retry_exponential_base: float = 2.0
+    retry_max_total_s: float = Field(
+        20.0, description="transient write failures are retried this long, then treated as blocking"
+    )
+    blocked_retry_max_s: float = Field(
+        30.0, description="while InfluxDB refuses (credentials, missing database), try again at most this rarely"
+    )
     max_future_skew_s: int = Field(300, description="messages stamped further ahead of the clock are rejected")
     max_age_s: int = Field(90 * 24 * 3600, description="messages older than this are rejected")
     health_interval_s: float = 5.0
@@ -69,11 +82,40 @@ class SimulationSettings(BaseModel):
     telemetry_interval_s: int = 30
     heartbeat_interval_s: int = 10
     tick_s: float = Field(0.1, description="wall-clock seconds between gateway polls")
-    spool_max_messages: int = Field(200_000, description="messages a gateway holds while the broker is away")
+
+
+class GatewaySettings(BaseModel):
+    state_dir: Path | None = Field(
+        None,
+        description="spool and checkpoint of each gateway, in <state_dir>/<site>/<gateway id>/ "
+        "(default: <stack dir>/gateways)",
+    )
+    spool_max_messages: int = Field(
+        1_000_000, description="messages a gateway keeps until ingest confirms them (beyond: dropped and counted)"
+    )
+    max_in_flight: int = Field(1000, description="messages sent and not yet acknowledged by the broker")
+    hole_grace_s: float = Field(
+        30.0, description="an unconfirmed message older than a confirmed one is sent again after this long"
+    )
+    resend_max_s: float = Field(600.0, description="resends of a message that keeps going missing back off to this")
+    drain_stall_s: float = Field(30.0, description="at shutdown, wait for confirmations while they keep coming")
 
 
 class StackSettings(BaseModel):
     dir: Path = Path(".ftel")
+    tls: bool = Field(
+        False,
+        description="also serve MQTT over TLS (on mqtt_tls_port) and InfluxDB over HTTPS only, with the "
+        "certificates under <dir>/tls (`ftel auth tls` makes throw-away ones; `ftel stack up` too when missing)",
+    )
+    mqtt_tls_port: int = Field(8883, description="Mosquitto's TLS listener when tls is on")
+
+
+class AuthSettings(BaseModel):
+    credentials_file: Path | None = Field(
+        None, description="identities and their passwords (YAML, mode 0600); default <stack.dir>/auth/credentials.yaml"
+    )
+    ingest_workers: int = Field(8, ge=1, description="identities ingest-1 … ingest-N that `ftel auth init` creates")
 
 
 class Settings(BaseSettings):
@@ -84,7 +126,14 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     simulation: SimulationSettings = SimulationSettings()
+    gateway: GatewaySettings = GatewaySettings()
     stack: StackSettings = StackSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @property
+    def credentials_file(self) -> Path:
+        """Where this installation's credentials live (``auth.credentials_file`` or under the stack dir)."""
+        return self.auth.credentials_file or self.stack.dir / "auth" / "credentials.yaml"
 
     @classmethod
     def settings_customise_sources(

@@ -40,4 +40,16 @@ class MachineDriver(Protocol):
     @property
     def info(self) -> MachineInfo: ...
 
+    @property
+    def resume_key(self) -> str:
+        """What identifies the machine behind this driver beyond its id (an address, a simulation): a saved
+        checkpoint is resumed only by a driver with the same key."""
+        ...
+
     def read(self, at_ms: int) -> list[Reading]: ...
+
+    def resume(self, at_ms: int) -> bool:
+        """The gateway restarts from a checkpoint taken at ``at_ms``: the next read reports from there. True when
+        the driver can report what happened since then exactly (a controller's event log, the simulator); False
+        when it only knows the present, and the gateway counts the gap as OFFLINE."""
+        ...

@@ -1,75 +1,50 @@
-"""MQTT side of the gateway (paho-mqtt 2.x): QoS 1, birth on every connect, last will, automatic reconnect.
-
-While the broker is away paho keeps every QoS 1 message in its outgoing queue, in order, and sends them when
-the connection is back; that queue is the gateway's spool, bounded by ``spool_max_messages``. A message that
-does not fit is dropped and counted (spool_dropped in every heartbeat).
+"""The gateway's MQTT link (paho-mqtt 2.x, MQTT 5, QoS 1): connects and reconnects in paho's own thread,
+registers the last will, subscribes to the gateway's confirmations, and hands back to the runner (thread-safe)
+what happened: (re)connections, confirmations, PUBACKs. It holds nothing of its own: the spool does.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ftel.contract.codec import encode
-from ftel.contract.models import Message
+from ftel.contract import Confirmation, ContractError, decode_confirmation
+from ftel.mqtt import paho_client
 from ftel.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
-# Sending many QoS 1 messages without waiting for each PUBACK is what makes draining a spool fast.
-MAX_INFLIGHT = 1000
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 10
+# paho's own queue only ever holds what the runner let in flight (it paces by PUBACKs).
+PAHO_MAX_INFLIGHT = 65_535
 
 
-@dataclass(slots=True)
-class SpoolCounters:
-    published: int = 0
-    acknowledged: int = 0
-    dropped: int = 0
-
-    @property
-    def depth(self) -> int:
-        return self.published - self.acknowledged
-
-
-class GatewayPublisher:
-    def __init__(
-        self,
-        settings: MqttSettings,
-        *,
-        client_id: str,
-        will: tuple[str, Message],
-        birth: Callable[[], tuple[str, Message]],
-        spool_max_messages: int,
-    ) -> None:
-        self.counters = SpoolCounters()
-        self._lock = threading.Lock()
-        self._birth = birth
+class GatewayLink:
+    def __init__(self, settings: MqttSettings, *, client_id: str, will: tuple[str, bytes], confirm_topic: str) -> None:
+        self._settings = settings
+        self._confirm_topic = confirm_topic
         self.connected = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-        )
-        self._client.max_inflight_messages_set(MAX_INFLIGHT)
-        self._client.max_queued_messages_set(spool_max_messages)
+        self._lock = threading.Lock()
+        self._connects = 0
+        self._pubacks = 0
+        self._confirmations: queue.SimpleQueue[Confirmation] = queue.SimpleQueue()
+        self.refused: str | None = None  # why the broker refused us, for the progress line
+        self._client = paho_client(settings, client_id=client_id)
+        self._client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            self._client.username_pw_set(settings.username, password)
-        will_topic, will_message = will
-        self._client.will_set(will_topic, encode(will_message), qos=1, retain=True)
+        will_topic, will_payload = will
+        self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
-        self._settings = settings
+        self._client.on_message = self._on_message
 
     def start(self) -> None:
         # connect_async + loop_start: the first connection and every reconnect happen in paho's thread, so a
@@ -79,27 +54,29 @@ class GatewayPublisher:
         )
         self._client.loop_start()
 
-    def publish(self, topic: str, message: Message, *, retain: bool = False) -> None:
-        info = self._client.publish(topic, encode(message), qos=1, retain=retain)
-        with self._lock:
-            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-                self.counters.dropped += 1
-            else:
-                self.counters.published += 1
+    def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
+        """Hand one message to paho; False when it cannot take it now (not connected)."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def drain(self, stall_timeout_s: float) -> bool:
-        """Wait until the broker has acknowledged every published message. Gives up only when no
-        acknowledgement has come for ``stall_timeout_s``: a busy broker may take long, but it progresses."""
-        pause = threading.Event()
-        last_acked, stalled_since = self.counters.acknowledged, time.monotonic()
-        while self.counters.depth > 0:
-            pause.wait(0.05)
-            acked = self.counters.acknowledged
-            if acked != last_acked:
-                last_acked, stalled_since = acked, time.monotonic()
-            elif time.monotonic() - stalled_since > stall_timeout_s:
-                return False
-        return True
+    def take_connects(self) -> int:
+        """How many times the link (re)connected since the last call."""
+        with self._lock:
+            count, self._connects = self._connects, 0
+        return count
+
+    def take_pubacks(self) -> int:
+        with self._lock:
+            count, self._pubacks = self._pubacks, 0
+        return count
+
+    def take_confirmations(self) -> list[Confirmation]:
+        out: list[Confirmation] = []
+        while True:
+            try:
+                out.append(self._confirmations.get_nowait())
+            except queue.Empty:
+                return out
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -114,14 +91,17 @@ class GatewayPublisher:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.warning("broker refused the gateway: %s", reason_code)
+            self.refused = str(reason_code)
+            log.warning(
+                "the broker refused the gateway (%s): check its credentials (ftel auth show %s)",
+                reason_code,
+                client._client_id.decode(),
+            )
             return
-        topic, birth = self._birth()
-        # The birth goes out ahead of whatever the spool still holds (paho sends queued messages first; the
-        # order of birth vs. old data does not matter, every message is self-contained).
-        client.publish(topic, encode(birth), qos=1, retain=True)
+        self.refused = None
+        client.subscribe(self._confirm_topic, qos=1)
         with self._lock:
-            self.counters.published += 1
+            self._connects += 1
         self.connected.set()
         log.info("connected to MQTT broker %s:%s", self._settings.host, self._settings.port)
 
@@ -140,5 +120,14 @@ class GatewayPublisher:
     def _on_publish(
         self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode, properties: Properties
     ) -> None:
+        if reason_code.is_failure:
+            # Refused by the broker's ACL: it stays in the spool (unconfirmed) and is sent again later.
+            log.error("the broker refused a message of this gateway: %s", reason_code)
         with self._lock:
-            self.counters.acknowledged += 1
+            self._pubacks += 1
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            self._confirmations.put(decode_confirmation(message.topic, bytes(message.payload)))
+        except ContractError as error:
+            log.warning("ignored a confirmation on %s: %s", message.topic, error)

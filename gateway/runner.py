@@ -1,21 +1,39 @@
-"""The gateway's loop: read every machine at each window edge, telemetry tick and poll; publish what the
-trackers say; heartbeat; on stop, close partial windows, announce death and drain the spool."""
+"""The gateway's loop (I/O shell around the pure core): read every machine at each window edge, telemetry tick
+and poll; keep what the core makes in the durable spool with the core's checkpoint; send it; let go of it only
+when ingest confirms it stored it; send again what went missing; re-state everything at every (re)connect.
+
+Delivery is end to end (ARCHITECTURE.md, decision 7): a message leaves the spool on ingest's confirmation,
+never on the broker's PUBACK. It is sent again after every reconnect (the broker may have lost it), and when a
+later message of this gateway was confirmed ``hole_grace_s`` ago while it was not (it sits with a dead
+worker, or the broker dropped it), with a backoff per message. Points are idempotent, so a resend is harmless.
+"""
 
 from __future__ import annotations
 
-import itertools
+import hashlib
+import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage
-from ftel.contract.topics import GatewayKind, MachineKind, gateway_topic, machine_topic
-from ftel.settings import MqttSettings
+from pydantic import TypeAdapter
+
+from ftel.contract import encode
+from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, Message
+from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
+from ftel.security.credentials import with_identity
+from ftel.settings import MqttSettings, Settings
+from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
 from gateway.driver import MachineDriver
-from gateway.publisher import GatewayPublisher
-from gateway.tracker import MachineTracker, Origin
+from gateway.publisher import GatewayLink
+from gateway.spool import Spool, SpoolEntry
+from gateway.tracker import Origin
+
+__all__ = ["DeliveryOptions", "Gateway", "GatewayTiming", "Progress", "build_gateway", "edges_between"]
 
 log = logging.getLogger(__name__)
 
@@ -25,32 +43,49 @@ KIND_OF: dict[str, MachineKind] = {
     "StateWindow": MachineKind.WINDOW,
     "Telemetry": MachineKind.TELEMETRY,
 }
-# At shutdown, wait for the broker while it keeps acknowledging; give up after this long without progress.
-DRAIN_STALL_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayTiming:
-    window_ms: int
-    telemetry_interval_ms: int
-    heartbeat_interval_ms: int
-    tick_s: float
+class DeliveryOptions:
+    # Sending many QoS 1 messages without waiting for each PUBACK is what makes draining a spool fast; the
+    # bound keeps paho's own memory small.
+    max_in_flight: int = 1000
+    # Confirmations of two workers may come a batch apart; only after this is a gap a loss.
+    hole_grace_s: float = 30.0
+    # A message that keeps going missing is sent again at most this rarely.
+    resend_max_s: float = 600.0
+    # At shutdown, wait for confirmations while they keep coming; after this long without one, stop (what is
+    # left stays in the spool for the next start).
+    drain_stall_s: float = 30.0
+    # The core's checkpoint is written with every message; with none to send, at least this often.
+    checkpoint_every_s: float = 1.0
+    # How often the spool is searched for gaps.
+    hole_scan_every_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
     sim_ms: int
     published: int
-    acknowledged: int
+    confirmed: int
     spool_depth: int
     dropped: int
     connected: bool
 
 
-def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:
-    """Multiples of ``interval_ms`` in (after_ms, until_ms]."""
-    first = (after_ms // interval_ms + 1) * interval_ms
-    return range(first, until_ms + 1, interval_ms)
+@dataclass(slots=True)
+class _Pending:
+    sent_at: float | None = None  # monotonic time of the last send; None: waiting to be sent
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Checkpoint:
+    fingerprint: str
+    core: CoreState
+
+
+_CHECKPOINT = TypeAdapter(_Checkpoint)
 
 
 class Gateway:
@@ -63,78 +98,187 @@ class Gateway:
         timing: GatewayTiming,
         mqtt_settings: MqttSettings,
         spool_max_messages: int,
+        state_dir: Path | None = None,
+        delivery: DeliveryOptions = DeliveryOptions(),
     ) -> None:
+        """``state_dir``: where the spool and checkpoint live; None keeps them in memory (a throw-away run)."""
         self.origin = origin
-        self._drivers = list(drivers)
+        self._drivers = {d.info.machine_id: d for d in drivers}
         self._now_ms = now_ms
         self._timing = timing
-        self._seq = itertools.count(1)
-        self._boot_id = int(time.time() * 1000)
-        self._started_wall = time.monotonic()
-        self._trackers = [
-            MachineTracker(
-                origin,
-                d.info,
-                window_ms=timing.window_ms,
-                telemetry_interval_ms=timing.telemetry_interval_ms,
-                next_seq=self._next_seq,
-            )
-            for d in self._drivers
-        ]
-        self._machine_types = {d.info.machine_id: d.info.machine_type for d in self._drivers}
-        status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
-        self._status_topic = status_topic
-        self.publisher = GatewayPublisher(
+        self._delivery = delivery
+        self._started = time.monotonic()
+        self.spool = Spool(state_dir, max_messages=spool_max_messages)
+        self._last_commit = self._last_hole_scan = time.monotonic()
+        self._fingerprint = _fingerprint(origin, timing, drivers)
+        restored = self._restore()
+        self.core = GatewayCore(
+            origin, [d.info for d in drivers], timing, boot_id=time.time_ns() // 1_000_000, state=restored
+        )
+        self.resumed = restored is not None
+        self._pending: dict[int, _Pending] = {seq: _Pending() for seq in self.spool.seqs()}
+        self._to_send: deque[int] = deque(self._pending)
+        self._in_flight = 0
+        self._max_confirmed = 0
+        self._need_birth = False
+        self.published = 0
+        self.confirmed = 0
+        self._status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
+        will = self.core.will(restored.last_ms if restored and restored.last_ms else now_ms())
+        self.link = GatewayLink(
             mqtt_settings,
             client_id=origin.gateway_id,
-            will=(status_topic, self._status(online=False, ts=now_ms())),
-            birth=lambda: (status_topic, self._status(online=True, ts=self._now_ms())),
-            spool_max_messages=spool_max_messages,
+            will=(self._status_topic, encode(will)),
+            confirm_topic=confirm_topic(origin.site, origin.workshop, origin.gateway_id),
         )
 
-    def _next_seq(self) -> int:
-        return next(self._seq)
+    # -- checkpoint ----------------------------------------------------------------------------------------
 
-    def _status(self, *, online: bool, ts: int) -> GatewayStatus:
+    def _restore(self) -> CoreState | None:
+        text = self.spool.checkpoint()
+        if text is None:
+            return None
+        checkpoint = _CHECKPOINT.validate_json(text)
+        if checkpoint.fingerprint != self._fingerprint:
+            log.warning(
+                "gateway %s: the saved state belongs to other machines or another simulation; starting afresh "
+                "(the %d messages still in its spool are delivered all the same)",
+                self.origin.gateway_id,
+                len(self.spool),
+            )
+            return None
+        return checkpoint.core
+
+    def _commit(self, messages: Sequence[Message]) -> None:
+        entries = [self._entry(m) for m in messages]
+        checkpoint = _CHECKPOINT.dump_json(_Checkpoint(self._fingerprint, self.core.state)).decode()
+        kept = self.spool.commit(entries, checkpoint)
+        if len(kept) < len(entries):
+            log.error(
+                "gateway %s: spool full (%d messages): %d new messages dropped; raise "
+                "FTEL_SIMULATION__SPOOL_MAX_MESSAGES or bring the pipeline back",
+                self.origin.gateway_id,
+                self.spool.max_messages,
+                len(entries) - len(kept),
+            )
+        for entry in kept:
+            self._pending[entry.seq] = _Pending()
+            self._to_send.append(entry.seq)
+        self._last_commit = time.monotonic()
+
+    def _entry(self, message: Message) -> SpoolEntry:
         o = self.origin
-        return GatewayStatus(
-            site=o.site,
-            workshop=o.workshop,
-            gateway_id=o.gateway_id,
-            seq=self._next_seq(),
-            ts=ts,
-            online=online,
-            boot_id=self._boot_id,
-            machines=self._machine_types,
-        )
-
-    def _heartbeat(self, ts: int) -> Heartbeat:
-        o, c = self.origin, self.publisher.counters
-        return Heartbeat(
-            site=o.site,
-            workshop=o.workshop,
-            gateway_id=o.gateway_id,
-            seq=self._next_seq(),
-            ts=ts,
-            boot_id=self._boot_id,
-            uptime_ms=int((time.monotonic() - self._started_wall) * 1000),
-            machines=len(self._drivers),
-            spool_depth=max(0, c.depth),
-            spool_dropped=c.dropped,
-        )
-
-    def _publish(self, messages: list[MachineMessage]) -> None:
-        o = self.origin
-        for message in messages:
+        if isinstance(message, GatewayStatus):
+            topic, retain = self._status_topic, True
+        elif isinstance(message, Heartbeat):
+            topic, retain = gateway_topic(o.site, o.workshop, o.gateway_id, GatewayKind.HEARTBEAT), False
+        else:
             kind = KIND_OF[type(message).__name__]
             topic = machine_topic(o.site, o.workshop, message.machine_type.value, message.machine_id, kind)
-            self.publisher.publish(topic, message, retain=kind is MachineKind.META)
+            retain = kind is MachineKind.META
+        return SpoolEntry(message.seq, topic, encode(message), retain)
+
+    # -- delivery ------------------------------------------------------------------------------------------
+
+    def _take_confirmations(self) -> None:
+        confirmed: list[int] = []
+        for confirmation in self.link.take_confirmations():
+            for seq in confirmation.seqs():
+                self._max_confirmed = max(self._max_confirmed, seq)
+                if self._pending.pop(seq, None) is not None:
+                    confirmed.append(seq)
+        if confirmed:
+            self.confirmed += self.spool.confirm(confirmed)
+
+    def _on_connects(self) -> None:
+        if not self.link.take_connects():
+            return
+        # The broker may have lost whatever was sent before (a crash, a lost disk): send it all again.
+        self._in_flight = 0
+        for pending in self._pending.values():
+            pending.sent_at = None
+        self._to_send = deque(self._pending)
+        self._need_birth = True
+
+    def _find_holes(self) -> None:
+        """Unconfirmed messages older than a confirmed one go again, each with its own backoff."""
+        now = time.monotonic()
+        d = self._delivery
+        resend: list[int] = []
+        for seq, pending in self._pending.items():
+            if seq >= self._max_confirmed:
+                break  # held in seq order: nothing later can be a gap yet
+            if pending.sent_at is None:
+                continue
+            wait = min(d.resend_max_s, d.hole_grace_s * 2 ** min(pending.attempts, 10))
+            if now - pending.sent_at >= wait:
+                pending.sent_at = None
+                resend.append(seq)
+        if resend:
+            log.info(
+                "gateway %s: %d messages unconfirmed past later ones; sending them again",
+                self.origin.gateway_id,
+                len(resend),
+            )
+            self._to_send.extendleft(reversed(resend))
+
+    def _send(self) -> None:
+        self._in_flight = max(0, self._in_flight - self.link.take_pubacks())
+        if not self.link.connected.is_set():
+            return
+        room = self._delivery.max_in_flight - self._in_flight
+        while room > 0 and self._to_send:
+            batch: list[int] = []
+            while self._to_send and len(batch) < room:
+                seq = self._to_send.popleft()
+                pending = self._pending.get(seq)
+                if pending is not None and pending.sent_at is None:
+                    batch.append(seq)
+            if not batch:
+                return
+            for entry in self.spool.read(batch):
+                pending = self._pending[entry.seq]
+                if not self.link.publish(entry.topic, entry.payload, retain=entry.retain and pending.attempts == 0):
+                    self._to_send.appendleft(entry.seq)
+                    return
+                pending.sent_at = time.monotonic()
+                pending.attempts += 1
+                self.published += 1
+                self._in_flight += 1
+                room -= 1
+
+    def _deliver(self) -> None:
+        self._take_confirmations()
+        self._on_connects()
+        if time.monotonic() - self._last_hole_scan >= self._delivery.hole_scan_every_s:
+            self._find_holes()
+            self._last_hole_scan = time.monotonic()
+        self._send()
+
+    # -- the loop ------------------------------------------------------------------------------------------
 
     def progress(self, sim_ms: int) -> Progress:
-        c = self.publisher.counters
         return Progress(
-            sim_ms, c.published, c.acknowledged, max(0, c.depth), c.dropped, self.publisher.connected.is_set()
+            sim_ms, self.published, self.confirmed, len(self.spool), self.spool.dropped, self.link.connected.is_set()
         )
+
+    def _read(self, at_ms: int) -> list[MachineMessage]:
+        return self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in self._drivers.items()})
+
+    def _start(self, first_read_ms: int | None, end_ms: int | None) -> int:
+        """Resume from the checkpoint, or read every machine once to start; return the time read up to."""
+        if self.resumed and self.core.last_ms is not None:
+            last = self.core.last_ms
+            for driver in self._drivers.values():
+                driver.resume(last)
+            log.info("gateway %s resumes from its checkpoint at %d", self.origin.gateway_id, last)
+            self._commit([])
+            return last
+        last = self._now_ms() if first_read_ms is None else first_read_ms
+        if end_ms is not None:
+            last = min(last, end_ms)
+        self._commit([*self._read(last), *self.core.metas(last)])
+        return last
 
     def run(
         self,
@@ -145,64 +289,111 @@ class Gateway:
         on_progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 2.0,
     ) -> Progress:
-        """``first_read_ms``: when to start watching (a fresh simulation: its start); default: now."""
-        t = self._timing
-        self.publisher.start()
-        last = self._now_ms() if first_read_ms is None else first_read_ms
-        if end_ms is not None:
-            last = min(last, end_ms)
-        self._publish([tracker.meta(last) for tracker in self._trackers])
-        self._read_all(last)
+        """``first_read_ms``: when to start watching on a fresh start (a simulation: its start); default now.
+        A gateway with a checkpoint resumes from it instead."""
+        self.link.start()
+        last = self._start(first_read_ms, end_ms)
         next_progress = time.monotonic() + progress_every_s
         while not stop.is_set():
-            now = self._now_ms()
-            if end_ms is not None:
-                now = min(now, end_ms)
-            if now > last:
-                edges = set(edges_between(last, now, t.window_ms))
-                edges |= set(edges_between(last, now, t.telemetry_interval_ms))
-                edges.add(now)
-                for at in sorted(edges):
-                    self._read_all(at)
-                heartbeats = edges_between(last, now, t.heartbeat_interval_ms)
-                if len(heartbeats):
-                    self.publisher.publish(
-                        gateway_topic(
-                            self.origin.site,
-                            self.origin.workshop,
-                            self.origin.gateway_id,
-                            GatewayKind.HEARTBEAT,
-                        ),
-                        self._heartbeat(heartbeats[-1]),
-                    )
-                last = now
+            last = self._tick(last, end_ms)
             if on_progress and time.monotonic() >= next_progress:
                 on_progress(self.progress(last))
                 next_progress = time.monotonic() + progress_every_s
             if end_ms is not None and last >= end_ms:
                 break
-            stop.wait(t.tick_s)
+            stop.wait(self._timing.tick_s)
         return self.shutdown(last)
 
-    def _read_all(self, at_ms: int) -> None:
-        out: list[MachineMessage] = []
-        for driver, tracker in zip(self._drivers, self._trackers, strict=True):
-            for reading in driver.read(at_ms):
-                out.extend(tracker.observe(reading))
-        self._publish(out)
+    def _tick(self, last: int, end_ms: int | None) -> int:
+        now = self._now_ms()
+        if end_ms is not None:
+            now = min(now, end_ms)
+        made: list[Message] = []
+        if now > last:
+            for at in self.core.read_times(last, now):
+                made.extend(self._read(at))
+            beat = self.core.heartbeat(
+                last,
+                now,
+                uptime_ms=int((time.monotonic() - self._started) * 1000),
+                spool=SpoolCounts(len(self._pending), self.spool.dropped),
+            )
+            if beat is not None:
+                made.append(beat)
+            last = now
+        if self._need_birth and self.link.connected.is_set():
+            # After the reads: the birth re-states each machine as of now, after everything sent so far.
+            made.extend([self.core.birth(), *self.core.metas(last)])
+            self._need_birth = False
+        if made or time.monotonic() - self._last_commit >= self._delivery.checkpoint_every_s:
+            self._commit(made)
+        self._deliver()
+        return last
 
     def shutdown(self, at_ms: int) -> Progress:
-        """Close partial windows, announce the death (a clean disconnect sends no last will), drain, stop."""
-        closing: list[MachineMessage] = []
-        for tracker in self._trackers:
-            closing.extend(tracker.close(at_ms))
-        self._publish(closing)
-        self.publisher.publish(self._status_topic, self._status(online=False, ts=at_ms), retain=True)
-        if not self.publisher.drain(DRAIN_STALL_TIMEOUT_S):
-            log.error(
-                "%d messages not acknowledged by the broker at shutdown: they are lost",
-                self.publisher.counters.depth,
+        """Close partial windows, announce the death (a clean disconnect sends no last will), wait for ingest
+        to confirm what is left, stop. What is not confirmed stays in the spool for the next start."""
+        self._commit([*self.core.close(at_ms), self.core.death(at_ms)])
+        last_confirmed, stalled_since = self.confirmed, time.monotonic()
+        while self._pending and time.monotonic() - stalled_since < self._delivery.drain_stall_s:
+            self._deliver()
+            if self.confirmed != last_confirmed:
+                last_confirmed, stalled_since = self.confirmed, time.monotonic()
+            time.sleep(0.02)
+        if self._pending:
+            where = f"stay in {self.spool.path} for the next start" if self.spool.path else "are LOST (no state dir)"
+            log.warning(
+                "gateway %s: %d messages not confirmed by ingest at shutdown %s",
+                self.origin.gateway_id,
+                len(self._pending),
+                where,
             )
         final = self.progress(at_ms)
-        self.publisher.stop()
+        self.link.stop()
+        self.spool.close()
         return final
+
+
+def _fingerprint(origin: Origin, timing: GatewayTiming, drivers: Sequence[MachineDriver]) -> str:
+    """What a checkpoint must match to be resumed: the same gateway, windows and machines behind the same
+    drivers (a simulated machine of another simulation is another machine)."""
+    identity = {
+        "origin": [origin.site, origin.workshop, origin.gateway_id],
+        "window_ms": timing.window_ms,
+        "telemetry_ms": timing.telemetry_interval_ms,
+        "machines": [[d.info.machine_id, d.info.machine_type.value, d.resume_key] for d in drivers],
+    }
+    return hashlib.blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
+
+
+def gateway_state_dir(settings: Settings, origin: Origin) -> Path:
+    base = settings.gateway.state_dir or settings.stack.dir / "gateways"
+    return base / origin.site / origin.gateway_id
+
+
+def build_gateway(
+    settings: Settings,
+    origin: Origin,
+    drivers: Sequence[MachineDriver],
+    *,
+    now_ms: Callable[[], int],
+    timing: GatewayTiming,
+    durable: bool = True,
+) -> Gateway:
+    """A gateway as the settings say: its identity's credentials, its state dir, its delivery options."""
+    g = settings.gateway
+    return Gateway(
+        origin,
+        drivers,
+        now_ms=now_ms,
+        timing=timing,
+        mqtt_settings=with_identity(settings, origin.gateway_id).mqtt,
+        spool_max_messages=g.spool_max_messages,
+        state_dir=gateway_state_dir(settings, origin) if durable else None,
+        delivery=DeliveryOptions(
+            max_in_flight=g.max_in_flight,
+            hole_grace_s=g.hole_grace_s,
+            resend_max_s=g.resend_max_s,
+            drain_stall_s=g.drain_stall_s,
+        ),
+    )

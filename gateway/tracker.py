@@ -2,15 +2,17 @@
 
 The tracker knows when each state began, so it states every duration exactly, and it splits time at fixed
 window boundaries so each window's accumulator is exact. Units in a window are the counter difference between
-the readings at its two edges (the runner reads every machine at each window edge).
+the readings at its two edges (the runner reads every machine at each window edge). Its whole state is a
+plain ``TrackerState`` that the gateway checkpoints with its spool, so a restarted gateway carries on where it
+stopped: no window is overwritten with less data, no stop is counted twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from ftel.contract.models import MachineMessage, MachineMeta, StateChange, StateWindow, Telemetry
+from ftel.contract.models import MachineMessage, MachineMeta, MachineNow, StateChange, StateWindow, Telemetry
 from ftel.contract.states import STATE_ORDER, MachineState
 from gateway.driver import MachineInfo, Reading
 
@@ -24,6 +26,25 @@ class Origin:
     gateway_id: str
 
 
+def _zero_states() -> dict[MachineState, int]:
+    return dict.fromkeys(STATE_ORDER, 0)
+
+
+@dataclass(slots=True)
+class TrackerState:
+    """Everything a tracker knows; restoring it resumes the tracker exactly."""
+
+    last: Reading | None = None  # the newest reading accounted for
+    since_ms: int = 0  # when the current state began
+    window_start: int = 0
+    units_at_window_start: int = 0
+    defects_at_window_start: int = 0
+    next_telemetry_ms: int = 0
+    state_ms: dict[MachineState, int] = field(default_factory=_zero_states)
+    down_ms: dict[str, int] = field(default_factory=dict)
+    stops: dict[str, int] = field(default_factory=dict)
+
+
 class MachineTracker:
     def __init__(
         self,
@@ -33,27 +54,17 @@ class MachineTracker:
         window_ms: int,
         telemetry_interval_ms: int,
         next_seq: Callable[[], int],
+        state: TrackerState | None = None,
     ) -> None:
         self._origin = origin
-        self._info = info
+        self.info = info
         self._window_ms = window_ms
         self._telemetry_interval_ms = telemetry_interval_ms
         self._next_seq = next_seq
-        self._last: Reading | None = None
-        self._since_ms = 0
-        self._window_start = 0
-        self._units_at_window_start = 0
-        self._defects_at_window_start = 0
-        self._next_telemetry_ms = 0
-        self._reset_window_sums()
-
-    def _reset_window_sums(self) -> None:
-        self._state_ms = dict.fromkeys(STATE_ORDER, 0)
-        self._down_ms: dict[str, int] = {}
-        self._stops: dict[str, int] = {}
+        self.state = state or TrackerState()
 
     def _common(self, ts: int) -> dict[str, object]:
-        o, i = self._origin, self._info
+        o, i = self._origin, self.info
         return {
             "site": o.site,
             "workshop": o.workshop,
@@ -65,7 +76,7 @@ class MachineTracker:
         }
 
     def meta(self, ts: int) -> MachineMeta:
-        i = self._info
+        i = self.info
         return MachineMeta(
             **self._common(ts),  # type: ignore[arg-type]
             model=i.model,
@@ -76,93 +87,94 @@ class MachineTracker:
         )
 
     @property
-    def state(self) -> MachineState | None:
-        return self._last.state if self._last else None
+    def last_ms(self) -> int | None:
+        return self.state.last.at_ms if self.state.last else None
+
+    def now(self) -> MachineNow | None:
+        """The machine's state as last read, for a birth to re-state; None before the first reading."""
+        last = self.state.last
+        if last is None:
+            return None
+        return MachineNow(state=last.state, reason=last.reason, since_ms=self.state.since_ms)
 
     def observe(self, reading: Reading) -> list[MachineMessage]:
+        st = self.state
         out: list[MachineMessage] = []
-        last = self._last
+        last = st.last
         if last is None:
-            self._since_ms = reading.at_ms
-            self._window_start = reading.at_ms - reading.at_ms % self._window_ms
-            self._units_at_window_start = reading.units_total
-            self._defects_at_window_start = reading.defects_total
-            out.append(self._change(reading, MachineState.OFFLINE, None, 0))
-            self._count_stop(reading)
+            # First sight: the state began before we looked, so it is neither a change nor a stop; the birth
+            # that follows re-states it.
+            st.since_ms = reading.at_ms
+            st.window_start = reading.at_ms - reading.at_ms % self._window_ms
+            st.units_at_window_start = reading.units_total
+            st.defects_at_window_start = reading.defects_total
         else:
             if reading.at_ms < last.at_ms:
                 return out
             out.extend(self._advance(last, reading))
             if (reading.state, reading.reason) != (last.state, last.reason):
-                out.append(self._change(reading, last.state, last.reason, reading.at_ms - self._since_ms))
-                self._since_ms = reading.at_ms
+                out.append(self._change(reading, last.state, last.reason, reading.at_ms - st.since_ms))
+                st.since_ms = reading.at_ms
                 self._count_stop(reading)
-        if reading.at_ms >= self._next_telemetry_ms:
+        if reading.at_ms >= st.next_telemetry_ms:
             out.append(self._telemetry(reading))
-            self._next_telemetry_ms = (reading.at_ms // self._telemetry_interval_ms + 1) * self._telemetry_interval_ms
-        self._last = reading
+            st.next_telemetry_ms = (reading.at_ms // self._telemetry_interval_ms + 1) * self._telemetry_interval_ms
+        st.last = reading
         return out
 
     def close(self, at_ms: int) -> list[MachineMessage]:
-        """On shutdown: the time up to ``at_ms`` as a partial window (the full one overwrites it later)."""
-        if self._last is None or at_ms <= self._window_start:
+        """On shutdown: the time up to ``at_ms`` as a partial window (the full one overwrites it later, from the
+        checkpoint that now includes that time)."""
+        st = self.state
+        if st.last is None or at_ms <= st.window_start or at_ms < st.last.at_ms:
             return []
-        out = self._advance(self._last, self._last_at(at_ms))
-        if at_ms > self._window_start:
-            out.append(self._window(at_ms, self._last, partial=True))
+        until = replace(st.last, at_ms=at_ms)  # nothing changed since the last reading
+        out = self._advance(st.last, until)
+        st.last = until
+        if at_ms > st.window_start:
+            out.append(self._window(at_ms, until, partial=True))
         return out
-
-    def _last_at(self, at_ms: int) -> Reading:
-        assert self._last is not None
-        r = self._last
-        return Reading(
-            at_ms,
-            r.state,
-            r.reason,
-            r.units_total,
-            r.defects_total,
-            r.speed,
-            r.temperature,
-            r.run_ms_since_service,
-        )
 
     def _count_stop(self, reading: Reading) -> None:
         if reading.state is MachineState.DOWN and reading.reason:
-            self._stops[reading.reason] = self._stops.get(reading.reason, 0) + 1
+            self.state.stops[reading.reason] = self.state.stops.get(reading.reason, 0) + 1
 
     def _add(self, state: MachineState, reason: str | None, ms: int) -> None:
-        self._state_ms[state] += ms
+        st = self.state
+        st.state_ms[state] += ms
         if state is MachineState.DOWN and reason:
-            self._down_ms[reason] = self._down_ms.get(reason, 0) + ms
+            st.down_ms[reason] = st.down_ms.get(reason, 0) + ms
 
     def _advance(self, last: Reading, reading: Reading) -> list[MachineMessage]:
         """Account the time from ``last`` to ``reading`` in the last state, closing every window passed."""
+        st = self.state
         out: list[MachineMessage] = []
         cursor = last.at_ms
-        while self._window_start + self._window_ms <= reading.at_ms:
-            edge = self._window_start + self._window_ms
+        while st.window_start + self._window_ms <= reading.at_ms:
+            edge = st.window_start + self._window_ms
             self._add(last.state, last.reason, edge - cursor)
             # The counters at the edge: this reading's if it stands on the edge, else the last known.
             at_edge = reading if reading.at_ms == edge else last
             out.append(self._window(edge, at_edge, partial=False))
-            self._window_start = edge
-            self._units_at_window_start = at_edge.units_total
-            self._defects_at_window_start = at_edge.defects_total
-            self._reset_window_sums()
+            st.window_start = edge
+            st.units_at_window_start = at_edge.units_total
+            st.defects_at_window_start = at_edge.defects_total
+            st.state_ms, st.down_ms, st.stops = _zero_states(), {}, {}
             cursor = edge
         self._add(last.state, last.reason, reading.at_ms - cursor)
         return out
 
     def _window(self, ts: int, counters: Reading, *, partial: bool) -> StateWindow:
+        st = self.state
         return StateWindow(
             **self._common(ts),  # type: ignore[arg-type]
-            window_start=self._window_start,
+            window_start=st.window_start,
             window_ms=self._window_ms,
-            state_ms=dict(self._state_ms),
-            down_ms_by_reason=dict(self._down_ms),
-            stops_by_reason=dict(self._stops),
-            units=counters.units_total - self._units_at_window_start,
-            defects=counters.defects_total - self._defects_at_window_start,
+            state_ms=dict(st.state_ms),
+            down_ms_by_reason=dict(st.down_ms),
+            stops_by_reason=dict(st.stops),
+            units=counters.units_total - st.units_at_window_start,
+            defects=counters.defects_total - st.defects_at_window_start,
             partial=partial,
         )
 

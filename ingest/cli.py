@@ -1,23 +1,67 @@
-"""`ftel ingest`: one ingest worker."""
+"""`ftel ingest`: one ingest worker, or N worker processes on one host (one per core is the usual choice)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
+import os
+import re
 import signal
+import subprocess
+import sys
+import threading
+import time
 
+from ftel.security.credentials import with_identity
 from ftel.settings import Settings
 from ingest.worker import IngestWorker
 
+log = logging.getLogger(__name__)
+# A worker process that dies is started again after this long (its session is still with the broker).
+RESTART_DELAY_S = 1.0
 
-async def run_worker(settings: Settings) -> IngestWorker:
-    worker = IngestWorker(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+
+def worker_ids(first: str, count: int) -> list[str]:
+    """``ingest-1`` and 3 → ingest-1, ingest-2, ingest-3; an id without a number gets -1 … -N."""
+    match = re.fullmatch(r"(.*?)-(\d+)", first)
+    if match is None:
+        return [first] if count == 1 else [f"{first}-{n}" for n in range(1, count + 1)]
+    prefix, start = match.group(1), int(match.group(2))
+    return [f"{prefix}-{n}" for n in range(start, start + count)]
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await worker.run(stop)
-    return worker
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def run_one(settings: Settings) -> int:
+    worker = IngestWorker(with_identity(settings, settings.ingest.worker_id))
+    worker.run(stop_on_signals())
+    print(f"worker {worker.worker_id} stopped: {worker.stats}")
+    return 0
+
+
+def run_many(settings: Settings, ids: list[str], passthrough: list[str]) -> int:
+    """Supervise one process per worker id: forward a stop, start again a worker that died."""
+    stop = stop_on_signals()
+
+    def start(worker_id: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "ftel.cli", *passthrough, "ingest", "--worker-id", worker_id])
+
+    children = {worker_id: start(worker_id) for worker_id in ids}
+    log.info("started %d ingest worker processes: %s", len(ids), ", ".join(ids))
+    while not stop.wait(0.5):
+        for worker_id, child in list(children.items()):
+            if child.poll() is not None:
+                log.warning("ingest worker %s exited with %s; starting it again", worker_id, child.returncode)
+                time.sleep(RESTART_DELAY_S)
+                children[worker_id] = start(worker_id)
+    for child in children.values():
+        child.send_signal(signal.SIGTERM)
+    return max((child.wait() for child in children.values()), default=0)
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -25,20 +69,27 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         settings.ingest.worker_id = args.worker_id
     if args.group:
         settings.ingest.group = args.group
-    worker = asyncio.run(run_worker(settings))
-    print(f"worker {settings.ingest.worker_id} stopped: {worker.stats}")
-    return 0
+    processes = args.processes or settings.ingest.processes
+    if processes == 1:
+        return run_one(settings)
+    if args.group:
+        os.environ["FTEL_INGEST__GROUP"] = args.group  # the children read their settings afresh
+    passthrough = ["--config", str(args.config)] if args.config else []
+    return run_many(settings, worker_ids(settings.ingest.worker_id, processes), passthrough)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "ingest",
-        help="run an ingest worker (MQTT shared subscription → InfluxDB)",
+        help="run ingest workers (MQTT shared subscription → InfluxDB)",
         description="Takes its share of every data topic ($share/<group>/ftel/v1/+/+/+/+/+) with a persistent "
         "MQTT 5 session, validates each message against the contract, writes line protocol in batches to "
-        "InfluxDB and acknowledges messages only after their batch is written. Rejected messages go to "
-        "ftel/v1/deadletter/<worker> with the reason. Run several with distinct --worker-id to share the load.",
+        "InfluxDB, confirms to each gateway what is stored and only then acknowledges the messages. Rejected "
+        "messages go to ftel/v1/deadletter/<worker> with the reason. While InfluxDB refuses writes the worker "
+        "holds back and says so (log, retained ftel/v1/health/ingest/<worker>), and resumes by itself. "
+        "--processes N runs N workers (ids ingest-1 … ingest-N) on this host.",
     )
-    parser.add_argument("--worker-id", help="stable client id: a restarted worker resumes its session by it")
+    parser.add_argument("--worker-id", help="stable client id (its identity): a restarted worker resumes by it")
     parser.add_argument("--group", help="shared-subscription group (default: ingest)")
+    parser.add_argument("--processes", type=int, help="worker processes on this host (FTEL_INGEST__PROCESSES)")
     parser.set_defaults(handler=_ingest)

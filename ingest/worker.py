@@ -1,35 +1,42 @@
-"""The ingest worker (aiomqtt 2.x): shared subscription, persistent session, batches, ack after write.
+"""The ingest worker: shared subscription → route → batch → InfluxDB → confirm → acknowledge.
 
-Flow per message: route() → the pending batch (or a dead letter, which also rides in the batch as a point)
-→ written by the writer task when the batch is full or old enough → only then PUBACK every message in it.
-A message the broker handed us but we did not acknowledge is handed again after a crash or reconnect;
-points are idempotent, so that never counts twice.
+* The main thread drives the MQTT connection (ingest/transport.py), routes each message into the filling
+  batch and stops reading while ``max_unacked`` messages are unacknowledged, so memory stays bounded whatever
+  the backlog. A writer thread stores one batch at a time; when it is stored the main thread publishes the
+  confirmations (per gateway: these sequence numbers are stored), the dead letters, and only then acknowledges
+  the messages to the broker.
+* A refusal is never an acknowledgement. Lines InfluxDB refuses become dead letters with its reason. Anything
+  blocking (credentials, a missing database, a body too large, or transient failures past
+  ``retry_max_total_s``) stops the worker from taking more: it says so loudly (log and retained health topic),
+  disconnects so the broker keeps the messages, tries the held batch again with backoff, and comes back by
+  itself when InfluxDB takes it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import json
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, shared
+from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, health_topic, shared
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
-from ftel.storage.schema import Measurement
-from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer, write_with_retry
-from ingest.route import Accepted, TimeLimits, dead_letter_body, route
+from ftel.storage.schema import Measurement, Tag
+from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer
+from ingest.batch import Batch, DeadLetter, confirmations, dead_letter_body
+from ingest.route import Accepted, TimeLimits, route
+from ingest.store import StoreOutcome, store_lines
+from ingest.transport import MqttTransport, PahoTransport, TransportError
 
 log = logging.getLogger(__name__)
 
+POLL_S = 0.05
 RECONNECT_DELAY_S = 1.0
-MQTT_RECEIVE_MAXIMUM_LIMIT = 65535
+BLOCKED_RETRY_INITIAL_S = 1.0
 
 
 def wall_ms() -> int:
@@ -45,217 +52,289 @@ class IngestStats:
     max_batch_size: int = 0
     retries: int = 0
     dead_letters: int = 0
+    confirmed: int = 0
     lag_ms: int = 0
+    blocked: int = 0  # 1 while InfluxDB refuses
 
     def as_fields(self) -> dict[str, int]:
         return {name: int(getattr(self, name)) for name in self.__slots__}
 
 
 @dataclass(slots=True)
-class Batch:
-    """Lines waiting to be written and the MQTT message ids to acknowledge once they are."""
-
-    generation: int
-    lines: list[str] = field(default_factory=list)
-    mids: list[int] = field(default_factory=list)
-    first_received: float = 0.0
-
-    def add(self, lines: tuple[str, ...] | list[str], mid: int | None) -> None:
-        if not self.lines and not self.mids:
-            self.first_received = time.monotonic()
-        self.lines.extend(lines)
-        if mid is not None:
-            self.mids.append(mid)
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-
-def _enable_manual_ack(client: aiomqtt.Client) -> None:
-    # aiomqtt 2.x has no public manual-ack API yet (aiomqtt issue #345); paho-mqtt 2.x, under it, does.
-    # This and _ack are the only two places that reach into the paho client.
-    client._client.manual_ack_set(True)
-
-
-def _ack(client: aiomqtt.Client, mid: int) -> None:
-    client._client.ack(mid, 1)
+class _Written:
+    batch: Batch
+    outcome: StoreOutcome | None = None
+    error: WriteError | None = None
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 class IngestWorker:
-    def __init__(self, settings: Settings, *, writer: LineWriter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, transport: MqttTransport | None = None, writer: LineWriter | None = None
+    ) -> None:
         self.settings = settings
         self.stats = IngestStats()
-        self._ingest = settings.ingest
+        self._ingest = i = settings.ingest
+        self.worker_id = i.worker_id
         self._writer = writer or make_writer(settings.influx)
-        self._policy = RetryPolicy(
-            self._ingest.retry_initial_s, self._ingest.retry_max_s, self._ingest.retry_exponential_base
+        self._transport = transport or PahoTransport(
+            settings.mqtt,
+            client_id=i.worker_id,
+            session_expiry_s=i.session_expiry_s,
+            receive_maximum=i.receive_maximum,
+            on_message=self._on_message,
         )
-        self._limits = TimeLimits(self._ingest.max_future_skew_s * 1000, self._ingest.max_age_s * 1000)
+        self._policy = RetryPolicy(
+            i.retry_initial_s, i.retry_max_s, i.retry_exponential_base, max_total_s=i.retry_max_total_s
+        )
+        self._limits = TimeLimits(i.max_future_skew_s * 1000, i.max_age_s * 1000)
         self._generation = 0
         self._batch = Batch(0)
-        self._wake = asyncio.Event()
+        self._writing: Batch | None = None
+        self._to_write: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        self._written: queue.SimpleQueue[_Written] = queue.SimpleQueue()
+        self._blocked: tuple[Batch, WriteError] | None = None
+        self._blocked_since_ms = 0
+        self._next_health = 0.0
 
-    def _connect_properties(self) -> Properties:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        # Without a session expiry an MQTT 5 session ends with the connection, and a restarted worker
-        # would lose what arrived while it was away.
-        properties.SessionExpiryInterval = self._ingest.session_expiry_s
-        properties.ReceiveMaximum = min(MQTT_RECEIVE_MAXIMUM_LIMIT, self._ingest.receive_maximum)
-        return properties
+    # -- receiving -----------------------------------------------------------------------------------------
 
-    def _client(self) -> aiomqtt.Client:
-        mqtt = self.settings.mqtt
-        client = aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
-            identifier=self._ingest.worker_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            properties=self._connect_properties(),
-            keepalive=mqtt.keepalive_s,
-            username=mqtt.username,
-            password=mqtt.password.get_secret_value() if mqtt.password else None,
-        )
-        _enable_manual_ack(client)
-        return client
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self.stats.messages_in += 1
+        received = wall_ms()
+        ack = mid if qos > 0 else None
+        outcome = route(topic, payload, received_ms=received, limits=self._limits)
+        if isinstance(outcome, Accepted):
+            self._batch.add(
+                outcome.lines, mid=ack, topic=topic, payload=payload, received_ms=received, sender=outcome.sender
+            )
+        else:
+            letter = DeadLetter(topic, payload, outcome.reason, received)
+            self._batch.add_dead_letter(letter, self._dead_letter_line(letter), mid=ack, sender=outcome.sender)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Receive and write until ``stop``; reconnect whenever the broker goes away."""
-        health = asyncio.create_task(self._health_loop(stop))
-        try:
-            while not stop.is_set():
-                try:
-                    async with self._client() as client:
-                        await self._session(client, stop)
-                except aiomqtt.MqttError as error:
-                    if stop.is_set():
-                        break
-                    log.warning("MQTT connection lost (%s); reconnecting in %.0f s", error, RECONNECT_DELAY_S)
-                    await asyncio.sleep(RECONNECT_DELAY_S)
-        finally:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
-
-    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        # A new connection: whatever was pending and unacknowledged will be redelivered by the broker.
-        self._generation += 1
-        self._batch = Batch(self._generation)
-        await client.subscribe(shared(self._ingest.group, data_filter()), qos=1)
-        log.info("worker %s subscribed to %s", self._ingest.worker_id, shared(self._ingest.group, data_filter()))
-        writer = asyncio.create_task(self._write_loop(client, stop))
-        receiver = asyncio.create_task(self._receive(client))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            done, _ = await asyncio.wait({writer, receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and task.exception():
-                    raise task.exception()  # type: ignore[misc]
-            if stop.is_set():
-                await self._flush(client)  # a clean stop writes and acknowledges what it holds
-        finally:
-            for task in (writer, receiver, stopper):
-                task.cancel()
-            for task in (writer, receiver, stopper):
-                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await task
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            self.stats.messages_in += 1
-            received = wall_ms()
-            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            topic = message.topic.value
-            outcome = route(topic, payload, received_ms=received, limits=self._limits)
-            mid = message.mid if message.qos > 0 else None
-            if isinstance(outcome, Accepted):
-                self._batch.add(outcome.lines, mid)
-            else:
-                await self._dead_letter(client, topic, payload, reason=outcome.reason, received=received, mid=mid)
-            if len(self._batch) >= self._ingest.batch_size:
-                self._wake.set()
-
-    async def _dead_letter(
-        self, client: aiomqtt.Client, topic: str, payload: bytes, *, reason: str, received: int, mid: int | None
-    ) -> None:
+    def _dead_letter_line(self, letter: DeadLetter) -> str:
         self.stats.dead_letters += 1
-        keep = self._ingest.dead_letter_text_bytes
-        log.warning("dead letter from %s: %s", topic[:200], reason)
-        await client.publish(
-            f"{DEAD_LETTER_PREFIX}/{self._ingest.worker_id}",
-            dead_letter_body(
-                worker=self._ingest.worker_id,
-                topic=topic,
-                payload=payload,
-                reason=reason,
-                received_ms=received,
-                keep_bytes=keep,
-            ),
-            qos=1,
-        )
+        log.warning("dead letter from %s: %s", letter.topic[:200], letter.reason)
         point = dead_letter_point(
-            worker=self._ingest.worker_id,
+            worker=self.worker_id,
             slot=self.stats.dead_letters,
-            topic=topic,
-            payload=payload,
-            reason=reason,
-            received_ms=received,
-            keep_bytes=keep,
+            topic=letter.topic,
+            payload=letter.payload,
+            reason=letter.reason,
+            received_ms=letter.received_ms,
+            keep_bytes=self._ingest.dead_letter_text_bytes,
         )
-        self._batch.add([encode_point(point)], mid)
+        return encode_point(point)
 
-    async def _write_loop(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        interval = self._ingest.flush_interval_s
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            self._wake.clear()
-            await self._flush(client)
+    def _unacked(self) -> int:
+        return self._batch.messages() + (self._writing.messages() if self._writing else 0)
 
-    async def _flush(self, client: aiomqtt.Client) -> None:
+    # -- writing (the writer thread) -----------------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        while (batch := self._to_write.get()) is not None:
+            result = _Written(batch)
+            try:
+                result.outcome = store_lines(self._writer, batch.lines, self._policy, on_retry=self._on_retry)
+                result.dead_letters = self._refused_to_dead_letters(batch, result.outcome)
+            except WriteError as error:
+                result.error = error
+            self._written.put(result)
+            self._transport.wake()
+
+    def _refused_to_dead_letters(self, batch: Batch, outcome: StoreOutcome) -> list[DeadLetter]:
+        """Messages with a line InfluxDB refused become dead letters (stored as points here, in this thread)."""
+        letters: dict[int, DeadLetter] = {}
+        for index, reason in sorted(outcome.refused.items()):
+            held = batch.owner_of(index)
+            if held is not None and id(held) not in letters:
+                letters[id(held)] = DeadLetter(
+                    held.topic, held.payload, f"InfluxDB refused it: {reason}", held.received_ms
+                )
+        found = list(letters.values())
+        if found:
+            lines = [self._dead_letter_line(letter) for letter in found]
+            more = store_lines(self._writer, lines, self._policy, on_retry=self._on_retry)
+            if more.refused:
+                log.error(
+                    "InfluxDB refused %d dead-letter points too; they are on the dead-letter topic only",
+                    len(more.refused),
+                )
+        return found
+
+    def _on_retry(self, attempt: int, error: WriteError, delay: float) -> None:
+        self.stats.retries += 1
+        log.warning("write failed (%s); retry %d in %.1f s", error, attempt + 1, delay)
+
+    # -- releasing (main thread) ---------------------------------------------------------------------------
+
+    def _maybe_flush(self, *, force: bool = False) -> None:
         batch = self._batch
-        if not batch.lines and not batch.mids:
+        if self._writing is not None or not (batch.lines or batch.mids):
             return
-        self._batch = Batch(self._generation)
-        await asyncio.to_thread(self._write_lines, batch.lines)
-        if batch.generation != self._generation:
-            return  # the connection that delivered these is gone; the broker will redeliver them
-        for mid in batch.mids:
-            _ack(client, mid)
+        due = len(batch) >= self._ingest.batch_size or time.monotonic() - batch.first_received >= (
+            self._ingest.flush_interval_s
+        )
+        if force or due:
+            self._writing, self._batch = batch, Batch(self._generation)
+            self._to_write.put(batch)
+
+    def _release_written(self) -> None:
+        while True:
+            try:
+                result = self._written.get_nowait()
+            except queue.Empty:
+                return
+            self._writing = None
+            if result.error is not None:
+                self._block(result.batch, result.error)
+                return
+            self._release(result)
+
+    def _release(self, result: _Written) -> None:
+        batch, transport = result.batch, self._transport
+        keep = self._ingest.dead_letter_text_bytes
+        for letter in [*batch.dead_letters, *result.dead_letters]:
+            transport.publish(
+                f"{DEAD_LETTER_PREFIX}/{self.worker_id}",
+                dead_letter_body(worker=self.worker_id, letter=letter, keep_bytes=keep),
+            )
+        # Confirm before acknowledging: the gateway lets go only of what is stored.
+        for topic, payload in confirmations(batch.senders, worker=self.worker_id):
+            transport.publish(topic, payload)
+        self.stats.confirmed += len(batch.senders)
+        if batch.generation == self._generation:
+            for mid in batch.mids:
+                transport.ack(mid)
+        # Else the connection that delivered them is gone; the broker hands them out again (stored twice, same
+        # points: harmless).
         s = self.stats
+        written = len(batch.lines) - (len(result.outcome.refused) if result.outcome else 0)
         s.batches += 1
-        s.points_written += len(batch.lines)
-        s.last_batch_size = len(batch.lines)
-        s.max_batch_size = max(s.max_batch_size, len(batch.lines))
+        s.points_written += written
+        s.last_batch_size = written
+        s.max_batch_size = max(s.max_batch_size, written)
         s.lag_ms = int((time.monotonic() - batch.first_received) * 1000)
 
-    def _write_lines(self, lines: list[str]) -> None:
-        """Write with retries; a batch InfluxDB refuses outright is split until the refused lines are found,
-        and those become dead letters (the rest is written)."""
-        if not lines:
+    def _block(self, batch: Batch, error: WriteError) -> None:
+        self._blocked = (batch, error)
+        self._blocked_since_ms = wall_ms()
+        self.stats.blocked = 1
+        log.error(
+            "InfluxDB does not take writes: %s. Worker %s stops taking messages (the broker and the gateways keep "
+            "them), holds %d, and tries again by itself every few seconds.",
+            error,
+            self.worker_id,
+            batch.messages() + self._batch.messages(),
+        )
+
+    # -- health --------------------------------------------------------------------------------------------
+
+    def _health(self) -> dict[str, object]:
+        blocked = self._blocked
+        return {
+            "worker": self.worker_id,
+            "state": "blocked" if blocked else "ok",
+            "reason": str(blocked[1]) if blocked else "",
+            "since_ms": self._blocked_since_ms if blocked else 0,
+            "unacked": self._unacked(),
+            "ts": wall_ms(),
+            **self.stats.as_fields(),
+        }
+
+    def _publish_health(self) -> None:
+        topic = health_topic("ingest", self.worker_id)
+        self._transport.publish(topic, json.dumps(self._health()).encode(), retain=True)
+
+    def _maybe_health(self) -> None:
+        if time.monotonic() < self._next_health:
             return
+        self._next_health = time.monotonic() + self._ingest.health_interval_s
+        point = Point(Measurement.INGEST_HEALTH, {Tag.WORKER: self.worker_id}, self.stats.as_fields(), wall_ms())
+        self._batch.add_line(encode_point(point))
+        self._publish_health()
+
+    # -- the loops -----------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Receive and write until ``stop``; reconnect whenever the broker goes away; wait out InfluxDB."""
+        writer = threading.Thread(target=self._writer_loop, name=f"{self.worker_id}-writer", daemon=True)
+        writer.start()
         try:
-            write_with_retry(self._writer, "\n".join(lines).encode(), self._policy, on_retry=self._count_retry)
-        except WriteError as error:
-            if len(lines) == 1:
-                self.stats.dead_letters += 1
-                log.error("InfluxDB refused a point (%s): %s", error, lines[0][:300])  # noqa: TRY400 (a refusal, not a crash)
+            while not stop.is_set():
+                if self._blocked is not None:
+                    self._wait_out_blocked(stop)
+                    continue
+                try:
+                    self._session(stop)
+                except TransportError as error:
+                    if stop.is_set():
+                        break
+                    log.warning("%s; reconnecting in %.0f s", error, RECONNECT_DELAY_S)
+                    stop.wait(RECONNECT_DELAY_S)
+        finally:
+            self._to_write.put(None)
+            writer.join(timeout=60)
+            self._transport.close()
+            self._writer.close()
+
+    def _session(self, stop: threading.Event) -> None:
+        transport = self._transport
+        session_present = transport.connect()
+        # A new connection: what was received and not acknowledged is handed out again by the broker.
+        self._generation += 1
+        self._batch = Batch(self._generation)
+        topic_filter = shared(self._ingest.group, data_filter())
+        transport.subscribe(topic_filter)
+        log.info(
+            "worker %s subscribed to %s (session %s)",
+            self.worker_id,
+            topic_filter,
+            "resumed" if session_present else "new",
+        )
+        self._next_health = 0.0
+        try:
+            while not stop.is_set():
+                transport.poll(POLL_S, read=self._unacked() < self._ingest.max_unacked)
+                self._release_written()
+                if self._blocked is not None:
+                    self._publish_health()
+                    break
+                self._maybe_flush()
+                self._maybe_health()
+            if stop.is_set() and self._blocked is None:
+                self._drain(stop_deadline=time.monotonic() + 30)
+        finally:
+            transport.disconnect()
+
+    def _drain(self, *, stop_deadline: float) -> None:
+        """A clean stop writes, confirms and acknowledges what it holds."""
+        while (self._batch.lines or self._writing is not None) and time.monotonic() < stop_deadline:
+            self._maybe_flush(force=True)
+            self._transport.poll(POLL_S, read=False)
+            self._release_written()
+            if self._blocked is not None:
                 return
-            middle = len(lines) // 2
-            self._write_lines(lines[:middle])
-            self._write_lines(lines[middle:])
 
-    def _count_retry(self, attempt: int, error: WriteError, delay: float) -> None:
-        self.stats.retries += 1
-        log.warning("write failed (%s); retry %d", error, attempt + 1)
-
-    async def _health_loop(self, stop: asyncio.Event) -> None:
+    def _wait_out_blocked(self, stop: threading.Event) -> None:
+        """Try the held batch again with backoff until InfluxDB takes it (then reconnect) or ``stop``."""
+        assert self._blocked is not None
+        batch, _ = self._blocked
+        probe = batch.lines[: max(1, min(len(batch.lines), 1))]
+        delay = BLOCKED_RETRY_INITIAL_S
         while not stop.is_set():
-            await asyncio.sleep(self._ingest.health_interval_s)
-            point = Point(
-                Measurement.INGEST_HEALTH,
-                {"worker": self._ingest.worker_id},
-                self.stats.as_fields(),
-                wall_ms(),
+            stop.wait(delay)
+            try:
+                store_lines(self._writer, probe, RetryPolicy(max_total_s=0.0))
+            except WriteError as error:
+                log.warning("InfluxDB still does not take writes (%s); trying again in %.0f s", error, delay)
+                delay = min(self._ingest.blocked_retry_max_s, delay * 2)
+                continue
+            log.warning(
+                "InfluxDB takes writes again after %.0f s; worker %s resumes",
+                (wall_ms() - self._blocked_since_ms) / 1000,
+                self.worker_id,
             )
-            self._batch.add([encode_point(point)], None)
+            self._blocked = None
+            self.stats.blocked = 0
+            return

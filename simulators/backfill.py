@@ -1,21 +1,20 @@
 """Backfill: simulate a plant over a past period and write it straight to InfluxDB, skipping MQTT.
 
-The same tracker and the same point mapping as the live path, so the stored history is what the pipeline
-would have stored. For demos, board development and tests of boards and reports.
+The same gateway core (trackers, births) and the same point mapping as the live path, so the stored history is
+what the pipeline would have stored. For demos, board development and tests of boards and reports.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 
-from ftel.contract.models import GatewayStatus, Message
+from ftel.contract.models import Message
 from ftel.settings import InfluxSettings
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import to_points
 from ftel.storage.writer import RetryPolicy, make_writer, write_with_retry
-from gateway.runner import edges_between
-from gateway.tracker import MachineTracker, Origin
+from gateway.core import GatewayCore, GatewayTiming
+from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
 from simulators.plant import Plant
@@ -33,62 +32,46 @@ def backfill(
     telemetry_interval_ms: int,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> int:
-    """Returns the number of points written."""
+    """Returns the number of points written. ``on_progress(machines done, machines)``."""
     writer = make_writer(influx)
-    seq = itertools.count(1)
     pending: list[Point] = []
     written = 0
 
     def emit(messages: Sequence[Message]) -> None:
         nonlocal written
         for message in messages:
-            pending.extend(to_points(message, received_ms=message.ts))
+            pending.extend(to_points(message))
         if len(pending) >= BACKFILL_BATCH_POINTS:
             write_with_retry(writer, encode_batch(pending), RetryPolicy())
             written += len(pending)
             pending.clear()
 
     models = plant_models(plant, start_ms=start_ms)
-    for workshop in plant.workshops:
-        emit(
-            [
-                GatewayStatus(
-                    site=plant.site,
-                    workshop=workshop.id,
-                    gateway_id=workshop.gateway_id,
-                    seq=next(seq),
-                    ts=start_ms,
-                    online=True,
-                    boot_id=start_ms,
-                    machines={m.id: m.type for m in workshop.machines},
-                )
-            ]
-        )
-    times = sorted(
-        {
-            start_ms,
-            end_ms,
-            *edges_between(start_ms, end_ms, window_ms),
-            *edges_between(start_ms, end_ms, telemetry_interval_ms),
-        }
-    )
-    for index, (workshop_id, model) in enumerate(models):
-        workshop = plant.workshop(workshop_id)
-        driver = SimulatedDriver(model)
-        tracker = MachineTracker(
-            Origin(plant.site, workshop_id, workshop.gateway_id),
-            driver.info,
-            window_ms=window_ms,
-            telemetry_interval_ms=telemetry_interval_ms,
-            next_seq=lambda: next(seq),
-        )
-        emit([tracker.meta(start_ms)])
-        for at in times:
-            for reading in driver.read(at):
-                emit(tracker.observe(reading))
-        emit(tracker.close(end_ms))
-        on_progress(index + 1, len(models))
-    if pending:
-        write_with_retry(writer, encode_batch(pending), RetryPolicy())
-        written += len(pending)
+    timing = GatewayTiming(window_ms, telemetry_interval_ms, heartbeat_interval_ms=window_ms, tick_s=0.0)
+    done = 0
+    try:
+        for workshop in plant.workshops:
+            drivers = {m.spec.id: SimulatedDriver(m) for w, m in models if w == workshop.id}
+            core = GatewayCore(
+                Origin(plant.site, workshop.id, workshop.gateway_id),
+                [d.info for d in drivers.values()],
+                timing,
+                boot_id=start_ms,
+            )
+
+            def read(at: int, core: GatewayCore = core, drivers: dict[str, SimulatedDriver] = drivers) -> None:
+                emit(core.observe(at, {machine_id: d.read(at) for machine_id, d in drivers.items()}))
+
+            read(start_ms)
+            emit([*core.metas(start_ms), core.birth()])
+            for at in core.read_times(start_ms, end_ms):
+                read(at)
+            emit(core.close(end_ms))
+            done += len(drivers)
+            on_progress(done, len(models))
+        if pending:
+            write_with_retry(writer, encode_batch(pending), RetryPolicy())
+            written += len(pending)
+    finally:
+        writer.close()
     return written

@@ -81,7 +81,7 @@ def print_progress(workshop: str, p: Progress) -> None:
     console.print(
         f"[dim]{time.strftime('%H:%M:%S')}[/dim] gateway [bold]{workshop}[/bold] sim "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(p.sim_ms / 1000))}Z  published {p.published}"
-        f"  acked {p.acknowledged}  spool {p.spool_depth}  dropped {p.dropped}  {link}"
+        f"  confirmed {p.confirmed}  spool {p.spool_depth}  dropped {p.dropped}  {link}"
     )
 
 

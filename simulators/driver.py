@@ -33,6 +33,16 @@ class SimulatedDriver:
     def info(self) -> MachineInfo:
         return self._info
 
+    @property
+    def resume_key(self) -> str:
+        return f"simulated:{self._model.seed}:{self._model.start_ms}"
+
+    def resume(self, at_ms: int) -> bool:
+        """The simulated machine's life is known to the millisecond: fast-forward to ``at_ms``, and the next
+        read reports every change since, exactly as if the gateway had never stopped."""
+        self.read(at_ms)
+        return True
+
     def read(self, at_ms: int) -> list[Reading]:
         """Readings at each state change in (previous call, at_ms), then at ``at_ms``. The first call only
         fast-forwards: a gateway reports from when it starts watching, not from the machine's past."""

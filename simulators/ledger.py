@@ -53,7 +53,8 @@ def machine_ledger(
         if segment.start_ms >= end_ms:
             break
         seg_end = min(segment.end_ms, end_ms)
-        if segment.state is MachineState.DOWN and segment.reason:
+        # A machine first seen DOWN (at the start) is not a stop: the gateway did not see it stop either.
+        if segment.state is MachineState.DOWN and segment.reason and segment.start_ms > start:
             r = row(segment.start_ms - segment.start_ms % window_ms)
             r.stops_by_reason[segment.reason] = r.stops_by_reason.get(segment.reason, 0) + 1
         cursor = segment.start_ms

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftel.settings import Settings
-from gateway.runner import Gateway, GatewayTiming, Progress
+from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
 from gateway.tracker import Origin
 from simulators.clock import SimClock
 from simulators.driver import SimulatedDriver
@@ -49,13 +49,12 @@ class SimulationRun:
             SimulatedDriver(model)
             for _, model in plant_models(self.plant, start_ms=self.start_ms, workshop=workshop_id)
         ]
-        return Gateway(
+        return build_gateway(
+            settings,
             Origin(self.plant.site, workshop.id, workshop.gateway_id),
             drivers,
             now_ms=self.clock.now_ms,
             timing=self.timing(settings),
-            mqtt_settings=settings.mqtt,
-            spool_max_messages=settings.simulation.spool_max_messages,
         )
 
 

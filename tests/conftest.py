@@ -5,14 +5,23 @@ from pathlib import Path
 
 import pytest
 
-from ftel.stack import LocalStack
+from ftel.settings import InfluxSettings, MqttSettings, Settings, StackSettings
+from ftel.stack import free_port
+from ftel.stack.cli import stack_from_settings
 from tests.support import Services, unique
 
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    """One real Mosquitto and one real InfluxDB for the whole run, on free loopback ports."""
-    stack = LocalStack.on_free_ports(tmp_path_factory.mktemp("stack"))
+    """One real Mosquitto and one real InfluxDB for the whole run, on free loopback ports, configured by the
+    code of `ftel stack up`: the default plant's gateways, ingest-1 … ingest-N, alerts, supervisor,
+    maintenance and admin, no anonymous access, ACL by role, InfluxDB with authentication."""
+    settings = Settings(
+        mqtt=MqttSettings(port=free_port()),
+        influx=InfluxSettings(url=f"http://127.0.0.1:{free_port()}"),
+        stack=StackSettings(dir=tmp_path_factory.mktemp("stack")),
+    )
+    stack = stack_from_settings(settings)
     stack.up()
     try:
         yield Services(stack)

@@ -10,11 +10,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ftel.settings import InfluxSettings, MqttSettings, Settings
+from ftel.security.credentials import credential_env, with_identity
+from ftel.security.identities import ADMIN, Identity, Role
+from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings
 from ftel.stack import LocalStack
-from ftel.storage.query import InfluxQuery
+
+if TYPE_CHECKING:
+    from simulators.plant import Plant
 
 
 def unique(prefix: str) -> str:
@@ -23,24 +27,50 @@ def unique(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class Services:
+    """The session's stack, secured as `ftel stack up` secures it: every client needs an identity."""
+
     stack: LocalStack
 
-    def settings(self, database: str, **overrides: object) -> Settings:
-        """Settings pointing at this test's own database (created here) on the shared test stack."""
-        influx = InfluxSettings(url=self.stack.influx_url, database=database, retention_policy="autogen")
-        InfluxQuery(influx).query(f'CREATE DATABASE "{database}"')
-        return Settings(
+    def settings(self, database: str, *, identity: str | None = None, **overrides: object) -> Settings:
+        """Settings pointing at this test's own database (created here, with the role users' grants) on the
+        shared test stack, with the stack's credentials file.
+
+        Without ``identity`` they carry no credentials: code that knows who it is (an ingest worker by its
+        worker id, a gateway by its gateway id, `ftel alerts`) finds its own in the file. With ``identity``
+        they carry that identity's MQTT and InfluxDB credentials (``admin`` can do anything). The broker
+        takes the username as the client id: two clients connected as one identity push each other off.
+        """
+        self.stack.prepare_database(database)
+        settings = Settings(
             mqtt=MqttSettings(host="127.0.0.1", port=self.stack.mqtt_port),
-            influx=influx,
+            influx=InfluxSettings(url=self.stack.influx_url, database=database, retention_policy="autogen"),
+            auth=AuthSettings(credentials_file=self.stack.auth_files.credentials),
             **overrides,  # type: ignore[arg-type]
         )
+        return settings if identity is None else with_identity(settings, identity)
+
+    def admin(self, database: str, **overrides: object) -> Settings:
+        """The test's own view of everything (queries, setup): the ``admin`` identity."""
+        return self.settings(database, identity=ADMIN, **overrides)
+
+    def grant(self, identity: str, role: Role | str, *, site: str | None = None, workshop: str | None = None) -> str:
+        """Add ``identity`` (or re-bind it, e.g. a gateway id to this test's site) to the credentials, password
+        and ACL files and reload the broker; returns the name. Tests run one at a time, so re-binding a
+        shared gateway id such as gw-yarn to a test's unique site is safe."""
+        self.stack.grant(Identity(identity, Role(role), site, workshop))
+        return identity
+
+    def grant_plant(self, plant: Plant) -> None:
+        """Every gateway of ``plant``, bound to its site and workshop."""
+        for workshop in plant.workshops:
+            self.grant(workshop.gateway_id, Role.GATEWAY, site=plant.site, workshop=workshop.id)
 
 
 T = TypeVar("T")
 
 
 def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment for an `ftel` subprocess that uses these settings."""
+    """Environment for an `ftel` subprocess that uses these settings (and their credentials, if any)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTEL_")}
     env |= {
         "FTEL_MQTT__PORT": str(settings.mqtt.port),
@@ -48,6 +78,9 @@ def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FTEL_INFLUX__DATABASE": settings.influx.database,
         "FTEL_INFLUX__RETENTION_POLICY": settings.influx.retention_policy,
         "FTEL_SITE": settings.site,
+        # The process finds its own identity in the credentials file, unless the settings carry one.
+        "FTEL_AUTH__CREDENTIALS_FILE": str(settings.credentials_file),
+        **credential_env(settings),
         **extra,
     }
     return env

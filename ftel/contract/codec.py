@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ValidationError
 
 from ftel.contract.errors import ContractError
 from ftel.contract.models import (
+    Confirmation,
     GatewayStatus,
     Heartbeat,
     MachineMeta,
@@ -14,7 +18,7 @@ from ftel.contract.models import (
     StateWindow,
     Telemetry,
 )
-from ftel.contract.topics import GatewayKind, MachineKind, TopicAddress, parse_topic
+from ftel.contract.topics import CONFIRM_PREFIX, GatewayKind, MachineKind, TopicAddress, check_id, parse_topic
 
 # Larger payloads are refused before parsing: the biggest honest message (a window) is well under 4 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -62,5 +66,41 @@ def _check_topic_matches(address: TopicAddress, message: Message) -> None:
             raise ContractError(f"{name} in topic ({in_topic!r}) differs from payload ({in_payload!r})")
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message | Confirmation) -> bytes:
     return message.model_dump_json(exclude_defaults=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Which gateway sent a message, and its sequence number: enough to confirm it."""
+
+    site: str
+    workshop: str
+    gateway_id: str
+    seq: int
+
+
+def sender_of(topic: str, payload: bytes) -> Sender | None:
+    """The sender of a message that may not follow the contract (read leniently), so ingest can confirm a
+    dead-lettered message too and its gateway stops sending it; None when it cannot be told."""
+    try:
+        address = parse_topic(topic)
+        body = json.loads(payload[:MAX_PAYLOAD_BYTES])
+        gateway_id, seq = body["gateway_id"], body["seq"]
+        if type(seq) is not int or seq <= 0 or not isinstance(gateway_id, str):
+            return None
+        check_id(gateway_id, "gateway id")
+    except (ContractError, ValueError, KeyError, TypeError):
+        return None
+    return Sender(address.site, address.workshop, gateway_id, seq)
+
+
+def decode_confirmation(topic: str, payload: bytes) -> Confirmation:
+    try:
+        confirmation = Confirmation.model_validate_json(payload)
+    except ValidationError as error:
+        raise ContractError(f"invalid confirmation: {_describe(error)}") from None
+    expected = f"{CONFIRM_PREFIX}/{confirmation.site}/{confirmation.workshop}/{confirmation.gateway_id}"
+    if topic != expected:
+        raise ContractError(f"confirmation for {expected!r} arrived on {topic!r}")
+    return confirmation

@@ -1,23 +1,26 @@
 """Payload models of the wire contract (version 1). Every payload is JSON; times are integer epoch milliseconds.
 
-Models are frozen and strict: a string where a number belongs, NaN, infinity, an unknown key or a reason code
-that the machine type does not have is rejected with a reason.
+Models are frozen and strict: a string where a number belongs, a boolean where a number belongs, NaN,
+infinity, an unknown key, a value beyond its bound (ftel/contract/limits.py) or a reason code that the
+machine type does not have is rejected with a reason.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ftel.contract import limits
 from ftel.contract.states import DOWN_REASONS, STATE_ORDER, MachineState, MachineType
-from ftel.contract.topics import ID_PATTERN
+from ftel.contract.topics import CONTRACT_VERSION, ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-EpochMs = Annotated[int, Field(ge=0)]
-Millis = Annotated[int, Field(ge=0)]
-Count = Annotated[int, Field(ge=0)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+EpochMs = Annotated[int, Field(ge=limits.EPOCH_MIN_MS, lt=limits.EPOCH_MAX_MS)]
+Millis = Annotated[int, Field(ge=0, le=limits.MAX_DURATION_MS)]
+Count = Annotated[int, Field(ge=0, le=limits.INT64_MAX)]
+Celsius = Annotated[float, Field(ge=limits.TEMPERATURE_MIN_C, le=limits.TEMPERATURE_MAX_C, allow_inf_nan=False)]
+Speed = Annotated[float, Field(ge=0, le=limits.MAX_SPEED, allow_inf_nan=False)]
 # Free text (model names, line names) may hold anything printable; InfluxDB escaping takes care of it.
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -25,44 +28,25 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    v: Literal[1] = 1  # CONTRACT_VERSION
+    v: int = CONTRACT_VERSION
     site: Id
     workshop: Id
     gateway_id: Id
+    # Per gateway, continuous across restarts (kept with the gateway's spool); 0 only on a last will.
     seq: Count
     ts: EpochMs
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != CONTRACT_VERSION:
+            raise ValueError(f"contract version {v} is not spoken here (this side speaks {CONTRACT_VERSION})")
+        return v
 
 
 class _MachinePayload(_Payload):
     machine_type: MachineType
     machine_id: Id
-
-
-class GatewayStatus(_Payload):
-    """Birth (online=true) and death (online=false, the MQTT last will); retained on one topic."""
-
-    online: bool
-    boot_id: EpochMs
-    # machine id -> machine type: lets a death mark each of the gateway's machines OFFLINE.
-    machines: dict[Id, MachineType] = {}
-
-
-class Heartbeat(_Payload):
-    boot_id: EpochMs
-    uptime_ms: Millis
-    machines: Count
-    spool_depth: Count
-    spool_dropped: Count
-
-
-class MachineMeta(_MachinePayload):
-    """Retained: what the machine is."""
-
-    model: Text
-    line: Text
-    rated_speed: Annotated[float, Field(gt=0, allow_inf_nan=False)]
-    speed_unit: Text
-    service_interval_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 def _check_reason(machine_type: MachineType, state: MachineState, reason: str | None) -> None:
@@ -74,6 +58,67 @@ def _check_reason(machine_type: MachineType, state: MachineState, reason: str | 
             )
     elif reason is not None:
         raise ValueError(f"only DOWN carries a reason code, not {state.value}")
+
+
+class MachineNow(BaseModel):
+    """A machine's state as its gateway knows it now: in ``state`` (with ``reason``) since ``since_ms``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    state: MachineState
+    reason: str | None = None
+    since_ms: EpochMs
+
+
+class GatewayStatus(_Payload):
+    """Birth (online=true) and death (online=false); retained on one topic.
+
+    A birth is sent at every (re)connect and re-states each machine's state (``states``), stamped after the
+    last thing the gateway sent, so "state now" is true again whatever was lost or replayed before it. A death
+    is either the gateway's own (it stops: ``ts`` is its last moment) or its last will (``will``: registered at
+    connect, published by the broker when the gateway vanishes; its ``ts`` is the connect time, so the moment
+    of death is judged by whoever saw the gateway's last message, see ftel/contract/liveness.py).
+    """
+
+    online: bool
+    boot_id: EpochMs
+    # machine id -> machine type: lets a death mark each of the gateway's machines OFFLINE.
+    machines: Annotated[dict[Id, MachineType], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY)] = {}
+    states: Annotated[dict[Id, MachineNow], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY)] = {}
+    will: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.online and self.will:
+            raise ValueError("a last will announces a death (online must be false)")
+        if not self.online and self.states:
+            raise ValueError("only a birth re-states machine states")
+        for machine_id, now in self.states.items():
+            machine_type = self.machines.get(machine_id)
+            if machine_type is None:
+                raise ValueError(f"states name machine {machine_id!r}, which machines does not list")
+            _check_reason(machine_type, now.state, now.reason)
+            if now.since_ms > self.ts:
+                raise ValueError(f"{machine_id} is in its state since {now.since_ms}, after the birth at {self.ts}")
+        return self
+
+
+class Heartbeat(_Payload):
+    boot_id: EpochMs
+    uptime_ms: Millis
+    machines: Annotated[int, Field(ge=0, le=limits.MAX_MACHINES_PER_GATEWAY)]
+    spool_depth: Count
+    spool_dropped: Count
+
+
+class MachineMeta(_MachinePayload):
+    """Retained: what the machine is."""
+
+    model: Text
+    line: Text
+    rated_speed: Annotated[float, Field(gt=0, le=limits.MAX_SPEED, allow_inf_nan=False)]
+    speed_unit: Text
+    service_interval_h: Annotated[float, Field(gt=0, le=limits.MAX_SERVICE_INTERVAL_H, allow_inf_nan=False)]
 
 
 class StateChange(_MachinePayload):
@@ -95,12 +140,12 @@ class StateChange(_MachinePayload):
 class StateWindow(_MachinePayload):
     """Milliseconds in each state within [window_start, window_start + window_ms), split exactly at the edges.
 
-    ``ts`` is when the gateway closed the window. A partial window (gateway stopping) is later overwritten by
-    the full one, because both land on the same InfluxDB point.
+    ``ts`` is when the gateway closed the window: its end, or for a partial window (gateway stopping) the
+    moment it stopped. A partial window is later overwritten by the full one: both land on the same point.
     """
 
     window_start: EpochMs
-    window_ms: Annotated[int, Field(gt=0)]
+    window_ms: Annotated[int, Field(ge=limits.MIN_WINDOW_MS, le=limits.MAX_WINDOW_MS)]
     state_ms: dict[MachineState, Millis]
     down_ms_by_reason: dict[str, Millis] = {}
     stops_by_reason: dict[str, Count] = {}
@@ -113,6 +158,10 @@ class StateWindow(_MachinePayload):
         missing = [s.value for s in STATE_ORDER if s not in self.state_ms]
         if missing:
             raise ValueError(f"state_ms lacks {', '.join(missing)}")
+        if not self.window_start < self.ts <= self.window_start + self.window_ms:
+            raise ValueError(
+                f"closed at {self.ts}, outside the window ({self.window_start}, {self.window_start + self.window_ms}]"
+            )
         total = sum(self.state_ms.values())
         if total > self.window_ms:
             raise ValueError(f"state_ms adds up to {total} ms, more than the {self.window_ms} ms window")
@@ -122,6 +171,13 @@ class StateWindow(_MachinePayload):
                 raise ValueError(f"reason {reason!r} is not a {self.machine_type.value} reason code")
         if sum(self.down_ms_by_reason.values()) != self.state_ms[MachineState.DOWN]:
             raise ValueError("down_ms_by_reason does not add up to state_ms.DOWN")
+        max_stops = self.window_ms // 1000 * limits.STOPS_PER_WINDOW_SECOND + 1
+        if sum(self.stops_by_reason.values()) > max_stops:
+            raise ValueError(
+                f"{sum(self.stops_by_reason.values())} stops cannot happen in a {self.window_ms} ms window"
+            )
+        if self.units > self.window_ms * limits.UNITS_PER_WINDOW_MS:
+            raise ValueError(f"{self.units} units cannot be made in a {self.window_ms} ms window")
         if self.defects > self.units:
             raise ValueError(f"defects ({self.defects}) exceed units ({self.units})")
         return self
@@ -129,11 +185,35 @@ class StateWindow(_MachinePayload):
 
 class Telemetry(_MachinePayload):
     state: MachineState
-    speed: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    temperature: Finite
+    speed: Speed
+    temperature: Celsius
     units_total: Count
     defects_total: Count
     run_ms_since_service: Millis
+
+
+class Confirmation(BaseModel):
+    """Ingest → one gateway: these sequence numbers of yours are stored (or dead-lettered with a reason).
+    Sent after the write and before the MQTT acknowledgement; the gateway lets go of them only then."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    v: int = CONTRACT_VERSION
+    site: Id
+    workshop: Id
+    gateway_id: Id
+    worker: Id
+    # Inclusive [first, last] runs of sequence numbers.
+    ranges: Annotated[list[tuple[Count, Count]], Field(min_length=1, max_length=limits.MAX_CONFIRM_RANGES)]
+
+    @model_validator(mode="after")
+    def _ordered_runs(self) -> Self:
+        if any(first > last for first, last in self.ranges):
+            raise ValueError("a range runs backwards")
+        return self
+
+    def seqs(self) -> list[int]:
+        return [seq for first, last in self.ranges for seq in range(first, last + 1)]
 
 
 MachineMessage = MachineMeta | StateChange | StateWindow | Telemetry

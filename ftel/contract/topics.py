@@ -17,9 +17,11 @@ ROOT = "ftel"
 CONTRACT_VERSION = 1
 PREFIX = f"{ROOT}/v{CONTRACT_VERSION}"
 GATEWAY_LEVEL = "gateway"
-# Outside the 7-level data filter, so neither loops back into ingest.
+# Outside the 7-level data filter, so none of these loops back into ingest.
 DEAD_LETTER_PREFIX = f"{PREFIX}/deadletter"
 ALERT_PREFIX = f"{PREFIX}/alerts"
+CONFIRM_PREFIX = f"{PREFIX}/confirm"
+HEALTH_PREFIX = f"{PREFIX}/health"
 
 # Ids become topic levels and InfluxDB tags: keep them plain so they need no escaping in topics.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -68,6 +70,16 @@ def machine_topic(site: str, workshop: str, machine_type: str, machine_id: str, 
 
 def gateway_topic(site: str, workshop: str, gateway_id: str, kind: GatewayKind) -> str:
     return str(TopicAddress(site, workshop, GATEWAY_LEVEL, gateway_id, kind.value))
+
+
+def confirm_topic(site: str, workshop: str, gateway_id: str) -> str:
+    """Where ingest tells one gateway which of its sequence numbers are stored."""
+    return f"{CONFIRM_PREFIX}/{site}/{workshop}/{gateway_id}"
+
+
+def health_topic(component: str, name: str) -> str:
+    """Where a worker keeps its health (retained): readable while InfluxDB is not."""
+    return f"{HEALTH_PREFIX}/{component}/{name}"
 
 
 def data_filter(site: str = "+") -> str:

@@ -2,23 +2,70 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+# Caps on what the broker queues for one client (beyond its in-flight window). A stopped ingest worker's
+# persistent session must hold everything that arrives while it is away: a 500,000-message backlog fits twice
+# over, in messages and in bytes (payloads are a few hundred bytes). Unbounded queues (0) would let one dead
+# session eat the broker's memory; past the cap Mosquitto drops and the gateways' spools and sequence numbers
+# make the gap visible and replayable.
+MAX_QUEUED_MESSAGES = 1_000_000
+MAX_QUEUED_BYTES = 1024 * 1024 * 1024
+# A session nobody resumes is removed after this long (a worker gone for good, a one-off tool's session).
+# MQTT 5 clients ask for their own expiry (ingest: 7 days); this also bounds the ones that ask for none.
+PERSISTENT_CLIENT_EXPIRATION = "14d"
 
-def mosquitto_conf(*, data_dir: Path, port: int, user: str) -> str:
+
+@dataclass(frozen=True, slots=True)
+class MosquittoAuth:
+    password_file: Path
+    acl_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def mosquitto_conf(
+    *, data_dir: Path, port: int, user: str, auth: MosquittoAuth, tls: MosquittoTls | None = None
+) -> str:
     # Started as root, mosquitto drops to the `mosquitto` user, which cannot write our data dir: no
     # persistence and sessions lost on restart. Keep the starting user (ignored when not root).
+    # use_username_as_clientid: the client id is the identity, so no client can take over another's session
+    # or disconnect it by connecting with its client id.
+    tls_listener = (
+        ""
+        if tls is None
+        else f"""
+listener {tls.port} 127.0.0.1
+use_username_as_clientid true
+cafile {tls.ca_file}
+certfile {tls.cert_file}
+keyfile {tls.key_file}
+tls_version tlsv1.2
+"""
+    )
     return f"""# written by ftel stack; edits are overwritten
 user {user}
+per_listener_settings false
+allow_anonymous false
+password_file {auth.password_file}
+acl_file {auth.acl_file}
+
 listener {port} 127.0.0.1
-allow_anonymous true
+use_username_as_clientid true
+{tls_listener}
 persistence true
 persistence_location {data_dir}/
 autosave_interval 10
-# A stopped ingest worker's persistent session must keep everything that arrives meanwhile.
-max_queued_messages 0
-max_queued_bytes 0
-persistent_client_expiration 14d
+max_queued_messages {MAX_QUEUED_MESSAGES}
+max_queued_bytes {MAX_QUEUED_BYTES}
+persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}
 # Lets a gateway drain its spool fast after an outage (the server Receive Maximum for MQTT 5 clients).
 max_inflight_messages 1000
 # Oversized payloads up to this reach ingest, which dead-letters them with a reason.
@@ -28,11 +75,27 @@ log_dest file {data_dir}/mosquitto.log
 log_type error
 log_type warning
 log_type notice
+# information: "Reloading config." tells `ftel stack` that a reload (SIGHUP) has been taken in.
+log_type information
 connection_messages false
 """
 
 
-def influxdb_conf(*, data_dir: Path, http_port: int, rpc_port: int) -> str:
+@dataclass(frozen=True, slots=True)
+class InfluxTls:
+    cert_file: Path
+    key_file: Path
+
+
+def influxdb_conf(*, data_dir: Path, http_port: int, rpc_port: int, tls: InfluxTls | None = None) -> str:
+    https = (
+        ""
+        if tls is None
+        else f"""  https-enabled = true
+  https-certificate = "{tls.cert_file}"
+  https-private-key = "{tls.key_file}"
+"""
+    )
     return f"""# written by ftel stack; edits are overwritten
 reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
@@ -51,7 +114,8 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 [http]
   bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
+  auth-enabled = true
+{https}  log-enabled = false
   max-body-size = 0
 
 [continuous_queries]

@@ -9,18 +9,27 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+
+import httpx
+from pydantic import SecretStr
 
 from ftel.errors import FtelError
-from ftel.stack.configs import influxdb_conf, mosquitto_conf
+from ftel.security.credentials import Credentials, load_credentials
+from ftel.security.identities import DEFAULT_INGEST_WORKERS, Identity, InfluxUser, roster
+from ftel.security.influx import create_admin, grant_statements, quote_ident, user_statements
+from ftel.security.provision import AuthFiles, provision
+from ftel.security.tls import TlsFiles, make_throwaway_pki
+from ftel.settings import InfluxSettings
+from ftel.stack.configs import InfluxTls, MosquittoAuth, MosquittoTls, influxdb_conf, mosquitto_conf
+from ftel.stack.influx_admin import InfluxAdmin, InfluxAdminError
 
 # Services started by this process, kept so they are reaped on stop (and not reported as leaked).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -145,7 +154,10 @@ class Service:
 
 @dataclass(frozen=True, slots=True)
 class LocalStack:
-    """Mosquitto and InfluxDB under ``directory`` on the given loopback ports."""
+    """Mosquitto and InfluxDB under ``directory`` on the given loopback ports, secure by default: no anonymous
+    access, an identity per process (gateways, ``ingest-1`` … ``ingest-N``, alerts, supervisor, maintenance,
+    admin) from the credentials file, Mosquitto's ACL by role, InfluxDB users by kind of access; with ``tls``
+    also MQTT over TLS on ``mqtt_tls_port`` and InfluxDB over HTTPS only."""
 
     directory: Path
     mqtt_port: int
@@ -154,14 +166,29 @@ class LocalStack:
     database: str = "ftel"
     retention_policy: str = "ftel_rp"
     retention: str = "90d"
+    gateways: tuple[Identity, ...] = ()
+    ingest_workers: int = DEFAULT_INGEST_WORKERS
+    credentials_file: Path | None = None
+    tls: bool = False
+    mqtt_tls_port: int = 8883
 
     @classmethod
-    def on_free_ports(cls, directory: Path, **kwargs: str) -> Self:
+    def on_free_ports(cls, directory: Path, **kwargs: Any) -> Self:
+        if kwargs.get("tls"):
+            kwargs.setdefault("mqtt_tls_port", free_port())
         return cls(directory, free_port(), free_port(), free_port(), **kwargs)
 
     @property
     def influx_url(self) -> str:
-        return f"http://127.0.0.1:{self.influx_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.influx_port}"
+
+    @property
+    def auth_files(self) -> AuthFiles:
+        return AuthFiles(self.credentials_file or self.directory / "auth" / "credentials.yaml")
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        return TlsFiles(self.directory / "tls")
 
     @property
     def mosquitto(self) -> Service:
@@ -174,19 +201,44 @@ class LocalStack:
     def up(self) -> None:
         mosquitto_bin = ensure_installed("mosquitto")
         influxd_bin = ensure_installed("influxd")
-        mq = self.mosquitto
-        mq.directory.mkdir(parents=True, exist_ok=True)
-        conf = mq.directory / "mosquitto.conf"
-        conf.write_text(mosquitto_conf(data_dir=mq.directory.resolve(), port=self.mqtt_port, user=getpass.getuser()))
-        mq.start([mosquitto_bin, "-c", str(conf)], lambda: _port_open(self.mqtt_port))
+        provisioned = provision(self.auth_files, roster(self.gateways, self.ingest_workers))
+        if self.tls and not self.tls_files.exist():
+            make_throwaway_pki(self.tls_files.directory)
+        self._start_mosquitto(mosquitto_bin, reload=provisioned.broker_changed)
         ix = self.influxdb
-        ix.directory.mkdir(parents=True, exist_ok=True)
-        conf = ix.directory / "influxdb.conf"
-        conf.write_text(
-            influxdb_conf(data_dir=ix.directory.resolve(), http_port=self.influx_port, rpc_port=self.influx_rpc_port)
+        tls = InfluxTls(self.tls_files.cert.resolve(), self.tls_files.key.resolve()) if self.tls else None
+        conf = influxdb_conf(
+            data_dir=ix.directory.resolve(), http_port=self.influx_port, rpc_port=self.influx_rpc_port, tls=tls
         )
-        ix.start([influxd_bin, "-config", str(conf)], self._influx_ready)
-        self.create_database()
+        _start_with_conf(ix, conf, [influxd_bin, "-config", str(ix.directory / "influxdb.conf")], self._influx_ready)
+        self._influx_users(provisioned.credentials)
+        self.prepare_database(self.database, retention_policy=self.retention_policy, retention=self.retention)
+
+    def _start_mosquitto(self, binary: str, *, reload: bool) -> None:
+        mq = self.mosquitto
+        files = self.auth_files
+        auth = MosquittoAuth(files.mosquitto_passwords.resolve(), files.mosquitto_acl.resolve())
+        tls = None
+        if self.tls:
+            t = self.tls_files
+            tls = MosquittoTls(self.mqtt_tls_port, t.ca.resolve(), t.cert.resolve(), t.key.resolve())
+        conf = mosquitto_conf(
+            data_dir=mq.directory.resolve(), port=self.mqtt_port, user=getpass.getuser(), auth=auth, tls=tls
+        )
+        ready = partial(_port_open, self.mqtt_port)
+        if not _start_with_conf(mq, conf, [binary, "-c", str(mq.directory / "mosquitto.conf")], ready) and reload:
+            self.reload_mosquitto()
+
+    def reload_mosquitto(self) -> None:
+        reload_mosquitto(self.mosquitto)
+
+    def grant(self, identity: Identity) -> None:
+        """Add (or re-bind) one identity in the credentials, password and ACL files; reload a running broker."""
+        if provision(self.auth_files, [identity]).broker_changed:
+            self.reload_mosquitto()
+
+    def credentials(self) -> Credentials:
+        return load_credentials(self.auth_files.credentials)
 
     def down(self) -> None:
         self.influxdb.stop()
@@ -198,25 +250,62 @@ class LocalStack:
             "influxdb": _describe(self.influxdb, self._influx_ready()),
         }
 
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.tls_files.ca)) if self.tls else True
+
     def _influx_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.influx_url}/ping", timeout=1) as response:
-                return bool(response.status == 204)
-        except (OSError, urllib.error.URLError):
+            response = httpx.get(f"{self.influx_url}/ping", timeout=1, verify=self._verify())
+        except httpx.HTTPError:
             return False
+        return response.status_code == 204
 
-    def create_database(self) -> None:
-        statements = [
-            f'CREATE DATABASE "{self.database}"',
-            f'CREATE RETENTION POLICY "{self.retention_policy}" ON "{self.database}" '
-            f"DURATION {self.retention} REPLICATION 1 DEFAULT",
-        ]
-        for statement in statements:
-            body = urllib.parse.urlencode({"q": statement}).encode()
-            with urllib.request.urlopen(f"{self.influx_url}/query", data=body, timeout=10) as response:
-                text = response.read().decode()
-                if '"error"' in text and "already exists" not in text:
-                    raise StackError(f"InfluxDB refused {statement!r}: {text}")
+    def influx_settings(self, database: str, *, admin: bool = True) -> InfluxSettings:
+        """Settings for this InfluxDB (as its admin, or anonymous), TLS included."""
+        credentials: dict[str, Any] = {}
+        if admin:
+            password = self.credentials().influx_password(InfluxUser.ADMIN)
+            credentials = {"username": InfluxUser.ADMIN.value, "password": SecretStr(password)}
+        ca = {"ca_file": self.tls_files.ca} if self.tls else {}
+        return InfluxSettings(url=self.influx_url, database=database, retention_policy="autogen", **credentials, **ca)
+
+    def _influx_users(self, credentials: Credentials) -> None:
+        """The admin first (InfluxDB 1.x allows that one without credentials), then every user, as admin."""
+        with InfluxAdmin(self.influx_settings(self.database)) as admin:
+            try:
+                users = {str(row["user"]) for row in admin.run("SHOW USERS")}
+            except InfluxAdminError as error:
+                if "create admin user first" not in str(error):
+                    raise StackError(self._admin_refused(error)) from error
+                with InfluxAdmin(self.influx_settings(self.database, admin=False)) as anonymous:
+                    anonymous.run(create_admin(credentials))
+                users = {InfluxUser.ADMIN.value}
+            for statement in user_statements(credentials, users):
+                admin.run(statement)
+
+    def _admin_refused(self, error: Exception) -> str:
+        return (
+            f"InfluxDB under {self.influxdb.directory} refused its admin {InfluxUser.ADMIN.value} ({error}): its "
+            f"users were made with another credentials file than {self.auth_files.credentials}. Restore that "
+            f"file, or stop the stack and remove {self.influxdb.directory} to start with an empty InfluxDB"
+        )
+
+    def prepare_database(self, database: str, *, retention_policy: str | None = None, retention: str = "") -> None:
+        """Create ``database`` (and a default retention policy) and grant the role users their access to it."""
+        statements = [f"CREATE DATABASE {quote_ident(database)}"]
+        if retention_policy is not None:
+            statements.append(
+                f"CREATE RETENTION POLICY {quote_ident(retention_policy)} ON {quote_ident(database)} "
+                f"DURATION {retention} REPLICATION 1 DEFAULT"
+            )
+        statements += grant_statements(database)
+        with InfluxAdmin(self.influx_settings(database)) as admin:
+            for statement in statements:
+                try:
+                    admin.run(statement)
+                except InfluxAdminError as error:
+                    if "already exists" not in str(error):
+                        raise StackError(f"InfluxDB refused {statement!r}: {error}") from error
 
     def __enter__(self) -> Self:
         self.up()
@@ -224,6 +313,46 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+def reload_mosquitto(mosquitto: Service) -> None:
+    """SIGHUP a running Mosquitto so it re-reads its password and ACL files; return once it has."""
+    pid = mosquitto.pid()
+    if pid is None:
+        return
+    log = mosquitto.directory / "mosquitto.log"
+    before = _reloads(log)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    # Mosquitto logs the line, then reloads before it reads another packet: anything sent after is judged by
+    # the new files.
+    while _reloads(log) <= before:
+        if time.monotonic() > deadline:
+            raise StackError(f"mosquitto (pid {pid}) did not reload its auth files; see {log}")
+        time.sleep(0.02)
+
+
+def _start_with_conf(service: Service, conf: str, argv: list[str], ready: Callable[[], bool]) -> bool:
+    """Write the service's configuration and start it; restart it if it runs with another one. True when it
+    (re)started, False when it was already running with this configuration."""
+    service.directory.mkdir(parents=True, exist_ok=True)
+    path = service.directory / f"{service.name}.conf"
+    previous = path.read_text() if path.exists() else None
+    path.write_text(conf)
+    running = service.pid() is not None and ready()
+    if running and previous == conf:
+        return False
+    if running:
+        service.stop()  # listeners and authentication switches are not reloadable
+    service.start(argv, ready)
+    return True
+
+
+def _reloads(log: Path) -> int:
+    try:
+        return log.read_text(errors="replace").count("Reloading config.")
+    except OSError:
+        return 0
 
 
 def _describe(service: Service, answering: bool) -> str:

@@ -29,9 +29,8 @@ def gateway_tags(message: GatewayStatus | Heartbeat) -> dict[str, str]:
     return {"site": message.site, "workshop": message.workshop, "gateway_id": message.gateway_id}
 
 
-def to_points(message: Message, *, received_ms: int) -> list[Point]:
-    """``received_ms`` stamps a gateway's death: a last will is composed at connect time, so the moment the
-    broker delivers it is the best estimate of when the gateway died."""
+def to_points(message: Message) -> list[Point]:
+    """The points of one message; they depend on nothing else, so a redelivery overwrites them."""
     if isinstance(message, StateChange):
         fields: dict[str, str | int | float | bool] = {
             **state_fields(message.state),
@@ -88,23 +87,13 @@ def to_points(message: Message, *, received_ms: int) -> list[Point]:
         }
         return [Point(Measurement.MACHINE_INFO, machine_tags(message), meta_fields, message.ts)]
     if isinstance(message, GatewayStatus):
-        at = message.ts if message.online else max(message.ts, received_ms)
-        status_fields: dict[str, str | int | float | bool] = {
-            "online": message.online,
-            "boot_id": message.boot_id,
-            "machines": len(message.machines),
-        }
-        points = [Point(Measurement.GATEWAY_STATUS, gateway_tags(message), status_fields, at)]
+        if message.will:
+            # Only a record: when the gateway died is judged from the stream (death_points, alert worker).
+            will_fields: dict[str, str | int | float | bool] = {"boot_id": message.boot_id, "seq": message.seq}
+            return [Point(Measurement.GATEWAY_WILL, gateway_tags(message), will_fields, message.ts)]
         if not message.online:
-            for machine_id, machine_type in sorted(message.machines.items()):
-                tags = {
-                    "site": message.site,
-                    "workshop": message.workshop,
-                    "machine_type": machine_type.value,
-                    "machine_id": machine_id,
-                }
-                points.append(Point(Measurement.MACHINE_STATE, tags, state_fields(MachineState.OFFLINE), at))
-        return points
+            return death_points(message, message.ts)
+        return birth_points(message)
     heartbeat_fields: dict[str, str | int | float | bool] = {
         "boot_id": message.boot_id,
         "uptime_ms": message.uptime_ms,
@@ -114,6 +103,47 @@ def to_points(message: Message, *, received_ms: int) -> list[Point]:
         "seq": message.seq,
     }
     return [Point(Measurement.GATEWAY_HEARTBEAT, gateway_tags(message), heartbeat_fields, message.ts)]
+
+
+def _status_point(status: GatewayStatus, *, online: bool, at_ms: int) -> Point:
+    fields: dict[str, str | int | float | bool] = {
+        "online": online,
+        "boot_id": status.boot_id,
+        "machines": len(status.machines),
+    }
+    return Point(Measurement.GATEWAY_STATUS, gateway_tags(status), fields, at_ms)
+
+
+def _machine_tags_of(status: GatewayStatus, machine_id: str) -> dict[str, str]:
+    return {
+        Tag.SITE: status.site,
+        Tag.WORKSHOP: status.workshop,
+        Tag.MACHINE_TYPE: status.machines[machine_id].value,
+        Tag.MACHINE_ID: machine_id,
+    }
+
+
+def birth_points(birth: GatewayStatus) -> list[Point]:
+    """The gateway is online, and each machine is in the state it re-states: "state now" is true again."""
+    points = [_status_point(birth, online=True, at_ms=birth.ts)]
+    for machine_id, now in sorted(birth.states.items()):
+        fields: dict[str, str | int | float | bool] = {
+            **state_fields(now.state),
+            "reason": now.reason or "",
+            "since_ms": now.since_ms,
+        }
+        points.append(Point(Measurement.MACHINE_STATE, _machine_tags_of(birth, machine_id), fields, birth.ts))
+    return points
+
+
+def death_points(death: GatewayStatus, at_ms: int) -> list[Point]:
+    """The gateway is gone from ``at_ms`` (ftel/contract/liveness.py decides when), and so is what it saw of
+    its machines: each one is OFFLINE from then until the gateway's next birth re-states it."""
+    points = [_status_point(death, online=False, at_ms=at_ms)]
+    for machine_id in sorted(death.machines):
+        tags = _machine_tags_of(death, machine_id)
+        points.append(Point(Measurement.MACHINE_STATE, tags, state_fields(MachineState.OFFLINE), at_ms))
+    return points
 
 
 def dead_letter_point(

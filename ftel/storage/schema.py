@@ -20,6 +20,7 @@ class Measurement:
     TELEMETRY = "telemetry"
     MACHINE_INFO = "machine_info"
     GATEWAY_STATUS = "gateway_status"
+    GATEWAY_WILL = "gateway_will"
     GATEWAY_HEARTBEAT = "gateway_heartbeat"
     INGEST_HEALTH = "ingest_health"
     DEAD_LETTER = "dead_letter"

@@ -63,7 +63,12 @@ def worker_counts(query: InfluxQuery) -> dict[str, int]:
 def pipeline(services: Services, database: str, tmp_path: Path) -> tuple[Settings, dict[str, str], Path]:
     settings = services.settings(database)
     # Each test gets its own shared-subscription group, so workers of other tests never take its messages.
-    env = ftel_env(settings, FTEL_INGEST__GROUP=database, FTEL_INGEST__HEALTH_INTERVAL_S="1")
+    env = ftel_env(
+        settings,
+        FTEL_INGEST__GROUP=database,
+        FTEL_INGEST__HEALTH_INTERVAL_S="1",
+        FTEL_GATEWAY__STATE_DIR=str(tmp_path / "gateways"),
+    )
     return settings, env, tmp_path
 
 

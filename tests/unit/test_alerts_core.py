@@ -17,6 +17,7 @@ from alerts.grafana_rules import grafana_rules, write_grafana_rules
 from alerts.lifecycle import AlertRecord, Status
 from alerts.rules import AlertConfig, load_config, parse_config
 from alerts.store import Store
+from ftel.contract.limits import EPOCH_MAX_MS, EPOCH_MIN_MS
 from ftel.contract.models import GatewayStatus, Heartbeat, MachineMeta, Message, StateChange, Telemetry
 from ftel.contract.states import MachineState, MachineType
 from ftel.storage.lineproto import encode_point
@@ -80,7 +81,7 @@ def heartbeat(ts: int, gateway: str = "gw-1") -> Heartbeat:
     return Heartbeat(
         **{**common, "gateway_id": gateway},
         ts=ts,
-        boot_id=1,
+        boot_id=T0,
         uptime_ms=0,
         machines=1,
         spool_depth=0,
@@ -209,11 +210,13 @@ def test_redelivered_events_change_nothing() -> None:
 def test_gateway_death_alerts_after_the_grace_and_holds_its_machines() -> None:
     engine = Engine(config())
     feed(engine, [change(T0, MachineState.DOWN, "yarn_break"), heartbeat(T0 + MIN)])
-    death = GatewayStatus(**common, ts=T0 - 3600_000, online=False, boot_id=1, machines={"K1": MachineType.KNITTING})
+    death = GatewayStatus(
+        **common, ts=T0 - 3600_000, online=False, boot_id=T0 - 7200_000, machines={"K1": MachineType.KNITTING}
+    )
     out = feed(engine, [death, heartbeat(T0 + 20 * MIN, gateway="gw-2")])
     assert engine.state.machines["s/w/K1"].state is None
     assert [(r.rule, r.subject, r.started_ms) for r in out] == [("gw", "gw-1", T0 + MIN)]
-    birth = GatewayStatus(**common, ts=T0 + 21 * MIN, online=True, boot_id=2)
+    birth = GatewayStatus(**common, ts=T0 + 21 * MIN, online=True, boot_id=T0)
     # A gateway that comes back reports each machine afresh.
     back = change(T0 + 21 * MIN, MachineState.RUNNING, prev=MachineState.OFFLINE)
     beats = [heartbeat(T0 + 21 * MIN + s * 10_000, gateway=g) for s in range(1, 19) for g in ("gw-1", "gw-2")]
@@ -286,7 +289,9 @@ def test_restore_from_retained_alerts_prevents_a_second_alert() -> None:
     assert feed(fresh, [change(T0, MachineState.DOWN, "yarn_break"), heartbeat(T0 + 11 * MIN)]) == []
 
 
-@given(st.integers(min_value=0, max_value=10**13), st.sampled_from(["yarn_break", "needle_break"]))
+@given(
+    st.integers(min_value=EPOCH_MIN_MS, max_value=EPOCH_MAX_MS - 10**9), st.sampled_from(["yarn_break", "needle_break"])
+)
 def test_alert_ids_depend_only_on_the_problem(start: int, reason: str) -> None:
     def fire() -> str:
         engine = Engine(config())

@@ -101,3 +101,119 @@ def test_non_finite_numbers_are_rejected(value: float) -> None:
     }
     with pytest.raises(ContractError, match="temperature"):
         decode(topic, json.dumps(body).encode())
+
+
+WINDOW_TOPIC = machine_topic("qinghe", "knit", "knitting", "KNIT-001", MachineKind.WINDOW)
+GOOD_WINDOW = {
+    **{k: GOOD[k] for k in ("site", "workshop", "gateway_id", "seq", "machine_type", "machine_id")},
+    "ts": 1_795_000_020_000,
+    "window_start": 1_794_999_960_000,
+    "window_ms": 60_000,
+    "state_ms": {"RUNNING": 50_000, "IDLE": 0, "SETUP": 0, "DOWN": 10_000, "MAINTENANCE": 0, "OFFLINE": 0},
+    "down_ms_by_reason": {"yarn_break": 10_000},
+    "stops_by_reason": {"yarn_break": 1},
+    "units": 3,
+    "defects": 0,
+}
+TELEMETRY_TOPIC = machine_topic("qinghe", "knit", "knitting", "KNIT-001", MachineKind.TELEMETRY)
+GOOD_TELEMETRY = {
+    **{k: GOOD[k] for k in ("site", "workshop", "gateway_id", "seq", "ts", "machine_type", "machine_id")},
+    "state": "RUNNING",
+    "speed": 0.9,
+    "temperature": 37.5,
+    "units_total": 1,
+    "defects_total": 0,
+    "run_ms_since_service": 5,
+}
+
+
+def test_a_good_window_and_good_telemetry_decode() -> None:
+    decode(WINDOW_TOPIC, json.dumps(GOOD_WINDOW).encode())
+    decode(TELEMETRY_TOPIC, json.dumps(GOOD_TELEMETRY).encode())
+
+
+@pytest.mark.parametrize(
+    ("topic", "base", "changes", "reason"),
+    [
+        # What InfluxDB would refuse: integers beyond its 64 bits, a point at epoch 0.
+        (TOPIC, GOOD, {"seq": 2**63}, "seq"),
+        (TELEMETRY_TOPIC, GOOD_TELEMETRY, {"units_total": 2**64}, "units_total"),
+        (WINDOW_TOPIC, GOOD_WINDOW, {"window_start": 0, "ts": 60_000}, "(ts|window_start): Input should be greater"),
+        # What cannot be true.
+        (WINDOW_TOPIC, GOOD_WINDOW, {"window_ms": 10**12}, "window_ms"),
+        (WINDOW_TOPIC, GOOD_WINDOW, {"stops_by_reason": {"yarn_break": 10**6}}, "stops cannot happen"),
+        (WINDOW_TOPIC, GOOD_WINDOW, {"units": 10**9, "defects": 0}, "units cannot be made"),
+        (
+            WINDOW_TOPIC,
+            GOOD_WINDOW,
+            {"window_start": 4_102_444_800_000, "ts": 4_102_444_860_000},
+            "(ts|window_start): Input should be less",
+        ),
+        (WINDOW_TOPIC, GOOD_WINDOW, {"ts": 1_795_000_090_000}, "outside the window"),
+        (TELEMETRY_TOPIC, GOOD_TELEMETRY, {"temperature": -300.0}, "temperature"),
+        (TELEMETRY_TOPIC, GOOD_TELEMETRY, {"speed": 1e300}, "speed"),
+        (TOPIC, GOOD, {"prev_duration_ms": 10**15}, "prev_duration_ms"),
+        # A strict version: true is not 1, 2 is not spoken.
+        (TOPIC, GOOD, {"v": True}, "v"),
+        (TOPIC, GOOD, {"v": 2}, "version 2 is not spoken"),
+    ],
+)
+def test_values_influxdb_would_refuse_or_that_cannot_be_true_are_rejected(
+    topic: str, base: dict[str, object], changes: dict[str, object], reason: str
+) -> None:
+    with pytest.raises(ContractError, match=reason):
+        decode(topic, json.dumps({**base, **changes}).encode())
+
+
+def test_a_birth_re_states_machines_it_lists_with_reasons_that_fit() -> None:
+    topic = "ftel/v1/qinghe/knit/gateway/gw-knit/status"
+    birth = {
+        **{k: GOOD[k] for k in ("site", "workshop", "gateway_id", "seq", "ts")},
+        "online": True,
+        "boot_id": 1_795_000_000_000,
+        "machines": {"KNIT-001": "knitting"},
+        "states": {"KNIT-001": {"state": "DOWN", "reason": "yarn_break", "since_ms": 1_794_999_000_000}},
+    }
+    decode(topic, json.dumps(birth).encode())
+    wrong_reason = {**birth, "states": {"KNIT-001": {"state": "DOWN", "reason": "fibre_choke", "since_ms": 1}}}
+    with pytest.raises(ContractError, match="since_ms"):
+        decode(topic, json.dumps(wrong_reason).encode())
+    wrong_reason["states"]["KNIT-001"]["since_ms"] = 1_794_999_000_000  # type: ignore[index]
+    with pytest.raises(ContractError, match="not a knitting reason code"):
+        decode(topic, json.dumps(wrong_reason).encode())
+    unknown = {**birth, "states": {"KNIT-009": {"state": "IDLE", "since_ms": 1_794_999_000_000}}}
+    with pytest.raises(ContractError, match="does not list"):
+        decode(topic, json.dumps(unknown).encode())
+    with pytest.raises(ContractError, match="announces a death"):
+        decode(topic, json.dumps({**birth, "will": True}).encode())
+
+
+def test_a_confirmation_must_arrive_on_its_gateway_topic() -> None:
+    from ftel.contract import Confirmation, confirm_topic, decode_confirmation, encode
+
+    confirmation = Confirmation(
+        site="qinghe", workshop="knit", gateway_id="gw-knit", worker="ingest-1", ranges=[(3, 5)]
+    )
+    topic = confirm_topic("qinghe", "knit", "gw-knit")
+    assert decode_confirmation(topic, encode(confirmation)).seqs() == [3, 4, 5]
+    with pytest.raises(ContractError, match="arrived on"):
+        decode_confirmation(confirm_topic("qinghe", "yarn", "gw-knit"), encode(confirmation))
+    with pytest.raises(ContractError, match="backwards"):
+        decode_confirmation(topic, encode(confirmation).replace(b"[3,5]", b"[5,3]"))
+
+
+@pytest.mark.parametrize(
+    ("payload_bytes", "expected"),
+    [
+        (payload(), ("qinghe", "knit", "gw-knit", 7)),
+        (payload(reason="ends_down"), ("qinghe", "knit", "gw-knit", 7)),  # invalid, still confirmable
+        (payload(seq="7"), None),
+        (payload(gateway_id="a b"), None),
+        (b"{not json", None),
+    ],
+)
+def test_the_sender_of_a_message_is_read_leniently(payload_bytes: bytes, expected: tuple[object, ...] | None) -> None:
+    from ftel.contract import sender_of
+
+    sender = sender_of(TOPIC, payload_bytes)
+    assert (None if sender is None else (sender.site, sender.workshop, sender.gateway_id, sender.seq)) == expected

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftel.contract.models import StateChange, StateWindow
-from ftel.contract.states import MachineState
 from gateway.runner import edges_between
 from gateway.tracker import MachineTracker, Origin
 from simulators.driver import SimulatedDriver
@@ -73,7 +72,8 @@ def test_windows_equal_the_ledger_for_any_poll_rhythm(machine: int, poll_ms: int
 
 def test_each_event_states_the_exact_duration_of_the_state_before() -> None:
     _, events = run_tracker(3, 7_000)
-    assert events[0].prev_state is MachineState.OFFLINE
+    # The first state was first seen at the start: the first event states how long it lasted from there.
+    assert events[0].prev_duration_ms == events[0].ts - START
     for before, after in itertools.pairwise(events):
         assert after.prev_state == before.state
         assert after.prev_duration_ms == after.ts - before.ts > 0

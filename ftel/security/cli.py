@@ -1,0 +1,167 @@
+"""`ftel auth init | show | tls`: the installation's identities, what one needs to connect, throw-away TLS."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from ftel.errors import CliError
+from ftel.security.credentials import (
+    Credentials,
+    credential_env,
+    identity_settings,
+    load_credentials,
+    without_credentials,
+    write_private,
+)
+from ftel.security.errors import AuthError
+from ftel.security.identities import Identity, Role, gateway, grants, roster
+from ftel.security.provision import AuthFiles, provision
+from ftel.security.tls import DEFAULT_DAYS, DEFAULT_HOSTS, make_throwaway_pki
+from ftel.settings import Settings
+
+
+def plant_gateways(settings: Settings, plant_file: Path | None = None) -> tuple[Identity, ...]:
+    """One gateway identity per workshop of the plant (``plant_file``, the settings' plant, or the default)."""
+    # The plant file lists the workshops and their gateways; it lives with the simulator. Entry points are
+    # the composition root, so they may read it (lazily, as `ftel run` does).
+    from simulators.plant import default_plant, load_plant
+
+    path = plant_file or settings.simulation.plant
+    try:
+        plant = load_plant(path) if path else default_plant(settings.site)
+    except (OSError, yaml.YAMLError, ValidationError) as error:
+        raise AuthError(f"cannot read the plant file {path}: {error}") from error
+    return tuple(gateway(w.gateway_id, plant.site, w.id) for w in plant.workshops)
+
+
+def _summary(identities: list[Identity]) -> str:
+    by_role: dict[Role, list[Identity]] = {}
+    for identity in identities:
+        by_role.setdefault(identity.role, []).append(identity)
+    parts = []
+    for role, members in by_role.items():
+        names = ", ".join(i.describe() if role is Role.GATEWAY else i.name for i in members[:6])
+        more = f" and {len(members) - 6} more" if len(members) > 6 else ""
+        parts.append(f"  {role.value:12} {names}{more}")
+    return "\n".join(parts)
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    from ftel.stack.services import Service, reload_mosquitto
+
+    files = AuthFiles(settings.credentials_file)
+    workers = args.ingest_workers or settings.auth.ingest_workers
+    provisioned = provision(files, roster(plant_gateways(settings, args.plant), workers))
+    if provisioned.broker_changed:
+        # A running local broker takes them in at once.
+        reload_mosquitto(Service("mosquitto", settings.stack.dir / "mosquitto", settings.mqtt.port))
+    print(f"credentials  {files.credentials.resolve()}  (mode 0600: keep it secret, never commit it)")
+    print(f"mosquitto    {files.mosquitto_passwords.resolve()}")
+    print(f"             {files.mosquitto_acl.resolve()}")
+    print("identities:")
+    print(_summary(provisioned.credentials.all_identities()))
+    print("connect as one of them: ftel auth show NAME")
+    return 0
+
+
+def _credentials(settings: Settings) -> Credentials:
+    path = settings.credentials_file
+    if not path.exists():
+        raise CliError(f"no credentials file at {path}: run `ftel auth init` (or `ftel stack up`) first")
+    return load_credentials(path)
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    credentials = _credentials(settings)
+    if args.identity not in credentials.identities:
+        known = ", ".join(sorted(credentials.identities))
+        raise CliError(f"no identity {args.identity!r} in {settings.credentials_file} (known: {known})")
+    source = str(settings.credentials_file)
+    env = credential_env(identity_settings(without_credentials(settings), credentials, args.identity, source=source))
+    if args.env_file:
+        write_private(args.env_file, "".join(f"{k}={v}\n" for k, v in env.items()))
+        print(f"wrote {args.env_file} (mode 0600)")
+        return 0
+    identity = credentials.identity(args.identity)
+    g = grants(identity)
+    print(f"identity     {identity.describe()}")
+    print(f"MQTT         {settings.mqtt.host}:{settings.mqtt.port}, username {identity.name} (also the client id)")
+    print(f"  publish    {', '.join(g.publish) or 'nothing'}")
+    print(f"  receive    {', '.join(g.receive) or 'nothing'}")
+    if identity.influx_user is None:
+        print("InfluxDB     none (this role never talks to InfluxDB)")
+    else:
+        print(f"InfluxDB     {settings.influx.url}, user {identity.influx_user.value}")
+    print("environment:")
+    for key, value in env.items():
+        print(f"  {key}={value}")
+    return 0
+
+
+def _tls(args: argparse.Namespace, settings: Settings) -> int:
+    directory = args.out or settings.stack.dir / "tls"
+    files = make_throwaway_pki(directory, hosts=tuple(args.host or DEFAULT_HOSTS), days=args.days)
+    print(f"CA (trust it)   {files.ca.resolve()}")
+    print(f"server          {files.cert.resolve()}, key {files.key.resolve()} (mode 0600)")
+    print("the local stack serves MQTT over TLS and InfluxDB over HTTPS with them when started with:")
+    print(f"  FTEL_STACK__TLS=true FTEL_INFLUX__URL=https://127.0.0.1:{_influx_port(settings)} ftel stack up")
+    print("clients then connect with:")
+    print(
+        f"  FTEL_MQTT__TLS=true FTEL_MQTT__PORT={settings.stack.mqtt_tls_port} FTEL_MQTT__CA_FILE={files.ca.resolve()}"
+    )
+    print(f"  FTEL_INFLUX__URL=https://127.0.0.1:{_influx_port(settings)} FTEL_INFLUX__CA_FILE={files.ca.resolve()}")
+    return 0
+
+
+def _influx_port(settings: Settings) -> int:
+    from urllib.parse import urlparse
+
+    return urlparse(settings.influx.url).port or 8086
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "auth",
+        help="identities and credentials: init, show one, throw-away TLS",
+        description="Every process connects as an identity with its own password and only the topics and "
+        "InfluxDB access of its role (docs/security.md).",
+    )
+    sub = parser.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
+
+    init = sub.add_parser(
+        "init",
+        help="write the credentials file and Mosquitto's password and ACL files",
+        description="Creates (or completes) the credentials file (FTEL_AUTH__CREDENTIALS_FILE, default "
+        "<FTEL_STACK__DIR>/auth/credentials.yaml) with a random password for each gateway of the plant, "
+        "ingest-1 … ingest-N, alerts, supervisor, maintenance and admin, and the InfluxDB users; writes "
+        "Mosquitto's password and ACL files beside it. Passwords already there are kept; a running local "
+        "broker reloads the files.",
+    )
+    init.add_argument("--plant", type=Path, help="plant YAML whose gateways get identities (default: the settings')")
+    init.add_argument("--ingest-workers", type=int, help="identities ingest-1 … ingest-N (FTEL_AUTH__INGEST_WORKERS)")
+    init.set_defaults(handler=_init)
+
+    show = sub.add_parser(
+        "show",
+        help="what one needs to connect as an identity (prints its password)",
+        description="Prints the identity's role, what it may publish and receive, and the FTEL_* variables "
+        "with its MQTT and InfluxDB credentials.",
+    )
+    show.add_argument("identity", metavar="IDENTITY")
+    show.add_argument("--env-file", type=Path, help="write only the FTEL_* variables to this file (mode 0600)")
+    show.set_defaults(handler=_show)
+
+    tls = sub.add_parser(
+        "tls",
+        help="make a throw-away CA and a server certificate for the local stack",
+        description="Writes ca.pem, server.pem and server-key.pem (for 127.0.0.1 and localhost by default); "
+        "the CA's key is never written. For a lab or a single host; a plant's own PKI is better.",
+    )
+    tls.add_argument("--out", type=Path, help="directory (default <FTEL_STACK__DIR>/tls, where the stack looks)")
+    tls.add_argument("--host", action="append", help="a name or address the certificate is for (repeatable)")
+    tls.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"validity (default {DEFAULT_DAYS})")
+    tls.set_defaults(handler=_tls)

@@ -1,0 +1,175 @@
+"""A gateway's pure core: the trackers of its machines, its sequence numbers and the messages they make.
+
+No I/O: the runner (MQTT, spool, drivers, clock) and the backfill (straight to InfluxDB) both drive it, so a
+backfilled history is what the live pipeline would have stored. Its whole state is a ``CoreState`` that the
+runner checkpoints with the spool in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow
+from gateway.driver import MachineInfo, Reading
+from gateway.tracker import MachineTracker, Origin, TrackerState
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTiming:
+    window_ms: int
+    telemetry_interval_ms: int
+    heartbeat_interval_ms: int
+    tick_s: float
+
+
+def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:
+    """Multiples of ``interval_ms`` in (after_ms, until_ms]."""
+    first = (after_ms // interval_ms + 1) * interval_ms
+    return range(first, until_ms + 1, interval_ms)
+
+
+@dataclass(slots=True)
+class CoreState:
+    next_seq: int = 1
+    last_ms: int | None = None  # every machine has been read up to here
+    newest_ts: int = 0  # the newest timestamp of any message made so far
+    trackers: dict[str, TrackerState] = field(default_factory=dict)  # machine id -> its tracker
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolCounts:
+    depth: int
+    dropped: int
+
+
+class GatewayCore:
+    def __init__(
+        self,
+        origin: Origin,
+        machines: Sequence[MachineInfo],
+        timing: GatewayTiming,
+        *,
+        boot_id: int,
+        state: CoreState | None = None,
+    ) -> None:
+        self.origin = origin
+        self.timing = timing
+        self.boot_id = boot_id
+        self.state = state or CoreState()
+        self.machine_types = {m.machine_id: m.machine_type for m in machines}
+        self.trackers: dict[str, MachineTracker] = {}
+        for info in machines:
+            tracker_state = self.state.trackers.setdefault(info.machine_id, TrackerState())
+            self.trackers[info.machine_id] = MachineTracker(
+                origin,
+                info,
+                window_ms=timing.window_ms,
+                telemetry_interval_ms=timing.telemetry_interval_ms,
+                next_seq=self.next_seq,
+                state=tracker_state,
+            )
+
+    def next_seq(self) -> int:
+        seq = self.state.next_seq
+        self.state.next_seq += 1
+        return seq
+
+    @property
+    def last_ms(self) -> int | None:
+        return self.state.last_ms
+
+    def read_times(self, after_ms: int, until_ms: int) -> list[int]:
+        """When to read every machine in (after_ms, until_ms]: each window edge (exact windows), each telemetry
+        tick, and ``until_ms`` itself."""
+        t = self.timing
+        times = {until_ms, *edges_between(after_ms, until_ms, t.window_ms)}
+        times.update(edges_between(after_ms, until_ms, t.telemetry_interval_ms))
+        return sorted(times)
+
+    def observe(self, at_ms: int, readings: Mapping[str, list[Reading]]) -> list[MachineMessage]:
+        """Every machine read up to ``at_ms``: the changes, windows and telemetry those readings make."""
+        out: list[MachineMessage] = []
+        for machine_id, tracker in self.trackers.items():
+            for reading in readings.get(machine_id, ()):
+                out.extend(tracker.observe(reading))
+        self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
+        return self._stamped(out)
+
+    def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
+        for message in messages:
+            self.state.newest_ts = max(self.state.newest_ts, message.ts)
+        return messages
+
+    def metas(self, ts: int) -> list[MachineMessage]:
+        return self._stamped([tracker.meta(ts) for tracker in self.trackers.values()])
+
+    def heartbeat(self, after_ms: int, until_ms: int, *, uptime_ms: int, spool: SpoolCounts) -> Heartbeat | None:
+        """One heartbeat for the last heartbeat edge in (after_ms, until_ms], if any."""
+        edges = edges_between(after_ms, until_ms, self.timing.heartbeat_interval_ms)
+        if not len(edges):
+            return None
+        o = self.origin
+        beat = Heartbeat(
+            site=o.site,
+            workshop=o.workshop,
+            gateway_id=o.gateway_id,
+            seq=self.next_seq(),
+            ts=edges[-1],
+            boot_id=self.boot_id,
+            uptime_ms=uptime_ms,
+            machines=len(self.trackers),
+            spool_depth=spool.depth,
+            spool_dropped=spool.dropped,
+        )
+        self.state.newest_ts = max(self.state.newest_ts, beat.ts)
+        return beat
+
+    def birth(self) -> GatewayStatus:
+        """Online, with each machine's state re-stated. Stamped after everything sent so far, so nothing of the
+        past (a death judged from this gateway's last message, a replay) can land after it."""
+        states: dict[str, MachineNow] = {}
+        for machine_id, tracker in self.trackers.items():
+            now = tracker.now()
+            if now is not None:
+                states[machine_id] = now
+        ts = max(self.state.last_ms or 0, self.state.newest_ts + 1)
+        birth = self._status(online=True, ts=ts, seq=self.next_seq(), states=states)
+        self.state.newest_ts = ts
+        return birth
+
+    def death(self, ts: int) -> GatewayStatus:
+        """The gateway's own death: it stops watching at ``ts``."""
+        death = self._status(online=False, ts=ts, seq=self.next_seq())
+        self.state.newest_ts = max(self.state.newest_ts, ts)
+        return death
+
+    def will(self, ts: int) -> GatewayStatus:
+        """The last will registered at connect (outside the sequence: the broker, not the spool, sends it)."""
+        return self._status(online=False, ts=ts, seq=0, will=True)
+
+    def close(self, at_ms: int) -> list[MachineMessage]:
+        """Partial windows up to ``at_ms`` (the gateway stops)."""
+        out: list[MachineMessage] = []
+        for tracker in self.trackers.values():
+            out.extend(tracker.close(at_ms))
+        if out:
+            self.state.last_ms = max(self.state.last_ms or at_ms, at_ms)
+        return self._stamped(out)
+
+    def _status(
+        self, *, online: bool, ts: int, seq: int, states: dict[str, MachineNow] | None = None, will: bool = False
+    ) -> GatewayStatus:
+        o = self.origin
+        return GatewayStatus(
+            site=o.site,
+            workshop=o.workshop,
+            gateway_id=o.gateway_id,
+            seq=seq,
+            ts=ts,
+            online=online,
+            boot_id=self.boot_id,
+            machines=self.machine_types,
+            states=states or {},
+            will=will,
+        )

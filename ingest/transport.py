@@ -1,0 +1,221 @@
+"""The ingest worker's MQTT connection (paho-mqtt 2.x, MQTT 5), with a network loop the worker drives itself.
+
+Driving the loop is what lets the worker stop reading the socket while too much is unacknowledged (flow
+control that does not trust the broker's Receive Maximum), and acknowledge each message only after its batch
+is stored (paho's manual acknowledgement). ``MqttTransport`` is the port the worker talks to; a fake one
+unit-tests the worker's logic, and the integration tests prove the same on the real broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ftel.errors import FtelError
+from ftel.mqtt import paho_client
+from ftel.settings import MqttSettings
+
+OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
+CONNECT_TIMEOUT_S = 15.0
+# Messages read per readable socket before the worker looks at its batch and limits again.
+READ_BURST = 500
+
+
+class TransportError(FtelError):
+    """The broker went away or refused us; the text says which and what to do."""
+
+
+class MqttTransport(Protocol):
+    def connect(self) -> bool:
+        """Connect; return whether the broker still had our session."""
+        ...
+
+    def subscribe(self, topic_filter: str) -> None: ...
+
+    def poll(self, timeout_s: float, *, read: bool) -> None:
+        """Move bytes: write what is queued, read (and hand over) messages when ``read``. Raises TransportError
+        when the connection is lost."""
+        ...
+
+    def ack(self, mid: int) -> None: ...
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+
+    def disconnect(self) -> None: ...
+
+    def wake(self) -> None:
+        """From any thread: end the current poll early."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PahoTransport:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        client_id: str,
+        session_expiry_s: int,
+        receive_maximum: int,
+        on_message: OnMessage,
+    ) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._on_message = on_message
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._client: mqtt.Client | None = None
+        self._connack: tuple[bool, ReasonCode] | None = None
+        self._suback: list[ReasonCode] | None = None
+        self._received = 0
+
+    def _new_client(self) -> mqtt.Client:
+        client = paho_client(self._settings, client_id=self._client_id)
+        client.manual_ack_set(True)
+        client.on_connect = self._handle_connect
+        client.on_subscribe = self._handle_subscribe
+        client.on_message = self._handle_message
+        return client
+
+    def connect(self) -> bool:
+        self._client = self._new_client()
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        # Without a session expiry an MQTT 5 session ends with the connection; with one, a restarted worker
+        # finds what arrived while it was away (and a worker gone for good lets go of its share when it ends).
+        properties.SessionExpiryInterval = self._session_expiry_s
+        properties.ReceiveMaximum = min(65_535, self._receive_maximum)
+        self._connack = None
+        try:
+            self._client.connect(
+                self._settings.host,
+                self._settings.port,
+                keepalive=self._settings.keepalive_s,
+                clean_start=False,
+                properties=properties,
+            )
+        except OSError as error:
+            raise TransportError(f"cannot reach the MQTT broker at {self._where}: {error}") from error
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while self._connack is None:
+            if time.monotonic() > deadline:
+                raise TransportError(f"the MQTT broker at {self._where} did not answer within {CONNECT_TIMEOUT_S} s")
+            self.poll(0.1, read=True)
+        session_present, reason = self._connack
+        if reason.is_failure:
+            self._drop()
+            raise TransportError(
+                f"the MQTT broker at {self._where} refused worker {self._client_id}: {reason} "
+                f"(check its credentials: ftel auth show {self._client_id})"
+            )
+        return session_present
+
+    @property
+    def _where(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    def subscribe(self, topic_filter: str) -> None:
+        client = self._require()
+        self._suback = None
+        client.subscribe(topic_filter, qos=1)
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while self._suback is None:
+            if time.monotonic() > deadline:
+                raise TransportError(f"no answer to the subscription to {topic_filter}")
+            self.poll(0.1, read=True)
+        if any(code.is_failure for code in self._suback):
+            raise TransportError(
+                f"the broker refused the subscription to {topic_filter} ({self._suback[0]}): check this worker's "
+                f"rights (docs/security.md)"
+            )
+
+    def poll(self, timeout_s: float, *, read: bool) -> None:
+        client = self._require()
+        sock = client.socket()
+        if sock is None:
+            raise TransportError(f"lost the MQTT broker at {self._where}")
+        readers: list[object] = [self._wake_r, sock] if read else [self._wake_r]
+        writers = [sock] if client.want_write() else []
+        readable, writable, _ = select.select(readers, writers, [], timeout_s)  # type: ignore[type-var]
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                self._wake_r.recv(4096)
+        if sock in writable:
+            self._check(client.loop_write())
+        if sock in readable:
+            for _ in range(READ_BURST):
+                before = self._received
+                self._check(client.loop_read())
+                if self._received == before:
+                    break
+        self._check(client.loop_misc())
+
+    def ack(self, mid: int) -> None:
+        self._require().ack(mid, 1)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        info = self._require().publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise TransportError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
+
+    def disconnect(self) -> None:
+        if self._client is None:
+            return
+        client = self._client
+        client.disconnect()
+        # Let the DISCONNECT (and any queued acknowledgement) go out before the socket closes.
+        deadline = time.monotonic() + 2.0
+        while client.want_write() and client.socket() is not None and time.monotonic() < deadline:
+            client.loop_write()
+        self._drop()
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"x")
+
+    def close(self) -> None:
+        self._drop()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and client.socket() is not None:
+            client.socket().close()  # type: ignore[union-attr]
+
+    def _require(self) -> mqtt.Client:
+        if self._client is None:
+            raise TransportError("not connected to the MQTT broker")
+        return self._client
+
+    def _check(self, rc: MQTTErrorCode) -> None:
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._drop()
+            raise TransportError(f"lost the MQTT broker at {self._where}: {mqtt.error_string(rc)}")
+
+    def _handle_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, props: object
+    ) -> None:
+        self._connack = (flags.session_present, reason)
+
+    def _handle_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
+    ) -> None:
+        self._suback = reasons
+
+    def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._received += 1
+        self._on_message(message.topic, bytes(message.payload), message.mid, message.qos)
