@@ -1,0 +1,126 @@
+"""The gateway's core and spool without services: a restart from a checkpoint carries on exactly as if the
+gateway had never stopped (no window overwritten with less, no phantom stop, continuous sequence numbers), and
+the spool keeps what it holds, in order, bounded and counted, across a reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ftel.contract.models import GatewayStatus, Message, StateChange, StateWindow
+from gateway.core import CoreState, GatewayCore, GatewayTiming
+from gateway.runner import _CHECKPOINT, _Checkpoint
+from gateway.spool import Spool, SpoolEntry
+from gateway.tracker import Origin
+from simulators.driver import SimulatedDriver
+from simulators.machine import plant_models
+from simulators.plant import default_plant
+
+WINDOW = 60_000
+START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
+TIMING = GatewayTiming(WINDOW, 30_000, 10_000, 0.1)
+
+
+def workshop_core(state: CoreState | None = None) -> tuple[GatewayCore, dict[str, SimulatedDriver]]:
+    plant = default_plant()
+    knit = plant.workshop("knit")
+    drivers = {m.spec.id: SimulatedDriver(m) for _, m in plant_models(plant, start_ms=START, workshop="knit")}
+    core = GatewayCore(
+        Origin(plant.site, knit.id, knit.gateway_id),
+        [d.info for d in drivers.values()],
+        TIMING,
+        boot_id=START,
+        state=state,
+    )
+    return core, drivers
+
+
+def run(core: GatewayCore, drivers: dict[str, SimulatedDriver], after: int, until: int) -> list[Message]:
+    out: list[Message] = []
+    for at in core.read_times(after, until):
+        out.extend(core.observe(at, {mid: d.read(at) for mid, d in drivers.items()}))
+    return out
+
+
+def full_windows(messages: list[Message]) -> dict[tuple[str, int], tuple[object, ...]]:
+    """The last word on each (machine, window), as InfluxDB keeps it (a later point overwrites)."""
+    return {
+        (m.machine_id, m.window_start): (
+            m.state_ms,
+            m.down_ms_by_reason,
+            m.stops_by_reason,
+            m.units,
+            m.defects,
+            m.partial,
+        )
+        for m in messages
+        if isinstance(m, StateWindow)
+    }
+
+
+@settings(max_examples=8, deadline=None)
+@given(stop_at=st.integers(1, 3600 - 1), clean=st.booleans())
+def test_a_gateway_restarted_from_its_checkpoint_ends_exactly_where_an_uninterrupted_one_does(
+    stop_at: int, clean: bool
+) -> None:
+    end, stop = START + 3_600_000, START + stop_at * 1000
+    core, drivers = workshop_core()
+    first_read = core.observe(START, {mid: d.read(START) for mid, d in drivers.items()})
+    whole = [*first_read, *run(core, drivers, START, end)]
+
+    core, drivers = workshop_core()
+    before = [
+        *core.observe(START, {mid: d.read(START) for mid, d in drivers.items()}),
+        *run(core, drivers, START, stop),
+    ]
+    if clean:
+        before.extend(core.close(stop))  # a clean stop sends partial windows; the full ones overwrite them
+    saved = _CHECKPOINT.dump_json(_Checkpoint("fp", core.state))
+    restored, drivers = workshop_core(_CHECKPOINT.validate_json(saved).core)
+    last = restored.last_ms
+    assert last is not None
+    for driver in drivers.values():
+        assert driver.resume(last)
+    after = run(restored, drivers, last, end)
+    resumed = [*before, *after]
+
+    assert full_windows(resumed) == full_windows(whole)
+    changes = [(m.machine_id, m.ts, m.state, m.prev_duration_ms) for m in resumed if isinstance(m, StateChange)]
+    assert changes == [(m.machine_id, m.ts, m.state, m.prev_duration_ms) for m in whole if isinstance(m, StateChange)]
+    seqs = [m.seq for m in resumed]
+    assert seqs == list(range(1, len(seqs) + 1)), "sequence numbers run on across the restart"
+
+
+def test_a_birth_re_states_every_machine_after_everything_sent_before() -> None:
+    core, drivers = workshop_core()
+    sent = [
+        *core.observe(START, {mid: d.read(START) for mid, d in drivers.items()}),
+        *run(core, drivers, START, START + 600_000),
+    ]
+    birth = core.birth()
+    assert isinstance(birth, GatewayStatus)
+    assert birth.online
+    assert set(birth.states) == set(drivers)
+    assert birth.ts > max(m.ts for m in sent)
+    for machine_id, now in birth.states.items():
+        last_change = [m for m in sent if isinstance(m, StateChange) and m.machine_id == machine_id]
+        if last_change:
+            assert (now.state, now.since_ms) == (last_change[-1].state, last_change[-1].ts)
+        else:
+            assert now.since_ms == START  # first seen at the start, unchanged since
+
+
+def test_the_spool_keeps_its_messages_and_checkpoint_across_a_reopen_bounded_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_messages=3)
+    kept = spool.commit([SpoolEntry(seq, f"t/{seq}", b"x" * seq, seq == 1) for seq in range(1, 6)], "cp-1")
+    assert [e.seq for e in kept] == [1, 2, 3]
+    assert spool.dropped == 2
+    assert spool.confirm([2, 2, 99]) == 1
+    spool.close()
+    again = Spool(tmp_path, max_messages=3)
+    assert again.seqs() == [1, 3]
+    assert again.checkpoint() == "cp-1"
+    assert again.dropped == 2
+    assert list(again.read([3, 2, 1])) == [SpoolEntry(3, "t/3", b"xxx", False), SpoolEntry(1, "t/1", b"x", True)]

@@ -1,0 +1,211 @@
+"""The ingest worker's logic with a fake transport and a fake InfluxDB writer (no services): acknowledge only
+after the write, confirm before acknowledging, hold back while InfluxDB refuses, dead-letter only the refused
+lines, stop reading while too much is unacknowledged. The integration and fault suites prove the same on the
+real broker and the real InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from ftel.contract import Confirmation
+from ftel.settings import IngestSettings, Settings
+from ftel.storage.writer import Refusal, WriteError
+from ingest.worker import IngestWorker
+from tests.support import wait_until
+from tests.unit.test_contract import GOOD, TOPIC
+
+
+@dataclass
+class FakeTransport:
+    """Delivers queued messages when the worker reads; records what the worker does, in order."""
+
+    inbox: list[tuple[str, bytes, int]] = field(default_factory=list)
+    log: list[tuple[str, object]] = field(default_factory=list)
+    reads_refused: int = 0
+    connects: int = 0
+    on_message: Callable[[str, bytes, int, int], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wakeup: threading.Event = field(default_factory=threading.Event)
+
+    def connect(self) -> bool:
+        self.connects += 1
+        self.log.append(("connect", self.connects))
+        return True
+
+    def subscribe(self, topic_filter: str) -> None:
+        self.log.append(("subscribe", topic_filter))
+
+    def poll(self, timeout_s: float, *, read: bool) -> None:
+        if not read:
+            self.reads_refused += 1
+        with self.lock:
+            chosen = list(self.inbox) if read else []
+            self.inbox.clear() if read else None
+        assert self.on_message is not None
+        for topic, payload, mid in chosen:
+            self.on_message(topic, payload, mid, 1)
+        self.wakeup.wait(0.005)
+        self.wakeup.clear()
+
+    def ack(self, mid: int) -> None:
+        self.log.append(("ack", mid))
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.log.append(("publish", (topic, payload, retain)))
+
+    def disconnect(self) -> None:
+        self.log.append(("disconnect", None))
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def close(self) -> None:
+        self.log.append(("close", None))
+
+    def send(self, *messages: tuple[str, bytes, int]) -> None:
+        with self.lock:
+            self.inbox.extend(messages)
+
+    def entries(self, kind: str) -> list[object]:
+        return [value for what, value in list(self.log) if what == kind]
+
+    def published(self, prefix: str) -> list[tuple[str, bytes, bool]]:
+        return [p for p in self.entries("publish") if p[0].startswith(prefix)]  # type: ignore[index]
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+@dataclass
+class FakeWriter:
+    """Stores bodies; refuses as told (``refuse`` returns a WriteError for a body, or None)."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    refuse: Callable[[bytes], WriteError | None] = lambda body: None
+    gate: threading.Event = field(default_factory=_set_event)
+
+    def write(self, body: bytes) -> None:
+        self.gate.wait(10)
+        error = self.refuse(body)
+        if error is not None:
+            raise error
+        self.bodies.append(body)
+
+    def close(self) -> None:
+        pass
+
+    def lines(self) -> list[str]:
+        return [line for body in self.bodies for line in body.decode().split("\n")]
+
+
+def message(seq: int, **changes: object) -> tuple[str, bytes, int]:
+    return TOPIC, json.dumps({**GOOD, "seq": seq, "ts": GOOD["ts"] + seq, **changes}).encode(), seq
+
+
+@pytest.fixture
+def rig() -> Iterator[tuple[IngestWorker, FakeTransport, FakeWriter, threading.Event]]:
+    transport, writer = FakeTransport(), FakeWriter()
+    ingest = IngestSettings(
+        worker_id="w-1",
+        flush_interval_s=0.01,
+        health_interval_s=3600,
+        max_unacked=5,
+        batch_size=5,
+        max_age_s=10**9,
+        max_future_skew_s=10**9,
+    )
+    worker = IngestWorker(Settings(ingest=ingest), transport=transport, writer=writer)
+    transport.on_message = worker._on_message
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    yield worker, transport, writer, stop
+    writer.gate.set()
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_messages_are_acknowledged_only_after_their_batch_is_written_and_confirmed_first(rig) -> None:  # type: ignore[no-untyped-def]
+    worker, transport, writer, _ = rig
+    writer.gate.clear()  # InfluxDB takes its time
+    transport.send(message(1), message(2), message(3))
+    wait_until(lambda: worker.stats.messages_in == 3, timeout_s=5, what="three messages in", every_s=0.01)
+    assert transport.entries("ack") == []
+    writer.gate.set()
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+    assert sorted(transport.entries("ack")) == [1, 2, 3]  # type: ignore[type-var]
+    assert sum(1 for line in writer.lines() if line.startswith("machine_state,")) == 3
+    kinds = [what for what, value in transport.log if what == "ack" or (what == "publish" and "confirm" in value[0])]  # type: ignore[index]
+    assert kinds[0] == "publish", "the gateway is told what is stored before the broker is acknowledged"
+    (topic, payload, _), *_ = transport.published("ftel/v1/confirm/")
+    assert topic == "ftel/v1/confirm/qinghe/knit/gw-knit"
+    assert Confirmation.model_validate_json(payload).ranges == [(1, 3)]
+
+
+def test_the_worker_stops_reading_while_too_much_is_unacknowledged(rig) -> None:  # type: ignore[no-untyped-def]
+    worker, transport, writer, _ = rig
+    writer.gate.clear()
+    transport.send(*(message(seq) for seq in range(1, 6)))
+    wait_until(lambda: worker.stats.messages_in == 5, timeout_s=5, what="five messages in", every_s=0.01)
+    transport.send(*(message(seq) for seq in range(6, 20)))
+    wait_until(lambda: transport.reads_refused > 3, timeout_s=5, what="reads refused", every_s=0.01)
+    assert worker.stats.messages_in == 5
+    assert transport.entries("ack") == []
+    writer.gate.set()
+    wait_until(lambda: len(transport.entries("ack")) == 19, timeout_s=10, what="every message acked", every_s=0.01)
+
+
+def test_blocking_refusals_hold_everything_and_resume_by_themselves(rig) -> None:  # type: ignore[no-untyped-def]
+    worker, transport, writer, _ = rig
+    missing = WriteError('InfluxDB answered 404: database not found: "ftel"', refusal=Refusal.BLOCKING, status=404)
+    writer.refuse = lambda body: missing
+    transport.send(message(1), message(2))
+    wait_until(lambda: worker.stats.blocked == 1, timeout_s=5, what="the worker to block", every_s=0.01)
+    wait_until(lambda: ("disconnect", None) in transport.log, timeout_s=5, what="a disconnect", every_s=0.01)
+    assert transport.entries("ack") == []
+    assert transport.published("ftel/v1/confirm/") == []
+    health = json.loads(transport.published("ftel/v1/health/ingest/w-1")[-1][1])
+    assert health["state"] == "blocked"
+    assert "database not found" in health["reason"]
+    assert transport.published("ftel/v1/health/ingest/w-1")[-1][2] is True  # retained: readable while blocked
+    writer.refuse = lambda body: None  # the database is created
+    wait_until(
+        lambda: worker.stats.blocked == 0 and transport.connects == 2, timeout_s=10, what="resumed", every_s=0.05
+    )
+    transport.send(message(1), message(2))  # the broker hands them out again on the new connection
+    wait_until(lambda: len(transport.entries("ack")) == 2, timeout_s=5, what="acks after resuming", every_s=0.01)
+
+
+def test_only_the_lines_influxdb_refuses_become_dead_letters(rig) -> None:  # type: ignore[no-untyped-def]
+    _worker, transport, writer, _ = rig
+
+    def refuse(body: bytes) -> WriteError | None:
+        if b"prev_duration_ms=666" in body:
+            return WriteError(
+                "InfluxDB answered 400: partial write: field type conflict", refusal=Refusal.LINES, status=400
+            )
+        return None
+
+    writer.refuse = refuse
+    transport.send(message(1), message(2, prev_duration_ms=666), message(3))
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+    (letter,) = transport.published("ftel/v1/deadletter/w-1")
+    body = json.loads(letter[1])
+    assert "field type conflict" in body["reason"]
+    assert '"seq": 2' in body["payload"]
+    stored = [line for line in writer.lines() if line.startswith("machine_state,")]
+    assert len(stored) == 2
+    assert all("prev_duration_ms=666" not in line for line in stored)
+    assert any(line.startswith("dead_letter,") for line in writer.lines())
+    # The refused message is confirmed all the same: its gateway must not send it forever.
+    confirmed = [Confirmation.model_validate_json(p).seqs() for _, p, _ in transport.published("ftel/v1/confirm/")]
+    assert sorted(seq for seqs in confirmed for seq in seqs) == [1, 2, 3]
