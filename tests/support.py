@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ftel.mqtt import paho_client
 from ftel.security.credentials import credential_env, with_identity
 from ftel.security.identities import ADMIN, Identity, Role
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings
@@ -115,3 +122,92 @@ def wait_for_log(log: Path, text: str, *, timeout_s: float = 60) -> None:
         timeout_s=timeout_s,
         what=f"{text!r} in {log}",
     )
+
+
+class MqttProbe:
+    """A real paho client (built by ftel.mqtt, like every component's) that records what happens to it: the
+    broker's answer to CONNECT, the reason code of each PUBACK, what it receives, whether it was cut off."""
+
+    def __init__(self, mqtt: MqttSettings, *, client_id: str = "", clean_start: bool = True, expiry_s: int = 0):
+        self.client = paho_client(mqtt, client_id=client_id)
+        self._settings = mqtt
+        self._clean_start = clean_start
+        self._expiry_s = expiry_s
+        self.answered = threading.Event()
+        self.connack: str | None = None
+        self.disconnected = threading.Event()
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._subscribed = threading.Event()
+        self._acks: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        # Refused or cut off: stay so (a probe never retries, so what it saw is what the broker said).
+        self.client.reconnect_delay_set(3600, 3600)
+
+    def _on_connect(self, client: object, userdata: object, flags: object, reason: ReasonCode, props: object) -> None:
+        self.connack = str(reason)
+        self.answered.set()
+
+    def _on_disconnect(
+        self, client: object, userdata: object, flags: object, reason: ReasonCode, props: object
+    ) -> None:
+        self.disconnected.set()
+        self.answered.set()
+
+    def _on_message(self, client: object, userdata: object, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def _on_publish(self, client: object, userdata: object, mid: int, reason: ReasonCode, props: object) -> None:
+        with self._lock:
+            # 'No matching subscribers' is an acceptance too.
+            self._acks[mid] = str(reason) if reason.is_failure else "Success"
+
+    def _on_subscribe(
+        self, client: object, userdata: object, mid: int, reasons: list[ReasonCode], props: object
+    ) -> None:
+        self._subscribed.set()
+
+    def connect(self, *, timeout_s: float = 10) -> MqttProbe:
+        """Connect and wait for the broker's answer (see ``connack``; a refused probe is not ``connected``)."""
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = self._expiry_s
+        self.client.connect(
+            self._settings.host, self._settings.port, clean_start=self._clean_start, properties=properties
+        )
+        self.client.loop_start()
+        if not self.answered.wait(timeout_s):
+            raise AssertionError(f"no answer to CONNECT from {self._settings.host}:{self._settings.port}")
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self.connack == "Success" and not self.disconnected.is_set()
+
+    def subscribe(self, topic: str, *, timeout_s: float = 10) -> None:
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        if not self._subscribed.wait(timeout_s):
+            raise AssertionError(f"no SUBACK for {topic}")
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float = 10) -> str:
+        """Publish with QoS 1; return 'Success' if the broker accepted it, else its PUBACK's reason."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout_s)
+        with self._lock:
+            return self._acks.pop(info.mid)
+
+    def received(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [payload for t, payload, _ in self.messages if t == topic]
+
+    def wait_for(self, topic: str, payload: bytes, *, timeout_s: float = 30) -> None:
+        wait_until(lambda: payload in self.received(topic), timeout_s=timeout_s, what=f"{payload!r} on {topic}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
