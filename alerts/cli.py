@@ -16,10 +16,13 @@ from alerts.delivery import ACK_TOPIC
 from alerts.errors import RulesError
 from alerts.grafana_rules import write_grafana_rules
 from alerts.lifecycle import AlertRecord
-from alerts.rules import AlertConfig, WebhookTarget, load_config
+from alerts.rules import AlertConfig, load_config, parse_config
 from alerts.worker import AckCommand, AlertWorker
 from ftel.contract.topics import ALERT_PREFIX
 from ftel.errors import CliError
+from ftel.mqtt import aiomqtt_options
+from ftel.security.credentials import with_identity
+from ftel.security.identities import ALERTS, MAINTENANCE, SUPERVISOR
 from ftel.settings import MqttSettings, Settings
 
 # Retained alerts arrive right after the subscription; the listing ends after this long without one.
@@ -32,19 +35,21 @@ def _config(args: argparse.Namespace) -> AlertConfig:
         config = load_config(args.rules)
     except RulesError as error:
         raise CliError(str(error)) from error
-    worker = config.worker
-    updates: dict[str, object] = {}
-    if getattr(args, "state_dir", None):
-        updates["state_dir"] = args.state_dir
-    if getattr(args, "group", None):
-        updates["group"] = args.group
-    if getattr(args, "client_id", None):
-        updates["client_id"] = args.client_id
-    webhooks = list(config.webhooks)
-    for i, url in enumerate(getattr(args, "webhook", None) or []):
-        webhooks.append(WebhookTarget(name=f"cli-{i + 1}", url=url))
-    worker = worker.model_copy(update=updates)
-    return config.model_copy(update={"worker": worker, "webhooks": tuple(webhooks)})
+    data = config.model_dump()
+    worker = data["worker"]
+    for option in ("state_dir", "group", "client_id"):
+        if getattr(args, option, None):
+            worker[option] = getattr(args, option)
+    worker["allow_hosts"] = (*worker["allow_hosts"], *(getattr(args, "allow_host", None) or ()))
+    data["webhooks"] = [
+        *data["webhooks"],
+        *({"name": f"cli-{i + 1}", "url": url} for i, url in enumerate(getattr(args, "webhook", None) or [])),
+    ]
+    # Validated again as a whole: command-line webhooks get the same checks as the file's.
+    try:
+        return parse_config(data, source="command line and rules")
+    except RulesError as error:
+        raise CliError(str(error)) from error
 
 
 async def _run(settings: Settings, config: AlertConfig, site: str | None) -> None:
@@ -57,18 +62,15 @@ async def _run(settings: Settings, config: AlertConfig, site: str | None) -> Non
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_run(settings, _config(args), args.site))
+    asyncio.run(_run(with_identity(settings, args.identity), _config(args), args.site))
     return 0
 
 
 async def read_retained_alerts(mqtt: MqttSettings, *, quiet_s: float = LIST_QUIET_S) -> list[AlertRecord]:
     """Every alert on the retained alert topics, newest first."""
     found: dict[str, AlertRecord] = {}
-    password = mqtt.password.get_secret_value() if mqtt.password else None
     try:
-        async with aiomqtt.Client(
-            mqtt.host, mqtt.port, username=mqtt.username, password=password, protocol=aiomqtt.ProtocolVersion.V5
-        ) as client:
+        async with aiomqtt.Client(**aiomqtt_options(mqtt)) as client:
             await client.subscribe(f"{ALERT_PREFIX}/+", qos=1)
             deadline = time.monotonic() + LIST_MAX_S
             messages = client.messages
@@ -90,7 +92,7 @@ async def read_retained_alerts(mqtt: MqttSettings, *, quiet_s: float = LIST_QUIE
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    alerts = asyncio.run(read_retained_alerts(settings.mqtt))
+    alerts = asyncio.run(read_retained_alerts(with_identity(settings, SUPERVISOR).mqtt))
     if not args.all:
         alerts = [a for a in alerts if a.is_open]
     if args.json:
@@ -106,14 +108,12 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _ack(mqtt: MqttSettings, command: AckCommand) -> None:
-    password = mqtt.password.get_secret_value() if mqtt.password else None
-    async with aiomqtt.Client(
-        mqtt.host, mqtt.port, username=mqtt.username, password=password, protocol=aiomqtt.ProtocolVersion.V5
-    ) as client:
+    async with aiomqtt.Client(**aiomqtt_options(mqtt)) as client:
         await client.publish(ACK_TOPIC, command.encode(), qos=1)
 
 
 def _cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_identity(settings, MAINTENANCE)
     alerts = {a.alert_id: a for a in asyncio.run(read_retained_alerts(settings.mqtt))}
     alert = alerts.get(args.alert_id)
     if alert is None:
@@ -158,6 +158,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--group", help="shared-subscription group (default: alerts)")
     run.add_argument("--client-id", help="stable MQTT client id (default: ftel-alerts-<group>)")
     run.add_argument("--webhook", action="append", help="webhook URL (repeatable), added to the rules file's")
+    run.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="HOST",
+        help="an internal host (name, address or network) webhooks may reach (repeatable; worker allow_hosts)",
+    )
+    run.add_argument(
+        "--identity",
+        default=ALERTS,
+        help="identity to connect as (default: alerts); a second worker, e.g. of another group, needs its own",
+    )
     run.set_defaults(handler=_cmd_run)
 
     listing = sub.add_parser("list", help="list alerts from the retained alert topics")

@@ -5,13 +5,17 @@ Bodies are built here from an AlertRecord (pure); the senders wrap third-party e
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import urllib.error
-import urllib.request
+import socket
+from collections.abc import Callable
+
+import httpx
 
 from alerts.errors import DeliveryError
 from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
+from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses
 from ftel.contract.topics import ALERT_PREFIX
 from ftel.storage.lineproto import Point
 
@@ -21,6 +25,8 @@ ACK_TOPIC = f"{ALERT_PREFIX}-cmd/ack"
 MQTT_SINK = "mqtt"
 INFLUX_SINK = "influx"
 WEBHOOK_BODY_VERSION = 1
+# Receivers one worker keeps connections to; a few webhooks per plant.
+WEBHOOK_CONNECTIONS = 8
 
 
 def alert_topic(alert_id: str) -> str:
@@ -70,21 +76,83 @@ def alert_point(record: AlertRecord) -> Point:
     )
 
 
-def post_webhook(target: WebhookTarget, body: str) -> None:
-    """One attempt; raises DeliveryError unless the receiver answered 2xx within the timeout."""
-    request = urllib.request.Request(
-        target.url,
-        data=body.encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "ftel-alerts", **target.headers},
+def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to, in the resolver's order."""
+    found: list[IPAddress] = []
+    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # without an IPv6 zone
+        if address not in found:
+            found.append(address)
+    return found
+
+
+def webhook_client() -> httpx.Client:
+    """One pooled client for a worker's webhooks (keep-alive per receiver). It follows no redirect, which could
+    lead past the address check, and ignores proxy variables, behind which the check would mean nothing."""
+    return httpx.Client(
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=WEBHOOK_CONNECTIONS, max_keepalive_connections=WEBHOOK_CONNECTIONS),
     )
+
+
+_shared: httpx.Client | None = None
+
+
+def _shared_client() -> httpx.Client:
+    global _shared  # noqa: PLW0603 - one lazily made pool for callers that bring none
+    if _shared is None:
+        _shared = webhook_client()
+    return _shared
+
+
+def post_webhook(
+    target: WebhookTarget,
+    body: str,
+    *,
+    client: httpx.Client | None = None,
+    resolve: Callable[[str, int], list[IPAddress]] = resolve_host,
+) -> None:
+    """One attempt; raises DeliveryError unless the receiver answered 2xx within the timeout.
+
+    The host is resolved here and every address checked (webhook_policy); the request then goes to a checked
+    address, with the URL's host in the Host header and as the TLS server name, so the name cannot be made
+    to point elsewhere between the check and the connection."""
+    url = httpx.URL(target.url)
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        with urllib.request.urlopen(request, timeout=target.timeout_s) as response:
-            response.read()
-    except urllib.error.HTTPError as error:
-        raise DeliveryError(f"webhook {target.name} answered {error.code}") from error
-    except (urllib.error.URLError, OSError) as error:
-        raise DeliveryError(f"webhook {target.name} at {target.url} unreachable: {error}") from error
+        addresses = resolve(url.host, port)
+        check_addresses(target.name, url.host, addresses, target.allow_hosts)
+    except WebhookRefused as error:
+        raise DeliveryError(str(error)) from error
+    except OSError as error:
+        raise DeliveryError(f"webhook {target.name}: cannot resolve {url.host}: {error}") from error
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "ftel-alerts",
+        **target.headers,
+        "Host": url.netloc.decode("ascii"),
+    }
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    pool = client or _shared_client()
+    for n, address in enumerate(addresses, start=1):
+        try:
+            response = pool.post(
+                url.copy_with(host=str(address)),
+                content=body.encode(),
+                headers=headers,
+                timeout=target.timeout_s,
+                extensions=extensions,
+            )
+        except httpx.ConnectError as error:
+            if n < len(addresses):
+                continue  # the next address of the same, checked, name
+            raise DeliveryError(f"webhook {target.name} at {target.url} unreachable: {error}") from error
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"webhook {target.name} at {target.url} unreachable: {error}") from error
+        if not 200 <= response.status_code < 300:
+            raise DeliveryError(f"webhook {target.name} answered {response.status_code}")
+        return
 
 
 def backoff_s(attempts: int, *, initial_s: float, max_s: float, base: float) -> float:

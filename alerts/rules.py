@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.errors import RulesError
+from alerts.webhook_policy import check_url
 from ftel.contract.states import ALL_REASONS, MachineType
 from ftel.contract.topics import ID_PATTERN
 
@@ -135,12 +136,22 @@ class WebhookTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Id
-    url: str
+    url: str = Field(description="http or https; loopback, link-local and private hosts need allow_hosts")
     timeout_s: Annotated[float, Field(gt=0)] = 5.0
     retry_initial_s: Annotated[float, Field(gt=0)] = 1.0
     retry_max_s: Annotated[float, Field(gt=0)] = 300.0
     retry_exponential_base: Annotated[float, Field(ge=1)] = 2.0
     headers: dict[str, str] = {}
+    allow_hosts: tuple[str, ...] = Field(
+        (),
+        description="hosts (names, addresses or networks) this webhook may reach although they are loopback, "
+        "link-local or private; the worker's allow_hosts are added at load",
+    )
+
+    @model_validator(mode="after")
+    def _allowed_url(self) -> WebhookTarget:
+        check_url(self.name, self.url, self.allow_hosts)
+        return self
 
 
 class WorkerOptions(BaseModel):
@@ -162,6 +173,9 @@ class WorkerOptions(BaseModel):
     influx_retry_initial_s: float = 0.5
     influx_retry_max_s: float = 30.0
     keep_resolved_h: float = Field(24.0, description="resolved alerts stay listed (and retained) this long")
+    allow_hosts: tuple[str, ...] = Field(
+        (), description="internal hosts every webhook may reach (names, addresses or networks, e.g. 10.1.0.0/16)"
+    )
 
 
 class AlertConfig(BaseModel):
@@ -184,11 +198,36 @@ class AlertConfig(BaseModel):
             raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _worker_allows(cls, data: object) -> object:
+        """Each webhook carries the worker's allow_hosts too (before it is checked), so its sender needs
+        nothing else."""
+        if not isinstance(data, dict):
+            return data
+        worker = data.get("worker")
+        extra = worker.allow_hosts if isinstance(worker, WorkerOptions) else None
+        if isinstance(worker, dict):
+            extra = worker.get("allow_hosts")
+        hooks = data.get("webhooks")
+        if not extra or not isinstance(hooks, list | tuple):
+            return data
+        return {**data, "webhooks": [_allowing(hook, extra) for hook in hooks]}
+
     def hold_down_ms(self, rule: _Rule) -> int:
         return int((self.hold_down_s if rule.hold_down_s is None else rule.hold_down_s) * 1000)
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
+
+
+def _allowing(hook: object, extra: Iterable[str]) -> object:
+    if isinstance(hook, WebhookTarget):
+        hook = hook.model_dump()
+    if isinstance(hook, dict):
+        # Idempotent: a config validated again (the command line adds webhooks) does not grow the list.
+        return {**hook, "allow_hosts": tuple(dict.fromkeys((*hook.get("allow_hosts", ()), *extra)))}
+    return hook  # validation says what is wrong with it
 
 
 def _check_reasons(reasons: Iterable[str]) -> None:

@@ -40,6 +40,7 @@ from alerts.delivery import (
     post_webhook,
     record_json,
     webhook_body,
+    webhook_client,
     webhook_sink,
 )
 from alerts.engine import Engine, EngineState
@@ -49,6 +50,7 @@ from alerts.rules import AlertConfig, WebhookTarget
 from alerts.store import OutboxItem, Store
 from ftel.contract import ContractError, data_filter, decode, shared
 from ftel.contract.topics import ALERT_PREFIX, PREFIX
+from ftel.mqtt import aiomqtt_options
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch
 from ftel.storage.writer import WriteError, make_writer
@@ -109,12 +111,15 @@ class AlertWorker:
         self.sinks = [MQTT_SINK, INFLUX_SINK, *(webhook_sink(t) for t in config.webhooks)]
         self._wake: dict[str, asyncio.Event] = {}
         self.messages_seen = 0
+        self._webhooks = webhook_client()
         # Set once the worker's subscriptions are in place (its persistent session holds them from then on).
         self.subscribed = threading.Event()
 
     @property
     def client_id(self) -> str:
-        return self.options.client_id or f"ftel-alerts-{self.options.group}"
+        """The session's id. A broker that takes the username as the client id (ftel's does) binds the
+        session to the identity instead: one worker per identity."""
+        return self.options.client_id or self.settings.mqtt.username or f"ftel-alerts-{self.options.group}"
 
     # -- main --------------------------------------------------------------------------------------------
 
@@ -127,21 +132,17 @@ class AlertWorker:
                 for target in self.config.webhooks:
                     tasks.create_task(self._webhook_loop(target, stop))
         finally:
+            self._webhooks.close()
             self.store.close()
 
     async def _mqtt_loop(self, stop: asyncio.Event) -> None:
         mqtt = self.settings.mqtt
         while not stop.is_set():
             client = aiomqtt.Client(
-                mqtt.host,
-                mqtt.port,
+                **aiomqtt_options(mqtt),
                 identifier=self.client_id,
-                protocol=aiomqtt.ProtocolVersion.V5,
                 clean_start=False,
                 properties=session_properties(self.options.session_expiry_s),
-                keepalive=mqtt.keepalive_s,
-                username=mqtt.username,
-                password=mqtt.password.get_secret_value() if mqtt.password else None,
             )
             # Acknowledge only after the commit (see the module docstring). aiomqtt has no switch for it;
             # paho's own is set on the client it wraps.
@@ -306,7 +307,7 @@ class AlertWorker:
 
     async def _send(self, target: WebhookTarget, item: OutboxItem) -> None:
         try:
-            await asyncio.to_thread(post_webhook, target, item.body)
+            await asyncio.to_thread(post_webhook, target, item.body, client=self._webhooks)
         except DeliveryError as error:
             delay = backoff_s(
                 item.attempts,
