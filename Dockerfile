@@ -1,4 +1,5 @@
-# One image for every ftel role (ingest, simulate, alerts): the role is the command.
+# One image for every ftel role (ingest, gateway, alerts): the role is the command. It runs as an unprivileged
+# user; its state (gateway spools, the alert store) lives in /app/.ftel, a volume per service.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -8,5 +9,9 @@ COPY ingest ingest
 COPY simulators simulators
 COPY dashboards dashboards
 COPY alerts alerts
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin ftel \
+    && mkdir -p /app/.ftel \
+    && chown ftel:ftel /app/.ftel
+USER ftel
 ENTRYPOINT ["ftel"]

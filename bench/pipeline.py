@@ -23,6 +23,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftel.security.identities import Role
 from ftel.stack import LocalStack
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.query import InfluxQuery
@@ -38,7 +39,8 @@ HOUR_MS = 3_600_000
 
 
 def raw_ceiling(services: Services, points: int) -> float:
-    settings = services.settings("bench_raw")
+    # As ingest writes: the write-only InfluxDB user (authentication costs the same for every point).
+    settings = services.settings("bench_raw", identity="ingest-1")
     writer = V1Writer(settings.influx)
     base = (time.time_ns() // 1_000_000 // HOUR_MS - 48) * HOUR_MS
     # Same shape as the pipeline's points (state_time windows: 4 tags, 11 fields), built before timing.
@@ -98,6 +100,9 @@ def pipeline_rate(
     plant = generate_plant(machines, per_workshop=max(1, machines // 4))
     plant_file = logs / "plant.yaml"
     plant_file.write_text(dump_plant(plant))
+    services.grant_plant(plant)
+    for n in range(workers):
+        services.grant(f"bench-{n}", Role.INGEST)
     env = ftel_env(
         settings,
         FTEL_INGEST__GROUP=database,
@@ -112,7 +117,7 @@ def pipeline_rate(
         wait_for_log(log, "subscribed")
     start = (time.time_ns() // 1_000_000 // HOUR_MS - hours - 2) * HOUR_MS
     end = start + hours * HOUR_MS
-    query = InfluxQuery(settings.influx)
+    query = InfluxQuery(services.admin(database).influx)
     expected_windows = machines * hours * 60
     if drain:
         for p in procs:
@@ -181,7 +186,7 @@ def main() -> int:
     parser.add_argument("--raw-points", type=int, default=600_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ftel-bench-") as tmp:
-        stack = LocalStack.on_free_ports(Path(tmp) / "stack")
+        stack = LocalStack.on_free_ports(Path(tmp) / "stack")  # secured as `ftel stack up` secures it
         with console.status("starting Mosquitto and InfluxDB…"):
             stack.up()
         try:

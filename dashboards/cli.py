@@ -16,10 +16,18 @@ DEFAULT_TREE = Path("grafana")
 VARIABLE_OPTIONS = ("workshop", "machine_type", "machine")
 
 
+def _reader(settings: Settings) -> Settings:
+    """Boards and reports only read: the supervisor's (read-only) InfluxDB user, unless settings say otherwise."""
+    from ftel.security.credentials import with_identity
+    from ftel.security.identities import SUPERVISOR
+
+    return with_identity(settings, SUPERVISOR)
+
+
 def _build(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.build import build_tree
 
-    written = build_tree(args.out, settings, datasource_url=args.datasource_url)
+    written = build_tree(args.out, _reader(settings), datasource_url=args.datasource_url)
     print(f"wrote {len(written)} files under {args.out}:")
     for path in written:
         print(f"  {path}")
@@ -34,7 +42,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("publish needs --token, or --user and --password, of a Grafana admin or editor")
     try:
         changes = publish(
-            settings,
+            _reader(settings),
             args.grafana_url,
             Credentials(args.token, args.user, args.password),
             datasource_url=args.datasource_url,
@@ -68,7 +76,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(error)) from error
     variables = {name: tuple(getattr(args, name)) for name in VARIABLE_OPTIONS if getattr(args, name)}
     try:
-        data = write_report(settings, period, args.out, variables=variables)
+        data = write_report(_reader(settings), period, args.out, variables=variables)
     except QueryError as error:
         raise CliError(f"cannot read InfluxDB ({error}); check FTEL_INFLUX__URL and FTEL_INFLUX__DATABASE") from error
     machines = sum(sum(c.values()) for c in data.machines_by_state.values())

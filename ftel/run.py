@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.live import Live
 
 from ftel.live import LiveSnapshot, read_snapshot, render
+from ftel.security.credentials import with_identity
+from ftel.security.identities import SUPERVISOR
 from ftel.settings import Settings
 from ftel.stack.cli import stack_from_settings
 from ftel.storage.query import InfluxQuery
@@ -70,7 +72,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         f"ftel run — {plant.machine_count} simulated machines in {len(plant.workshops)} workshops, "
         f"{history_ms // 60000} min of history at {speedup:g}×, then live.  Logs: {logs}"
     )
-    query = InfluxQuery(settings.influx)
+    # The live view only reads: the read-only supervisor. The worker and each gateway find their own identity
+    # (ingest-1, the gateway ids) in the credentials file that `stack.up()` completed for this plant.
+    query = InfluxQuery(with_identity(settings, SUPERVISOR).influx)
     previous: LiveSnapshot | None = None
     deadline = time.monotonic() + args.seconds if args.seconds else None
     try:

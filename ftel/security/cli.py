@@ -82,6 +82,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"no identity {args.identity!r} in {settings.credentials_file} (known: {known})")
     source = str(settings.credentials_file)
     env = credential_env(identity_settings(without_credentials(settings), credentials, args.identity, source=source))
+    if args.mqtt_only:
+        env = {k: v for k, v in env.items() if k.startswith("FTEL_MQTT__")}
     if args.env_file:
         write_private(args.env_file, "".join(f"{k}={v}\n" for k, v in env.items()))
         print(f"wrote {args.env_file} (mode 0600)")
@@ -153,6 +155,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     show.add_argument("identity", metavar="IDENTITY")
     show.add_argument("--env-file", type=Path, help="write only the FTEL_* variables to this file (mode 0600)")
+    show.add_argument(
+        "--mqtt-only",
+        action="store_true",
+        help="only the MQTT credentials (where InfluxDB has users of its own, e.g. docker compose)",
+    )
     show.set_defaults(handler=_show)
 
     tls = sub.add_parser(

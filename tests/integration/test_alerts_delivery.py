@@ -17,6 +17,7 @@ import yaml
 from alerts.lifecycle import Status
 from alerts.rules import WebhookTarget, load_config
 from ftel.contract.states import MachineState, MachineType
+from ftel.security.identities import Role
 from ftel.stack.services import free_port
 from ftel.storage.query import InfluxQuery
 from simulators.plant import (
@@ -122,7 +123,12 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
     services: Services, database: str, tmp_path: Path
 ) -> None:
     site = unique("dlv")
+    services.grant_plant(plant(site))
+    # The gateway finds its identity (gw-yarn) in the credentials file; the worker and the tap each connect as
+    # their own identity (the broker binds a session to its identity).
     settings = services.settings(database, site=site)
+    worker_settings = services.settings(database, site=site, identity=services.grant(unique("alerts"), Role.ALERTS))
+    tap_settings = services.settings(database, site=site, identity=services.grant(unique("tap"), Role.SUPERVISOR))
     port = free_port()  # nothing listens yet: the receiver is down
     config = load_config()
     hook = WebhookTarget(
@@ -131,14 +137,15 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
         timeout_s=WEBHOOK_TIMEOUT_S,
         retry_initial_s=0.2,
         retry_max_s=1.0,
+        allow_hosts=("127.0.0.1",),  # the receiver is on loopback, which webhooks may not reach unless allowed
     )
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(config.model_copy(update={"webhooks": (hook,)}).model_dump(mode="json")))
     group = unique("alerts")
-    tap = AlertTap(settings, site)
+    tap = AlertTap(tap_settings, site)
     receiver: Receiver | None = None
     log = tmp_path / "worker.log"
-    worker = worker_process(settings, tmp_path, group, log, rules=rules)
+    worker = worker_process(worker_settings, tmp_path, group, log, rules=rules)
     gateway = None
     try:
         wait_for_log(log, "subscribed")
@@ -153,7 +160,7 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
         sc.wait_for_sim(sc.at(19 * MINUTE_S))
-        worker = worker_process(settings, tmp_path, group, log, rules=rules)
+        worker = worker_process(worker_settings, tmp_path, group, log, rules=rules)
         sc.wait_for_sim(sc.at(22 * MINUTE_S))
         receiver = Receiver(port)
         gateway.wait(120)
@@ -194,7 +201,7 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
     assert body["duration_s"] == 15 * 60
     assert body["version"] == 1
 
-    query = InfluxQuery(settings.influx)
+    query = InfluxQuery(services.admin(database).influx)
     wait_until(
         lambda: (
             {(r["alert_id"], r["status"]) for r in query.rows('SELECT "alert_id", "status" FROM "alerts"')}

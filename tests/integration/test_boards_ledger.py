@@ -53,7 +53,7 @@ def filled(services: Services) -> Filled:
     start = now - now % HOUR_MS - 4 * HOUR_MS
     end = start + 2 * HOUR_MS
     plant = default_plant()
-    settings = services.settings(unique("boards"))
+    settings = services.admin(unique("boards"))
     backfill(
         plant,
         settings.influx,

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from ftel.contract import MachineKind, machine_topic
 from ftel.contract.topics import DEAD_LETTER_PREFIX
+from ftel.mqtt import paho_client
+from ftel.security.identities import Role
 from ftel.settings import IngestSettings
 from ftel.storage.query import InfluxQuery
 from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
@@ -100,6 +102,11 @@ class Rig:
 def rig(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     database = unique("hostile")
     config = services.settings(database)
+    services.grant(database, Role.INGEST)  # the worker's identity is its worker id
+    # Hostile input may come from anywhere a gateway's grant does not reach (the broker refuses that before
+    # ingest sees it): published here as an admin, so that ingest has to deal with every case itself.
+    publisher = services.settings(database, identity=services.grant(unique("hostile"), Role.ADMIN))
+    observer_settings = services.settings(database, identity=services.grant(unique("observer"), Role.SUPERVISOR))
     logs = tmp_path_factory.mktemp("hostile")
     worker = start_ftel(
         ["ingest", "--worker-id", database],
@@ -107,8 +114,8 @@ def rig(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         logs / "worker.log",
     )
     wait_for_log(logs / "worker.log", "subscribed")
-    rig = Rig(InfluxQuery(config.influx), mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5))
-    observer = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    rig = Rig(InfluxQuery(services.admin(database).influx), paho_client(publisher.mqtt, client_id=""))
+    observer = paho_client(observer_settings.mqtt, client_id="")
 
     def on_dead_letter(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with rig.lock:

@@ -53,7 +53,7 @@ def test_report_renders_from_real_data_and_opens_in_chromium(
 ) -> None:
     now = int(time.time() * 1000)
     start = now - now % HOUR_MS - 4 * HOUR_MS
-    settings = services.settings(database)
+    settings = services.admin(database)
     backfill(
         default_plant(),
         settings.influx,
@@ -93,7 +93,7 @@ def test_report_command_writes_the_page_and_refuses_an_unclear_period(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    settings = services.settings(database)
+    settings = services.settings(database)  # no credentials: `ftel report` connects as the read-only supervisor
     for name, value in ftel_env(settings).items():
         if name.startswith("FTEL_"):
             monkeypatch.setenv(name, value)
