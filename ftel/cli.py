@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO; only -v wants that.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise, not news
     try:
         settings = load_settings(args.config)

@@ -118,10 +118,15 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "backfill":
         end = run.end_ms or wall_ms()
+        # Written like ingest writes it: as an ingest identity, whose InfluxDB user may only write.
+        from ftel.security.credentials import with_identity
+        from ftel.security.identities import ingest_identity
+
+        influx = with_identity(settings, ingest_identity(1)).influx
         with console.status("backfilling…") as status:
             points = backfill(
                 run.plant,
-                settings.influx,
+                influx,
                 start_ms=run.start_ms,
                 end_ms=end,
                 window_ms=settings.simulation.window_s * 1000,

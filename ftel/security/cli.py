@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -19,7 +20,7 @@ from ftel.security.credentials import (
 )
 from ftel.security.errors import AuthError
 from ftel.security.identities import Identity, Role, gateway, grants, roster
-from ftel.security.provision import AuthFiles, provision
+from ftel.security.provision import AuthFiles, Provisioned, provision
 from ftel.security.tls import DEFAULT_DAYS, DEFAULT_HOSTS, make_throwaway_pki
 from ftel.settings import Settings
 
@@ -50,21 +51,35 @@ def _summary(identities: list[Identity]) -> str:
     return "\n".join(parts)
 
 
-def _init(args: argparse.Namespace, settings: Settings) -> int:
+def _provision(settings: Settings, identities: Iterable[Identity]) -> Provisioned:
+    """Write the files; a running local broker takes them in at once."""
     from ftel.stack.services import Service, reload_mosquitto
 
+    provisioned = provision(AuthFiles(settings.credentials_file), identities)
+    if provisioned.broker_changed:
+        reload_mosquitto(Service("mosquitto", settings.stack.dir / "mosquitto", settings.mqtt.port))
+    return provisioned
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
     files = AuthFiles(settings.credentials_file)
     workers = args.ingest_workers or settings.auth.ingest_workers
-    provisioned = provision(files, roster(plant_gateways(settings, args.plant), workers))
-    if provisioned.broker_changed:
-        # A running local broker takes them in at once.
-        reload_mosquitto(Service("mosquitto", settings.stack.dir / "mosquitto", settings.mqtt.port))
+    provisioned = _provision(settings, roster(plant_gateways(settings, args.plant), workers))
     print(f"credentials  {files.credentials.resolve()}  (mode 0600: keep it secret, never commit it)")
     print(f"mosquitto    {files.mosquitto_passwords.resolve()}")
     print(f"             {files.mosquitto_acl.resolve()}")
     print("identities:")
     print(_summary(provisioned.credentials.all_identities()))
     print("connect as one of them: ftel auth show NAME")
+    return 0
+
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    identity = Identity(args.name, Role(args.role), args.site, args.workshop)
+    _provision(settings, [identity])
+    print(
+        f"{identity.describe()} is in {settings.credentials_file.resolve()}; connect as it: ftel auth show {args.name}"
+    )
     return 0
 
 
@@ -146,6 +161,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--plant", type=Path, help="plant YAML whose gateways get identities (default: the settings')")
     init.add_argument("--ingest-workers", type=int, help="identities ingest-1 … ingest-N (FTEL_AUTH__INGEST_WORKERS)")
     init.set_defaults(handler=_init)
+
+    add = sub.add_parser(
+        "add",
+        help="add one identity (or bind a gateway anew), e.g. a second alert worker or a person's own login",
+        description="Adds NAME with ROLE to the credentials file with a new password (an existing one keeps its "
+        "password; a gateway gets the site and workshop given), and rewrites Mosquitto's files.",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--site", help="a gateway's site")
+    add.add_argument("--workshop", help="a gateway's workshop")
+    add.set_defaults(handler=_add)
 
     show = sub.add_parser(
         "show",
