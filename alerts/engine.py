@@ -1,10 +1,21 @@
 """Rule evaluation over contract messages (pure: messages in, alert transitions out).
 
-The engine's clock is the newest message timestamp it has seen, never the wall clock: gateways stamp
-every message in (simulated) plant time and heartbeat every few seconds, so "DOWN for 20 minutes" means 20
-minutes of plant time at any simulation speed-up, and a restarted worker replaying a backlog judges it by
-the times in the messages. Observations are keyed by subject (machine or gateway); the whole state is a
-pydantic model so the worker can store it with each commit.
+Time is read from the messages, never from the wall clock: gateways stamp every message in (simulated) plant
+time and heartbeat every few seconds, so "DOWN for 20 minutes" means 20 minutes of plant time at any
+simulation speed-up, and a restarted worker replaying a backlog judges it by the times in the messages.
+
+* A machine is judged on its gateway's own time: the newest timestamp the engine has seen from that gateway.
+  The gateway sends a machine's events in order, so by then the engine knows everything the machine did up
+  to that moment, whatever other gateways have said meanwhile (one that runs ahead, or one that lags while it
+  drains its spool, changes nothing about another's machines).
+* The engine's clock (the newest timestamp from anyone) judges what only the rest of the world can tell: a
+  gateway gone silent, and when an alert's status changed.
+* A machine's state comes from its gateway's events and from each birth, which re-states every machine
+  (first sight is not an event); a death makes them unknown until the next birth. When a gateway that vanished
+  died is decided here, once (ftel/contract/liveness.py), and handed out by ``take_deaths``.
+
+Observations are keyed by subject (machine or gateway); the whole state is a pydantic model so the worker can
+store it with each commit.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 
-from alerts.lifecycle import AlertRecord, Condition, Lifecycle, LifecycleState
+from alerts.lifecycle import AlertRecord, Condition, Lifecycle, LifecycleState, Subject
 from alerts.rules import (
     AlertConfig,
     GatewayOfflineRule,
@@ -25,10 +36,12 @@ from alerts.rules import (
     ServiceOverdueRule,
     SlowRunningRule,
 )
+from ftel.contract.liveness import death_time_ms, is_stale
 from ftel.contract.models import (
     GatewayStatus,
     Heartbeat,
     MachineMeta,
+    MachineNow,
     Message,
     StateChange,
     StateWindow,
@@ -43,16 +56,20 @@ class MachineObs(BaseModel):
     machine_type: str
     machine_id: str
     gateway_id: str
-    state: MachineState | None = None
+    state: MachineState | None = None  # None: unknown (not yet re-stated by a birth, or its gateway died)
     reason: str | None = None
     since_ms: int = 0
-    last_event_ms: int = -1
+    last_event_ms: int = -1  # the newest state change taken (an older or equal one is a redelivery)
+    known_ms: int = -1  # the state is known as of this time (a change, a birth, or a death that made it unknown)
     rated_speed: float | None = None
     service_interval_h: float | None = None
     stops: dict[str, list[int]] = {}  # reason -> start times of recent DOWN periods
     # Telemetry rules: rule name -> time of the first sample of the current run of samples over the limit.
     over_since: dict[str, int] = {}
     last_value: dict[str, float] = {}
+    # The newest sample, judged again when the machine's meta arrives after it (the gateway sends its first
+    # readings before the metas).
+    last_sample: Telemetry | None = None
 
 
 class GatewayObs(BaseModel):
@@ -60,8 +77,10 @@ class GatewayObs(BaseModel):
     workshop: str
     gateway_id: str
     online: bool = True
-    last_seen_ms: int = 0
-    dead_since_ms: int | None = None  # when it was last heard from before its death message
+    last_seen_ms: int = 0  # silence: the engine clock when something last arrived from it
+    last_message_ms: int = 0  # its own time: the newest timestamp of anything it sent (not its will)
+    boot_id: int | None = None  # the newest boot it announced (births, heartbeats, deaths)
+    dead_since_ms: int | None = None  # when it died (death_time_ms)
 
 
 class EngineState(BaseModel):
@@ -69,6 +88,8 @@ class EngineState(BaseModel):
     machines: dict[str, MachineObs] = {}
     gateways: dict[str, GatewayObs] = {}
     lifecycle: LifecycleState = LifecycleState()
+    # Deaths of vanished gateways (last wills) decided here and not yet taken by the worker, with their time.
+    deaths: list[tuple[GatewayStatus, int]] = []
 
 
 def _machine_key(site: str, workshop: str, machine_id: str) -> str:
@@ -107,14 +128,19 @@ class Engine:
             # Arrival is proof of life now, even for an old message (a gateway draining its spool, or one
             # whose clock runs a little behind the others): silence is judged on the engine's clock.
             gateway.last_seen_ms = max(gateway.last_seen_ms, message.ts, st.clock_ms)
-            dead_since = gateway.dead_since_ms
-            if isinstance(message, Heartbeat) and dead_since is not None and message.ts > dead_since:
-                gateway.online, gateway.dead_since_ms = True, None
+            gateway.last_message_ms = max(gateway.last_message_ms, message.ts)
+            if isinstance(message, Heartbeat):
+                gateway.boot_id = max(gateway.boot_id or message.boot_id, message.boot_id)
+                dead_since = gateway.dead_since_ms
+                if dead_since is not None and message.ts > dead_since:
+                    gateway.online, gateway.dead_since_ms = True, None
         if isinstance(message, MachineMeta | StateChange | Telemetry | StateWindow):
             machine = self._machine(message)
             if isinstance(message, MachineMeta):
                 machine.rated_speed = message.rated_speed
                 machine.service_interval_h = message.service_interval_h
+                if machine.last_sample is not None:
+                    self._telemetry(machine, machine.last_sample)
             elif isinstance(message, StateChange):
                 self._state_change(machine, message)
             elif isinstance(message, Telemetry):
@@ -125,6 +151,13 @@ class Engine:
     def acknowledge(self, alert_id: str, *, by: str) -> AlertRecord | None:
         return self.lifecycle.acknowledge(alert_id, by=by, now_ms=self.state.clock_ms)
 
+    def take_deaths(self) -> list[tuple[GatewayStatus, int]]:
+        """The last wills that made a gateway dead since the last call, each with the moment it died (for the
+        worker to store with ftel.storage.points.death_points). A gateway's own death is not among them: ingest
+        stores it as it comes; nor is a will that changed nothing (stale, or a redelivery to a dead gateway)."""
+        deaths, self.state.deaths = self.state.deaths, []
+        return deaths
+
     def _gateway(self, site: str, workshop: str, gateway_id: str) -> GatewayObs:
         key = _gateway_key(site, workshop, gateway_id)
         found = self.state.gateways.get(key)
@@ -133,56 +166,111 @@ class Engine:
         return found
 
     def _machine(self, m: MachineMeta | StateChange | Telemetry | StateWindow) -> MachineObs:
-        key = _machine_key(m.site, m.workshop, m.machine_id)
+        return self._machine_of(m.site, m.workshop, m.gateway_id, m.machine_type, m.machine_id)
+
+    def _machine_of(
+        self, site: str, workshop: str, gateway_id: str, machine_type: MachineType, machine_id: str
+    ) -> MachineObs:
+        key = _machine_key(site, workshop, machine_id)
         found = self.state.machines.get(key)
         if found is None:
             found = self.state.machines[key] = MachineObs(
-                site=m.site,
-                workshop=m.workshop,
-                machine_type=m.machine_type.value,
-                machine_id=m.machine_id,
-                gateway_id=m.gateway_id,
+                site=site,
+                workshop=workshop,
+                machine_type=machine_type.value,
+                machine_id=machine_id,
+                gateway_id=gateway_id,
             )
-        found.gateway_id = m.gateway_id
+        found.gateway_id = gateway_id
         return found
+
+    def _machines_of(self, gateway: GatewayObs) -> Iterator[MachineObs]:
+        for machine in self.state.machines.values():
+            if (machine.site, machine.workshop, machine.gateway_id) == (
+                gateway.site,
+                gateway.workshop,
+                gateway.gateway_id,
+            ):
+                yield machine
 
     def _status(self, gateway: GatewayObs, status: GatewayStatus) -> None:
         if status.online:
-            # A birth: the gateway is back (its boot may be newer than anything we saw from it).
+            self._birth(gateway, status)
+        else:
+            self._death(gateway, status)
+
+    def _birth(self, gateway: GatewayObs, birth: GatewayStatus) -> None:
+        gateway.last_seen_ms = max(gateway.last_seen_ms, birth.ts, self.state.clock_ms)
+        gateway.last_message_ms = max(gateway.last_message_ms, birth.ts)
+        if is_stale(birth, gateway.boot_id):
+            return  # an earlier boot's birth, sent again from a spool: the gateway has moved on
+        newer_boot = gateway.boot_id is None or birth.boot_id > gateway.boot_id
+        gateway.boot_id = birth.boot_id
+        dead_since = gateway.dead_since_ms
+        if dead_since is not None:
+            if not newer_boot and birth.ts <= dead_since:
+                return  # a birth from before the death, sent again: the gateway is still gone
             gateway.online, gateway.dead_since_ms = True, None
-            gateway.last_seen_ms = max(gateway.last_seen_ms, status.ts, self.state.clock_ms)
-        elif gateway.online:
-            # The last will carries the time it was set up (at the gateway's start), so the death is dated
-            # by the last thing we heard from the gateway instead.
-            gateway.online = False
-            gateway.dead_since_ms = max(gateway.last_seen_ms, min(status.ts, self.state.clock_ms))
-            # Its machines' states are unknown from now on; the gateway reports each afresh when it is back.
-            for machine in self.state.machines.values():
-                if (machine.site, machine.workshop, machine.gateway_id) == (
-                    status.site,
-                    status.workshop,
-                    status.gateway_id,
-                ):
-                    machine.state, machine.reason = None, None
-                    machine.over_since.clear()
+        for machine_id, now in birth.states.items():
+            machine = self._machine_of(
+                birth.site, birth.workshop, birth.gateway_id, birth.machines[machine_id], machine_id
+            )
+            self._restate(machine, now, at_ms=birth.ts)
+
+    def _restate(self, machine: MachineObs, now: MachineNow, *, at_ms: int) -> None:
+        """A birth says the machine is in ``now``, as of ``at_ms``; an event already newer than that wins."""
+        if at_ms <= machine.known_ms:
+            return
+        machine.known_ms = at_ms
+        if (machine.state, machine.reason) == (now.state, now.reason):
+            # The same state goes on; the earlier start is the one to keep (a gateway that lost its
+            # checkpoint first-sees the machine afresh).
+            machine.since_ms = min(machine.since_ms, now.since_ms)
+            return
+        # Not a stop: the birth re-states a state that began before it (the event, if any, came before).
+        self._enter(machine, now.state, now.reason, now.since_ms)
+
+    def _death(self, gateway: GatewayObs, death: GatewayStatus) -> None:
+        if is_stale(death, gateway.boot_id) or not gateway.online:
+            return  # an earlier boot's death, or the gateway is already dead: nothing new
+        at = death_time_ms(death, gateway.last_message_ms)
+        if not death.will:
+            gateway.last_message_ms = max(gateway.last_message_ms, death.ts)
+        gateway.boot_id = max(gateway.boot_id or death.boot_id, death.boot_id)
+        gateway.online, gateway.dead_since_ms = False, at
+        # Its machines' states are unknown from then on; the gateway re-states each at its next birth.
+        for machine in self._machines_of(gateway):
+            machine.state, machine.reason = None, None
+            machine.known_ms = max(machine.known_ms, at)
+            machine.over_since.clear()
+        if death.will:
+            self.state.deaths.append((death, at))
 
     def _state_change(self, machine: MachineObs, change: StateChange) -> None:
         if change.ts <= machine.last_event_ms:
             return  # a redelivery (at-least-once) or an out-of-order old event
         machine.last_event_ms = change.ts
-        machine.state, machine.reason, machine.since_ms = change.state, change.reason, change.ts
         if change.state is MachineState.DOWN and change.reason:
             machine.stops.setdefault(change.reason, []).append(change.ts)
-        if change.state is not MachineState.RUNNING:
+        if change.ts < machine.known_ms:
+            return  # a stop that happened, but a birth or a death since says more about the state now
+        machine.known_ms = change.ts
+        self._enter(machine, change.state, change.reason, change.ts)
+
+    def _enter(self, machine: MachineObs, state: MachineState, reason: str | None, since_ms: int) -> None:
+        machine.state, machine.reason, machine.since_ms = state, reason, since_ms
+        if state is not MachineState.RUNNING:
             for rule in self.config.rules:
                 if isinstance(rule, SlowRunningRule):
                     machine.over_since.pop(rule.name, None)
-        if change.state is MachineState.MAINTENANCE:
+        if state is MachineState.MAINTENANCE:
             for rule in self.config.rules:
                 if isinstance(rule, ServiceOverdueRule):
                     machine.over_since.pop(rule.name, None)
 
     def _telemetry(self, machine: MachineObs, t: Telemetry) -> None:
+        if machine.last_sample is None or t.ts >= machine.last_sample.ts:
+            machine.last_sample = t
         for rule in self.config.rules:
             if not rule.applies_to(machine.machine_type):
                 continue
@@ -210,25 +298,45 @@ class Engine:
 
     def evaluate(self) -> list[AlertRecord]:
         now = self.state.clock_ms
-        held = frozenset(m.machine_id for m in self.state.machines.values() if not self._gateway_of(m).online)
+        machines = self._with_gateways()
+        held = frozenset(m.machine_id for m, gateway in machines if not gateway.online)
         return self.lifecycle.reconcile(
-            now, self.conditions(), hold_down_ms=self._hold_down, held=held, keep_resolved_ms=self._keep_resolved_ms
+            now,
+            self._conditions(machines),
+            hold_down_ms=self._hold_down,
+            held=held,
+            keep_resolved_ms=self._keep_resolved_ms,
+            clock=self.subject_clock,
         )
 
     def _gateway_of(self, machine: MachineObs) -> GatewayObs:
         return self._gateway(machine.site, machine.workshop, machine.gateway_id)
 
+    def _with_gateways(self) -> list[tuple[MachineObs, GatewayObs]]:
+        return [(m, self._gateway_of(m)) for m in self.state.machines.values()]
+
+    def subject_clock(self, subject: Subject) -> int:
+        """The time a subject is judged at: a machine's gateway's own time, else the engine's clock."""
+        if subject.subject_type == "machine":
+            machine = self.state.machines.get(_machine_key(subject.site, subject.workshop, subject.subject))
+            if machine is not None:
+                return self._gateway_of(machine).last_message_ms
+        return self.state.clock_ms
+
     def conditions(self) -> Iterator[Condition]:
+        """The conditions that hold now (each machine's on its gateway's time)."""
+        return self._conditions(self._with_gateways())
+
+    def _conditions(self, machines: list[tuple[MachineObs, GatewayObs]]) -> Iterator[Condition]:
         now = self.state.clock_ms
         for rule in self.config.rules:
             if isinstance(rule, GatewayOfflineRule):
                 for gateway in self.state.gateways.values():
                     yield from _gateway_offline(rule, gateway, now)
                 continue
-            for machine in self.state.machines.values():
-                if not rule.applies_to(machine.machine_type) or not self._gateway_of(machine).online:
-                    continue
-                yield from _machine_conditions(rule, machine, now)
+            for machine, gateway in machines:
+                if gateway.online and rule.applies_to(machine.machine_type):
+                    yield from _machine_conditions(rule, machine, gateway.last_message_ms)
 
 
 def _condition(
@@ -264,7 +372,7 @@ def _machine_conditions(rule: Rule, m: MachineObs, now: int) -> Iterator[Conditi
                     summary=f"DOWN ({m.reason}) for more than {_minutes(at - m.since_ms)}",
                 )
     elif isinstance(rule, MachineOfflineRule):
-        if m.state is MachineState.OFFLINE and m.last_event_ms >= 0:
+        if m.state is MachineState.OFFLINE:
             at = m.since_ms + int(rule.minutes * 60_000)
             if now >= at:
                 yield _condition(

@@ -4,14 +4,19 @@ The engine says which conditions hold right now; the lifecycle turns that into t
 resolves only after its condition has stayed clear for the rule's hold-down; if the same condition (rule,
 subject, detail) comes back within it, the same alert simply goes on. Alert ids are a digest of the problem
 (site, workshop, rule, subject, detail, start time), so a replay after a restart yields the same ids.
+
+Firing, clearing and the hold-down are timed on the subject's own clock (for a machine: its gateway's time),
+so they depend on what that subject's source said and not on how other sources' messages interleave with it;
+``changed_ms``, the time a status was reached, is the engine's clock.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,6 +28,23 @@ class Status(StrEnum):
 
 
 STATUS_CODES: dict[Status, int] = {Status.FIRING: 0, Status.ACKNOWLEDGED: 1, Status.RESOLVED: 2}
+
+
+class Subject(Protocol):
+    """What an alert is about: a condition or an alert record."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def workshop(self) -> str: ...
+    @property
+    def subject_type(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+
+
+# The time a subject is judged at (see the module docstring).
+SubjectClock = Callable[[Subject], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +157,19 @@ class Lifecycle:
         hold_down_ms: Mapping[str, int],
         held: frozenset[str] = frozenset(),
         keep_resolved_ms: int = 24 * 3600 * 1000,
+        clock: SubjectClock | None = None,
     ) -> list[AlertRecord]:
-        """Transitions caused by the conditions holding at ``now_ms``. ``held``: subjects whose state is
-        unknown right now (their gateway is gone): their alerts neither fire nor resolve."""
+        """Transitions caused by the conditions holding at ``now_ms`` (the engine's clock). ``held``: subjects
+        whose state is unknown right now (their gateway is gone): their alerts neither fire nor resolve.
+        ``clock``: each subject's own time (default: ``now_ms`` for all)."""
         st = self.state
         out: list[AlertRecord] = []
+        at: SubjectClock = clock or (lambda _: now_ms)
         active: dict[str, Condition] = {c.key: c for c in conditions}
         for key, condition in active.items():
             st.clear_since.pop(key, None)
             if key not in st.open:
-                record = _record(condition, now_ms)
+                record = _record(condition, fired_ms=at(condition), now_ms=now_ms)
                 st.open[key] = record
                 out.append(record)
         for key, record in list(st.open.items()):
@@ -152,8 +177,9 @@ class Lifecycle:
                 if record.subject in held:
                     st.clear_since.pop(key, None)
                 continue
-            since = st.clear_since.setdefault(key, now_ms)
-            if now_ms - since >= hold_down_ms.get(record.rule, 0):
+            subject_now = at(record)
+            since = st.clear_since.setdefault(key, subject_now)
+            if subject_now - since >= hold_down_ms.get(record.rule, 0):
                 resolved = record.model_copy(
                     update={"status": Status.RESOLVED, "resolved_ms": since, "changed_ms": now_ms}
                 )
@@ -197,7 +223,7 @@ class Lifecycle:
         return count
 
 
-def _record(condition: Condition, now_ms: int) -> AlertRecord:
+def _record(condition: Condition, *, fired_ms: int, now_ms: int) -> AlertRecord:
     return AlertRecord(
         alert_id=alert_id(condition),
         status=Status.FIRING,
@@ -212,7 +238,7 @@ def _record(condition: Condition, now_ms: int) -> AlertRecord:
         summary=condition.summary,
         started_ms=condition.started_ms,
         condition_ms=condition.condition_ms,
-        fired_ms=now_ms,
+        fired_ms=fired_ms,
         value=condition.value,
         changed_ms=now_ms,
     )

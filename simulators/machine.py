@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 from ftel.contract.states import MachineState, MachineType
 from simulators.plant import MachineSpec, Plant
-from simulators.profiles import HANDOVER_MS, MIN_STOP_S, PROFILES, SHIFT_MS, Profile
+from simulators.profiles import (
+    HANDOVER_MS,
+    MIN_SAME_FAULT_GAP_MS,
+    MIN_STOP_S,
+    PROFILES,
+    SHIFT_MS,
+    SPEED_PERMILLE,
+    Profile,
+)
+
+# (start, end, state, reason, speed permille): one stretch of a machine's life before equal neighbours merge.
+Piece = tuple[int, int, MachineState, str | None, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,71 +107,89 @@ class MachineModel:
     def _ms(self, rng: random.Random, mean_s: float) -> int:
         return max(int(MIN_STOP_S * 1000), int(rng.expovariate(1.0 / mean_s) * 1000))
 
-    def _raw(self) -> Iterator[tuple[int, int, MachineState, str | None, int]]:
-        """(start, end, state, reason, speed permille) from the random process, before forced segments."""
+    def _life(self) -> Iterator[Piece]:
+        """The random process with the forced segments folded in, as contiguous pieces.
+
+        A forced segment takes over from whatever the machine was doing when it begins, and the machine runs
+        again when it ends: a natural stop it interrupted is over (resuming it would be a second stop of that
+        reason that nobody injected, and a burst of injected stops inside one natural stop would count as a burst
+        of that stop too). Natural stops keep the bounds in simulators/profiles.py.
+        """
         rng = random.Random(self.seed ^ self.start_ms)
         p = self.profile
+        forced = list(self.forced)
         t = self.start_ms
         service_ms = self._initial_service(rng)
+        last_fault_ms: dict[str, int] = {}
         while True:
+            while forced and forced[0].start_ms <= t:
+                f = forced.pop(0)
+                if f.end_ms > t:  # overlapping forced segments: the earlier one wins its time
+                    yield t, f.end_ms, f.state, f.reason, 0
+                    if f.state is MachineState.MAINTENANCE:
+                        service_ms = 0
+                    elif f.state is MachineState.RUNNING:
+                        service_ms += f.end_ms - t
+                    t = f.end_ms
+            next_forced = forced[0].start_ms if forced else None
             # A running stretch ends at the first of: a fault, a changeover, a short idle, a handover, service due.
             ends: list[tuple[int, MachineState, str | None]] = [
-                (t + self._ms(rng, f.mean_between_s), MachineState.DOWN, f.reason) for f in p.faults
+                (
+                    _not_before(t + self._ms(rng, f.mean_between_s), last_fault_ms.get(f.reason)),
+                    MachineState.DOWN,
+                    f.reason,
+                )
+                for f in p.faults
             ]
             ends.append((t + self._ms(rng, p.mean_between_setups_s), MachineState.SETUP, None))
             ends.append((t + self._ms(rng, p.mean_between_idles_s), MachineState.IDLE, None))
             if self.planned_maintenance:
-                due = t + max(1000, self.service_interval_ms - service_ms)
-                ends.append((due, MachineState.MAINTENANCE, None))
+                # Due exactly when the run-hours reach the interval, never past it (then the machine is overdue).
+                ends.append((t + max(0, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
             handover = (t // SHIFT_MS + 1) * SHIFT_MS
             ends.append((handover, MachineState.IDLE, "handover"))
             end, state, reason = min(ends, key=lambda e: e[0])
-            yield t, end, MachineState.RUNNING, None, rng.randint(880, 1000)
+            speed = rng.randint(*SPEED_PERMILLE)
+            if next_forced is not None and next_forced <= end:
+                yield t, next_forced, MachineState.RUNNING, None, speed
+                service_ms += next_forced - t
+                t = next_forced
+                continue
+            if end > t:
+                yield t, end, MachineState.RUNNING, None, speed
             service_ms += end - t
             t = end
-            if state is MachineState.DOWN:
-                fault = next(f for f in p.faults if f.reason == reason)
-                stop = self._ms(rng, fault.mean_repair_s)
-            elif state is MachineState.SETUP:
-                stop = self._ms(rng, p.mean_setup_s)
+            if state is MachineState.DOWN and reason is not None:
+                last_fault_ms[reason] = t
             elif state is MachineState.MAINTENANCE:
-                stop = p.maintenance_s * 1000
                 service_ms = 0
-            elif reason == "handover":
-                stop, reason = HANDOVER_MS, None
-            else:
-                stop = self._ms(rng, p.mean_idle_s)
-            yield t, t + stop, state, reason, 0
-            t += stop
+            stop, reason = self._stop_ms(rng, state, reason)
+            stop_end = t + stop if next_forced is None else min(t + stop, next_forced)
+            yield t, stop_end, state, reason, 0
+            t = stop_end
 
-    def _with_forced(self) -> Iterator[tuple[int, int, MachineState, str | None, int]]:
-        raw = self._raw()
-        forced = list(self.forced)
-        current = next(raw)
-        while True:
-            start, end, state, reason, speed = current
-            if forced and forced[0].start_ms < end:
-                f = forced.pop(0)
-                if start < f.start_ms:
-                    yield start, f.start_ms, state, reason, speed
-                yield f.start_ms, f.end_ms, f.state, f.reason, 0
-                # Skip the random life that the forced stretch covers, then carry on from its end.
-                while current[1] <= f.end_ms:
-                    current = next(raw)
-                s2, e2, st2, r2, sp2 = current
-                current = (max(s2, f.end_ms), e2, st2, r2, sp2)
-                continue
-            yield current
-            current = next(raw)
+    def _stop_ms(self, rng: random.Random, state: MachineState, reason: str | None) -> tuple[int, str | None]:
+        """How long a natural stop lasts, and the reason it reports (a handover is a plain IDLE)."""
+        p = self.profile
+        if state is MachineState.DOWN:
+            fault = next(f for f in p.faults if f.reason == reason)
+            return min(self._ms(rng, fault.mean_repair_s), fault.max_repair_ms), reason
+        if state is MachineState.SETUP:
+            return self._ms(rng, p.mean_setup_s), None
+        if state is MachineState.MAINTENANCE:
+            return p.maintenance_s * 1000, None
+        if reason == "handover":
+            return HANDOVER_MS, None
+        return self._ms(rng, p.mean_idle_s), None
 
     def segments(self) -> Iterator[Segment]:
         """The machine's life from ``start_ms`` on, with equal neighbours merged (no zero-length states)."""
         progress = 0
         service_ms = 0
-        pending: tuple[int, int, MachineState, str | None, int] | None = None
+        pending: Piece | None = None
         initial_service = self._initial_service(random.Random(self.seed ^ self.start_ms))
         service_ms = initial_service
-        for piece in self._with_forced():
+        for piece in self._life():
             if pending is None:
                 pending = piece
                 continue
@@ -192,6 +221,11 @@ class MachineModel:
 
     def anomaly_at(self, at_ms: int) -> Anomaly | None:
         return next((a for a in self.anomalies if a.start_ms <= at_ms < a.end_ms), None)
+
+
+def _not_before(at_ms: int, last_same_ms: int | None) -> int:
+    """A fault drawn for ``at_ms``, held back to keep its distance from the last stop of the same reason."""
+    return at_ms if last_same_ms is None else max(at_ms, last_same_ms + MIN_SAME_FAULT_GAP_MS)
 
 
 def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) -> list[tuple[str, MachineModel]]:

@@ -1,5 +1,10 @@
 """How each machine type behaves: mean times between and to repair each fault, changeovers, short idles,
-production rate and defect rate. Means are in seconds of running time (between) or stop time (to repair)."""
+production rate and defect rate. Means are in seconds of running time (between) or stop time (to repair).
+
+The natural life of a machine stays inside bounds that the default alert rules (alerts/rules.yaml) set well
+beyond, so a plant without injected faults raises no alert by construction, not by luck;
+tests/unit/test_fault_free.py ties the rules to these bounds so neither drifts from the other.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,27 @@ from dataclasses import dataclass
 
 from ftel.contract.states import MachineType
 
+MIN_STOP_S = 10.0
+# A repair never takes longer than this many times its mean: an exponential draw passes 6 means 0.25 % of the
+# time, so the cut hardly changes the mix, while every machine_down limit of the default rules is 7.5 means or more.
+REPAIR_CAP_FACTOR = 6.0
+# A machine never stops twice for the same reason within this long (start to start): at most 2 stops of one
+# reason fall in the 10-minute window where the default rules look for 5.
+MIN_SAME_FAULT_GAP_MS = 5 * 60 * 1000
+# Running speed, permille of rated, drawn for each running stretch: never near the slow_running limit (70 %).
+SPEED_PERMILLE = (880, 1000)
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
     reason: str
     mean_between_s: float
     mean_repair_s: float
+
+    @property
+    def max_repair_ms(self) -> int:
+        """No natural repair of this fault takes longer (its exponential draw is cut here)."""
+        return int(self.mean_repair_s * REPAIR_CAP_FACTOR * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +48,6 @@ class Profile:
     running_temperature_rise_c: float
     maintenance_s: int
 
-
-MIN_STOP_S = 10.0
 
 PROFILES: dict[MachineType, Profile] = {
     MachineType.KNITTING: Profile(
