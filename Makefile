@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := mosquitto influxdb chromium python3-venv
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test faults bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -21,7 +21,12 @@ run: setup
 	$(VENV)/bin/ftel run
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not faults"
+
+# The fault suite: each fault injected under load, InfluxDB compared with the ledger (about 15 minutes: the
+# longest faults last 5 and 10 minutes, so the scenarios run side by side).
+faults: setup
+	$(PY) -m pytest -q -m faults -n 4 tests/faults
 
 bench: setup
 	$(PY) bench/pipeline.py

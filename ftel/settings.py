@@ -98,7 +98,7 @@ class GatewaySettings(BaseModel):
         30.0, description="an unconfirmed message older than a confirmed one is sent again after this long"
     )
     resend_max_s: float = Field(600.0, description="resends of a message that keeps going missing back off to this")
-    drain_stall_s: float = Field(30.0, description="at shutdown, wait for confirmations while they keep coming")
+    drain_stall_s: float = Field(60.0, description="at shutdown, wait for confirmations while they keep coming")
 
 
 class StackSettings(BaseModel):

@@ -45,6 +45,10 @@ KIND_OF: dict[str, MachineKind] = {
 }
 
 
+# At shutdown, an unconfirmed message is sent again after this long (nothing newer will show it is missing).
+DRAIN_GRACE_S = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOptions:
     # Sending many QoS 1 messages without waiting for each PUBACK is what makes draining a spool fast; the
@@ -56,7 +60,7 @@ class DeliveryOptions:
     resend_max_s: float = 600.0
     # At shutdown, wait for confirmations while they keep coming; after this long without one, stop (what is
     # left stays in the spool for the next start).
-    drain_stall_s: float = 30.0
+    drain_stall_s: float = 60.0
     # The core's checkpoint is written with every message; with none to send, at least this often.
     checkpoint_every_s: float = 1.0
     # How often the spool is searched for gaps.
@@ -200,25 +204,29 @@ class Gateway:
         self._to_send = deque(self._pending)
         self._need_birth = True
 
-    def _find_holes(self) -> None:
-        """Unconfirmed messages older than a confirmed one go again, each with its own backoff."""
+    def _find_holes(self, *, draining: bool = False) -> None:
+        """Unconfirmed messages older than a confirmed one go again, each with its own backoff. While draining
+        at shutdown nothing newer will come to reveal a gap, so every unconfirmed message is a candidate, on a
+        short grace."""
         now = time.monotonic()
         d = self._delivery
+        grace = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
         resend: list[int] = []
         for seq, pending in self._pending.items():
-            if seq >= self._max_confirmed:
+            if seq >= self._max_confirmed and not draining:
                 break  # held in seq order: nothing later can be a gap yet
             if pending.sent_at is None:
                 continue
-            wait = min(d.resend_max_s, d.hole_grace_s * 2 ** min(pending.attempts, 10))
+            wait = min(d.resend_max_s, grace * 2 ** min(pending.attempts - 1, 10))
             if now - pending.sent_at >= wait:
                 pending.sent_at = None
                 resend.append(seq)
         if resend:
             log.info(
-                "gateway %s: %d messages unconfirmed past later ones; sending them again",
+                "gateway %s: %d messages unconfirmed %s; sending them again",
                 self.origin.gateway_id,
                 len(resend),
+                "at shutdown" if draining else "past later ones",
             )
             self._to_send.extendleft(reversed(resend))
 
@@ -247,11 +255,11 @@ class Gateway:
                 self._in_flight += 1
                 room -= 1
 
-    def _deliver(self) -> None:
+    def _deliver(self, *, draining: bool = False) -> None:
         self._take_confirmations()
         self._on_connects()
         if time.monotonic() - self._last_hole_scan >= self._delivery.hole_scan_every_s:
-            self._find_holes()
+            self._find_holes(draining=draining)
             self._last_hole_scan = time.monotonic()
         self._send()
 
@@ -336,7 +344,7 @@ class Gateway:
         self._commit([*self.core.close(at_ms), self.core.death(at_ms)])
         last_confirmed, stalled_since = self.confirmed, time.monotonic()
         while self._pending and time.monotonic() - stalled_since < self._delivery.drain_stall_s:
-            self._deliver()
+            self._deliver(draining=True)
             if self.confirmed != last_confirmed:
                 last_confirmed, stalled_since = self.confirmed, time.monotonic()
             time.sleep(0.02)

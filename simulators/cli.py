@@ -66,7 +66,7 @@ def simulation_run(args: argparse.Namespace, settings: Settings) -> SimulationRu
     speedup = args.speedup or settings.simulation.speedup
     clock = SimClock(start_ms, speedup, args.anchor_ms if args.anchor_ms is not None else wall_ms())
     end_ms = start_ms + duration_ms if duration_ms is not None else None
-    return SimulationRun(plant, start_ms, end_ms, clock, watch_from_start=args.anchor_ms is None)
+    return SimulationRun(plant, start_ms, end_ms, clock)
 
 
 def stop_on_signals() -> threading.Event:

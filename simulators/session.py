@@ -27,12 +27,12 @@ class SimulationRun:
     start_ms: int
     end_ms: int | None
     clock: SimClock
-    # A fresh run watches from its start; a gateway joining a running plant clock watches from now.
-    watch_from_start: bool = True
 
     @property
-    def first_read_ms(self) -> int | None:
-        return self.start_ms if self.watch_from_start else None
+    def first_read_ms(self) -> int:
+        """A gateway without a checkpoint watches from the simulation's start (the ledger's start too); one
+        with a checkpoint (restarted) resumes from it."""
+        return self.start_ms
 
     def timing(self, settings: Settings) -> GatewayTiming:
         s = settings.simulation
