@@ -8,9 +8,10 @@ runner checkpoints with the spool in one transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow
+from ftel.contract.states import MachineState
 from gateway.driver import MachineInfo, Reading
 from gateway.tracker import MachineTracker, Origin, TrackerState
 
@@ -95,6 +96,15 @@ class GatewayCore:
                 out.extend(tracker.observe(reading))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
         return self._stamped(out)
+
+    def unseen_since(self, machine_id: str, at_ms: int) -> list[MachineMessage]:
+        """Nothing is known of the machine from ``at_ms`` (the gateway was down and its driver cannot tell what
+        happened meanwhile): OFFLINE from then until its next reading."""
+        tracker = self.trackers[machine_id]
+        last = tracker.state.last
+        if last is None or last.state is MachineState.OFFLINE:
+            return []
+        return self._stamped(tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None)))
 
     def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
         for message in messages:

@@ -277,10 +277,12 @@ class Gateway:
         """Resume from the checkpoint, or read every machine once to start; return the time read up to."""
         if self.resumed and self.core.last_ms is not None:
             last = self.core.last_ms
-            for driver in self._drivers.values():
-                driver.resume(last)
+            gaps: list[Message] = []
+            for machine_id, driver in self._drivers.items():
+                if not driver.resume(last):
+                    gaps.extend(self.core.unseen_since(machine_id, last))
             log.info("gateway %s resumes from its checkpoint at %d", self.origin.gateway_id, last)
-            self._commit([])
+            self._commit(gaps)
             return last
         last = self._now_ms() if first_read_ms is None else first_read_ms
         if end_ms is not None:

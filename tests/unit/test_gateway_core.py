@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftel.contract.models import GatewayStatus, Message, StateChange, StateWindow
+from ftel.contract.states import MachineState
 from gateway.core import CoreState, GatewayCore, GatewayTiming
 from gateway.runner import _CHECKPOINT, _Checkpoint
 from gateway.spool import Spool, SpoolEntry
@@ -124,3 +125,18 @@ def test_the_spool_keeps_its_messages_and_checkpoint_across_a_reopen_bounded_and
     assert again.checkpoint() == "cp-1"
     assert again.dropped == 2
     assert list(again.read([3, 2, 1])) == [SpoolEntry(3, "t/3", b"xxx", False), SpoolEntry(1, "t/1", b"x", True)]
+
+
+def test_a_machine_whose_driver_cannot_tell_the_gap_is_offline_for_it_and_no_stop_is_counted() -> None:
+    core, drivers = workshop_core()
+    core.observe(START, {mid: d.read(START) for mid, d in drivers.items()})
+    run(core, drivers, START, START + 120_000)
+    machine = next(iter(drivers))
+    gap = core.unseen_since(machine, START + 120_000)
+    assert [m.state for m in gap if isinstance(m, StateChange)] == [MachineState.OFFLINE]
+    later = START + 300_000
+    after = core.observe(later, {machine: drivers[machine].read(later)})
+    windows = [m for m in after if isinstance(m, StateWindow) and m.machine_id == machine]
+    offline = sum(w.state_ms[MachineState.OFFLINE] for w in windows)
+    assert offline == 180_000  # windows 2, 3 and 4 of the run, closed by the reading at 5 minutes
+    assert all(sum(w.stops_by_reason.values()) == 0 for w in windows)
