@@ -13,14 +13,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ftel.contract.topics import ALERT_PREFIX, DEAD_LETTER_PREFIX, ID_PATTERN, PREFIX
+from ftel.contract.topics import (
+    ALERT_PREFIX,
+    CONFIRM_PREFIX,
+    DEAD_LETTER_PREFIX,
+    HEALTH_PREFIX,
+    ID_PATTERN,
+    PREFIX,
+    confirm_topic,
+)
 from ftel.security.errors import AuthError
 
 _ID_RE = re.compile(ID_PATTERN)
 
-# Topics outside the data tree (ftel/v1/<site>/<workshop>/<type>/<id>/<kind>) that roles are given by name.
-CONFIRM_PREFIX = f"{PREFIX}/confirm"
-HEALTH_PREFIX = f"{PREFIX}/health"
+# The alert worker's command topic (alerts.delivery owns it; a unit test keeps the two equal, since this leaf
+# package may not import alerts).
 ACK_TOPIC = f"{ALERT_PREFIX}-cmd/ack"
 DATA_TOPICS = f"{PREFIX}/+/+/+/+/+"
 # A gateway's site becomes the third topic level, where these names already mean something else.
@@ -109,6 +116,13 @@ class Identity:
             raise AuthError(f"identity {self.name} ({self.role}) is not bound to a site or workshop")
 
     @property
+    def binding(self) -> tuple[str, str]:
+        """A gateway's site and workshop."""
+        if self.site is None or self.workshop is None:
+            raise AuthError(f"identity {self.name} ({self.role}) is not bound to a site or workshop")
+        return self.site, self.workshop
+
+    @property
     def influx_user(self) -> InfluxUser | None:
         return ROLE_INFLUX_USER[self.role]
 
@@ -133,9 +147,10 @@ def grants(identity: Identity) -> Grants:
     """Least privilege per role; docs/security.md has the same table for people."""
     match identity.role:
         case Role.GATEWAY:
+            site, workshop = identity.binding
             return Grants(
-                publish=(f"{PREFIX}/{identity.site}/{identity.workshop}/+/+/+",),
-                receive=(f"{CONFIRM_PREFIX}/{identity.site}/{identity.workshop}/{identity.name}",),
+                publish=(f"{PREFIX}/{site}/{workshop}/+/+/+",),
+                receive=(confirm_topic(site, workshop, identity.name),),
             )
         case Role.INGEST:
             return Grants(

@@ -18,9 +18,9 @@ import yaml
 from pydantic import SecretStr
 
 from ftel.contract.states import MachineType
-from ftel.contract.topics import ALERT_PREFIX, PREFIX
+from ftel.contract.topics import ALERT_PREFIX, CONFIRM_PREFIX, PREFIX
 from ftel.security.credentials import load_credentials, with_identity
-from ftel.security.identities import ACK_TOPIC, CONFIRM_PREFIX, Role
+from ftel.security.identities import ACK_TOPIC, Role
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import LocalStack, free_port
 from ftel.stack.cli import stack_from_settings
