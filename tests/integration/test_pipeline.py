@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
 from simulators.ledger import plant_ledger
 from simulators.plant import default_plant
+from tests import sim_start
 from tests.ledger_check import differences, ledger_totals, stored_totals
 from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_until
 
@@ -24,9 +26,9 @@ HOUR_MS = 3_600_000
 WINDOW_MS = 60_000
 
 
-def past_hour(hours_back: int) -> int:
-    now = time.time_ns() // 1_000_000
-    return (now // HOUR_MS - hours_back) * HOUR_MS
+def pinned_start() -> int:
+    """The pinned start of a two-hour run (tests/sim_start.py): in the past, the same history every time."""
+    return sim_start.start_ms(span_ms=2 * HOUR_MS)
 
 
 def simulate(env: dict[str, str], start_ms: int, duration: str, speedup: int, log: Path) -> subprocess.Popen[bytes]:
@@ -61,6 +63,8 @@ def worker_counts(query: InfluxQuery) -> dict[str, int]:
 
 @pytest.fixture
 def pipeline(services: Services, database: str, tmp_path: Path) -> tuple[Settings, dict[str, str], Path]:
+    # The default plant's gateways, bound to its site (other tests bind the same gateway ids to theirs).
+    services.grant_plant(default_plant())
     settings = services.settings(database)
     # Each test gets its own shared-subscription group, so workers of other tests never take its messages.
     env = ftel_env(
@@ -72,7 +76,9 @@ def pipeline(services: Services, database: str, tmp_path: Path) -> tuple[Setting
     return settings, env, tmp_path
 
 
-def start_worker(env: dict[str, str], name: str, logs: Path) -> subprocess.Popen[bytes]:
+def start_worker(services: Services, env: dict[str, str], name: str, logs: Path) -> subprocess.Popen[bytes]:
+    """An ingest worker process; its worker id is its identity."""
+    services.grant(name, Role.INGEST)
     log = logs / f"{name}.log"
     process = start_ftel(["ingest", "--worker-id", name], env, log)
     wait_for_log(log, "subscribed")
@@ -84,14 +90,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-def test_two_simulated_hours_arrive_exactly_and_two_workers_share_the_load(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_two_simulated_hours_arrive_exactly_and_two_workers_share_the_load(services: Services, pipeline) -> None:  # type: ignore[no-untyped-def]
     settings, env, logs = pipeline
     group = settings.influx.database
-    workers = [start_worker(env, f"{group}-a", logs), start_worker(env, f"{group}-b", logs)]
-    start = past_hour(3)
+    workers = [start_worker(services, env, f"{group}-a", logs), start_worker(services, env, f"{group}-b", logs)]
+    start = pinned_start()
     gateways = simulate(env, start, "2h", 900, logs / "sim.log")
     assert gateways.wait(timeout=300) == 0, (logs / "sim.log").read_text()
-    query = InfluxQuery(settings.influx)
+    query = InfluxQuery(services.admin(group).influx)
     assert wait_for_exact(query, start, start + 2 * HOUR_MS) == []
     assert wait_for_exact(query, start, start + 2 * HOUR_MS, key="workshop") == []
 
@@ -107,21 +113,21 @@ def test_two_simulated_hours_arrive_exactly_and_two_workers_share_the_load(pipel
         stop(worker)
 
 
-def test_a_worker_killed_mid_run_and_restarted_loses_and_doubles_nothing(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_run_and_restarted_loses_and_doubles_nothing(services: Services, pipeline) -> None:  # type: ignore[no-untyped-def]
     settings, env, logs = pipeline
     group = settings.influx.database
-    steady = start_worker(env, f"{group}-a", logs)
-    victim = start_worker(env, f"{group}-b", logs)
-    start = past_hour(3)
+    steady = start_worker(services, env, f"{group}-a", logs)
+    victim = start_worker(services, env, f"{group}-b", logs)
+    start = pinned_start()
     gateways = simulate(env, start, "2h", 600, logs / "sim.log")
     wait_for_log(logs / "sim.log", "published", timeout_s=60)
     time.sleep(2)  # let the victim hold unacknowledged messages in its batch
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     time.sleep(2)  # its session keeps collecting its share while it is dead
-    victim = start_worker(env, f"{group}-b", logs)
+    victim = start_worker(services, env, f"{group}-b", logs)
     assert gateways.wait(timeout=300) == 0
-    query = InfluxQuery(settings.influx)
+    query = InfluxQuery(services.admin(group).influx)
     assert wait_for_exact(query, start, start + 2 * HOUR_MS) == []
     for worker in (steady, victim):
         stop(worker)
@@ -134,10 +140,12 @@ def test_the_gateway_spools_through_a_broker_outage_and_nothing_is_lost(tmp_path
     stack = LocalStack.on_free_ports(tmp_path / "own-stack")
     stack.up()
     try:
-        settings = Services(stack).settings(database)
+        own = Services(stack)
+        own.grant_plant(default_plant())
+        settings = own.settings(database)
         env = ftel_env(settings)
-        worker = start_worker(env, "outage-worker", tmp_path)
-        start = past_hour(3)
+        worker = start_worker(own, env, "outage-worker", tmp_path)
+        start = pinned_start()
         gateways = simulate(env, start, "2h", 300, tmp_path / "sim.log")
         wait_for_log(tmp_path / "sim.log", "published", timeout_s=60)
         stack.mosquitto.stop()  # the broker goes away mid-run…
@@ -147,7 +155,7 @@ def test_the_gateway_spools_through_a_broker_outage_and_nothing_is_lost(tmp_path
         assert gateways.wait(timeout=300) == 0
         log = (tmp_path / "sim.log").read_text()
         assert "dropped 0" in log.splitlines()[-1]
-        assert wait_for_exact(InfluxQuery(settings.influx), start, start + 2 * HOUR_MS) == []
+        assert wait_for_exact(InfluxQuery(own.admin(database).influx), start, start + 2 * HOUR_MS) == []
         stop(worker)
     finally:
         stack.down()
