@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow
+from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow, Message, Rollup, StateWindow
 from ftel.contract.states import MachineState
 from gateway.driver import MachineInfo, Reading
+from gateway.rollup import Rolled, RollupState, add_windows, due, partial
 from gateway.tracker import MachineTracker, Origin, TrackerState
 
 
@@ -36,6 +37,7 @@ class CoreState:
     last_ms: int | None = None  # every machine has been read up to here
     newest_ts: int = 0  # the newest timestamp of any message made so far
     trackers: dict[str, TrackerState] = field(default_factory=dict)  # machine id -> its tracker
+    rollups: RollupState = field(default_factory=RollupState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +90,57 @@ class GatewayCore:
         times.update(edges_between(after_ms, until_ms, t.telemetry_interval_ms))
         return sorted(times)
 
-    def observe(self, at_ms: int, readings: Mapping[str, list[Reading]]) -> list[MachineMessage]:
-        """Every machine read up to ``at_ms``: the changes, windows and telemetry those readings make."""
+    def observe(self, at_ms: int, readings: Mapping[str, list[Reading]]) -> list[Message]:
+        """Every machine read up to ``at_ms``: the changes, windows and telemetry those readings make, and the
+        roll-ups of the windows every machine has now closed."""
         out: list[MachineMessage] = []
         for machine_id, tracker in self.trackers.items():
             for reading in readings.get(machine_id, ()):
                 out.extend(tracker.observe(reading))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
-        return self._stamped(out)
+        return self._with_rollups(out)
 
-    def unseen_since(self, machine_id: str, at_ms: int) -> list[MachineMessage]:
+    def _with_rollups(self, made: list[MachineMessage], *, closing_at: int | None = None) -> list[Message]:
+        windows = [m for m in made if isinstance(m, StateWindow)]
+        rollups = self.state.rollups
+        add_windows(rollups, windows)
+        open_windows = [t.state.window_start for t in self.trackers.values() if t.state.last is not None]
+        rolled = due(rollups, window_ms=self.timing.window_ms, oldest_open_window=min(open_windows, default=None))
+        if closing_at is not None:
+            partials = [w for w in windows if w.partial]
+            rolled += partial(rollups, partials, window_ms=self.timing.window_ms, at_ms=closing_at)
+        return [*self._stamped(made), *(self._rollup(r) for r in rolled)]
+
+    def _rollup(self, rolled: Rolled) -> Rollup:
+        o, totals = self.origin, rolled.totals
+        message = Rollup(
+            site=o.site,
+            workshop=o.workshop,
+            gateway_id=o.gateway_id,
+            seq=self.next_seq(),
+            ts=rolled.ts,
+            machine_type=rolled.machine_type,
+            window_start=rolled.window_start,
+            window_ms=rolled.window_ms,
+            machines=len(totals.machines),
+            state_ms=dict(totals.state_ms),
+            down_ms_by_reason=dict(totals.down_ms),
+            stops_by_reason=dict(totals.stops),
+            units=totals.units,
+            defects=totals.defects,
+            partial=rolled.partial,
+        )
+        self.state.newest_ts = max(self.state.newest_ts, message.ts)
+        return message
+
+    def unseen_since(self, machine_id: str, at_ms: int) -> list[Message]:
         """Nothing is known of the machine from ``at_ms`` (the gateway was down and its driver cannot tell what
         happened meanwhile): OFFLINE from then until its next reading."""
         tracker = self.trackers[machine_id]
         last = tracker.state.last
         if last is None or last.state is MachineState.OFFLINE:
             return []
-        return self._stamped(tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None)))
+        return self._with_rollups(tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None)))
 
     def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
         for message in messages:
@@ -158,14 +194,14 @@ class GatewayCore:
         """The last will registered at connect (outside the sequence: the broker, not the spool, sends it)."""
         return self._status(online=False, ts=ts, seq=0, will=True)
 
-    def close(self, at_ms: int) -> list[MachineMessage]:
-        """Partial windows up to ``at_ms`` (the gateway stops)."""
+    def close(self, at_ms: int) -> list[Message]:
+        """Partial windows and roll-ups up to ``at_ms`` (the gateway stops)."""
         out: list[MachineMessage] = []
         for tracker in self.trackers.values():
             out.extend(tracker.close(at_ms))
         if out:
             self.state.last_ms = max(self.state.last_ms or at_ms, at_ms)
-        return self._stamped(out)
+        return self._with_rollups(out, closing_at=at_ms)
 
     def _status(
         self, *, online: bool, ts: int, seq: int, states: dict[str, MachineNow] | None = None, will: bool = False

@@ -23,7 +23,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from ftel.contract import encode
-from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, Message
+from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup
 from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
 from ftel.security.credentials import with_identity
 from ftel.settings import MqttSettings, Settings
@@ -176,6 +176,8 @@ class Gateway:
             topic, retain = self._status_topic, True
         elif isinstance(message, Heartbeat):
             topic, retain = gateway_topic(o.site, o.workshop, o.gateway_id, GatewayKind.HEARTBEAT), False
+        elif isinstance(message, Rollup):
+            topic, retain = gateway_topic(o.site, o.workshop, o.gateway_id, GatewayKind.ROLLUP), False
         else:
             kind = KIND_OF[type(message).__name__]
             topic = machine_topic(o.site, o.workshop, message.machine_type.value, message.machine_id, kind)
@@ -270,7 +272,7 @@ class Gateway:
             sim_ms, self.published, self.confirmed, len(self.spool), self.spool.dropped, self.link.connected.is_set()
         )
 
-    def _read(self, at_ms: int) -> list[MachineMessage]:
+    def _read(self, at_ms: int) -> list[Message]:
         return self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in self._drivers.items()})
 
     def _start(self, first_read_ms: int | None, end_ms: int | None) -> int:

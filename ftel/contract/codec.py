@@ -14,6 +14,7 @@ from ftel.contract.models import (
     Heartbeat,
     MachineMeta,
     Message,
+    Rollup,
     StateChange,
     StateWindow,
     Telemetry,
@@ -30,6 +31,7 @@ MODEL_BY_KIND: dict[str, type[BaseModel]] = {
     MachineKind.TELEMETRY: Telemetry,
     GatewayKind.STATUS: GatewayStatus,
     GatewayKind.HEARTBEAT: Heartbeat,
+    GatewayKind.ROLLUP: Rollup,
 }
 
 

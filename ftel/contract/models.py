@@ -155,31 +155,87 @@ class StateWindow(_MachinePayload):
 
     @model_validator(mode="after")
     def _adds_up(self) -> Self:
-        missing = [s.value for s in STATE_ORDER if s not in self.state_ms]
-        if missing:
-            raise ValueError(f"state_ms lacks {', '.join(missing)}")
         if not self.window_start < self.ts <= self.window_start + self.window_ms:
             raise ValueError(
                 f"closed at {self.ts}, outside the window ({self.window_start}, {self.window_start + self.window_ms}]"
             )
-        total = sum(self.state_ms.values())
-        if total > self.window_ms:
-            raise ValueError(f"state_ms adds up to {total} ms, more than the {self.window_ms} ms window")
-        allowed = DOWN_REASONS[self.machine_type]
-        for reason in (*self.down_ms_by_reason, *self.stops_by_reason):
-            if reason not in allowed:
-                raise ValueError(f"reason {reason!r} is not a {self.machine_type.value} reason code")
-        if sum(self.down_ms_by_reason.values()) != self.state_ms[MachineState.DOWN]:
-            raise ValueError("down_ms_by_reason does not add up to state_ms.DOWN")
-        max_stops = self.window_ms // 1000 * limits.STOPS_PER_WINDOW_SECOND + 1
-        if sum(self.stops_by_reason.values()) > max_stops:
-            raise ValueError(
-                f"{sum(self.stops_by_reason.values())} stops cannot happen in a {self.window_ms} ms window"
-            )
-        if self.units > self.window_ms * limits.UNITS_PER_WINDOW_MS:
-            raise ValueError(f"{self.units} units cannot be made in a {self.window_ms} ms window")
-        if self.defects > self.units:
-            raise ValueError(f"defects ({self.defects}) exceed units ({self.units})")
+        _check_window_sums(
+            self.machine_type,
+            self.state_ms,
+            self.down_ms_by_reason,
+            self.stops_by_reason,
+            capacity_ms=self.window_ms,
+            window_ms=self.window_ms,
+            units=self.units,
+            defects=self.defects,
+        )
+        return self
+
+
+def _check_window_sums(
+    machine_type: MachineType,
+    state_ms: dict[MachineState, int],
+    down_ms_by_reason: dict[str, int],
+    stops_by_reason: dict[str, int],
+    *,
+    capacity_ms: int,
+    window_ms: int,
+    units: int,
+    defects: int,
+) -> None:
+    """What every window (one machine's or a roll-up of many) must satisfy: all states present, no more time
+    than there is, downtime by reason adding up to DOWN, reasons of this machine type, believable counts."""
+    missing = [s.value for s in STATE_ORDER if s not in state_ms]
+    if missing:
+        raise ValueError(f"state_ms lacks {', '.join(missing)}")
+    total = sum(state_ms.values())
+    if total > capacity_ms:
+        raise ValueError(f"state_ms adds up to {total} ms, more than the {capacity_ms} ms there are")
+    allowed = DOWN_REASONS[machine_type]
+    for reason in (*down_ms_by_reason, *stops_by_reason):
+        if reason not in allowed:
+            raise ValueError(f"reason {reason!r} is not a {machine_type.value} reason code")
+    if sum(down_ms_by_reason.values()) != state_ms[MachineState.DOWN]:
+        raise ValueError("down_ms_by_reason does not add up to state_ms.DOWN")
+    machines = capacity_ms // window_ms
+    stops = sum(stops_by_reason.values())
+    if stops > (window_ms // 1000 * limits.STOPS_PER_WINDOW_SECOND + 1) * machines:
+        raise ValueError(f"{stops} stops cannot happen in a {window_ms} ms window")
+    if units > capacity_ms * limits.UNITS_PER_WINDOW_MS:
+        raise ValueError(f"{units} units cannot be made in a {window_ms} ms window")
+    if defects > units:
+        raise ValueError(f"defects ({defects}) exceed units ({units})")
+
+
+class Rollup(_Payload):
+    """The sum of the windows of one workshop's machines of one type, over ``window_ms`` (the gateway's window
+    for the per-minute roll-up, an hour for the hourly one). Made by the gateway from the very windows it sent,
+    so a roll-up always equals the sum of its raw windows; boards read roll-ups as the range or the fleet grows.
+    A partial roll-up (gateway stopping) is overwritten by the full one, like a partial window."""
+
+    machine_type: MachineType
+    window_start: EpochMs
+    window_ms: Annotated[int, Field(ge=limits.MIN_WINDOW_MS, le=limits.MAX_WINDOW_MS)]
+    machines: Annotated[int, Field(ge=1, le=limits.MAX_MACHINES_PER_GATEWAY)]
+    state_ms: dict[MachineState, Count]
+    down_ms_by_reason: dict[str, Count] = {}
+    stops_by_reason: dict[str, Count] = {}
+    units: Count
+    defects: Count
+    partial: bool = False
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> Self:
+        _check_window_sums(
+            self.machine_type,
+            self.state_ms,
+            self.down_ms_by_reason,
+            self.stops_by_reason,
+            capacity_ms=self.window_ms * self.machines,
+            window_ms=self.window_ms,
+            units=self.units,
+            defects=self.defects,
+        )
         return self
 
 
@@ -217,5 +273,5 @@ class Confirmation(BaseModel):
 
 
 MachineMessage = MachineMeta | StateChange | StateWindow | Telemetry
-GatewayMessage = GatewayStatus | Heartbeat
+GatewayMessage = GatewayStatus | Heartbeat | Rollup
 Message = MachineMessage | GatewayMessage

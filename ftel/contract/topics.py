@@ -38,6 +38,7 @@ class MachineKind(StrEnum):
 class GatewayKind(StrEnum):
     STATUS = "status"
     HEARTBEAT = "heartbeat"
+    ROLLUP = "rollup"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,14 @@ from ftel.contract.models import (
     Heartbeat,
     MachineMeta,
     Message,
+    Rollup,
     StateChange,
     StateWindow,
     Telemetry,
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 from ftel.storage.lineproto import Point
-from ftel.storage.schema import DEAD_LETTER_SLOTS, Measurement, Tag, state_fields
+from ftel.storage.schema import DEAD_LETTER_SLOTS, Measurement, Tag, resolution, state_fields
 
 
 def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -> dict[str, str]:
@@ -42,31 +43,16 @@ def to_points(message: Message) -> list[Point]:
         }
         return [Point(Measurement.MACHINE_STATE, machine_tags(message), fields, message.ts)]
     if isinstance(message, StateWindow):
-        tags = machine_tags(message)
-        window_fields: dict[str, str | int | float | bool] = {
-            state_field(state): message.state_ms[state] for state in STATE_ORDER
+        return _window_points(message, Measurement.STATE_TIME, Measurement.DOWNTIME, machine_tags(message), {})
+    if isinstance(message, Rollup):
+        tags = {
+            Tag.SITE: message.site,
+            Tag.WORKSHOP: message.workshop,
+            Tag.MACHINE_TYPE: message.machine_type.value,
+            Tag.RESOLUTION: resolution(message.window_ms),
         }
-        window_fields |= {
-            "window_ms": message.window_ms,
-            "observed_ms": sum(message.state_ms.values()),
-            "units": message.units,
-            "defects": message.defects,
-            "partial": message.partial,
-        }
-        points = [Point(Measurement.STATE_TIME, tags, window_fields, message.window_start)]
-        for reason in sorted(set(message.down_ms_by_reason) | set(message.stops_by_reason)):
-            points.append(
-                Point(
-                    Measurement.DOWNTIME,
-                    {**tags, "reason": reason},
-                    {
-                        "down_ms": message.down_ms_by_reason.get(reason, 0),
-                        "stops": message.stops_by_reason.get(reason, 0),
-                    },
-                    message.window_start,
-                )
-            )
-        return points
+        extra: dict[str, str | int | float | bool] = {"machines": message.machines}
+        return _window_points(message, Measurement.ROLLUP_STATE_TIME, Measurement.ROLLUP_DOWNTIME, tags, extra)
     if isinstance(message, Telemetry):
         telemetry_fields: dict[str, str | int | float | bool] = {
             **state_fields(message.state),
@@ -103,6 +89,33 @@ def to_points(message: Message) -> list[Point]:
         "seq": message.seq,
     }
     return [Point(Measurement.GATEWAY_HEARTBEAT, gateway_tags(message), heartbeat_fields, message.ts)]
+
+
+def _window_points(
+    window: StateWindow | Rollup,
+    measurement: str,
+    downtime: str,
+    tags: dict[str, str],
+    extra: dict[str, str | int | float | bool],
+) -> list[Point]:
+    """A window's time per state (and its downtime per reason): a machine's, or a workshop's roll-up."""
+    fields: dict[str, str | int | float | bool] = {state_field(state): window.state_ms[state] for state in STATE_ORDER}
+    fields |= {
+        "window_ms": window.window_ms,
+        "observed_ms": sum(window.state_ms.values()),
+        "units": window.units,
+        "defects": window.defects,
+        "partial": window.partial,
+        **extra,
+    }
+    points = [Point(measurement, tags, fields, window.window_start)]
+    for reason in sorted(set(window.down_ms_by_reason) | set(window.stops_by_reason)):
+        reason_fields: dict[str, str | int | float | bool] = {
+            "down_ms": window.down_ms_by_reason.get(reason, 0),
+            "stops": window.stops_by_reason.get(reason, 0),
+        }
+        points.append(Point(downtime, {**tags, Tag.REASON: reason}, reason_fields, window.window_start))
+    return points
 
 
 def _status_point(status: GatewayStatus, *, online: bool, at_ms: int) -> Point:

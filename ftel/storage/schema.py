@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 
-__all__ = ["STATE_CODES", "Measurement", "Tag", "state_field", "state_fields"]
+__all__ = ["STATE_CODES", "Measurement", "Tag", "resolution", "state_field", "state_fields"]
 
 
 class Measurement:
@@ -25,6 +25,9 @@ class Measurement:
     INGEST_HEALTH = "ingest_health"
     DEAD_LETTER = "dead_letter"
     ALERTS = "alerts"
+    # Per workshop and machine type, made by the gateway from the windows it sent (gateway/rollup.py).
+    ROLLUP_STATE_TIME = "rollup_state_time"
+    ROLLUP_DOWNTIME = "rollup_downtime"
 
 
 class Tag:
@@ -38,11 +41,21 @@ class Tag:
     # Dead letters received in the same millisecond by one worker differ in their slot, so none overwrites
     # another; the slot cycles through DEAD_LETTER_SLOTS values, which bounds the series it creates.
     SLOT = "slot"
+    # Of a roll-up: its length, "1m" (the gateway's window) or "1h".
+    RESOLUTION = "resolution"
 
 
 DEAD_LETTER_SLOTS = 1000
 
 STATE_CODES: dict[MachineState, int] = {state: index for index, state in enumerate(STATE_ORDER)}
+
+
+def resolution(window_ms: int) -> str:
+    """The resolution tag of a roll-up ``window_ms`` long: 1h, 1m, 30s…"""
+    for unit, ms in (("h", 3_600_000), ("m", 60_000)):
+        if window_ms % ms == 0:
+            return f"{window_ms // ms}{unit}"
+    return f"{window_ms // 1000}s"
 
 
 def state_fields(state: MachineState) -> dict[str, str | int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftel.contract.models import GatewayStatus, Message, StateChange, StateWindow
+from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, StateWindow
 from ftel.contract.states import MachineState
 from gateway.core import CoreState, GatewayCore, GatewayTiming
 from gateway.runner import _CHECKPOINT, _Checkpoint
@@ -24,10 +24,12 @@ START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
 TIMING = GatewayTiming(WINDOW, 30_000, 10_000, 0.1)
 
 
-def workshop_core(state: CoreState | None = None) -> tuple[GatewayCore, dict[str, SimulatedDriver]]:
+def workshop_core(
+    state: CoreState | None = None, *, start: int = START
+) -> tuple[GatewayCore, dict[str, SimulatedDriver]]:
     plant = default_plant()
     knit = plant.workshop("knit")
-    drivers = {m.spec.id: SimulatedDriver(m) for _, m in plant_models(plant, start_ms=START, workshop="knit")}
+    drivers = {m.spec.id: SimulatedDriver(m) for _, m in plant_models(plant, start_ms=start, workshop="knit")}
     core = GatewayCore(
         Origin(plant.site, knit.id, knit.gateway_id),
         [d.info for d in drivers.values()],
@@ -140,3 +142,45 @@ def test_a_machine_whose_driver_cannot_tell_the_gap_is_offline_for_it_and_no_sto
     offline = sum(w.state_ms[MachineState.OFFLINE] for w in windows)
     assert offline == 180_000  # windows 2, 3 and 4 of the run, closed by the reading at 5 minutes
     assert all(sum(w.stops_by_reason.values()) == 0 for w in windows)
+
+
+def last_word(messages: list[Message]) -> tuple[dict[tuple[str, int], StateWindow], dict[tuple[str, int, int], Rollup]]:
+    windows = {(m.machine_id, m.window_start): m for m in messages if isinstance(m, StateWindow)}
+    rollups = {(m.machine_type.value, m.window_start, m.window_ms): m for m in messages if isinstance(m, Rollup)}
+    return windows, rollups
+
+
+@settings(max_examples=6, deadline=None)
+@given(stop_at=st.integers(1, 2 * 3600 - 1))
+def test_roll_ups_equal_the_sum_of_the_windows_sent_through_a_restart(stop_at: int) -> None:
+    hour_start = START - START % 3_600_000
+    end, stop = hour_start + 2 * 3_600_000, hour_start + stop_at * 1000
+    core, drivers = workshop_core(start=hour_start)
+    sent = [*core.observe(hour_start, {m: d.read(hour_start) for m, d in drivers.items()})]
+    sent += run(core, drivers, hour_start, stop)
+    sent += core.close(stop)  # partial windows and roll-ups, overwritten after the restart
+    saved = _CHECKPOINT.dump_json(_Checkpoint("fp", core.state))
+    core, drivers = workshop_core(_CHECKPOINT.validate_json(saved).core, start=hour_start)
+    for driver in drivers.values():
+        driver.resume(stop)
+    sent += run(core, drivers, stop, end)
+    windows, rollups = last_word(sent)
+    assert not any(r.partial for r in rollups.values()), "every partial roll-up was overwritten by a full one"
+    minutes = {k: r for k, r in rollups.items() if k[2] == WINDOW}
+    assert len(minutes) == 120  # one knitting roll-up per minute of the two hours
+    for (_, window_start, _), rollup in minutes.items():
+        raw = [w for (_, start), w in windows.items() if start == window_start]
+        assert rollup.machines == len(raw) == len(drivers)
+        for state in MachineState:
+            assert rollup.state_ms[state] == sum(w.state_ms[state] for w in raw)
+        assert rollup.units == sum(w.units for w in raw)
+        assert sum(rollup.stops_by_reason.values()) == sum(sum(w.stops_by_reason.values()) for w in raw)
+    hours = {k: r for k, r in rollups.items() if k[2] == 3_600_000}
+    assert sorted(k[1] for k in hours) == [hour_start, hour_start + 3_600_000]
+    for (_, start, _), hour in hours.items():
+        parts = [r for (_, s, _), r in minutes.items() if start <= s < start + 3_600_000]
+        assert hour.state_ms == {s: sum(p.state_ms[s] for p in parts) for s in MachineState}
+        assert hour.down_ms_by_reason == {
+            reason: sum(p.down_ms_by_reason.get(reason, 0) for p in parts)
+            for reason in {r for p in parts for r in p.down_ms_by_reason}
+        }

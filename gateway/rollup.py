@@ -1,0 +1,132 @@
+"""Per-workshop roll-ups made at the edge (pure): the sum of the machine windows the gateway sends, per machine
+type, per window (one minute by default) and per hour.
+
+A window's roll-up goes out once every machine of the gateway has closed that window, so it holds all of them;
+the hour's once its last window has. Both sum the very windows that went out, so a roll-up always equals the
+sum of its raw points, whatever the InfluxDB (no continuous queries or tasks needed). Their state is part of
+the gateway's checkpoint; partial roll-ups at a stop are overwritten by the full ones after the restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ftel.contract.models import StateWindow
+from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+
+HOUR_MS = 3_600_000
+
+
+def _zero() -> dict[MachineState, int]:
+    return dict.fromkeys(STATE_ORDER, 0)
+
+
+@dataclass(slots=True)
+class Accumulator:
+    machines: set[str] = field(default_factory=set)
+    state_ms: dict[MachineState, int] = field(default_factory=_zero)
+    down_ms: dict[str, int] = field(default_factory=dict)
+    stops: dict[str, int] = field(default_factory=dict)
+    units: int = 0
+    defects: int = 0
+
+    def add(self, other: Accumulator) -> None:
+        self.machines |= other.machines
+        for state, ms in other.state_ms.items():
+            self.state_ms[state] += ms
+        for reason, ms in other.down_ms.items():
+            self.down_ms[reason] = self.down_ms.get(reason, 0) + ms
+        for reason, n in other.stops.items():
+            self.stops[reason] = self.stops.get(reason, 0) + n
+        self.units += other.units
+        self.defects += other.defects
+
+    @classmethod
+    def of(cls, window: StateWindow) -> Accumulator:
+        return cls(
+            {window.machine_id},
+            {state: window.state_ms.get(state, 0) for state in STATE_ORDER},
+            dict(window.down_ms_by_reason),
+            dict(window.stops_by_reason),
+            window.units,
+            window.defects,
+        )
+
+
+ByType = dict[MachineType, Accumulator]
+
+
+@dataclass(slots=True)
+class RollupState:
+    windows: dict[int, ByType] = field(default_factory=dict)  # window start -> closed machine windows so far
+    hours: dict[int, ByType] = field(default_factory=dict)  # hour start -> window roll-ups emitted so far
+
+
+@dataclass(frozen=True, slots=True)
+class Rolled:
+    """One roll-up to send: ``window_ms`` long from ``window_start``, closed at ``ts``."""
+
+    machine_type: MachineType
+    window_start: int
+    window_ms: int
+    ts: int
+    totals: Accumulator
+    partial: bool = False
+
+
+def _merge(into: ByType, source: ByType) -> None:
+    for machine_type, accumulator in source.items():
+        into.setdefault(machine_type, Accumulator()).add(accumulator)
+
+
+def _rolled(by_type: ByType, start: int, length: int, ts: int, *, partial: bool = False) -> list[Rolled]:
+    return [Rolled(t, start, length, ts, by_type[t], partial) for t in sorted(by_type) if by_type[t].machines]
+
+
+def add_windows(state: RollupState, windows: Iterable[StateWindow]) -> None:
+    for window in windows:
+        if not window.partial:
+            _merge(state.windows.setdefault(window.window_start, {}), {window.machine_type: Accumulator.of(window)})
+
+
+def due(state: RollupState, *, window_ms: int, oldest_open_window: int | None) -> list[Rolled]:
+    """Roll-ups of every window all machines have closed (their open window starts at ``oldest_open_window`` or
+    later), and of every hour whose last window is among them."""
+    if oldest_open_window is None:
+        return []
+    out: list[Rolled] = []
+    hourly = HOUR_MS % window_ms == 0
+    for start in sorted(w for w in state.windows if w < oldest_open_window):
+        by_type = state.windows.pop(start)
+        end = start + window_ms
+        out.extend(_rolled(by_type, start, window_ms, end))
+        if hourly:
+            hour = start - start % HOUR_MS
+            _merge(state.hours.setdefault(hour, {}), by_type)
+            if end % HOUR_MS == 0:
+                out.extend(_rolled(state.hours.pop(hour), hour, HOUR_MS, end))
+    return out
+
+
+def partial(state: RollupState, closing: Iterable[StateWindow], *, window_ms: int, at_ms: int) -> list[Rolled]:
+    """At a stop: the open window and the open hour as they stand, with the machines' partial windows (nothing
+    is kept: after a restart the full ones overwrite these)."""
+    now: ByType = {}
+    window_start: int | None = None
+    for window in closing:
+        window_start = window.window_start
+        _merge(now, {window.machine_type: Accumulator.of(window)})
+    if window_start is None:
+        return []
+    for start, by_type in state.windows.items():
+        if start == window_start:
+            _merge(now, by_type)
+    out = _rolled(now, window_start, window_ms, at_ms, partial=True)
+    if HOUR_MS % window_ms == 0:
+        hour_start = window_start - window_start % HOUR_MS
+        hour: ByType = {}
+        _merge(hour, state.hours.get(hour_start, {}))
+        _merge(hour, now)
+        out.extend(_rolled(hour, hour_start, HOUR_MS, at_ms, partial=True))
+    return out
