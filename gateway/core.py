@@ -120,6 +120,7 @@ class GatewayCore:
             seq=self.next_seq(),
             ts=rolled.ts,
             machine_type=rolled.machine_type,
+            machine_id=rolled.machine_id,
             window_start=rolled.window_start,
             window_ms=rolled.window_ms,
             machines=len(totals.machines),

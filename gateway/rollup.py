@@ -61,11 +61,15 @@ ByType = dict[MachineType, Accumulator]
 class RollupState:
     windows: dict[int, ByType] = field(default_factory=dict)  # window start -> closed machine windows so far
     hours: dict[int, ByType] = field(default_factory=dict)  # hour start -> window roll-ups emitted so far
+    # hour start -> machine id -> its windows in that hour so far (per-machine hourly roll-ups: "worst
+    # machines" over a shift of a county's fleet reads these, not 60 times as many raw windows)
+    machine_hours: dict[int, dict[str, tuple[MachineType, Accumulator]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Rolled:
-    """One roll-up to send: ``window_ms`` long from ``window_start``, closed at ``ts``."""
+    """One roll-up to send: ``window_ms`` long from ``window_start``, closed at ``ts``; of one machine when
+    ``machine_id`` is set, else of the workshop's machines of that type."""
 
     machine_type: MachineType
     window_start: int
@@ -73,6 +77,7 @@ class Rolled:
     ts: int
     totals: Accumulator
     partial: bool = False
+    machine_id: str | None = None
 
 
 def _merge(into: ByType, source: ByType) -> None:
@@ -86,8 +91,22 @@ def _rolled(by_type: ByType, start: int, length: int, ts: int, *, partial: bool 
 
 def add_windows(state: RollupState, windows: Iterable[StateWindow]) -> None:
     for window in windows:
-        if not window.partial:
-            _merge(state.windows.setdefault(window.window_start, {}), {window.machine_type: Accumulator.of(window)})
+        if window.partial:
+            continue
+        _merge(state.windows.setdefault(window.window_start, {}), {window.machine_type: Accumulator.of(window)})
+        if HOUR_MS % window.window_ms == 0:
+            hour = state.machine_hours.setdefault(window.window_start - window.window_start % HOUR_MS, {})
+            _, accumulator = hour.setdefault(window.machine_id, (window.machine_type, Accumulator()))
+            accumulator.add(Accumulator.of(window))
+
+
+def _machine_rolled(
+    machines: dict[str, tuple[MachineType, Accumulator]], start: int, ts: int, *, partial: bool = False
+) -> list[Rolled]:
+    return [
+        Rolled(machine_type, start, HOUR_MS, ts, totals, partial, machine_id)
+        for machine_id, (machine_type, totals) in sorted(machines.items())
+    ]
 
 
 def due(state: RollupState, *, window_ms: int, oldest_open_window: int | None) -> list[Rolled]:
@@ -106,6 +125,7 @@ def due(state: RollupState, *, window_ms: int, oldest_open_window: int | None) -
             _merge(state.hours.setdefault(hour, {}), by_type)
             if end % HOUR_MS == 0:
                 out.extend(_rolled(state.hours.pop(hour), hour, HOUR_MS, end))
+                out.extend(_machine_rolled(state.machine_hours.pop(hour, {}), hour, end))
     return out
 
 
@@ -129,4 +149,12 @@ def partial(state: RollupState, closing: Iterable[StateWindow], *, window_ms: in
         _merge(hour, state.hours.get(hour_start, {}))
         _merge(hour, now)
         out.extend(_rolled(hour, hour_start, HOUR_MS, at_ms, partial=True))
+        machines: dict[str, tuple[MachineType, Accumulator]] = {}
+        for machine_id, (machine_type, accumulator) in state.machine_hours.get(hour_start, {}).items():
+            machines[machine_id] = (machine_type, Accumulator())
+            machines[machine_id][1].add(accumulator)  # a copy: the stored hour carries on after a restart
+        for window in closing:
+            entry = machines.setdefault(window.machine_id, (window.machine_type, Accumulator()))
+            entry[1].add(Accumulator.of(window))
+        out.extend(_machine_rolled(machines, hour_start, at_ms, partial=True))
     return out

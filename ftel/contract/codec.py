@@ -57,12 +57,15 @@ def decode(topic: str, payload: bytes) -> tuple[TopicAddress, Message]:
 
 
 def _check_topic_matches(address: TopicAddress, message: Message) -> None:
-    pairs = [("site", address.site, message.site), ("workshop", address.workshop, message.workshop)]
+    pairs: list[tuple[str, str, object]] = [
+        ("site", address.site, message.site),
+        ("workshop", address.workshop, message.workshop),
+    ]
     if address.is_gateway:
         pairs.append(("gateway_id", address.machine_id, message.gateway_id))
-    else:
-        pairs.append(("machine_type", address.machine_type, message.machine_type))  # type: ignore[union-attr]
-        pairs.append(("machine_id", address.machine_id, message.machine_id))  # type: ignore[union-attr]
+    elif isinstance(message, MachineMeta | StateChange | StateWindow | Telemetry):
+        pairs.append(("machine_type", address.machine_type, message.machine_type))
+        pairs.append(("machine_id", address.machine_id, message.machine_id))
     for name, in_topic, in_payload in pairs:
         if in_topic != in_payload:
             raise ContractError(f"{name} in topic ({in_topic!r}) differs from payload ({in_payload!r})")

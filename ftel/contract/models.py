@@ -209,11 +209,13 @@ def _check_window_sums(
 
 class Rollup(_Payload):
     """The sum of the windows of one workshop's machines of one type, over ``window_ms`` (the gateway's window
-    for the per-minute roll-up, an hour for the hourly one). Made by the gateway from the very windows it sent,
-    so a roll-up always equals the sum of its raw windows; boards read roll-ups as the range or the fleet grows.
-    A partial roll-up (gateway stopping) is overwritten by the full one, like a partial window."""
+    for the per-minute roll-up, an hour for the hourly one), or with ``machine_id`` of one machine's windows
+    over an hour. Made by the gateway from the very windows it sent, so a roll-up always equals the sum of its
+    raw windows; boards read roll-ups as the range or the fleet grows. A partial roll-up (gateway stopping) is
+    overwritten by the full one, like a partial window."""
 
     machine_type: MachineType
+    machine_id: Id | None = None
     window_start: EpochMs
     window_ms: Annotated[int, Field(ge=limits.MIN_WINDOW_MS, le=limits.MAX_WINDOW_MS)]
     machines: Annotated[int, Field(ge=1, le=limits.MAX_MACHINES_PER_GATEWAY)]

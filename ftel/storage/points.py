@@ -52,6 +52,9 @@ def to_points(message: Message) -> list[Point]:
             Tag.RESOLUTION: resolution(message.window_ms),
         }
         extra: dict[str, str | int | float | bool] = {"machines": message.machines}
+        if message.machine_id is not None:
+            tags[Tag.MACHINE_ID] = message.machine_id
+            return _window_points(message, Measurement.MACHINE_HOURS, Measurement.MACHINE_HOURS_DOWNTIME, tags, extra)
         return _window_points(message, Measurement.ROLLUP_STATE_TIME, Measurement.ROLLUP_DOWNTIME, tags, extra)
     if isinstance(message, Telemetry):
         telemetry_fields: dict[str, str | int | float | bool] = {

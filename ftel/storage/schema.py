@@ -28,6 +28,9 @@ class Measurement:
     # Per workshop and machine type, made by the gateway from the windows it sent (gateway/rollup.py).
     ROLLUP_STATE_TIME = "rollup_state_time"
     ROLLUP_DOWNTIME = "rollup_downtime"
+    # Per machine and hour, from the same windows: per-machine questions over long ranges or large fleets.
+    MACHINE_HOURS = "rollup_machine_time"
+    MACHINE_HOURS_DOWNTIME = "rollup_machine_downtime"
 
 
 class Tag:

@@ -144,10 +144,20 @@ def test_a_machine_whose_driver_cannot_tell_the_gap_is_offline_for_it_and_no_sto
     assert all(sum(w.stops_by_reason.values()) == 0 for w in windows)
 
 
-def last_word(messages: list[Message]) -> tuple[dict[tuple[str, int], StateWindow], dict[tuple[str, int, int], Rollup]]:
+def last_word(
+    messages: list[Message],
+) -> tuple[dict[tuple[str, int], StateWindow], dict[tuple[str, int, int], Rollup], dict[tuple[str, int], Rollup]]:
+    """What InfluxDB keeps (a later point overwrites): machine windows, workshop roll-ups, machine hours."""
     windows = {(m.machine_id, m.window_start): m for m in messages if isinstance(m, StateWindow)}
-    rollups = {(m.machine_type.value, m.window_start, m.window_ms): m for m in messages if isinstance(m, Rollup)}
-    return windows, rollups
+    rollups = {
+        (m.machine_type.value, m.window_start, m.window_ms): m
+        for m in messages
+        if isinstance(m, Rollup) and m.machine_id is None
+    }
+    machine_hours = {
+        (m.machine_id, m.window_start): m for m in messages if isinstance(m, Rollup) and m.machine_id is not None
+    }
+    return windows, rollups, machine_hours
 
 
 @settings(max_examples=6, deadline=None)
@@ -164,8 +174,8 @@ def test_roll_ups_equal_the_sum_of_the_windows_sent_through_a_restart(stop_at: i
     for driver in drivers.values():
         driver.resume(stop)
     sent += run(core, drivers, stop, end)
-    windows, rollups = last_word(sent)
-    assert not any(r.partial for r in rollups.values()), "every partial roll-up was overwritten by a full one"
+    windows, rollups, machine_hours = last_word(sent)
+    assert not any(r.partial for r in [*rollups.values(), *machine_hours.values()]), "partials all overwritten"
     minutes = {k: r for k, r in rollups.items() if k[2] == WINDOW}
     assert len(minutes) == 120  # one knitting roll-up per minute of the two hours
     for (_, window_start, _), rollup in minutes.items():
@@ -184,3 +194,9 @@ def test_roll_ups_equal_the_sum_of_the_windows_sent_through_a_restart(stop_at: i
             reason: sum(p.down_ms_by_reason.get(reason, 0) for p in parts)
             for reason in {r for p in parts for r in p.down_ms_by_reason}
         }
+    assert len(machine_hours) == 2 * len(drivers)
+    for (machine_id, start), hour in machine_hours.items():
+        parts = [w for (m, s), w in windows.items() if m == machine_id and start <= s < start + 3_600_000]
+        assert len(parts) == 60
+        assert hour.state_ms == {s: sum(p.state_ms[s] for p in parts) for s in MachineState}
+        assert hour.units == sum(p.units for p in parts)
