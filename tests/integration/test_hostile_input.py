@@ -32,11 +32,13 @@ META = machine_topic("qinghe", "knit", "knitting", "META-1", MachineKind.META)
 HOSTILE_TEXT = st.text(alphabet=st.sampled_from([*list(" ,=\"'\n\\\tx=y,z"), "é", "羊", "绒"]), min_size=1, max_size=40)
 
 
-def header(machine_id: str, ts: int) -> dict[str, object]:
+def header(
+    machine_id: str, ts: int, *, site: str = "qinghe", workshop: str = "knit", gateway_id: str = "gw-knit"
+) -> dict[str, object]:
     return {
-        "site": "qinghe",
-        "workshop": "knit",
-        "gateway_id": "gw-knit",
+        "site": site,
+        "workshop": workshop,
+        "gateway_id": gateway_id,
         "seq": 1,
         "ts": ts,
         "machine_type": "knitting",
@@ -44,10 +46,11 @@ def header(machine_id: str, ts: int) -> dict[str, object]:
     }
 
 
-def telemetry(ts: int) -> bytes:
+def telemetry(ts: int, machine_id: str = "GOOD-1", **where: str) -> bytes:
+    """A valid telemetry message (``where``: site, workshop, gateway_id of its header)."""
     return json.dumps(
         {
-            **header("GOOD-1", ts),
+            **header(machine_id, ts, **where),
             "state": "RUNNING",
             "speed": 0.95,
             "temperature": 36.5,

@@ -6,6 +6,7 @@ allowed case, so it cannot pass by everything being refused."""
 from __future__ import annotations
 
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from ftel.contract import MachineKind, machine_topic
 from ftel.contract.states import MachineType
 from ftel.contract.topics import ALERT_PREFIX, CONFIRM_PREFIX, PREFIX
 from ftel.security.credentials import load_credentials, with_identity
@@ -27,7 +29,8 @@ from ftel.stack.cli import stack_from_settings
 from ftel.storage.query import InfluxQuery, QueryError
 from ftel.storage.writer import V1Writer, WriteError
 from simulators.plant import MachineSpec, Plant, Workshop
-from tests.support import MqttProbe, Services, ftel_env, unique
+from tests.integration.test_hostile_input import telemetry
+from tests.support import MqttProbe, Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
 
 pytestmark = pytest.mark.integration
 REFUSED = "Not authorized"
@@ -100,6 +103,37 @@ def test_a_gateway_publishes_only_in_its_own_workshop(services: Services, open_p
     watch.wait_for(own, b"its own machine")
     for topic in forged:
         assert watch.received(topic) == [], topic
+
+
+def test_what_a_gateway_forges_for_another_workshop_is_never_stored(  # type: ignore[no-untyped-def]
+    services: Services, database: str, tmp_path: Path, open_probe
+) -> None:
+    site = unique("s")
+    name = services.grant(unique("gw"), Role.GATEWAY, site=site, workshop="yarn")
+    worker_id = services.grant(unique("ingest"), Role.INGEST)
+    log = tmp_path / "worker.log"
+    worker = start_ftel(
+        ["ingest", "--worker-id", worker_id], ftel_env(services.settings(database), FTEL_INGEST__GROUP=database), log
+    )
+    try:
+        wait_for_log(log, "subscribed")
+        gw = open_probe(name)
+        ts = time.time_ns() // 1_000_000 - 60_000
+        forged = machine_topic(site, "knit", "knitting", "FORGED-1", MachineKind.TELEMETRY)
+        own = machine_topic(site, "yarn", "knitting", "OWN-1", MachineKind.TELEMETRY)
+        where = {"site": site, "gateway_id": name}
+        assert gw.publish(forged, telemetry(ts, "FORGED-1", workshop="knit", **where)) == REFUSED
+        assert gw.publish(own, telemetry(ts, "OWN-1", workshop="yarn", **where)) == "Success"
+        query = InfluxQuery(services.admin(database).influx)
+        stored = wait_until(
+            lambda: query.rows("SELECT speed, workshop FROM telemetry"), timeout_s=60, what="the gateway's own point"
+        )
+        assert [(row["machine_id"], row["workshop"]) for row in query.rows("SELECT * FROM telemetry")] == [
+            ("OWN-1", "yarn")
+        ], stored
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
 
 
 def test_a_gateway_cannot_plant_a_retained_fake_alert(services: Services, open_probe) -> None:  # type: ignore[no-untyped-def]
