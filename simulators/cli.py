@@ -116,6 +116,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError("ledger needs --duration (and usually --start-ms)")
         write_run_ledger(run, settings, args.ledger or Path("ledger.jsonl"), None)
         return 0
+    if args.action == "serve":
+        return _serve(args, run)
     if args.action == "backfill":
         end = run.end_ms or wall_ms()
         # Written like ingest writes it: as an ingest identity, whose InfluxDB user may only write.
@@ -148,6 +150,43 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, run: SimulationRun) -> int:
+    import asyncio
+
+    from simulators.serve.faults import Faults, load_faults
+    from simulators.serve.run import PollSettings, Served, ServeOptions, serve
+
+    workshop = args.workshop or run.plant.workshops[0].id
+    run.plant.workshop(workshop)  # a KeyError names the known ones
+    options = ServeOptions(
+        protocol=args.protocol,
+        plant=run.plant,
+        workshop=workshop,
+        start_ms=run.start_ms,
+        end_ms=run.end_ms,
+        clock=run.clock,
+        host=args.host,
+        port=args.port,
+        faults=load_faults(args.faults) if args.faults else Faults(),
+        counter_start=args.counter_start,
+        poll=PollSettings(interval_s=args.poll_interval_s, timeout_s=args.timeout_s, offline_after=args.offline_after),
+        overrun_ms=parse_duration(args.overrun),
+        gateway_config=args.gateway_config,
+    )
+
+    def ready(served: Served) -> None:
+        for machine_id, address in served.addresses.items():
+            console.print(f"{machine_id}: {' '.join(f'{k}={v}' for k, v in address.items())}")
+        written = f"; gateway configuration → {args.gateway_config}" if args.gateway_config else ""
+        console.print(
+            f"serving {len(served.controllers)} machines of {workshop} over {args.protocol} at "
+            f"{run.clock.speedup:g}×{written}; ready"
+        )
+
+    asyncio.run(serve(options, on_ready=ready))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "simulate",
@@ -165,6 +204,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument("--out", type=Path, default=Path("plant.yaml"))
     ledger = actions.add_parser("ledger", help="write the ground-truth ledger for a period, without running it")
     add_run_options(ledger, duration_default=None)
+    serve = actions.add_parser(
+        "serve",
+        help="serve a workshop's simulated machines as Modbus TCP or OPC UA controllers on loopback",
+        description="Each machine of the workshop as a real controller: its own Modbus TCP server (a port per "
+        "machine), or all of them on one OPC UA server with the OPC 40001-1 Machinery building blocks. Values "
+        "follow the seeded models on the plant's clock; --gateway-config writes the configuration that reads them "
+        "(`ftel gateway --config FILE`). Runs until Ctrl-C; after --duration the machines hold still.",
+    )
+    add_run_options(serve, duration_default=None)
+    serve.add_argument("--protocol", choices=("modbus", "opcua"), required=True)
+    serve.add_argument("--workshop", help="workshop id (default: the plant's first)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to serve on (loopback by default)")
+    serve.add_argument("--port", type=int, default=0, help="first port (Modbus: one per machine); 0: free ports")
+    serve.add_argument("--gateway-config", type=Path, help="write the gateway configuration for these machines here")
+    serve.add_argument("--poll-interval-s", type=float, default=1.0, help="poll interval the configuration asks")
+    serve.add_argument("--timeout-s", type=float, help="request time limit it asks (default: the poll interval)")
+    serve.add_argument("--offline-after", type=int, default=2, help="failed polls that make a machine OFFLINE")
+    serve.add_argument("--overrun", default="60s", help="how long the gateway reads past --duration (default 60s)")
+    serve.add_argument("--faults", type=Path, help="controller faults to inject (YAML: silent, restart, garble)")
+    serve.add_argument("--counter-start", type=int, default=0, help="counters start here (e.g. 65530: they wrap)")
     fill = actions.add_parser("backfill", help="simulate a past period straight into InfluxDB (no MQTT)")
     add_run_options(fill, duration_default="8h")
     parser.set_defaults(handler=_simulate)

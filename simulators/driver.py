@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
 
 from ftel.contract.states import MachineState
+from ftel.errors import ConfigError
+from gateway.config import GatewayConfig, MachineConfig
+from gateway.config import SimulatedDriver as SimulatedDriverConfig
 from gateway.driver import MachineInfo, Reading
-from simulators.machine import MachineModel, Segment, is_defective
+from simulators.machine import MachineModel, Segment, is_defective, plant_models
+from simulators.plant import default_plant, load_plant
 
 
 class SimulatedDriver:
-    def __init__(self, model: MachineModel) -> None:
+    def __init__(self, model: MachineModel, *, info: MachineInfo | None = None) -> None:
+        """``info``: what the gateway calls the machine (default: the plant's spec)."""
         self._model = model
         self._segments: Iterator[Segment] = model.segments()
         self._current = next(self._segments)
@@ -19,7 +26,7 @@ class SimulatedDriver:
         self._units_counted = 0
         self._defects = 0
         spec = model.spec
-        self._info = MachineInfo(
+        self._info = info or MachineInfo(
             spec.id,
             spec.type,
             spec.model,
@@ -86,3 +93,28 @@ class SimulatedDriver:
             temperature=round(temperature, 2),
             run_ms_since_service=model.service_at(segment, at_ms),
         )
+
+
+@lru_cache(maxsize=8)
+def _plant_machines(plant_file: Path | None, start_ms: int) -> dict[str, MachineModel]:
+    plant = load_plant(plant_file) if plant_file else default_plant()
+    return {model.spec.id: model for _, model in plant_models(plant, start_ms=start_ms)}
+
+
+def configured_driver(machine: MachineConfig, config: GatewayConfig) -> SimulatedDriver:
+    """The driver of a ``simulated`` entry of a gateway configuration: the plant's machine of that id, its
+    simulation started at the configuration's clock start."""
+    driver, clock = machine.driver, config.clock
+    if not isinstance(driver, SimulatedDriverConfig) or clock is None:
+        raise ConfigError(f"{machine.id}: not a simulated machine with a clock")
+    models = _plant_machines(driver.plant, clock.start_ms)
+    wanted = driver.machine or machine.id
+    if wanted not in models:
+        raise ConfigError(f"{machine.id}: the plant {driver.plant or '(built-in)'} has no machine {wanted}")
+    model = models[wanted]
+    if model.spec.type is not (machine.type or model.spec.type):
+        raise ConfigError(f"{machine.id}: {wanted} is a {model.spec.type.value} machine, not {machine.type}")
+    from gateway.drivers.build import machine_info  # here: it brings the protocol libraries, `simulate run` needs none
+
+    plain = SimulatedDriver(model)
+    return SimulatedDriver(model, info=machine_info(machine, plain.info))
