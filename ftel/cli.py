@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "ftel.security.cli",
     "ftel.run",
     "simulators.cli",
-    "gateway.cli",
+    "ftel.gateway_command",
     "ingest.cli",
     "dashboards.cli",
     "alerts.cli",
