@@ -8,6 +8,9 @@ not answer never holds up another one or the runner.
 
 - ``offline_after`` failed polls in a row (a time-out, a refusal, a broken connection) make the machine
   OFFLINE from the moment the first of them was sent; the next answer ends it.
+- A time-out noticed much later than it was due says that this host, not the controller, was stalled (a busy
+  machine, a long pause of the process): an answer may have been waiting unread. Such a poll proves nothing:
+  it is not counted as a failure, and the next poll asks again.
 - After a failure the connection is dropped and made again at the next poll; a connection that cannot be made
   is tried again after ``reconnect_min_s``, doubling up to ``reconnect_max_s`` (with jitter).
 - Where the source offers it (OPC UA subscriptions), a change it reports triggers a poll at once, so state
@@ -39,6 +42,8 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 2.0
 # Reconnect waits vary by this fraction, so machines that failed together do not all retry together.
 RECONNECT_JITTER = 0.2
+# A time-out noticed this much (of the time limit) after it was due means the loop itself was stalled.
+STALL_FRACTION = 0.5
 
 
 class Source(Protocol):
@@ -101,6 +106,7 @@ class PolledMachine:
         self._first_failure_ms = 0
         self._offline = False
         self.polls = 0
+        self.stalls = 0  # polls not counted: this host stalled past their time limit
 
     # -- the driver protocol (runner thread) -----------------------------------------------------------------
 
@@ -201,13 +207,19 @@ class PolledMachine:
                     await _wait(stopping, None, clock.wall_s(wait))
                     next_poll = loop.time()
                     continue
-            sent = clock.now_ms()
+            sent, asked = clock.now_ms(), loop.time()
             changed.clear()
+            limit = clock.wall_s(t.timeout_s)
             try:
-                sample = await asyncio.wait_for(self._source.read(), clock.wall_s(t.timeout_s))
+                sample = await asyncio.wait_for(self._source.read(), limit)
             except (SourceError, OSError, TimeoutError) as error:
-                self._failed(sent, error)
-                connected, lost = False, True
+                if isinstance(error, TimeoutError) and loop.time() - asked > limit * (1 + STALL_FRACTION):
+                    self.stalls += 1
+                    log.debug("machine %s: poll timed out while this host stalled; not counted", self._info.machine_id)
+                else:
+                    self._failed(sent, error)
+                    lost = True
+                connected = False
                 await self._close(clock)
             else:
                 self._answered(clock.now_ms(), sample, reconnected=lost)

@@ -45,7 +45,7 @@ VARIANTS: dict[Signal, ua.VariantType] = {
     Signal.SERVICE_HOURS: ua.VariantType.Double,
 }
 # Refresh: how often (wall seconds) the server looks for changed values.
-REFRESH_S = 0.01
+REFRESH_S = 0.02
 
 
 def _ids(names: dict[int, str]) -> dict[str, int]:
@@ -156,6 +156,8 @@ class OpcUaWorkshopServer:
     async def _show(self, controller: SimulatedController, now: int) -> None:
         nodes, written = self._nodes[controller.machine_id], self._written[controller.machine_id]
         shown = controller.at(now)
+        if written.get("shown") == shown:
+            return
         stamp = datetime.fromtimestamp(now / 1000, UTC)
         if not shown.answering:
             if written.get("answering", True):
@@ -166,6 +168,7 @@ class OpcUaWorkshopServer:
                 written["answering"] = False
             return
         written["answering"] = True
+        written["shown"] = shown
         for name, variant in self._values(shown):
             if written.get(name) != variant.Value:
                 await self._server.write_attribute_value(nodes[name], ua.DataValue(variant, SourceTimestamp=stamp))

@@ -136,8 +136,9 @@ class Served:
 
 async def serve(options: ServeOptions, *, on_ready: Any = None) -> None:
     """Serve until SIGINT or SIGTERM."""
-    for name in ("asyncua", "pymodbus"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
+    # pymodbus logs every answer it could not send to a client that gave up (a silent controller's, by design).
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     served = Served(options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
