@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from dashboards.report_data import Downtime, Segment
-from dashboards.shifts import PLANT_TIMEZONE
+from dashboards.shifts import PLANT_TIME, PLANT_TIMEZONE
 from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER
 
 INK = "#1f2933"
@@ -122,6 +122,7 @@ def timeline_chart(machines: Mapping[str, Sequence[Segment]], start_ms: int, end
     ax.set_xlim(_day(start_ms), _day(end_ms))
     ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=PLANT_TIMEZONE, minticks=4, maxticks=12))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PLANT_TIMEZONE))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(PLANT_TIME, color=MUTED)
     ax.grid(axis="x", color=GRID)
     ax.set_axisbelow(True)
     ax.legend(

@@ -99,6 +99,19 @@ def _target_problems(where: str, panel: Json) -> tuple[list[str], set[str]]:
     return problems, used
 
 
+def _custom_problems(variable: Json) -> list[str]:
+    """A custom variable: its options are what its query lists (``text : value`` pairs), one is current."""
+    where = f"variable {variable['name']}"
+    listed = [item.split(" : ", 1) for item in str(variable.get("query", "")).split(",") if item]
+    pairs = [(p[0].strip(), p[-1].strip()) for p in listed]
+    options = [(o.get("text"), o.get("value")) for o in variable.get("options", [])]
+    problems = [] if pairs and pairs == options else [f"{where}: options {options} are not its values {pairs}"]
+    current = variable.get("current", {})
+    if (current.get("text"), current.get("value")) not in pairs:
+        problems.append(f"{where}: current value {current.get('value')!r} is not one of its options")
+    return problems
+
+
 def check_dashboard(board: Json) -> list[str]:
     """Problems found, as sentences; an empty list means the board is sound."""
     problems: list[str] = []
@@ -113,6 +126,9 @@ def check_dashboard(board: Json) -> list[str]:
     used: set[str] = set()
     for index, variable in enumerate(variables):
         query = variable.get("query", "")
+        if variable.get("type") == "custom":
+            problems += _custom_problems(variable)
+            continue
         problems += _datasource_problems(
             f"variable {variable['name']}", variable.get("datasource"), allow_expression=False
         )

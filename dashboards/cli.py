@@ -59,7 +59,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.report import write_report
-    from dashboards.shifts import PeriodError, between, parse_shift
+    from dashboards.shifts import PLANT_TIME, PeriodError, between, parse_shift
     from ftel.errors import CliError
     from ftel.storage.query import QueryError
 
@@ -81,6 +81,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"cannot read InfluxDB ({error}); check FTEL_INFLUX__URL and FTEL_INFLUX__DATABASE") from error
     machines = sum(sum(c.values()) for c in data.machines_by_state.values())
     print(f"wrote {args.out}: {period.label}, {machines} machines")
+    if period.zone_assumed:
+        print(f"--from/--to without an offset were read as {PLANT_TIME}; add Z or +08:00 to give another zone")
     return 0
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from html import escape
 
 from dashboards import charts
 from dashboards.report_data import ReportData
-from dashboards.shifts import PLANT_TIMEZONE
+from dashboards.shifts import PLANT_TIME, plant_time
 from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER
 
 STYLE = """
@@ -52,7 +51,8 @@ window.addEventListener("load", function () {
 
 
 def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, PLANT_TIMEZONE).strftime("%Y-%m-%d %H:%M")
+    """A moment in plant time, the report's one zone (labelled where it is shown)."""
+    return plant_time(ms).strftime("%Y-%m-%d %H:%M")
 
 
 def _percent(value: float | None) -> str:
@@ -188,11 +188,12 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> s
                 {2},
             ),
         ),
-        _section("states-now", f"Machines by state at {_when(data.end_ms)}", _states_now(data)),
+        _section("states-now", f"Machines by state at {_when(data.end_ms)} {PLANT_TIME}", _states_now(data)),
         *(
             _section(
                 f"timeline-{escape(w)}",
-                f"State timeline, workshop {w}",
+                f"State timeline, workshop {w}"
+                + (f", the {len(m)} machines with most downtime" if data.timelines_worst_only else ""),
                 _image(
                     charts.timeline_chart(m, data.start_ms, data.end_ms),
                     f"chart-timeline-{escape(w)}",
@@ -208,6 +209,7 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> s
         f"<script>{IMAGE_CHECK}</script></head><body>"
         f"<header><h1>{escape(title)}</h1><p>{escape(period)}</p></header><main>"
         + "".join(sections)
-        + f"<footer>Generated {_when(generated_ms)} (UTC+8) by ftel from InfluxDB, with the queries the "
-        "Grafana boards use. Utilisation = running / (observed - offline).</footer></main></body></html>"
+        + f"<footer>Generated {_when(generated_ms)} {escape(PLANT_TIME)} by ftel from InfluxDB, with the queries "
+        "the Grafana boards use; all times are plant time. Utilisation = running / (observed - offline)."
+        "</footer></main></body></html>"
     )

@@ -6,7 +6,7 @@ Grafana's server-side expressions. One colour per machine state (``STATE_COLOURS
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import barchart, bargauge, dashboard, expr, stat, statetimeline, table
@@ -17,7 +17,15 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards.queries import MACHINE_VARIABLES, Query, variable_values
+from dashboards.queries import (
+    DEFAULT_RESOLUTION,
+    MACHINE_VARIABLES,
+    RESOLUTION,
+    RESOLUTION_PATTERNS,
+    WORKSHOP_VARIABLES,
+    Query,
+    variable_values,
+)
 from ftel.contract.states import STATE_COLOURS, STATE_ORDER
 
 DATASOURCE_UID = "ftel-influxdb"
@@ -31,6 +39,7 @@ VARIABLE_LABELS = {
     "workshop": "Workshop",
     "machine_type": "Machine type",
     "machine": "Machine",
+    RESOLUTION: "Resolution",
 }
 REF_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -98,12 +107,40 @@ def query_variable(name: str, *, multi: bool = True) -> dashboard.QueryVariable:
     return variable
 
 
-def machine_variables(*, single_machine: bool = False) -> list[cogbuilder.Builder[model.VariableModel]]:
-    return [query_variable(n, multi=not (single_machine and n == "machine")) for n in MACHINE_VARIABLES]
+def machine_variables(*, single: Collection[str] = ()) -> list[cogbuilder.Builder[model.VariableModel]]:
+    """Site, workshop, machine type and machine; those in ``single`` take one value (Grafana opens on the first)."""
+    return [query_variable(n, multi=n not in single) for n in MACHINE_VARIABLES]
+
+
+def workshop_variables() -> list[cogbuilder.Builder[model.VariableModel]]:
+    """What workshop roll-ups can be narrowed by (they hold no machine), and the resolution they are read at."""
+    return [*(query_variable(n) for n in WORKSHOP_VARIABLES), resolution_variable()]
 
 
 def site_variables() -> list[cogbuilder.Builder[model.VariableModel]]:
     return [query_variable(n) for n in ("site", "workshop")]
+
+
+def resolution_variable() -> dashboard.CustomVariable:
+    """1m (default): every gateway window that starts in the range, exact to the minute, the running hour
+    included; 1h: every hour that starts in the range, read from hourly roll-ups, for long ranges and large
+    fleets. The value is what the roll-ups' resolution tag must match (queries.RESOLUTION_PATTERNS)."""
+    options = [
+        model.VariableOption(selected=r == DEFAULT_RESOLUTION, text=r, value=pattern)
+        for r, pattern in RESOLUTION_PATTERNS.items()
+    ]
+    return (
+        dashboard.CustomVariable(RESOLUTION)
+        .label(VARIABLE_LABELS[RESOLUTION])
+        .description(
+            "1m: every one-minute window in the range, exact, the running hour included. "
+            "1h: whole hours that start in the range (an hour shows once it has ended); fast for days or a "
+            "county's fleet."
+        )
+        .values(",".join(f"{r} : {pattern}" for r, pattern in RESOLUTION_PATTERNS.items()))
+        .options(options)
+        .current(next(o for o in options if o.selected))
+    )
 
 
 # --- colours ----------------------------------------------------------------------------------------------

@@ -6,12 +6,26 @@ Statements are written with Grafana's variables, exactly as a panel sends them:
   in epoch ms, for "now" questions that must look back before the range start);
 - ``$site``, ``$workshop``, ``$machine_type``, ``$machine``: dashboard variables, always used as
   ``"tag" =~ /^$var$/`` so that one value, several values (Grafana renders ``(a|b)``) and All (``.*``)
-  all work.
+  all work;
+- ``${resolution:raw}``: the board's resolution (below), put in as it is (not regex-escaped).
 
 ``bind`` puts concrete values in their place the way Grafana does; the shift report and the tests use it, so
 the report, the tests and the boards run the same text. Definitions follow docs/schema.md: utilisation =
 running / (observed - offline); availability = running / (observed - offline - setup - maintenance);
 performance = units / rated units for the running time; quality = good / total units.
+
+Where a question over the range reads (docs/boards.md gives users the rule):
+
+- workshop questions (utilisation, OEE, downtime by reason; per site, workshop or machine type) read the
+  gateways' workshop roll-ups: at ``1m`` each gateway window (the very windows of the raw points, so the same
+  answer for any range), at ``1h`` each hour that starts in the range;
+- per-machine questions (worst machines, repeated faults) read each machine's own windows at ``1m`` and its
+  machine hours at ``1h``;
+- one machine's detail, state now and telemetry read the raw points.
+
+A board reads its whole range at its ``$resolution`` variable (``Reading`` with the board's ``Slice``). The
+report knows its range and splits it (``range_slices``): the whole hours inside it at ``1h``, the minutes before
+the first and after the last whole hour at ``1m``; so it is exact for any range and reads an hour as one point.
 
 The current state of a machine is the last ``machine_state`` point at or before the range end, looked back
 ``STATE_LOOKBACK`` (the retention policy must be the database's default, as ``ftel stack`` creates it).
@@ -21,10 +35,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.storage.schema import Field, Measurement, Tag, resolution, state_field
 
 # How far back "now" questions look for the last state change, telemetry sample or machine description.
 STATE_LOOKBACK = "7d"
@@ -47,6 +62,16 @@ RATED_UNITS_PER_HOUR: Mapping[MachineType, float] = {
 MS_PER_HOUR = 3_600_000
 MS_PER_MINUTE = 60_000
 
+# Roll-up resolutions. MINUTE is the gateways' window (60 s, their default; the boards' buckets assume it
+# too): a 1m roll-up holds the same windows as the raw points. HOUR is the gateways' hourly roll-up.
+MINUTE = resolution(MS_PER_MINUTE)
+HOUR = resolution(MS_PER_HOUR)
+RESOLUTION = "resolution"  # the boards' dashboard variable
+DEFAULT_RESOLUTION = MINUTE
+# What the resolution tag must match (a regular expression) at each resolution. A machine's own windows carry
+# no resolution tag, so at one minute per-machine questions read them, and workshop questions the 1m roll-ups.
+RESOLUTION_PATTERNS: Mapping[str, str] = {MINUTE: f"{MINUTE}|", HOUR: HOUR}
+
 Format = Literal["time_series", "table"]
 
 
@@ -64,24 +89,31 @@ class Query:
 # Dashboard variables in the order they narrow each other down.
 SITE, WORKSHOP, MACHINE_TYPE, MACHINE = "site", "workshop", "machine_type", "machine"
 VARIABLE_TAGS: Mapping[str, str] = {
-    SITE: "site",
-    WORKSHOP: "workshop",
-    MACHINE_TYPE: "machine_type",
-    MACHINE: "machine_id",
+    SITE: Tag.SITE,
+    WORKSHOP: Tag.WORKSHOP,
+    MACHINE_TYPE: Tag.MACHINE_TYPE,
+    MACHINE: Tag.MACHINE_ID,
 }
 MACHINE_VARIABLES = (SITE, WORKSHOP, MACHINE_TYPE, MACHINE)
+# What a workshop roll-up can be narrowed by: it has no machine.
+WORKSHOP_VARIABLES = (SITE, WORKSHOP, MACHINE_TYPE)
 GATEWAY_VARIABLES = (SITE, WORKSHOP)
 # Grafana's own variables: bound from the time range and the panel width, never defined on a board.
 BUILTIN_VARIABLES = frozenset({"timeFilter", "__interval", "__to", "__from"})
 
 
+def _n(name: str) -> str:
+    """An identifier (measurement, tag, field or alias), quoted."""
+    return f'"{name}"'
+
+
+def _sum(name: str, alias: str | None = None) -> str:
+    return f"sum({_n(name)}) AS {_n(alias or name)}"
+
+
 def matches(variables: Sequence[str]) -> str:
     """``"site" =~ /^$site$/ AND …`` for the given dashboard variables."""
-    return " AND ".join(f'"{VARIABLE_TAGS[v]}" =~ /^${v}$/' for v in variables)
-
-
-MACHINES = matches(MACHINE_VARIABLES)
-GATEWAYS = matches(GATEWAY_VARIABLES)
+    return " AND ".join(f"{_n(VARIABLE_TAGS[v])} =~ /^${v}$/" for v in variables)
 
 
 def looking_back(duration: str) -> str:
@@ -90,7 +122,123 @@ def looking_back(duration: str) -> str:
 
 
 def _group_by(*tags: str) -> str:
-    return ", ".join(f'"{t}"' for t in tags)
+    return ", ".join(_n(t) for t in tags)
+
+
+def _grouped(*tags: str) -> str:
+    return f" GROUP BY {_group_by(*tags)}" if tags else ""
+
+
+def _suffix(*tags: str) -> str:
+    return "".join(f"_by_{t}" for t in tags)
+
+
+# --- where a question over the range reads ----------------------------------------------------------------
+
+Level = Literal["workshop", "machine"]
+Kind = Literal["state", "downtime"]
+
+# The fields a slice hands on when several slices are added up in one statement.
+KIND_FIELDS: Mapping[Kind, tuple[str, ...]] = {
+    "state": (*(state_field(s) for s in STATE_ORDER), Field.OBSERVED_MS, Field.UNITS, Field.DEFECTS),
+    "downtime": (Field.DOWN_MS, Field.STOPS),
+}
+SOURCES: Mapping[tuple[Level, Kind], tuple[str, str]] = {
+    # (level, kind) -> (the raw windows, or a workshop's 1m roll-ups; the hourly roll-ups)
+    ("workshop", "state"): (Measurement.ROLLUP_STATE_TIME, Measurement.ROLLUP_STATE_TIME),
+    ("workshop", "downtime"): (Measurement.ROLLUP_DOWNTIME, Measurement.ROLLUP_DOWNTIME),
+    ("machine", "state"): (Measurement.STATE_TIME, Measurement.MACHINE_HOURS),
+    ("machine", "downtime"): (Measurement.DOWNTIME, Measurement.MACHINE_HOURS_DOWNTIME),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """A part of the range and the resolution it is read at: ``MINUTE``, ``HOUR`` or the board's variable."""
+
+    time: str
+    resolution: str
+
+    @property
+    def pattern(self) -> str:
+        return RESOLUTION_PATTERNS.get(self.resolution, self.resolution)
+
+
+# A board reads its whole range at the resolution its user chose.
+BOARD_SLICE = Slice("$timeFilter", f"${{{RESOLUTION}:raw}}")
+RAW_SLICE = Slice("$timeFilter", MINUTE)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Where a question over the range reads: the workshop roll-ups or each machine's own figures (``level``),
+    narrowed by ``variables``, over ``slices`` of the range (several only for workshops: the slices of one
+    measurement add up in one statement, those of two measurements cannot)."""
+
+    level: Level
+    variables: tuple[str, ...]
+    slices: tuple[Slice, ...] = field(default=(BOARD_SLICE,))
+
+    def __post_init__(self) -> None:
+        if not self.slices:
+            raise ValueError("a reading needs at least one slice of the range")
+        if self.level == "machine" and len(self.slices) > 1:
+            raise ValueError("per-machine figures come from two measurements: read one slice per statement")
+        if self.level == "workshop" and MACHINE in self.variables:
+            raise ValueError("a workshop roll-up has no machine to narrow it by")
+
+    def with_slices(self, slices: Sequence[Slice]) -> Reading:
+        return Reading(self.level, self.variables, tuple(slices))
+
+
+# Workshop panels, per-machine panels (at the board's resolution) and one machine's own windows (drill-down).
+WORKSHOPS = Reading("workshop", WORKSHOP_VARIABLES)
+EACH_MACHINE = Reading("machine", MACHINE_VARIABLES)
+ONE_MACHINE = Reading("machine", MACHINE_VARIABLES, (RAW_SLICE,))
+
+
+def _slice_source(level: Level, kind: Kind, piece: Slice) -> tuple[list[str], list[str]]:
+    """Measurements and the resolution condition of one slice."""
+    fine, hourly = SOURCES[(level, kind)]
+    condition = [f"{_n(Tag.RESOLUTION)} =~ /^({piece.pattern})$/"]
+    if level == "workshop":
+        return [fine], condition
+    if piece.resolution == MINUTE:
+        return [fine], []  # a machine's own windows: no resolution tag to match
+    if piece.resolution == HOUR:
+        return [hourly], condition
+    return [fine, hourly], condition  # the board's choice: the condition leaves one of them
+
+
+def source(reading: Reading, kind: Kind, *conditions: str) -> str:
+    """``FROM … WHERE …`` of a question over the range: the points of ``kind`` in each slice that the reading's
+    variables and ``conditions`` select; several slices are added up as subqueries."""
+    parts: list[tuple[str, str]] = []
+    for piece in reading.slices:
+        measurements, resolution_condition = _slice_source(reading.level, kind, piece)
+        where = " AND ".join([piece.time, matches(reading.variables), *conditions, *resolution_condition])
+        parts.append((", ".join(_n(m) for m in measurements), where))
+    if len(parts) == 1:
+        return "FROM {} WHERE {}".format(*parts[0])
+    fields = ", ".join(_n(f) for f in KIND_FIELDS[kind])
+    return "FROM " + ", ".join(f"(SELECT {fields} FROM {m} WHERE {where})" for m, where in parts)
+
+
+def between(start_ms: int, end_ms: int) -> str:
+    """The time condition of [start_ms, end_ms)."""
+    return f"time >= {start_ms}ms AND time < {end_ms}ms"
+
+
+def range_slices(start_ms: int, end_ms: int) -> tuple[Slice, ...]:
+    """[start_ms, end_ms) as the report reads it: its whole hours at ``HOUR``, the minutes before the first and
+    after the last whole hour at ``MINUTE``. Exact for any range: a window counts when it starts in the range, as
+    with the raw points; a shift from 08:00 to 16:00 is eight hourly points per series."""
+    first_hour = -(-start_ms // MS_PER_HOUR) * MS_PER_HOUR
+    last_hour = end_ms // MS_PER_HOUR * MS_PER_HOUR
+    if first_hour >= last_hour:
+        return (Slice(between(start_ms, end_ms), MINUTE),)
+    pieces = ((start_ms, first_hour, MINUTE), (first_hour, last_hour, HOUR), (last_hour, end_ms, MINUTE))
+    return tuple(Slice(between(start, end), at) for start, end, at in pieces if start < end)
 
 
 # --- variables --------------------------------------------------------------------------------------------
@@ -103,108 +251,112 @@ def variable_values(variable: str) -> Query:
     where_clause = f" WHERE {where}" if where else ""
     return Query(
         f"variable_{variable}",
-        f'SHOW TAG VALUES FROM "state_time" WITH KEY = "{VARIABLE_TAGS[variable]}"{where_clause}',
+        f"SHOW TAG VALUES FROM {_n(Measurement.STATE_TIME)} WITH KEY = {_n(VARIABLE_TAGS[variable])}{where_clause}",
         "table",
     )
 
 
 # --- utilisation, availability, OEE -----------------------------------------------------------------------
 
-UTILISATION = 'sum("running_ms") / (sum("observed_ms") - sum("offline_ms"))'
+RUNNING, OBSERVED, OFFLINE = (
+    f"sum({_n(state_field(MachineState.RUNNING))})",
+    f"sum({_n(Field.OBSERVED_MS)})",
+    f"sum({_n(state_field(MachineState.OFFLINE))})",
+)
+UNITS, DEFECTS = f"sum({_n(Field.UNITS)})", f"sum({_n(Field.DEFECTS)})"
+UTILISATION = f"{RUNNING} / ({OBSERVED} - {OFFLINE})"
 # Planned production time: what is left when unobserved time and planned stops are taken out.
-PLANNED_TIME = 'sum("observed_ms") - sum("offline_ms") - sum("setup_ms") - sum("maintenance_ms")'
+PLANNED_TIME = (
+    f"{OBSERVED} - {OFFLINE} - sum({_n(state_field(MachineState.SETUP))}) "
+    f"- sum({_n(state_field(MachineState.MAINTENANCE))})"
+)
 
 
-def utilisation(*by: str) -> Query:
+def utilisation(*by: str, reading: Reading = WORKSHOPS) -> Query:
     """Utilisation over the range, one row per combination of the ``by`` tags."""
-    group = f" GROUP BY {_group_by(*by)}" if by else ""
     return Query(
-        "utilisation" + "".join(f"_by_{t}" for t in by),
-        f'SELECT {UTILISATION} AS "utilisation" FROM "state_time" WHERE $timeFilter AND {MACHINES}{group}',
+        "utilisation" + _suffix(*by),
+        f'SELECT {UTILISATION} AS "utilisation" {source(reading, "state")}{_grouped(*by)}',
         alias=" ".join(f"$tag_{t}" for t in by) or "utilisation",
     )
 
 
-def utilisation_trend(by: str) -> Query:
+def utilisation_trend(by: str, reading: Reading = WORKSHOPS) -> Query:
     return Query(
         f"utilisation_trend_by_{by}",
-        f'SELECT {UTILISATION} AS "utilisation" FROM "state_time" WHERE $timeFilter AND {MACHINES} '
-        f'GROUP BY time($__interval), "{by}" fill(none)',
+        f'SELECT {UTILISATION} AS "utilisation" {source(reading, "state")} '
+        f"GROUP BY time($__interval), {_n(by)} fill(none)",
         alias=f"$tag_{by}",
     )
 
 
-def oee(machine_type: MachineType) -> Query:
+def oee(machine_type: MachineType, reading: Reading = WORKSHOPS) -> Query:
     """Availability, performance, quality and OEE of one machine type (units differ between types, so OEE
     is not summed across them). OEE = A * P * Q = good units / rated units for the planned production time."""
     rate = RATED_UNITS_PER_HOUR[machine_type]
+    of_type = f"{_n(Tag.MACHINE_TYPE)} = '{machine_type.value}'"
     return Query(
         f"oee_{machine_type.value}",
-        f'SELECT sum("running_ms") / ({PLANNED_TIME}) AS "availability", '
-        f'sum("units") / (sum("running_ms") * {rate:g} / {MS_PER_HOUR}) AS "performance", '
-        f'(sum("units") - sum("defects")) / sum("units") AS "quality", '
-        f'(sum("units") - sum("defects")) / (({PLANNED_TIME}) * {rate:g} / {MS_PER_HOUR}) AS "oee" '
-        f'FROM "state_time" WHERE $timeFilter AND {MACHINES} AND "machine_type" = \'{machine_type.value}\'',
+        f'SELECT {RUNNING} / ({PLANNED_TIME}) AS "availability", '
+        f'{UNITS} / ({RUNNING} * {rate:g} / {MS_PER_HOUR}) AS "performance", '
+        f'({UNITS} - {DEFECTS}) / {UNITS} AS "quality", '
+        f'({UNITS} - {DEFECTS}) / (({PLANNED_TIME}) * {rate:g} / {MS_PER_HOUR}) AS "oee" '
+        f"{source(reading, 'state', of_type)}",
         "table",
     )
 
 
-def state_totals(*by: str) -> Query:
+def state_totals(*by: str, reading: Reading = WORKSHOPS) -> Query:
     """Milliseconds in each state, units and defects over the range, per ``by`` tags."""
-    fields = ", ".join(f'sum("{s.value.lower()}_ms") AS "{s.value.lower()}_ms"' for s in STATE_ORDER)
-    group = f" GROUP BY {_group_by(*by)}" if by else ""
-    return Query(
-        "state_totals" + "".join(f"_by_{t}" for t in by),
-        f'SELECT {fields}, sum("observed_ms") AS "observed_ms", sum("units") AS "units", '
-        f'sum("defects") AS "defects" FROM "state_time" WHERE $timeFilter AND {MACHINES}{group}',
-        "table",
-    )
+    fields = ", ".join(_sum(f) for f in KIND_FIELDS["state"])
+    return Query("state_totals" + _suffix(*by), f"SELECT {fields} {source(reading, 'state')}{_grouped(*by)}", "table")
 
 
 # --- states now and over time -----------------------------------------------------------------------------
 
 
-def _last_state(extra: str, *by: str) -> str:
+def _last_state(extra: str, variables: Sequence[str], *by: str) -> str:
     """Each machine's last state change at or before the range end (``state_code`` in STATE_ORDER order);
     ``last`` is the only selector, so the row keeps the time the state began and the extra fields of that
     same point."""
     return (
-        f'SELECT last("state_code") AS "state_code"{extra} FROM "machine_state" '
-        f"WHERE {looking_back(STATE_LOOKBACK)} AND {MACHINES} GROUP BY {_group_by(*by)}"
+        f"SELECT last({_n(Field.STATE_CODE)}) AS {_n(Field.STATE_CODE)}{extra} FROM {_n(Measurement.MACHINE_STATE)} "
+        f"WHERE {looking_back(STATE_LOOKBACK)} AND {matches(variables)} GROUP BY {_group_by(*by)}"
     )
 
 
-CURRENT_STATES_SELECT = _last_state(', "reason"', "workshop", "machine_type", "machine_id")
+def _current_states_select(variables: Sequence[str]) -> str:
+    return _last_state(f", {_n(Field.REASON)}", variables, Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID)
 
 
-def current_states() -> Query:
+def current_states(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     """Each machine's state at the range end with its reason, stamped when it began."""
-    return Query("current_states", CURRENT_STATES_SELECT, "table")
+    return Query("current_states", _current_states_select(variables), "table")
 
 
-def current_state_codes() -> Query:
+def current_state_codes(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     """Each machine's state code at the range end as one series per machine: a grid of tiles."""
-    return Query("current_state_codes", _last_state("", "machine_id"), alias="$tag_machine_id")
+    return Query("current_state_codes", _last_state("", variables, Tag.MACHINE_ID), alias="$tag_machine_id")
 
 
-def machines_in_state(state: MachineState) -> Query:
+def machines_in_state(state: MachineState, variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     """How many machines of each workshop are in ``state`` at the range end."""
     code = STATE_ORDER.index(state)
     return Query(
         f"machines_{state.value.lower()}",
-        f'SELECT count("state_code") AS "machines" FROM ({CURRENT_STATES_SELECT}) '
-        f'WHERE "state_code" = {code} GROUP BY "workshop"',
+        f'SELECT count({_n(Field.STATE_CODE)}) AS "machines" FROM ({_current_states_select(variables)}) '
+        f"WHERE {_n(Field.STATE_CODE)} = {code} GROUP BY {_n(Tag.WORKSHOP)}",
         alias=f"$tag_workshop {state.value}",
     )
 
 
-def down_now() -> Query:
+def down_now(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     """Machines DOWN at the range end, with the reason; the time is when the stop began."""
     code = STATE_ORDER.index(MachineState.DOWN)
     return Query(
         "down_now",
-        f'SELECT "state_code", "reason" FROM ({CURRENT_STATES_SELECT}) WHERE "state_code" = {code} '
-        f"GROUP BY {_group_by('workshop', 'machine_id')}",
+        f"SELECT {_n(Field.STATE_CODE)}, {_n(Field.REASON)} FROM ({_current_states_select(variables)}) "
+        f"WHERE {_n(Field.STATE_CODE)} = {code} GROUP BY {_group_by(Tag.WORKSHOP, Tag.MACHINE_ID)}",
         "table",
     )
 
@@ -213,7 +365,8 @@ def state_changes() -> Query:
     """Every state change in the range, per machine: what a state timeline draws."""
     return Query(
         "state_changes",
-        f'SELECT "state" FROM "machine_state" WHERE $timeFilter AND {MACHINES} GROUP BY "machine_id"',
+        f"SELECT {_n(Field.STATE)} FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND "
+        f"{matches(MACHINE_VARIABLES)} GROUP BY {_n(Tag.MACHINE_ID)}",
         alias="$tag_machine_id",
     )
 
@@ -221,22 +374,31 @@ def state_changes() -> Query:
 # --- downtime ---------------------------------------------------------------------------------------------
 
 
-def downtime_by_reason() -> Query:
+def downtime_by_reason(reading: Reading = WORKSHOPS) -> Query:
     return Query(
         "downtime_by_reason",
-        f'SELECT sum("down_ms") / {MS_PER_MINUTE} AS "minutes", sum("stops") AS "stops" FROM "downtime" '
-        f'WHERE $timeFilter AND {MACHINES} GROUP BY "reason"',
+        f'SELECT sum({_n(Field.DOWN_MS)}) / {MS_PER_MINUTE} AS "minutes", {_sum(Field.STOPS)} '
+        f"{source(reading, 'downtime')} GROUP BY {_n(Tag.REASON)}",
         "table",
     )
 
 
-def worst_machines(count: int = WORST_MACHINES) -> Query:
+def machine_downtime(reading: Reading) -> Query:
+    """DOWN time of each machine over the range: what the report adds up across slices for worst machines."""
+    return Query(
+        "machine_downtime",
+        f"SELECT {_sum(Field.DOWN_MS)} {source(reading, 'state')}{_grouped(Tag.WORKSHOP, Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def worst_machines(count: int = WORST_MACHINES, reading: Reading = EACH_MACHINE) -> Query:
     """The ``count`` machines with the most DOWN time in the range (milliseconds)."""
+    down = _n(Field.DOWN_MS)
     return Query(
         "worst_machines",
-        f'SELECT top("down_ms", "machine_id", "workshop", {count}) AS "down_ms" FROM '
-        f'(SELECT sum("down_ms") AS "down_ms" FROM "state_time" WHERE $timeFilter AND {MACHINES} '
-        f"GROUP BY {_group_by('workshop', 'machine_id')})",
+        f"SELECT top({down}, {_n(Tag.MACHINE_ID)}, {_n(Tag.WORKSHOP)}, {count}) AS {down} FROM "
+        f"({machine_downtime(reading).influxql})",
         "table",
     )
 
@@ -245,37 +407,36 @@ def stops() -> Query:
     """Every finished stop in the range: reason and duration, stamped when the machine left DOWN."""
     return Query(
         "stops",
-        f'SELECT "prev_reason" AS "reason", "prev_duration_ms" AS "duration_ms" FROM "machine_state" '
-        f'WHERE $timeFilter AND {MACHINES} AND "prev_state" = \'DOWN\' GROUP BY "machine_id"',
+        f'SELECT {_n(Field.PREV_REASON)} AS "reason", {_n(Field.PREV_DURATION_MS)} AS "duration_ms" '
+        f"FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND {matches(MACHINE_VARIABLES)} "
+        f"AND {_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' GROUP BY {_n(Tag.MACHINE_ID)}",
         "table",
     )
 
 
-def mttr() -> Query:
+def mttr(reading: Reading = ONE_MACHINE) -> Query:
     return Query(
         "mttr",
-        f'SELECT sum("down_ms") / sum("stops") AS "mttr_ms" FROM "downtime" WHERE $timeFilter AND {MACHINES}',
+        f'SELECT sum({_n(Field.DOWN_MS)}) / sum({_n(Field.STOPS)}) AS "mttr_ms" {source(reading, "downtime")}',
     )
 
 
-def running_time() -> Query:
-    return Query(
-        "running_time",
-        f'SELECT sum("running_ms") AS "running_ms" FROM "state_time" WHERE $timeFilter AND {MACHINES}',
-    )
+def running_time(reading: Reading = ONE_MACHINE) -> Query:
+    running = state_field(MachineState.RUNNING)
+    return Query("running_time", f"SELECT {_sum(running)} {source(reading, 'state')}")
 
 
-def stop_count() -> Query:
-    return Query("stop_count", f'SELECT sum("stops") AS "stops" FROM "downtime" WHERE $timeFilter AND {MACHINES}')
+def stop_count(reading: Reading = ONE_MACHINE) -> Query:
+    return Query("stop_count", f"SELECT {_sum(Field.STOPS)} {source(reading, 'downtime')}")
 
 
-def repeated_faults(min_stops: int = REPEATED_FAULT_STOPS) -> Query:
+def repeated_faults(min_stops: int = REPEATED_FAULT_STOPS, reading: Reading = EACH_MACHINE) -> Query:
+    by = _group_by(Tag.WORKSHOP, Tag.MACHINE_ID, Tag.REASON)
+    stops_ = _n(Field.STOPS)
     return Query(
         "repeated_faults",
-        f'SELECT "stops" FROM (SELECT sum("stops") AS "stops" FROM "downtime" '
-        f"WHERE $timeFilter AND {MACHINES} "
-        f'GROUP BY {_group_by("workshop", "machine_id", "reason")}) WHERE "stops" >= {min_stops} '
-        f"GROUP BY {_group_by('workshop', 'machine_id', 'reason')}",
+        f"SELECT {stops_} FROM (SELECT {_sum(Field.STOPS)} {source(reading, 'downtime')} GROUP BY {by}) "
+        f"WHERE {stops_} >= {min_stops} GROUP BY {by}",
         "table",
     )
 
@@ -286,18 +447,19 @@ def repeated_faults(min_stops: int = REPEATED_FAULT_STOPS) -> Query:
 def speed() -> Query:
     return Query(
         "speed",
-        f'SELECT mean("speed") AS "speed" FROM "telemetry" WHERE $timeFilter AND {MACHINES} '
-        f'GROUP BY time($__interval), "machine_id" fill(none)',
+        f"SELECT mean({_n(Field.SPEED)}) AS {_n(Field.SPEED)} FROM {_n(Measurement.TELEMETRY)} "
+        f"WHERE $timeFilter AND {matches(MACHINE_VARIABLES)} "
+        f"GROUP BY time($__interval), {_n(Tag.MACHINE_ID)} fill(none)",
         alias="$tag_machine_id speed",
     )
 
 
-def machine_info(field: str) -> Query:
+def machine_info(name: str) -> Query:
     """A nameplate figure (``rated_speed``, ``service_interval_h``) per machine, written at gateway start."""
     return Query(
-        f"machine_info_{field}",
-        f'SELECT last("{field}") AS "{field}" FROM "machine_info" WHERE {looking_back(META_LOOKBACK)} '
-        f'AND {MACHINES} GROUP BY "machine_id"',
+        f"machine_info_{name}",
+        f"SELECT last({_n(name)}) AS {_n(name)} FROM {_n(Measurement.MACHINE_INFO)} "
+        f"WHERE {looking_back(META_LOOKBACK)} AND {matches(MACHINE_VARIABLES)} GROUP BY {_n(Tag.MACHINE_ID)}",
         "table",
     )
 
@@ -305,8 +467,9 @@ def machine_info(field: str) -> Query:
 def counters() -> Query:
     return Query(
         "counters",
-        f'SELECT last("units_total") AS "units", last("defects_total") AS "defects" FROM "telemetry" '
-        f'WHERE $timeFilter AND {MACHINES} GROUP BY time($__interval), "machine_id" fill(none)',
+        f'SELECT last({_n(Field.UNITS_TOTAL)}) AS "units", last({_n(Field.DEFECTS_TOTAL)}) AS "defects" '
+        f"FROM {_n(Measurement.TELEMETRY)} WHERE $timeFilter AND {matches(MACHINE_VARIABLES)} "
+        f"GROUP BY time($__interval), {_n(Tag.MACHINE_ID)} fill(none)",
         alias="$tag_machine_id $col",
     )
 
@@ -314,34 +477,39 @@ def counters() -> Query:
 def run_hours_since_service() -> Query:
     return Query(
         "run_hours_since_service",
-        f'SELECT last("run_ms_since_service") / {MS_PER_HOUR} AS "run_hours" FROM "telemetry" '
-        f"WHERE {looking_back(TELEMETRY_LOOKBACK)} AND {MACHINES} "
-        f"GROUP BY {_group_by('workshop', 'machine_id')}",
+        f'SELECT last({_n(Field.RUN_MS_SINCE_SERVICE)}) / {MS_PER_HOUR} AS "run_hours" '
+        f"FROM {_n(Measurement.TELEMETRY)} WHERE {looking_back(TELEMETRY_LOOKBACK)} AND "
+        f"{matches(MACHINE_VARIABLES)} GROUP BY {_group_by(Tag.WORKSHOP, Tag.MACHINE_ID)}",
         "table",
     )
 
 
 def open_alerts() -> Query:
     """Alerts whose last lifecycle change left them firing or acknowledged (status_code 0 or 1)."""
+    by = _group_by(Tag.WORKSHOP, Tag.RULE, Tag.SEVERITY, Tag.SUBJECT)
+    status, code = _n(Field.STATUS), _n(Field.STATUS_CODE)
     return Query(
         "open_alerts",
-        f'SELECT "status", "summary", "value" FROM (SELECT last("status_code") AS "status_code", "status", '
-        f'"summary", "value" FROM "alerts" WHERE {looking_back(STATE_LOOKBACK)} AND {GATEWAYS} '
-        f'GROUP BY {_group_by("workshop", "rule", "severity", "subject")}) WHERE "status_code" < 2 '
-        f"GROUP BY {_group_by('workshop', 'rule', 'severity', 'subject')}",
+        f"SELECT {status}, {_n(Field.SUMMARY)}, {_n(Field.VALUE)} FROM (SELECT last({code}) AS {code}, {status}, "
+        f"{_n(Field.SUMMARY)}, {_n(Field.VALUE)} FROM {_n(Measurement.ALERTS)} "
+        f"WHERE {looking_back(STATE_LOOKBACK)} AND {matches(GATEWAY_VARIABLES)} GROUP BY {by}) "
+        f"WHERE {code} < 2 GROUP BY {by}",
         "table",
     )
 
 
 # --- pipeline health --------------------------------------------------------------------------------------
 
+_HEALTH = _n(Measurement.INGEST_HEALTH)
+_BY_WORKER = f"GROUP BY time($__interval), {_n(Tag.WORKER)} fill(none)"
+
 
 def ingest_rate(counter: str) -> Query:
     """Per-second rate of one cumulative ingest counter, per worker (a restart never counts negative)."""
     return Query(
         f"ingest_rate_{counter}",
-        f'SELECT non_negative_derivative(last("{counter}"), 1s) AS "{counter}_per_s" FROM "ingest_health" '
-        f'WHERE $timeFilter GROUP BY time($__interval), "worker" fill(none)',
+        f'SELECT non_negative_derivative(last({_n(counter)}), 1s) AS "{counter}_per_s" FROM {_HEALTH} '
+        f"WHERE $timeFilter {_BY_WORKER}",
         alias=f"$tag_worker {counter}/s",
     )
 
@@ -350,32 +518,33 @@ def ingest_increase(counter: str) -> Query:
     """How much one cumulative ingest counter grew in each bucket, per worker."""
     return Query(
         f"ingest_increase_{counter}",
-        f'SELECT non_negative_difference(last("{counter}")) AS "{counter}" FROM "ingest_health" '
-        f'WHERE $timeFilter GROUP BY time($__interval), "worker" fill(none)',
+        f"SELECT non_negative_difference(last({_n(counter)})) AS {_n(counter)} FROM {_HEALTH} "
+        f"WHERE $timeFilter {_BY_WORKER}",
         alias=f"$tag_worker {counter}",
     )
 
 
-def ingest_gauge(field: str, aggregate: Literal["max", "mean"] = "max") -> Query:
+def ingest_gauge(name: str, aggregate: Literal["max", "mean"] = "max") -> Query:
     return Query(
-        f"ingest_{aggregate}_{field}",
-        f'SELECT {aggregate}("{field}") AS "{field}" FROM "ingest_health" WHERE $timeFilter '
-        f'GROUP BY time($__interval), "worker" fill(none)',
-        alias=f"$tag_worker {aggregate} {field}",
+        f"ingest_{aggregate}_{name}",
+        f"SELECT {aggregate}({_n(name)}) AS {_n(name)} FROM {_HEALTH} WHERE $timeFilter {_BY_WORKER}",
+        alias=f"$tag_worker {aggregate} {name}",
     )
 
 
 def dead_letters() -> Query:
     return Query(
         "dead_letters",
-        'SELECT "topic", "reason", "size" FROM "dead_letter" WHERE $timeFilter GROUP BY "worker"',
+        f"SELECT {_n(Field.TOPIC)}, {_n(Field.REASON)}, {_n(Field.SIZE)} FROM {_n(Measurement.DEAD_LETTER)} "
+        f"WHERE $timeFilter GROUP BY {_n(Tag.WORKER)}",
         "table",
     )
 
 
 GATEWAY_STATUS_SELECT = (
-    f'SELECT last("online") AS "online" FROM "gateway_status" WHERE {looking_back(GATEWAY_LOOKBACK)} '
-    f"AND {GATEWAYS} GROUP BY {_group_by('workshop', 'gateway_id')}"
+    f"SELECT last({_n(Field.ONLINE)}) AS {_n(Field.ONLINE)} FROM {_n(Measurement.GATEWAY_STATUS)} "
+    f"WHERE {looking_back(GATEWAY_LOOKBACK)} AND {matches(GATEWAY_VARIABLES)} "
+    f"GROUP BY {_group_by(Tag.WORKSHOP, Tag.GATEWAY_ID)}"
 )
 
 
@@ -386,41 +555,47 @@ def gateway_status() -> Query:
 def gateways_online() -> Query:
     return Query(
         "gateways_online",
-        f'SELECT count("online") AS "gateways" FROM ({GATEWAY_STATUS_SELECT}) WHERE "online" = true',
+        f'SELECT count({_n(Field.ONLINE)}) AS "gateways" FROM ({GATEWAY_STATUS_SELECT}) '
+        f"WHERE {_n(Field.ONLINE)} = true",
     )
 
 
 def spool_depth() -> Query:
     return Query(
         "spool_depth",
-        f'SELECT max("spool_depth") AS "spool_depth" FROM "gateway_heartbeat" '
-        f"WHERE $timeFilter AND {GATEWAYS} "
-        f'GROUP BY time($__interval), "gateway_id" fill(none)',
+        f"SELECT max({_n(Field.SPOOL_DEPTH)}) AS {_n(Field.SPOOL_DEPTH)} FROM {_n(Measurement.GATEWAY_HEARTBEAT)} "
+        f"WHERE $timeFilter AND {matches(GATEWAY_VARIABLES)} "
+        f"GROUP BY time($__interval), {_n(Tag.GATEWAY_ID)} fill(none)",
         alias="$tag_gateway_id spool",
     )
 
 
 # --- binding ----------------------------------------------------------------------------------------------
 
-_VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+# $name, ${name} and ${name:format} (Grafana's advanced formats; only :raw is used here).
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 ALL: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Binding:
     """Concrete values for a statement: the half-open range [start_ms, end_ms), the bucket for
-    ``$__interval`` and each dashboard variable's selected values (``ALL``, the empty tuple, selects all)."""
+    ``$__interval``, each dashboard variable's selected values (``ALL``, the empty tuple, selects all) and the
+    board's resolution."""
 
     start_ms: int
     end_ms: int
     interval_ms: int = 60_000
     variables: Mapping[str, Sequence[str]] | None = None
+    resolution: str = DEFAULT_RESOLUTION
 
     def __post_init__(self) -> None:
         if self.end_ms <= self.start_ms:
             raise ValueError(f"empty time range: {self.start_ms} .. {self.end_ms}")
         if self.interval_ms <= 0:
             raise ValueError("interval_ms must be positive")
+        if self.resolution not in RESOLUTION_PATTERNS:
+            raise ValueError(f"resolution {self.resolution!r}: one of {', '.join(RESOLUTION_PATTERNS)}")
 
 
 class UnboundVariableError(KeyError):
@@ -446,11 +621,12 @@ def bind(influxql: str, binding: Binding) -> str:
         "__interval": f"{binding.interval_ms}ms",
         "__from": str(binding.start_ms),
         "__to": str(last_ms),
+        RESOLUTION: RESOLUTION_PATTERNS[binding.resolution],
     }
     selected = binding.variables or {}
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
+        name = match.group(1) or match.group(3)
         if name in builtins:
             return builtins[name]
         if name in VARIABLE_TAGS:
@@ -464,5 +640,5 @@ def bind(influxql: str, binding: Binding) -> str:
 
 def variables_used(influxql: str) -> set[str]:
     """Dashboard variables a statement refers to (Grafana's builtins and alias patterns left out)."""
-    names = {m.group(1) or m.group(2) for m in _VARIABLE.finditer(influxql)}
+    names = {m.group(1) or m.group(3) for m in _VARIABLE.finditer(influxql)}
     return {n for n in names if n not in BUILTIN_VARIABLES and not n.startswith("tag_") and n != "col"}

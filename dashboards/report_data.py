@@ -1,7 +1,14 @@
-"""What the shift report shows, read from InfluxDB through the same queries as the boards."""
+"""What the shift report shows, read from InfluxDB through the same queries as the boards.
+
+Where it reads (``report_readings``, docs/boards.md): workshop questions from the workshop roll-ups, the whole
+hours of the period at 1h and the minutes at its edges at 1m; worst machines from the machine hours plus each
+machine's own windows at the edges, added up here (InfluxDB keeps two measurements apart); a report narrowed
+to machines from their own windows. State now and timelines from the raw state changes.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +16,10 @@ from typing import Any
 from dashboards import queries as q
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.storage.query import InfluxQuery
+
+# A timeline of more machines than this is a chart nobody reads: past it, the report draws the machines with
+# the most downtime, so it stays one page (and a few queries) for a county's fleet.
+TIMELINE_MACHINES = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,29 @@ class ReportData:
     machines_by_state: dict[str, dict[MachineState, int]]
     # workshop -> machine -> segments covering the period
     timelines: dict[str, dict[str, list[Segment]]] = field(default_factory=dict)
+    # True when the timelines show only the machines with most downtime (too many machines selected)
+    timelines_worst_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReadings:
+    """Where the report reads: workshop questions (one statement each), and per-machine questions, one
+    reading per slice of the period (their figures are added up per machine)."""
+
+    workshops: q.Reading
+    machines: tuple[q.Reading, ...]
+
+
+def report_readings(binding: q.Binding) -> ReportReadings:
+    """Workshop roll-ups and machine hours for the period's whole hours, 1m roll-ups and machines' own windows
+    for the minutes at its edges; a selection of machines reads their own windows (roll-ups hold no machine)."""
+    if (binding.variables or {}).get(q.MACHINE):
+        period = q.Slice(q.between(binding.start_ms, binding.end_ms), q.MINUTE)
+        own = q.Reading("machine", q.MACHINE_VARIABLES, (period,))
+        return ReportReadings(own, (own,))
+    slices = q.range_slices(binding.start_ms, binding.end_ms)
+    machines = tuple(q.Reading("machine", q.WORKSHOP_VARIABLES, (s,)) for s in slices)
+    return ReportReadings(q.WORKSHOPS.with_slices(slices), machines)
 
 
 def _rows(client: InfluxQuery, query: q.Query, binding: q.Binding) -> list[dict[str, Any]]:
@@ -63,8 +97,34 @@ def _by(rows: Sequence[dict[str, Any]], tag: str, value: str) -> dict[str, float
     return {r[tag]: float(r[value]) for r in rows if r.get(value) is not None}
 
 
-def _timelines(client: InfluxQuery, binding: q.Binding) -> dict[str, dict[str, list[Segment]]]:
-    """Segments per machine: the state in force at the start (the last change before it), then each change."""
+def worst_machines(client: InfluxQuery, binding: q.Binding, readings: Sequence[q.Reading]) -> list[WorstMachine]:
+    """The machines with most DOWN time: InfluxDB ranks them when one reading covers the period; otherwise each
+    machine's DOWN time is added up over the readings here, and ranked."""
+    if len(readings) == 1:
+        rows = _rows(client, q.worst_machines(reading=readings[0]), binding)
+        worst = [WorstMachine(r["machine_id"], r["workshop"], int(r["down_ms"])) for r in rows]
+    else:
+        down: Counter[tuple[str, str]] = Counter()
+        for reading in readings:
+            for r in _rows(client, q.machine_downtime(reading), binding):
+                down[(r["machine_id"], r["workshop"])] += int(r["down_ms"] or 0)
+        worst = [WorstMachine(machine, workshop, ms) for (machine, workshop), ms in down.items()]
+    return sorted(worst, key=lambda w: (-w.down_ms, w.machine_id))[: q.WORST_MACHINES]
+
+
+def _timelines(
+    client: InfluxQuery, binding: q.Binding, machines: Sequence[str] | None
+) -> dict[str, dict[str, list[Segment]]]:
+    """Segments per machine: the state in force at the start (the last change before it), then each change.
+    ``machines``: only these (else every machine the binding selects)."""
+    if machines is not None:
+        binding = q.Binding(
+            binding.start_ms,
+            binding.end_ms,
+            binding.interval_ms,
+            {**(binding.variables or {}), q.MACHINE: tuple(machines)},
+            binding.resolution,
+        )
     before = q.Binding(binding.start_ms - 1, binding.start_ms, binding.interval_ms, binding.variables)
     workshop_of: dict[str, str] = {}
     changes: dict[str, list[tuple[int, MachineState]]] = {}
@@ -85,10 +145,12 @@ def _timelines(client: InfluxQuery, binding: q.Binding) -> dict[str, dict[str, l
 
 
 def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
-    total = _rows(client, q.utilisation(), binding)
+    readings = report_readings(binding)
+    workshops = readings.workshops
+    total = _rows(client, q.utilisation(reading=workshops), binding)
     oee: dict[MachineType, Oee] = {}
     for machine_type in MachineType:
-        rows = _rows(client, q.oee(machine_type), binding)
+        rows = _rows(client, q.oee(machine_type, workshops), binding)
         if rows:
             r = rows[0]
             oee[machine_type] = Oee(r["availability"], r["performance"], r["quality"], r["oee"])
@@ -98,21 +160,27 @@ def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
             by_state.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))[state] = int(row["machines"])
     downtime = [
         Downtime(r["reason"], float(r["minutes"]), int(r["stops"]))
-        for r in _rows(client, q.downtime_by_reason(), binding)
+        for r in _rows(client, q.downtime_by_reason(workshops), binding)
     ]
-    worst = [
-        WorstMachine(r["machine_id"], r["workshop"], int(r["down_ms"]))
-        for r in _rows(client, q.worst_machines(), binding)
-    ]
+    worst = worst_machines(client, binding, readings.machines)
+    machines = sum(sum(counts.values()) for counts in by_state.values())
+    worst_only = machines > TIMELINE_MACHINES
     return ReportData(
         start_ms=binding.start_ms,
         end_ms=binding.end_ms,
         utilisation=total[0]["utilisation"] if total else None,
-        utilisation_by_workshop=_by(_rows(client, q.utilisation("workshop"), binding), "workshop", "utilisation"),
-        utilisation_by_type=_by(_rows(client, q.utilisation("machine_type"), binding), "machine_type", "utilisation"),
+        utilisation_by_workshop=_by(
+            _rows(client, q.utilisation("workshop", reading=workshops), binding), "workshop", "utilisation"
+        ),
+        utilisation_by_type=_by(
+            _rows(client, q.utilisation("machine_type", reading=workshops), binding), "machine_type", "utilisation"
+        ),
         downtime=sorted(downtime, key=lambda d: -d.minutes),
-        worst=sorted(worst, key=lambda w: (-w.down_ms, w.machine_id)),
+        worst=worst,
         oee=oee,
         machines_by_state=dict(sorted(by_state.items())),
-        timelines=_timelines(client, binding),
+        timelines=_timelines(client, binding, [w.machine_id for w in worst] if worst_only else None)
+        if worst or not worst_only
+        else {},
+        timelines_worst_only=worst_only,
     )

@@ -1,4 +1,8 @@
-"""Shifts and report periods. Qinghe works three shifts, handing over at 08:00, 16:00 and 24:00 (UTC+8)."""
+"""Shifts and report periods. Qinghe works three shifts, handing over at 08:00, 16:00 and 24:00 (UTC+8).
+
+The report speaks plant time throughout, labelled: a period given in another zone is shown in plant time, and a
+time given without an offset is read as plant time (and the report says so).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 
-PLANT_TIMEZONE = timezone(timedelta(hours=8), "CST")
+PLANT_OFFSET_H = 8
+PLANT_TIMEZONE = timezone(timedelta(hours=PLANT_OFFSET_H), "CST")
+PLANT_TIME = f"plant time (UTC{PLANT_OFFSET_H:+d})"
 SHIFT_HOURS = 8
 # Shift name -> start hour, plant time.
 SHIFTS = {"night": 0, "early": 8, "late": 16}
@@ -22,6 +28,8 @@ class Period:
     start_ms: int
     end_ms: int
     label: str
+    # A time was given without an offset and read as plant time.
+    zone_assumed: bool = False
 
     def __post_init__(self) -> None:
         if self.end_ms <= self.start_ms:
@@ -32,19 +40,28 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def parse_moment(text: str) -> datetime:
-    """ISO 8601; without an offset it is plant time."""
+def plant_time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, PLANT_TIMEZONE)
+
+
+def _read(text: str) -> tuple[datetime, bool]:
+    """The moment, and whether it came without an offset (then it is plant time)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise PeriodError(f"{text!r} is not an ISO date-time such as 2026-03-01T08:00 or 2026-03-01T00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=PLANT_TIMEZONE)
+    return (moment, False) if moment.tzinfo else (moment.replace(tzinfo=PLANT_TIMEZONE), True)
+
+
+def parse_moment(text: str) -> datetime:
+    """ISO 8601; without an offset it is plant time."""
+    return _read(text)[0]
 
 
 def shift(day: date, name: str) -> Period:
     start = datetime(day.year, day.month, day.day, SHIFTS[name], tzinfo=PLANT_TIMEZONE)
     end = start + timedelta(hours=SHIFT_HOURS)
-    return Period(_ms(start), _ms(end), f"{name} shift {day.isoformat()} {start:%H:%M}-{end:%H:%M} (UTC+8)")
+    return Period(_ms(start), _ms(end), f"{name} shift {day.isoformat()} {start:%H:%M}-{end:%H:%M} {PLANT_TIME}")
 
 
 def last_shift(now: datetime) -> Period:
@@ -64,11 +81,14 @@ def parse_shift(spec: str, now: datetime | None = None) -> Period:
     if not match:
         raise PeriodError(
             f"shift {spec!r}: use 'last' or DATE/SHIFT such as 2026-03-01/early "
-            f"(shifts: {', '.join(f'{n} from {h:02d}:00' for n, h in SHIFTS.items())}, UTC+8)"
+            f"(shifts: {', '.join(f'{n} from {h:02d}:00' for n, h in SHIFTS.items())}, {PLANT_TIME})"
         )
     return shift(date.fromisoformat(match.group(1)), match.group(2))
 
 
 def between(start: str, end: str) -> Period:
-    first, last = parse_moment(start), parse_moment(end)
-    return Period(_ms(first), _ms(last), f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} ({first:%Z})")
+    """From ``start`` to ``end`` (ISO 8601; without an offset, plant time), labelled in plant time."""
+    (first, first_assumed), (last, last_assumed) = _read(start), _read(end)
+    first_ms, last_ms = _ms(first), _ms(last)
+    label = f"{plant_time(first_ms):%Y-%m-%d %H:%M} to {plant_time(last_ms):%Y-%m-%d %H:%M} {PLANT_TIME}"
+    return Period(first_ms, last_ms, label, zone_assumed=first_assumed or last_assumed)

@@ -13,8 +13,9 @@ def board() -> Board:
     return Board(
         uid=UID,
         title="Workshop floor",
-        description="Every machine of the selected workshops: its state now and its states over the range.",
-        variables=p.machine_variables(),
+        description="Every machine of one workshop: its state now and its states over the range.",
+        # One workshop at a time: a grid and a timeline of a county's machines would answer nobody.
+        variables=p.machine_variables(single={q.WORKSHOP}),
         rows=[
             Row(
                 "Floor",

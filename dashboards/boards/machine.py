@@ -1,4 +1,5 @@
-"""Machine detail: state timeline, speed against rated speed, counters, stops, MTBF and MTTR."""
+"""Machine detail: state timeline, utilisation, speed against rated speed, counters, stops, MTBF and MTTR; one
+machine at a time, read from its own raw points."""
 
 from __future__ import annotations
 
@@ -75,12 +76,21 @@ def board() -> Board:
     return Board(
         uid=UID,
         title="Machine detail",
-        description="One machine: states, speed, counters, stops, MTBF and MTTR.",
-        variables=p.machine_variables(single_machine=True),
+        description="One machine: states, utilisation, speed, counters, stops, MTBF and MTTR.",
+        # One machine, never All: Grafana opens the board on the first machine of the list.
+        variables=p.machine_variables(single={q.MACHINE}),
         rows=[
             Row(
                 "States",
-                [p.state_timeline("State timeline", "State changes over the range.", q.state_changes(), h=5)],
+                [
+                    p.state_timeline("State timeline", "State changes over the range.", q.state_changes(), w=18, h=5),
+                    p.ratio_stat(
+                        "Utilisation",
+                        "Running time / observed time without OFFLINE over the range, from the machine's own "
+                        "one-minute windows.",
+                        q.utilisation(reading=q.ONE_MACHINE),
+                    ),
+                ],
             ),
             Row(
                 "Running",

@@ -51,7 +51,7 @@ def board() -> Board:
         uid=UID,
         title="Maintenance",
         description="What maintenance should look at: stops now, repeated faults, service due, open alerts.",
-        variables=p.machine_variables(),
+        variables=[*p.machine_variables(), p.resolution_variable()],
         rows=[
             Row(
                 "Now",
@@ -81,7 +81,8 @@ def board() -> Board:
                 [
                     p.table_panel(
                         "Repeated faults",
-                        f"Machines stopped {q.REPEATED_FAULT_STOPS}+ times for one reason in the range.",
+                        f"Machines stopped {q.REPEATED_FAULT_STOPS}+ times for one reason in the range "
+                        "(at 1h: in the hours that start in it).",
                         q.repeated_faults(),
                         transformations=[
                             p.organise(

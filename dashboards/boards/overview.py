@@ -1,5 +1,7 @@
 """Plant overview: machines by state now, utilisation (range, today, trend), downtime Pareto, worst machines,
-OEE per machine type."""
+OEE per machine type. Figures over the range read the workshop roll-ups at the board's resolution, so the board
+answers as fast for a county as for a workshop; it is narrowed by site, workshop and machine type (one machine:
+Machine detail)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def machines_by_state() -> stat.Panel:
     panel = p.stat_panel(
         "Machines by state now",
         "How many machines of each workshop are in each state at the end of the range.",
-        *(q.machines_in_state(s) for s in STATE_ORDER),
+        *(q.machines_in_state(s, q.WORKSHOP_VARIABLES) for s in STATE_ORDER),
         w=24,
         h=5,
     ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
@@ -65,8 +67,8 @@ def downtime_row() -> Row:
     ).with_transformation(p.organise({"minutes": "Minutes down"}, hide=("Time", "stops")))
     worst = p.table_panel(
         "Ten machines with most downtime",
-        "DOWN time per machine over the range.",
-        q.worst_machines(),
+        "DOWN time per machine over the range (at 1h: the machines' hourly roll-ups).",
+        q.worst_machines(reading=q.Reading("machine", q.WORKSHOP_VARIABLES)),
         h=10,
         transformations=[
             p.sort_by("down_ms"),
@@ -97,6 +99,6 @@ def board() -> Board:
         uid=UID,
         title="Plant overview",
         description="How busy every machine is, what is down now and where the downtime goes.",
-        variables=p.machine_variables(),
+        variables=p.workshop_variables(),
         rows=[Row("Now", [machines_by_state()]), utilisation_row(), downtime_row(), oee_row()],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 
-__all__ = ["STATE_CODES", "Measurement", "Tag", "resolution", "state_field", "state_fields"]
+__all__ = ["STATE_CODES", "Field", "Measurement", "Tag", "resolution", "state_field", "state_fields"]
 
 
 class Measurement:
@@ -46,6 +46,54 @@ class Tag:
     SLOT = "slot"
     # Of a roll-up: its length, "1m" (the gateway's window) or "1h".
     RESOLUTION = "resolution"
+    # Of an alert (docs/alerts.md): its rule, severity and the machine or gateway it is about.
+    RULE = "rule"
+    SEVERITY = "severity"
+    SUBJECT = "subject"
+
+
+class Field:
+    """Field names read back by boards, the report and the live view (the time in each state is
+    ``state_field(state)``)."""
+
+    STATE = "state"
+    STATE_CODE = "state_code"
+    REASON = "reason"
+    PREV_STATE = "prev_state"
+    PREV_REASON = "prev_reason"
+    PREV_DURATION_MS = "prev_duration_ms"
+    WINDOW_MS = "window_ms"
+    OBSERVED_MS = "observed_ms"
+    UNITS = "units"
+    DEFECTS = "defects"
+    # Of a roll-up: how many machines are in its sum.
+    MACHINES = "machines"
+    DOWN_MS = "down_ms"
+    STOPS = "stops"
+    SPEED = "speed"
+    UNITS_TOTAL = "units_total"
+    DEFECTS_TOTAL = "defects_total"
+    RUN_MS_SINCE_SERVICE = "run_ms_since_service"
+    RATED_SPEED = "rated_speed"
+    SERVICE_INTERVAL_H = "service_interval_h"
+    ONLINE = "online"
+    SPOOL_DEPTH = "spool_depth"
+    # ingest_health (cumulative counters and gauges of one worker)
+    MESSAGES_IN = "messages_in"
+    POINTS_WRITTEN = "points_written"
+    LAST_BATCH_SIZE = "last_batch_size"
+    MAX_BATCH_SIZE = "max_batch_size"
+    RETRIES = "retries"
+    DEAD_LETTERS = "dead_letters"
+    LAG_MS = "lag_ms"
+    # dead_letter
+    TOPIC = "topic"
+    SIZE = "size"
+    # alerts
+    STATUS = "status"
+    STATUS_CODE = "status_code"
+    SUMMARY = "summary"
+    VALUE = "value"
 
 
 DEAD_LETTER_SLOTS = 1000

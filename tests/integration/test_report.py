@@ -10,11 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from dashboards import queries as q
 from dashboards.report import write_report
-from dashboards.shifts import Period
+from dashboards.report_data import TIMELINE_MACHINES, collect
+from dashboards.shifts import PLANT_TIME, Period
 from ftel.cli import main
+from ftel.storage.query import InfluxQuery
 from simulators.backfill import backfill
-from simulators.plant import default_plant
+from simulators.ledger import plant_ledger
+from simulators.plant import default_plant, generate_plant
+from tests import sim_start
 from tests.support import Services, ftel_env, unique
 
 pytestmark = pytest.mark.integration
@@ -100,6 +105,33 @@ def test_report_command_writes_the_page_and_refuses_an_unclear_period(
     out = tmp_path / "empty.html"
     assert main(["report", "--from", "2026-03-01T08:00", "--to", "2026-03-01T16:00", "--out", str(out)]) == 0
     assert "Shift report" in out.read_text()
+    said = capsys.readouterr().out
+    assert f"2026-03-01 08:00 to 2026-03-01 16:00 {PLANT_TIME}" in said
+    assert f"without an offset were read as {PLANT_TIME}" in said
+    assert main(["report", "--from", "2026-03-01T00:00Z", "--to", "2026-03-01T08:00Z", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"2026-03-01 08:00 to 2026-03-01 16:00 {PLANT_TIME}" in said
+    assert "without an offset" not in said
     assert main(["report", "--out", str(out)]) == 2
     assert main(["report", "--shift", "someday", "--out", str(out)]) == 2
     assert "DATE/SHIFT" in capsys.readouterr().err
+
+
+def test_a_report_of_more_machines_than_a_timeline_can_show_draws_those_with_most_downtime(
+    services: Services, database: str
+) -> None:
+    """A county's report stays one page: past TIMELINE_MACHINES, the timelines are the worst machines'."""
+    plant = generate_plant(TIMELINE_MACHINES + 10, per_workshop=30)
+    start = sim_start.start_ms(span_ms=HOUR_MS)
+    settings = services.admin(database)
+    backfill(
+        plant, settings.influx, start_ms=start, end_ms=start + HOUR_MS, window_ms=60_000, telemetry_interval_ms=600_000
+    )
+    data = collect(InfluxQuery(settings.influx), q.Binding(start, start + HOUR_MS))
+    assert data.timelines_worst_only
+    drawn = {machine for machines in data.timelines.values() for machine in machines}
+    assert drawn == {w.machine_id for w in data.worst}
+    down: dict[str, int] = {}
+    for row in plant_ledger(plant, start_ms=start, end_ms=start + HOUR_MS, window_ms=60_000):
+        down[row.machine_id] = down.get(row.machine_id, 0) + row.state_ms["DOWN"]
+    assert [w.down_ms for w in data.worst] == sorted(down.values(), reverse=True)[: q.WORST_MACHINES]

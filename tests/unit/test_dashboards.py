@@ -12,11 +12,14 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from dashboards import queries as q
 from dashboards.build import DataSourceTarget, all_dashboards, build_tree, datasource
 from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
+from dashboards.page import render
 from dashboards.publish import _datasource_matches
-from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
-from ftel.contract.states import STATE_COLOURS
+from dashboards.report_data import ReportData
+from dashboards.shifts import PLANT_TIME, PeriodError, between, last_shift, parse_shift, shift
+from ftel.contract.states import STATE_COLOURS, STATE_ORDER
 from ftel.settings import InfluxSettings, Settings
 
 EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline"}
@@ -49,6 +52,31 @@ def test_state_colours_are_the_contract_colours_everywhere(boards: list[dict[str
     assert colours == set(STATE_COLOURS.values())
 
 
+def _variables(boards: list[dict[str, Any]], uid: str) -> dict[str, dict[str, Any]]:
+    board = next(b for b in boards if b["uid"] == uid)
+    return {v["name"]: v for v in board["templating"]["list"]}
+
+
+def test_boards_reading_rollups_offer_both_resolutions_and_open_on_one_minute(boards: list[dict[str, Any]]) -> None:
+    for uid in ("ftel-overview", "ftel-maintenance"):
+        resolution = _variables(boards, uid)[q.RESOLUTION]
+        assert resolution["type"] == "custom"
+        assert [(o["text"], o["value"]) for o in resolution["options"]] == list(q.RESOLUTION_PATTERNS.items())
+        assert resolution["current"]["text"] == q.DEFAULT_RESOLUTION == q.MINUTE
+    # The overview's figures come from workshop roll-ups: it is not narrowed by machine.
+    assert q.MACHINE not in _variables(boards, "ftel-overview")
+
+
+def test_machine_detail_opens_on_one_machine_and_the_floor_on_one_workshop(boards: list[dict[str, Any]]) -> None:
+    machine = _variables(boards, "ftel-machine")[q.MACHINE]
+    assert not machine["multi"]
+    assert not machine["includeAll"]
+    assert "current" not in machine  # Grafana selects the first machine of the list
+    workshop = _variables(boards, "ftel-floor")[q.WORKSHOP]
+    assert not workshop["multi"]
+    assert not workshop["includeAll"]
+
+
 def _broken(board: dict[str, Any], change: str) -> dict[str, Any]:
     copy_ = copy.deepcopy(board)
     panels = [p for p in copy_["panels"] if p["type"] != "row"]
@@ -62,6 +90,9 @@ def _broken(board: dict[str, Any], change: str) -> dict[str, Any]:
         panels[1]["id"] = panels[0]["id"]
     elif change == "datasource":
         panels[0]["targets"][0]["datasource"] = {"type": "influxdb", "uid": "someone-elses"}
+    elif change == "custom":
+        resolution = next(v for v in copy_["templating"]["list"] if v["name"] == q.RESOLUTION)
+        resolution["current"] = {"text": "5m", "value": "5m"}
     return copy_
 
 
@@ -73,6 +104,7 @@ def _broken(board: dict[str, Any], change: str) -> dict[str, Any]:
         ("variable", "not defined"),
         ("ids", "not unique"),
         ("datasource", "not the provisioned"),
+        ("custom", "is not one of its options"),
     ],
 )
 def test_the_checks_catch_a_broken_board(boards: list[dict[str, Any]], change: str, words: str) -> None:
@@ -117,6 +149,36 @@ def test_shifts_hand_over_at_eight_sixteen_and_midnight_plant_time() -> None:
     assert parse_shift("2026-03-01/early") == early
     # 09:30 UTC is 17:30 plant time: the early shift (08-16) is the last one finished.
     assert last_shift(datetime(2026, 3, 1, 9, 30, tzinfo=UTC)) == early
+
+
+def test_periods_are_labelled_in_plant_time_whatever_zone_they_were_given_in() -> None:
+    in_utc = between("2026-03-01T00:00Z", "2026-03-01T08:00+00:00")
+    in_plant_time = between("2026-03-01T08:00", "2026-03-01T16:00")
+    assert (in_utc.start_ms, in_utc.end_ms) == (in_plant_time.start_ms, in_plant_time.end_ms)
+    assert in_utc.label == in_plant_time.label == f"2026-03-01 08:00 to 2026-03-01 16:00 {PLANT_TIME}"
+    assert in_plant_time.zone_assumed
+    assert not in_utc.zone_assumed
+    assert shift(date(2026, 3, 1), "early").label.endswith(PLANT_TIME)
+
+
+def test_the_report_speaks_plant_time_throughout() -> None:
+    period = between("2026-03-01T00:00Z", "2026-03-01T08:00Z")
+    data = ReportData(
+        start_ms=period.start_ms,
+        end_ms=period.end_ms,
+        utilisation=0.5,
+        utilisation_by_workshop={"knit": 0.5},
+        utilisation_by_type={"knitting": 0.5},
+        downtime=[],
+        worst=[],
+        oee={},
+        machines_by_state={"knit": dict.fromkeys(STATE_ORDER, 1)},
+    )
+    page = render(data, title="Shift report", period=period.label, generated_ms=period.end_ms)
+    assert f"<p>2026-03-01 08:00 to 2026-03-01 16:00 {PLANT_TIME}</p>" in page
+    assert f"Machines by state at 2026-03-01 16:00 {PLANT_TIME}" in page
+    assert f"Generated 2026-03-01 16:00 {PLANT_TIME}" in page
+    assert "00:00" not in page
 
 
 def test_a_period_that_cannot_be_read_says_what_is_expected() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dashboards import queries as q
 from ftel.contract.states import MachineState, MachineType
+from ftel.storage.schema import Measurement
 from simulators.profiles import PROFILES
 
 
@@ -41,9 +44,73 @@ def test_variables_used_leaves_out_grafana_builtins() -> None:
     assert q.variables_used(q.machines_in_state(MachineState.RUNNING).influxql) == set(q.MACHINE_VARIABLES)
 
 
-def test_machine_queries_filter_on_every_machine_variable() -> None:
-    for query in (q.utilisation("workshop"), q.downtime_by_reason(), q.worst_machines(), q.current_states()):
-        assert q.variables_used(query.influxql) == set(q.MACHINE_VARIABLES), query.name
+def test_per_machine_queries_filter_on_every_machine_variable_and_the_resolution() -> None:
+    for query in (q.worst_machines(), q.repeated_faults()):
+        assert q.variables_used(query.influxql) == {*q.MACHINE_VARIABLES, q.RESOLUTION}, query.name
+    assert q.variables_used(q.current_states().influxql) == set(q.MACHINE_VARIABLES)
+
+
+def test_workshop_queries_read_the_rollups_which_hold_no_machine() -> None:
+    for query in (q.utilisation("workshop"), q.downtime_by_reason(), q.oee(MachineType.CARDING)):
+        assert q.variables_used(query.influxql) == {*q.WORKSHOP_VARIABLES, q.RESOLUTION}, query.name
+        assert any(f'"{m}"' in query.influxql for m in (Measurement.ROLLUP_STATE_TIME, Measurement.ROLLUP_DOWNTIME))
+        assert f'"{Measurement.STATE_TIME}"' not in query.influxql
+    with pytest.raises(ValueError, match="no machine"):
+        q.Reading("workshop", q.MACHINE_VARIABLES)
+
+
+def test_one_machine_reads_its_own_windows_whatever_the_resolution() -> None:
+    text = q.utilisation(reading=q.ONE_MACHINE).influxql
+    assert f'FROM "{Measurement.STATE_TIME}" WHERE' in text
+    assert q.variables_used(text) == set(q.MACHINE_VARIABLES)
+
+
+def test_the_resolution_picks_the_rollups_or_the_machines_own_windows() -> None:
+    binding = q.Binding(0, q.MS_PER_HOUR, resolution=q.HOUR)
+    assert q.bind('"resolution" =~ /^(${resolution:raw})$/', binding) == '"resolution" =~ /^(1h)$/'
+    # At one minute the pattern also matches a missing tag: a machine's own windows carry none.
+    assert re.fullmatch(f"({q.RESOLUTION_PATTERNS[q.MINUTE]})", "")
+    assert re.fullmatch(f"({q.RESOLUTION_PATTERNS[q.MINUTE]})", q.MINUTE)
+    assert not re.fullmatch(f"({q.RESOLUTION_PATTERNS[q.HOUR]})", "")
+    with pytest.raises(ValueError, match="resolution"):
+        q.Binding(0, 10, resolution="5m")
+
+
+def test_a_shift_of_whole_hours_is_read_at_one_hour() -> None:
+    eight, sixteen = 8 * q.MS_PER_HOUR, 16 * q.MS_PER_HOUR
+    assert q.range_slices(eight, sixteen) == (q.Slice(q.between(eight, sixteen), q.HOUR),)
+
+
+def test_a_range_of_part_hours_reads_its_edges_by_the_minute() -> None:
+    start, end = 8 * q.MS_PER_HOUR + 17 * q.MS_PER_MINUTE, 16 * q.MS_PER_HOUR + 5 * q.MS_PER_MINUTE
+    nine, sixteen = 9 * q.MS_PER_HOUR, 16 * q.MS_PER_HOUR
+    assert q.range_slices(start, end) == (
+        q.Slice(q.between(start, nine), q.MINUTE),
+        q.Slice(q.between(nine, sixteen), q.HOUR),
+        q.Slice(q.between(sixteen, end), q.MINUTE),
+    )
+    within = (start, start + 20 * q.MS_PER_MINUTE)
+    assert q.range_slices(*within) == (q.Slice(q.between(*within), q.MINUTE),)
+    # Across one hour boundary without a whole hour inside: minutes only.
+    across = (start, nine + 10 * q.MS_PER_MINUTE)
+    assert q.range_slices(*across) == (q.Slice(q.between(*across), q.MINUTE),)
+
+
+def test_workshop_slices_add_up_in_one_statement_machine_slices_do_not() -> None:
+    slices = q.range_slices(17 * q.MS_PER_MINUTE, 3 * q.MS_PER_HOUR)
+    text = q.utilisation(reading=q.WORKSHOPS.with_slices(slices)).influxql
+    assert text.count("(SELECT ") == 2
+    assert q.variables_used(text) == set(q.WORKSHOP_VARIABLES)
+    with pytest.raises(ValueError, match="one slice per statement"):
+        q.EACH_MACHINE.with_slices(slices)
+
+
+def test_per_machine_questions_read_machine_hours_at_one_hour_and_either_on_a_board() -> None:
+    hours = q.Reading("machine", q.MACHINE_VARIABLES, (q.Slice("$timeFilter", q.HOUR),))
+    text = q.worst_machines(reading=hours).influxql
+    assert f'FROM "{Measurement.MACHINE_HOURS}" WHERE' in text
+    assert f'"{Measurement.STATE_TIME}"' not in text
+    assert f'FROM "{Measurement.STATE_TIME}", "{Measurement.MACHINE_HOURS}" WHERE' in q.worst_machines().influxql
 
 
 def test_rated_output_is_what_the_simulated_machines_are_built_to() -> None:
