@@ -1,9 +1,10 @@
-"""The driver interface between the gateway and equipment (simulated now; Modbus TCP / OPC UA later)."""
+"""The driver interface between the gateway and equipment: simulated (simulators/), Modbus TCP and OPC UA
+(gateway/drivers/)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ftel.contract.states import MachineState, MachineType
 
@@ -53,3 +54,11 @@ class MachineDriver(Protocol):
         the driver can report what happened since then exactly (a controller's event log, the simulator); False
         when it only knows the present, and the gateway counts the gap as OFFLINE."""
         ...
+
+
+@runtime_checkable
+class CountsRefusals(Protocol):
+    """Optional for a driver: what its controller said that was refused, by reason (``out_of_range:temperature``,
+    ``unknown_fault_code``, ``counter_jump:units``), counted since the driver started. A heartbeat may carry it."""
+
+    def refusals(self) -> dict[str, int]: ...

@@ -59,7 +59,7 @@ def source_for(machine: MachineConfig, model: ModelConfig, *, time_scale: float)
             driver,
             model.opcua,
             timeout_s=driver.timeout / time_scale,
-            publish_s=driver.poll_interval_s / time_scale / 4,
+            publish_s=driver.poll_interval_s / time_scale / 2,
         )
         return source, f"opcua:{driver.endpoint}:{driver.browse_name or machine.id}"
     raise DriverError(f"{machine.id}: {driver.kind} machines are not polled")
