@@ -1,18 +1,22 @@
 """Simulated time for the gateways of one test run, paced together so that what the run simulates does not
 depend on how loaded the machine is.
 
-A plain SimClock gives each gateway the plant time that goes with the wall clock. Under load one gateway's
-loop can lag the others by a few hundred milliseconds, which at a speed-up of 300 to 1000 is minutes of plant
-time: its heartbeats look late to whoever watches the stream (a false "gateway silent"), and its next tick
-covers minutes at once (its messages come in a lump, and what they show is seen late). A PacedClock gives a
-gateway the same time as the SimClock, except:
+A plain SimClock gives each gateway the plant time that goes with the wall clock. Under load one gateway can
+lag the others by a few hundred milliseconds, in its loop or in getting its messages through the broker (it
+keeps up to a thousand in flight), which at a speed-up of 300 to 1000 is minutes of plant time: its heartbeats
+reach the subscribers late (a false "gateway silent"), and its next tick covers minutes at once (its messages
+come in a lump, and what they show is seen late). A PacedClock gives a gateway the same time as the SimClock,
+except:
 
 * never more than ``max_step_ms`` past the time it gave before, so no tick covers more than a heartbeat
   interval (a gateway behind the SimClock catches up in more ticks, not in bigger ones);
-* never more than ``max_lead_ms`` ahead of the slowest gateway of the run, which the gateways tell each other
-  through a small file of progress slots (threads and processes alike); a gateway that lags holds the others
-  back instead of falling behind them, so the run takes a little longer in wall time and is the same in plant
-  time;
+* never more than ``max_lead_ms`` past the newest heartbeat that has reached a subscriber from the slowest
+  gateway of the run (itself included): a PaceKeeper, subscribed to the run's heartbeats, keeps that in a small
+  file of slots, one per gateway, that every gateway's clock reads (threads and processes alike). The broker
+  hands every subscriber the messages in the order it took them, so when anything stamped ``t`` reaches the
+  alert worker, every gateway's heartbeat of ``t - max_lead_ms`` or later has reached it before. A gateway
+  that lags holds the others back instead of falling behind them: the run takes longer in wall time and is
+  the same in plant time;
 * never past ``hold_at_ms`` when given: the test decides what happens there (say, kill the gateway).
 """
 
@@ -21,15 +25,26 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as paho
+from pydantic import ValidationError
+
+from ftel.contract.models import Heartbeat
+from ftel.contract.topics import PREFIX
+from ftel.mqtt import paho_client
+from ftel.settings import MqttSettings
 from simulators.clock import SimClock
 
-# One heartbeat interval (10 s): each tick's messages are at most that far apart, and the gateways of a run at
-# most that far apart, well inside the 45 s after which the alert engine calls a gateway silent.
+# One heartbeat interval: each tick's messages are at most that far apart (an alert is seen within it).
 MAX_STEP_MS = 10_000
-MAX_LEAD_MS = 10_000
+# Two heartbeat intervals (a gateway reaches its next heartbeat before it waits for it to be delivered): what a
+# subscriber has from any gateway is never more than that behind the newest message, well inside the 45 s after
+# which the alert engine calls a gateway silent.
+MAX_LEAD_MS = 20_000
 _SLOT = struct.Struct("<q")
 # A slot that paces nobody: its gateway is not running (killed, or not started yet), and nothing waits for it.
 IDLE = -1
@@ -37,8 +52,8 @@ IDLE = -1
 
 @dataclass(frozen=True)
 class Pace:
-    """The progress of each gateway of a run: slot i holds the plant time gateway i was last given (it sends
-    nothing older after that), or IDLE."""
+    """The progress of each gateway of a run: slot i holds the time of gateway i's newest heartbeat that has
+    reached a subscriber, or IDLE."""
 
     path: Path
     slots: int
@@ -55,6 +70,13 @@ class Pace:
     def set(self, slot: int, value_ms: int) -> None:
         with self.open() as slots:
             slots.write(slot, value_ms)
+
+    def advance(self, slot: int, value_ms: int) -> None:
+        """Raise the slot to ``value_ms`` (an older heartbeat, or one of a gateway parked ahead, leaves it)."""
+        with self.open() as slots:
+            current = slots.read()[slot]
+            if value_ms > current:
+                slots.write(slot, value_ms)
 
     def get(self, slot: int) -> int:
         with self.open() as slots:
@@ -92,19 +114,19 @@ class PacedClock:
         clock: SimClock,
         *,
         pace: Pace | None = None,
-        slot: int = 0,
+        start_ms: int | None = None,
         hold_at_ms: int | None = None,
         max_step_ms: int = MAX_STEP_MS,
         max_lead_ms: int = MAX_LEAD_MS,
     ) -> None:
+        """``start_ms``: the time this gateway was at before (steps count from there; default: no bound on the
+        first step)."""
         self._clock = clock
         self._pace = pace
-        self._slot = slot
         self._hold_at_ms = hold_at_ms
         self._max_step_ms = max_step_ms
         self._max_lead_ms = max_lead_ms
-        given = pace.get(slot) if pace is not None else IDLE
-        self._given: int | None = given if given != IDLE else None
+        self._given = start_ms
 
     def now_ms(self) -> int:
         target = self._clock.now_ms()
@@ -112,17 +134,43 @@ class PacedClock:
             target = min(target, self._given + self._max_step_ms)
         if self._hold_at_ms is not None:
             target = min(target, self._hold_at_ms)
-        if self._pace is None:
-            return self._give(target)
-        with self._pace.open() as slots:
-            others = [v for i, v in enumerate(slots.read()) if i != self._slot and v != IDLE]
-            if others:
-                target = min(target, min(others) + self._max_lead_ms)
-            given = self._give(target)
-            slots.write(self._slot, given)
-        return given
-
-    def _give(self, target_ms: int) -> int:
-        given = target_ms if self._given is None else max(self._given, target_ms)
+        if self._pace is not None:
+            with self._pace.open() as slots:
+                delivered = [v for v in slots.read() if v != IDLE]
+            if delivered:
+                target = min(target, min(delivered) + self._max_lead_ms)
+        given = target if self._given is None else max(self._given, target)
         self._given = given
         return given
+
+
+class PaceKeeper:
+    """Subscribed to the heartbeats of a run's gateways (a real MQTT client), it raises each gateway's slot to
+    the newest heartbeat that reached it."""
+
+    def __init__(self, mqtt: MqttSettings, *, site: str, pace: Pace, slots: Mapping[str, int]) -> None:
+        """``slots``: gateway id -> its slot in ``pace``."""
+        self._pace = pace
+        self._slots = dict(slots)
+        self._subscribed = threading.Event()
+        self._client = paho_client(mqtt, client_id=mqtt.username or "")
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.connect(mqtt.host, mqtt.port)
+        self._client.subscribe(f"{PREFIX}/{site}/+/gateway/+/heartbeat", qos=1)
+        self._client.loop_start()
+        if not self._subscribed.wait(30):
+            raise RuntimeError("the pace keeper got no answer to its subscription")
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        try:
+            beat = Heartbeat.model_validate_json(message.payload)
+        except ValidationError:
+            return
+        slot = self._slots.get(beat.gateway_id)
+        if slot is not None:
+            self._pace.advance(slot, beat.ts)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -8,6 +8,7 @@ starts; here it runs once, at the pinned start (tests/sim_start.py), with the ga
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -52,7 +53,7 @@ from tests.fault_story import (
     fault_plant,
     final,
 )
-from tests.sim_clock import MAX_LEAD_MS, Pace, PacedClock
+from tests.sim_clock import Pace, PacedClock, PaceKeeper
 from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
 
 __all__ = ["MAX_LATENCY_MS", "MINUTE_S", "AlertTap", "gateway_process", "scenario", "worker_process"]
@@ -132,13 +133,13 @@ class Scenario:
     def at(self, seconds: int) -> int:
         return self.start_ms + seconds * 1000
 
-    def gateway(self, settings: Settings, workshop: str, *, pace: Pace | None = None, slot: int = 0) -> Gateway:
+    def gateway(self, settings: Settings, workshop: str, *, pace: Pace | None = None) -> Gateway:
         models = plant_models(self.plant, start_ms=self.start_ms, workshop=workshop)
         ws = self.plant.workshop(workshop)
         return Gateway(
             Origin(self.plant.site, workshop, ws.gateway_id),
             [SimulatedDriver(m) for _, m in models],
-            now_ms=PacedClock(self.clock, pace=pace, slot=slot).now_ms,
+            now_ms=PacedClock(self.clock, pace=pace, start_ms=self.start_ms).now_ms,
             timing=self.timing,
             mqtt_settings=with_identity(settings, ws.gateway_id).mqtt,
             spool_max_messages=100_000,
@@ -165,30 +166,73 @@ def scenario(plant: Plant, *, speedup: float, tick_s: float, lead_s: float = 0.0
     return Scenario(plant, start, clock, timing)
 
 
+@dataclass
+class GatewayThreads:
+    """In-process gateways, one thread each."""
+
+    threads: list[threading.Thread]
+    stop: threading.Event
+
+    def join(self, timeout_s: float) -> None:
+        for thread in self.threads:
+            thread.join(timeout_s)
+            assert not thread.is_alive(), f"{thread.name} still running after {timeout_s} s"
+
+    def close(self) -> None:
+        """Stop them (a failed test must not leave gateways connected under identities the next test uses)."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+
 def run_gateways(
     sc: Scenario, settings: Settings, workshops: list[str], end_ms: int, *, pace: Pace | None = None
-) -> list[threading.Thread]:
-    """Each workshop's gateway in a thread, watching from the start; with ``pace``, gateway i in slot i. Each is
-    built in its own thread (its in-memory spool is SQLite, bound to the thread that opens it)."""
+) -> GatewayThreads:
+    """Each workshop's gateway in a thread, watching from the start. Each is built in its own thread (its
+    in-memory spool is SQLite, bound to the thread that opens it)."""
+    stop = threading.Event()
 
-    def run(workshop: str, slot: int) -> None:
-        sc.gateway(settings, workshop, pace=pace, slot=slot).run(
-            threading.Event(), end_ms=end_ms, first_read_ms=sc.start_ms
-        )
+    def run(workshop: str) -> None:
+        sc.gateway(settings, workshop, pace=pace).run(stop, end_ms=end_ms, first_read_ms=sc.start_ms)
 
     threads = [
-        threading.Thread(target=run, args=(workshop, slot), name=f"gateway-{workshop}", daemon=True)
-        for slot, workshop in enumerate(workshops)
+        threading.Thread(target=run, args=(workshop,), name=f"gateway-{workshop}", daemon=True)
+        for workshop in workshops
     ]
     for thread in threads:
         thread.start()
-    return threads
+    return GatewayThreads(threads, stop)
+
+
+@contextlib.contextmanager
+def paced(services: Services, database: str, sc: Scenario, tmp_path: Path) -> Iterator[Pace]:
+    """A pace for the scenario's gateways (slot i: workshop i of the plant), kept while the block runs."""
+    plant = sc.plant
+    pace = Pace.create(tmp_path / "pace", slots=len(plant.workshops), start_ms=sc.start_ms)
+    identity = services.grant(unique("pace"), Role.SUPERVISOR)
+    keeper = PaceKeeper(
+        services.settings(database, identity=identity).mqtt,
+        site=plant.site,
+        pace=pace,
+        slots={w.gateway_id: slot for slot, w in enumerate(plant.workshops)},
+    )
+    try:
+        yield pace
+    finally:
+        keeper.close()
 
 
 def alert_config(tmp_path: Path, **worker: object) -> AlertConfig:
     config = load_config()
     options = config.worker.model_copy(update={"group": unique("alerts"), "state_dir": tmp_path / "state", **worker})
     return config.model_copy(update={"worker": options})
+
+
+@pytest.fixture
+def closing() -> Iterator[contextlib.ExitStack]:
+    """What a test opens for its whole length (closed after it, whatever happens)."""
+    with contextlib.ExitStack() as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -202,7 +246,7 @@ def tap_factory(services: Services) -> Iterator[list[AlertTap]]:
 # A child process running one workshop's gateway on the same simulated clock, so it can be SIGKILLed. It finds
 # its identity in the credentials file named by the environment (tests.support.ftel_env).
 GATEWAY_CHILD = """
-import sys, threading, time
+import logging, sys, threading, time
 from pathlib import Path
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
@@ -213,12 +257,13 @@ from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
 from simulators.plant import Plant
 from tests.sim_clock import Pace, PacedClock
-plant_json, workshop, start, speedup, anchor, end, first, pace, slots, slot, hold, not_before = sys.argv[1:13]
+plant_json, workshop, start, speedup, anchor, end, first, pace, slots, hold, not_before = sys.argv[1:12]
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 plant = Plant.model_validate_json(open(plant_json).read())
 clock = PacedClock(
     SimClock(int(start), float(speedup), int(anchor)),
     pace=Pace(Path(pace), int(slots)) if pace != "-" else None,
-    slot=int(slot),
+    start_ms=int(first) if first != "-" else None,
     hold_at_ms=int(hold) if hold != "-" else None,
 )
 if not_before != "-":
@@ -244,11 +289,10 @@ def gateway_process(
     plant_file: Path,
     first_read_ms: int | None,
     pace: Pace | None = None,
-    slot: int = 0,
     hold_at_ms: int | None = None,
     not_before_ms: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``workshop``'s gateway in a process of its own. With ``pace``: in that run's ``slot``. ``hold_at_ms``:
+    """``workshop``'s gateway in a process of its own, paced with the run's others by ``pace``. ``hold_at_ms``:
     its time stops there (until it is killed); ``not_before_ms``: it starts when its time reaches that. Its
     output goes to gateway-<workshop>.log beside ``plant_file``."""
 
@@ -266,7 +310,6 @@ def gateway_process(
         arg(first_read_ms),
         str(pace.path) if pace else "-",
         str(pace.slots) if pace else "0",
-        str(slot),
         arg(hold_at_ms),
         arg(not_before_ms),
     ]
@@ -281,7 +324,7 @@ def gateway_process(
 
 
 def test_each_injected_fault_raises_one_alert_that_resolves(
-    services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap]
+    services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap], closing: contextlib.ExitStack
 ) -> None:
     site = unique("alr")
     plant = fault_plant(site)
@@ -301,27 +344,29 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
     wait_until(worker.subscribed.is_set, timeout_s=30, what="the alert worker's subscriptions")
     sc = scenario(plant, speedup=300, tick_s=0.005)
     end, kill, restart = sc.at(END_S), sc.at(KILL_AT_S), sc.at(RESTART_AT_S)
-    # Slots 0 and 1: yarn and knit (threads), 2: the spare (a process).
-    pace = Pace.create(tmp_path / "pace", slots=3, start_ms=sc.start_ms)
+    # Yarn and knit in threads, the spare in a process (slots 0, 1, 2 of the pace).
+    pace = closing.enter_context(paced(services, database, sc, tmp_path))
+    spare_slot = 2
     gateways = run_gateways(sc, settings, ["yarn", "knit"], end, pace=pace)
+    closing.callback(gateways.close)
 
     def spare_process(**when: int | None) -> subprocess.Popen[bytes]:
         plant_file = tmp_path / "plant.json"
-        return gateway_process(sc, settings, spare.id, end_ms=end, plant_file=plant_file, pace=pace, slot=2, **when)
+        return gateway_process(sc, settings, spare.id, end_ms=end, plant_file=plant_file, pace=pace, **when)
 
     child = spare_process(first_read_ms=sc.start_ms, hold_at_ms=kill)
     try:
         # The spare's time stops at the kill: once its heartbeat of that moment is out, no clean death, SIGKILL
-        # (the broker publishes its last will). The rest of the plant waits for the will, then runs on to the
-        # restart and waits there for the spare's new process.
+        # (the broker publishes its last will). The rest of the plant waits for the will, then runs on until the
+        # restart, where it waits for the spare's new process (already started: a process start takes no plant
+        # time), which joins from there.
         tap.wait_for(beats, "the spare's last heartbeat", lambda p: Heartbeat.model_validate_json(p).ts >= kill)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         tap.wait_for(status, "the spare's last will", lambda p: GatewayStatus.model_validate_json(p).will)
-        pace.set(2, restart - MAX_LEAD_MS)
+        pace.set(spare_slot, restart)
         child = spare_process(first_read_ms=None, not_before_ms=restart)
-        for g in gateways:
-            g.join(120)
+        gateways.join(120)
         assert child.wait(120) == 0
         wait_until(lambda: all_resolved(tap.snapshot()), timeout_s=60, what="every injected fault's alert to resolve")
     finally:
@@ -378,7 +423,7 @@ def worker_clock(tmp_path: Path) -> int:
 
 
 def test_fault_free_shift_raises_no_alert(
-    services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap]
+    services: Services, database: str, tmp_path: Path, tap_factory: list[AlertTap], closing: contextlib.ExitStack
 ) -> None:
     site = unique("clean")
     plant = default_plant(site)
@@ -395,7 +440,7 @@ def test_fault_free_shift_raises_no_alert(
         wait_for_log(log, "subscribed")
         sc = scenario(plant, speedup=1000, tick_s=0.005)
         end = sc.at(8 * 3600)
-        pace = Pace.create(tmp_path / "pace", slots=len(plant.workshops), start_ms=sc.start_ms)
+        pace = closing.enter_context(paced(services, database, sc, tmp_path))
         gateways = [
             gateway_process(
                 sc,
@@ -405,9 +450,8 @@ def test_fault_free_shift_raises_no_alert(
                 plant_file=tmp_path / "plant.json",
                 first_read_ms=sc.start_ms,
                 pace=pace,
-                slot=slot,
             )
-            for slot, w in enumerate(plant.workshops)
+            for w in plant.workshops
         ]
         for g in gateways:
             assert g.wait(300) == 0

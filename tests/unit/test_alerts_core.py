@@ -534,6 +534,14 @@ def test_snapshot_round_trip_resumes_without_repeating() -> None:
     assert feed(restored, [heartbeat(T0 + 12 * MIN)]) == []
 
 
+def test_a_snapshot_keeps_deaths_not_yet_taken_and_the_last_sample() -> None:
+    engine = Engine(config())
+    feed(engine, [birth(T0 + 1000, K1=(MachineState.RUNNING, None, T0)), telemetry(T0 + MIN), will()])
+    restored = Engine(config(), EngineState.model_validate_json(engine.state.model_dump_json()))
+    assert restored.take_deaths() == [(will(), T0 + MIN)]
+    assert restored.state.machines["s/w/K1"].last_sample == telemetry(T0 + MIN)
+
+
 def test_restore_from_retained_alerts_prevents_a_second_alert() -> None:
     first = Engine(config())
     (fired,) = feed(first, [change(T0, MachineState.DOWN, "yarn_break"), heartbeat(T0 + 10 * MIN)])

@@ -28,27 +28,32 @@ def test_the_start_is_pinned_and_an_hour_can_be_chosen(monkeypatch: pytest.Monke
             sim_start.start_ms(span_ms=0)
 
 
-def test_a_clock_behind_catches_up_a_heartbeat_interval_at_a_time(tmp_path: Path) -> None:
-    clock = PacedClock(AHEAD, pace=Pace.create(tmp_path / "pace", slots=1, start_ms=START))
+def test_a_clock_behind_catches_up_a_heartbeat_interval_at_a_time() -> None:
+    clock = PacedClock(AHEAD, start_ms=START)
     assert [clock.now_ms() - START for _ in range(3)] == [MAX_STEP_MS, 2 * MAX_STEP_MS, 3 * MAX_STEP_MS]
 
 
-def test_a_gateway_that_lags_holds_the_others_back(tmp_path: Path) -> None:
+def test_no_gateway_runs_further_ahead_of_what_subscribers_have_from_the_slowest(tmp_path: Path) -> None:
     pace = Pace.create(tmp_path / "pace", slots=2, start_ms=START)
-    fast, slow = PacedClock(AHEAD, pace=pace, slot=0), PacedClock(AHEAD, pace=pace, slot=1)
+    fast, slow = PacedClock(AHEAD, pace=pace, start_ms=START), PacedClock(AHEAD, pace=pace, start_ms=START)
     assert [fast.now_ms() for _ in range(5)][-1] == START + MAX_LEAD_MS
+    pace.advance(0, START + MAX_LEAD_MS)  # the fast one's heartbeats arrived; nothing from the slow one yet
+    assert fast.now_ms() == START + MAX_LEAD_MS
     assert slow.now_ms() == START + MAX_STEP_MS
+    pace.advance(1, START + MAX_STEP_MS)
     assert fast.now_ms() == START + MAX_STEP_MS + MAX_LEAD_MS
-    # An idle slot (its gateway killed) holds nobody back.
+    # An idle slot (its gateway killed, say) holds nobody back; an older heartbeat never lowers a slot.
     pace.set(1, IDLE)
-    assert fast.now_ms() == START + MAX_STEP_MS + MAX_LEAD_MS + MAX_STEP_MS
+    assert fast.now_ms() == START + 2 * MAX_LEAD_MS
+    pace.advance(0, START)
+    assert pace.get(0) == START + MAX_LEAD_MS
 
 
 def test_a_held_clock_stops_there_and_the_others_wait_just_past_it(tmp_path: Path) -> None:
     pace = Pace.create(tmp_path / "pace", slots=2, start_ms=START)
-    held = PacedClock(AHEAD, pace=pace, slot=0, hold_at_ms=START + 25_000)
-    other = PacedClock(AHEAD, pace=pace, slot=1)
+    held = PacedClock(AHEAD, pace=pace, start_ms=START, hold_at_ms=START + 25_000)
+    other = PacedClock(AHEAD, pace=pace, start_ms=START)
     for _ in range(10):
-        held.now_ms()
-        other.now_ms()
+        pace.advance(0, held.now_ms())
+        pace.advance(1, other.now_ms())
     assert (held.now_ms(), other.now_ms()) == (START + 25_000, START + 25_000 + MAX_LEAD_MS)
