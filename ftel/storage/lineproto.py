@@ -4,8 +4,8 @@ Tags and fields are written in sorted order."""
 
 from __future__ import annotations
 
-import functools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,20 +14,22 @@ from ftel.storage.errors import StorageError
 FieldValue = float | int | bool | str
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-_MEASUREMENT_ESCAPES = tuple(str.maketrans({",": r"\,", " ": r"\ "}).items())
-_KEY_ESCAPES = tuple(str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "}).items())
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 # Inside a quoted string only these two are escapes; a newline there is legal and kept as it is.
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
-# Names and tag values repeat (a plant has few machines): escaping each distinct one once is a hot-path saving.
-_NAME_CACHE_SIZE = 65_536
+# Names made only of these need no escaping: every id of the contract, every field name of the schema. The
+# check is cheaper than a cache at a county's fleet, whose tag values outnumber any cache (hot path).
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/+-]*")
 
 
-@functools.lru_cache(maxsize=_NAME_CACHE_SIZE)
-def _name(text: str, table: tuple[tuple[int, str], ...], what: str) -> str:
+def _name(text: str, table: dict[int, str], what: str) -> str:
+    if _PLAIN.fullmatch(text):
+        return text
     # Line protocol cannot carry a line break in a measurement, tag key or tag value at all.
     if "\n" in text or "\r" in text or text.endswith("\\"):
         raise LineProtocolError(f"{what} {text[:80]!r} holds a line break or ends in a backslash")
-    return text.translate(dict(table))
+    return text.translate(table)
 
 
 class LineProtocolError(StorageError, ValueError):
@@ -43,12 +45,12 @@ class Point:
 
 
 def _field(value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
+    if type(value) is int:  # the common case first (hot path); bool is an int subclass, handled below
         if not INT64_MIN <= value <= INT64_MAX:
             raise LineProtocolError(f"integer field value {value} does not fit InfluxDB's 64-bit integers")
         return f"{value}i"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         if not math.isfinite(value):
             raise LineProtocolError(f"field value {value} is not finite")
@@ -61,13 +63,15 @@ def encode_point(point: Point) -> str:
     if not point.fields:
         raise LineProtocolError(f"point {point.measurement!r} has no fields")
     parts = [_name(point.measurement, _MEASUREMENT_ESCAPES, "measurement")]
-    for key in sorted(point.tags):
-        value = point.tags[key]
+    tags = point.tags
+    for key in sorted(tags):
+        value = tags[key]
         if value == "":
             continue  # InfluxDB drops empty tags; leaving them out keeps the series key stable
         parts.append(f",{_name(key, _KEY_ESCAPES, 'tag key')}={_name(value, _KEY_ESCAPES, 'tag value')}")
-    fields = ",".join(f"{_name(k, _KEY_ESCAPES, 'field key')}={_field(point.fields[k])}" for k in sorted(point.fields))
-    return f"{''.join(parts)} {fields} {point.time_ms}"
+    fields = point.fields
+    encoded = ",".join(f"{_name(k, _KEY_ESCAPES, 'field key')}={_field(fields[k])}" for k in sorted(fields))
+    return f"{''.join(parts)} {encoded} {point.time_ms}"
 
 
 def encode_batch(points: list[Point]) -> bytes:

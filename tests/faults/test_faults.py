@@ -6,6 +6,7 @@ InfluxDB compared with the simulator's ledger per machine to the millisecond and
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,18 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture
-def rigs(tmp_path: Path) -> Iterator[list[FaultRig]]:
+def rigs(request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[list[FaultRig]]:
     made: list[FaultRig] = []
     yield made
     for rig in made:
         rig.close()
+        # Kept for after the run (pytest rotates its temporary directories away).
+        keep = artifacts_dir / "faults" / request.node.name
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(rig.logs, keep)
+        broker_log = rig.stack.directory / "mosquitto" / "mosquitto.log"
+        if broker_log.exists():
+            shutil.copy(broker_log, keep / "mosquitto.log")
 
 
 def rig_for(rigs: list[FaultRig], tmp_path: Path, **options: object) -> FaultRig:

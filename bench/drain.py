@@ -1,0 +1,188 @@
+"""Benchmark (not a test): how fast an ingest worker drains a backlog, against the bare MQTT client's ceiling.
+
+One backlog of contract-valid window messages is queued in the broker for two persistent sessions at once: a
+bare paho-mqtt client that only acknowledges (manual ack, QoS 1: the ceiling of any Python MQTT consumer on
+this machine) and the ingest worker(s) (`ftel ingest`, as deployed). Each drains the same messages; printed: the
+rates, their ratio, the workers' peak memory, and that InfluxDB holds every message exactly once.
+
+    python bench/drain.py [--messages 50000] [--processes 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from rich.console import Console
+from rich.table import Table
+
+from ftel.contract import MachineKind, StateWindow, encode, machine_topic
+from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.mqtt import paho_client
+from ftel.security.identities import Role
+from ftel.settings import MqttSettings, Settings
+from ftel.stack import LocalStack
+from ftel.storage.query import InfluxQuery
+from tests.support import Services, ftel_env, start_ftel, unique, wait_until
+
+console = Console()
+WINDOW_MS = 60_000
+MACHINES = 5_000
+
+
+def backlog(count: int, site: str) -> list[tuple[str, bytes]]:
+    """``count`` distinct windows of MACHINES knitting machines (one minute each), as gateways send them."""
+    now = time.time_ns() // 1_000_000
+    base = now - now % WINDOW_MS - (count // MACHINES + 2) * WINDOW_MS
+    out = []
+    for i in range(count):
+        machine, minute = f"K{i % MACHINES:05d}", i // MACHINES
+        start = base + minute * WINDOW_MS
+        state_ms = dict.fromkeys(STATE_ORDER, 0) | {MachineState.RUNNING: 50_000, MachineState.DOWN: 10_000}
+        window = StateWindow(
+            site=site,
+            workshop=f"ws{i % MACHINES // 500:03d}",
+            gateway_id=f"gw-{i % MACHINES // 500:03d}",
+            seq=minute + 1,
+            ts=start + WINDOW_MS,
+            machine_type=MachineType.KNITTING,
+            machine_id=machine,
+            window_start=start,
+            window_ms=WINDOW_MS,
+            state_ms=state_ms,
+            down_ms_by_reason={"yarn_break": 10_000},
+            stops_by_reason={"yarn_break": 1},
+            units=3,
+            defects=0,
+        )
+        topic = machine_topic(site, window.workshop, "knitting", machine, MachineKind.WINDOW)
+        out.append((topic, encode(window)))
+    return out
+
+
+def session(mqtt: MqttSettings, client_id: str, topic_filter: str, *, manual_ack: bool) -> paho.Client:
+    client = paho_client(mqtt, client_id=client_id)
+    client.manual_ack_set(manual_ack)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    properties.ReceiveMaximum = 65535
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
+    client.connect(mqtt.host, mqtt.port, keepalive=60, clean_start=False, properties=properties)
+    client.loop_start()
+    subscribed.wait(10)
+    return client
+
+
+def bare_drain(mqtt: MqttSettings, client_id: str, topic_filter: str, count: int) -> float:
+    received = 0
+    done = threading.Event()
+    started = [0.0]
+
+    def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        nonlocal received
+        if received == 0:
+            started[0] = time.perf_counter()
+        client.ack(message.mid, message.qos)
+        received += 1
+        if received >= count:
+            done.set()
+
+    client = paho_client(mqtt, client_id=client_id)
+    client.manual_ack_set(True)
+    client.on_message = on_message
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 3600
+    properties.ReceiveMaximum = 65535
+    client.connect(mqtt.host, mqtt.port, keepalive=60, clean_start=False, properties=properties)
+    client.loop_start()
+    done.wait(600)
+    elapsed = time.perf_counter() - started[0]
+    client.loop_stop()
+    client.disconnect()
+    return received / elapsed
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp) / "stack") as stack:
+        services = Services(stack)
+        database, site, group = unique("drain"), unique("d"), unique("g")
+        admin: Settings = services.admin(database)
+        workers = [f"ingest-{n}" for n in range(1, args.processes + 1)]
+        for worker in workers:
+            services.grant(worker, Role.INGEST)
+        # Both sessions exist before the backlog is published, so both queue all of it.
+        bare = session(admin.mqtt, "admin", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
+        bare.loop_stop()
+        bare.disconnect()
+        env = ftel_env(
+            services.settings(database), FTEL_INGEST__GROUP=group, FTEL_SITE=site, FTEL_INGEST__SESSION_EXPIRY_S="3600"
+        )
+        logs = Path(tmp)
+        procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
+        wait_until(lambda: all("subscribed" in (logs / f"{w}.log").read_text() for w in workers), timeout_s=60,
+                   what="workers subscribed")
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        messages = backlog(args.messages, site)
+        with console.status(f"queueing {len(messages):,} messages for both…"):
+            publisher = paho_client(admin.mqtt, client_id="")
+            publisher.connect(admin.mqtt.host, admin.mqtt.port)
+            publisher.loop_start()
+            infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages]
+            for info in infos:
+                info.wait_for_publish(60)
+            publisher.loop_stop()
+            publisher.disconnect()
+        with console.status("bare client draining…"):
+            bare_rate = bare_drain(admin.mqtt, "admin", f"ftel/v1/{site}/+/+/+/+", len(messages))
+        query = InfluxQuery(admin.influx)
+
+        def stored() -> int:
+            rows = query.rows('SELECT count("running_ms") AS n FROM "state_time"')
+            return int(rows[0]["n"]) if rows else 0
+
+        with console.status("ingest draining…"):
+            began = time.perf_counter()
+            procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
+            wait_until(lambda: stored() >= len(messages), timeout_s=1200, what="every window stored", every_s=0.5)
+            worker_rate = len(messages) / (time.perf_counter() - began)
+            peaks = [peak_rss_mb(p.pid) for p in procs]
+            for p in procs:
+                p.terminate()
+                p.wait(30)
+        table = Table(title=f"Draining one backlog of {len(messages):,} window messages")
+        table.add_column("consumer")
+        table.add_column("messages/s", justify="right")
+        table.add_row("bare paho client (ack only)", f"{bare_rate:,.0f}")
+        table.add_row(f"ftel ingest × {args.processes} (stored in InfluxDB)", f"{worker_rate:,.0f}")
+        table.add_row("ratio", f"{worker_rate / bare_rate:.2f}")
+        table.add_row("worker peak memory", ", ".join(f"{p:.0f} MiB" for p in peaks))
+        table.add_row("stored exactly once", "yes" if stored() == len(messages) else f"no: {stored()}")
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
