@@ -269,8 +269,9 @@ class Engine:
                     machine.over_since.pop(rule.name, None)
 
     def _telemetry(self, machine: MachineObs, t: Telemetry) -> None:
-        if machine.last_sample is None or t.ts >= machine.last_sample.ts:
-            machine.last_sample = t
+        if machine.last_sample is not None and t.ts < machine.last_sample.ts:
+            return  # an older sample, redelivered: judging it again would undo what newer ones showed
+        machine.last_sample = t
         for rule in self.config.rules:
             if not rule.applies_to(machine.machine_type):
                 continue

@@ -492,6 +492,15 @@ def test_telemetry_rules_need_every_sample_over_the_limit() -> None:
     assert [(r.rule, r.started_ms, r.condition_ms) for r in out] == [("hot", T0 + 4 * 30_000, T0 + 10 * 30_000)]
 
 
+def test_an_older_sample_redelivered_does_not_break_a_run_of_samples_over_the_limit() -> None:
+    card: dict[str, Any] = {**common, "machine_type": MachineType.CARDING, "machine_id": "C1"}
+    engine = Engine(config())
+    cool = telemetry(T0, temperature=50.0, machine=card)
+    hot = [telemetry(T0 + i * 30_000, temperature=65.0, machine=card) for i in range(1, 8)]
+    out = feed(engine, [cool, *hot[:3], cool, *hot[3:]])
+    assert [(r.rule, r.started_ms) for r in out] == [("hot", T0 + 30_000)]
+
+
 def test_overheat_ignores_machine_types_outside_its_filter() -> None:
     engine = Engine(config())
     assert feed(engine, [telemetry(T0 + i * 30_000, temperature=90.0) for i in range(12)]) == []
