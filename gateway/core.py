@@ -82,13 +82,19 @@ class GatewayCore:
     def last_ms(self) -> int | None:
         return self.state.last_ms
 
-    def read_times(self, after_ms: int, until_ms: int) -> list[int]:
-        """When to read every machine in (after_ms, until_ms]: each window edge (exact windows), each telemetry
-        tick, and ``until_ms`` itself."""
+    def edges(self, after_ms: int, until_ms: int) -> list[int]:
+        """When every machine must be read in (after_ms, until_ms]: each window edge (exact windows, counters
+        at the edge) and each telemetry tick."""
         t = self.timing
-        times = {until_ms, *edges_between(after_ms, until_ms, t.window_ms)}
-        times.update(edges_between(after_ms, until_ms, t.telemetry_interval_ms))
+        times = {
+            *edges_between(after_ms, until_ms, t.window_ms),
+            *edges_between(after_ms, until_ms, t.telemetry_interval_ms),
+        }
         return sorted(times)
+
+    def read_times(self, after_ms: int, until_ms: int) -> list[int]:
+        """The edges in (after_ms, until_ms] and ``until_ms`` itself: when to read every machine."""
+        return sorted({until_ms, *self.edges(after_ms, until_ms)})
 
     def observe(self, at_ms: int, readings: Mapping[str, list[Reading]]) -> list[Message]:
         """Every machine read up to ``at_ms``: the changes, windows and telemetry those readings make, and the

@@ -62,3 +62,12 @@ class CountsRefusals(Protocol):
     ``unknown_fault_code``, ``counter_jump:units``), counted since the driver started. A heartbeat may carry it."""
 
     def refusals(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class KnowsNextChange(Protocol):
+    """Optional for a push driver that knows when its machine will next change (the simulator does): the gateway
+    then reads it at that time and at window and telemetry edges only, so between its changes a machine costs
+    nothing, and a county's simulated fleet can run on one small machine."""
+
+    def next_change_ms(self) -> int: ...

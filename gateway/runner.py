@@ -11,12 +11,13 @@ worker, or the broker dropped it), with a backoff per message. Points are idempo
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gatewa
 from ftel.security.credentials import with_identity
 from ftel.settings import MqttSettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
-from gateway.driver import MachineDriver
+from gateway.driver import KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
@@ -125,6 +126,13 @@ class Gateway:
         self._in_flight = 0
         self._max_confirmed = 0
         self._need_birth = False
+        self._end_ms: int | None = None
+        self._last = 0
+        # Machines whose driver knows its next change are read then (a heap of (time, machine)), the rest at
+        # every tick; all of them at window and telemetry edges.
+        self._changes: list[tuple[int, str]] = []
+        self._next_change: dict[str, int] = {}
+        self._polled = frozenset(m for m, d in self._drivers.items() if not isinstance(d, KnowsNextChange))
         self.published = 0
         self.confirmed = 0
         self._status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
@@ -272,8 +280,30 @@ class Gateway:
             sim_ms, self.published, self.confirmed, len(self.spool), self.spool.dropped, self.link.connected.is_set()
         )
 
-    def _read(self, at_ms: int) -> list[Message]:
-        return self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in self._drivers.items()})
+    def _read(self, at_ms: int, machines: Iterable[str] | None = None) -> list[Message]:
+        """Read ``machines`` (all by default) at ``at_ms``; note when each one that knows will next change."""
+        chosen = self._drivers if machines is None else {m: self._drivers[m] for m in machines}
+        made = self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in chosen.items()})
+        for machine_id in chosen:
+            driver = self._drivers[machine_id]
+            if isinstance(driver, KnowsNextChange):
+                self._schedule(machine_id, driver.next_change_ms())
+        return made
+
+    def _schedule(self, machine_id: str, at_ms: int) -> None:
+        if self._next_change.get(machine_id) != at_ms:
+            self._next_change[machine_id] = at_ms
+            heapq.heappush(self._changes, (at_ms, machine_id))
+
+    def _due(self, now_ms: int) -> list[str]:
+        """Machines to read at ``now_ms`` between edges: those whose change is due, and every one whose driver
+        cannot say when it will change."""
+        due = set(self._polled)
+        while self._changes and self._changes[0][0] <= now_ms:
+            at_ms, machine_id = heapq.heappop(self._changes)
+            if self._next_change.get(machine_id) == at_ms:
+                due.add(machine_id)
+        return sorted(due)
 
     def _start(self, first_read_ms: int | None, end_ms: int | None) -> int:
         """Resume from the checkpoint, or read every machine once to start; return the time read up to."""
@@ -281,8 +311,12 @@ class Gateway:
             last = self.core.last_ms
             gaps: list[Message] = []
             for machine_id, driver in self._drivers.items():
-                if not driver.resume(last):
-                    gaps.extend(self.core.unseen_since(machine_id, last))
+                # Each machine from its own last reading: between edges, machines are read only when they change.
+                seen = self.core.trackers[machine_id].last_ms or last
+                if not driver.resume(seen):
+                    gaps.extend(self.core.unseen_since(machine_id, seen))
+                if isinstance(driver, KnowsNextChange):
+                    self._schedule(machine_id, driver.next_change_ms())
             log.info("gateway %s resumes from its checkpoint at %d", self.origin.gateway_id, last)
             self._commit(gaps)
             return last
@@ -291,6 +325,17 @@ class Gateway:
             last = min(last, end_ms)
         self._commit([*self._read(last), *self.core.metas(last)])
         return last
+
+    def begin(self, *, first_read_ms: int | None = None, end_ms: int | None = None) -> None:
+        """Connect and take the first readings (or resume). ``first_read_ms``: when to start watching on a fresh
+        start (a simulation: its start); default now. A gateway with a checkpoint resumes from it instead."""
+        self._end_ms = end_ms
+        self.link.start()
+        self._last = self._start(first_read_ms, end_ms)
+
+    @property
+    def finished(self) -> bool:
+        return self._end_ms is not None and self._last >= self._end_ms
 
     def run(
         self,
@@ -301,29 +346,31 @@ class Gateway:
         on_progress: Callable[[Progress], None] | None = None,
         progress_every_s: float = 2.0,
     ) -> Progress:
-        """``first_read_ms``: when to start watching on a fresh start (a simulation: its start); default now.
-        A gateway with a checkpoint resumes from it instead."""
-        self.link.start()
-        last = self._start(first_read_ms, end_ms)
+        """Watch the machines until ``stop`` or ``end_ms``, then shut down (see ``shutdown``)."""
+        self.begin(first_read_ms=first_read_ms, end_ms=end_ms)
         next_progress = time.monotonic() + progress_every_s
         while not stop.is_set():
-            last = self._tick(last, end_ms)
+            self.tick()
             if on_progress and time.monotonic() >= next_progress:
-                on_progress(self.progress(last))
+                on_progress(self.progress(self._last))
                 next_progress = time.monotonic() + progress_every_s
-            if end_ms is not None and last >= end_ms:
+            if self.finished:
                 break
             stop.wait(self._timing.tick_s)
-        return self.shutdown(last)
+        return self.shutdown(self._last)
 
-    def _tick(self, last: int, end_ms: int | None) -> int:
-        now = self._now_ms()
-        if end_ms is not None:
-            now = min(now, end_ms)
+    def tick(self) -> None:
+        """One round: read what is due, keep and send what it makes, take confirmations."""
+        last, now = self._last, self._now_ms()
+        if self._end_ms is not None:
+            now = min(now, self._end_ms)
         made: list[Message] = []
         if now > last:
-            for at in self.core.read_times(last, now):
+            edges = self.core.edges(last, now)
+            for at in edges:
                 made.extend(self._read(at))
+            if not edges or edges[-1] != now:
+                made.extend(self._read(now, self._due(now)))
             beat = self.core.heartbeat(
                 last,
                 now,
@@ -332,15 +379,14 @@ class Gateway:
             )
             if beat is not None:
                 made.append(beat)
-            last = now
+            self._last = now
         if self._need_birth and self.link.connected.is_set():
             # After the reads: the birth re-states each machine as of now, after everything sent so far.
-            made.extend([self.core.birth(), *self.core.metas(last)])
+            made.extend([self.core.birth(), *self.core.metas(self._last)])
             self._need_birth = False
         if made or time.monotonic() - self._last_commit >= self._delivery.checkpoint_every_s:
             self._commit(made)
         self._deliver()
-        return last
 
     def shutdown(self, at_ms: int) -> Progress:
         """Close partial windows, announce the death (a clean disconnect sends no last will), wait for ingest

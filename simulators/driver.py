@@ -44,6 +44,10 @@ class SimulatedDriver:
     def resume_key(self) -> str:
         return f"simulated:{self._model.seed}:{self._model.start_ms}"
 
+    def next_change_ms(self) -> int:
+        """When the current segment ends: until then, reading this machine tells nothing new (KnowsNextChange)."""
+        return self._current.end_ms
+
     def resume(self, at_ms: int) -> bool:
         """The simulated machine's life is known to the millisecond: fast-forward to ``at_ms``, and the next
         read reports every change since, exactly as if the gateway had never stopped."""

@@ -45,12 +45,12 @@ class Point:
 
 
 def _field(value: FieldValue) -> str:
-    if type(value) is int:  # the common case first (hot path); bool is an int subclass, handled below
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
             raise LineProtocolError(f"integer field value {value} does not fit InfluxDB's 64-bit integers")
         return f"{value}i"
-    if isinstance(value, bool):
-        return "true" if value else "false"
     if isinstance(value, float):
         if not math.isfinite(value):
             raise LineProtocolError(f"field value {value} is not finite")
