@@ -337,6 +337,11 @@ class Gateway:
     def finished(self) -> bool:
         return self._end_ms is not None and self._last >= self._end_ms
 
+    @property
+    def last_ms(self) -> int:
+        """Plant time the gateway has read up to."""
+        return self._last
+
     def run(
         self,
         stop: threading.Event,

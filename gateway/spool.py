@@ -42,11 +42,12 @@ class Spool:
         """``directory`` None: an in-memory spool (a throw-away run that does not outlive its process)."""
         if directory is None:
             self.path: Path | None = None
-            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
             directory.mkdir(parents=True, exist_ok=True)
             self.path = directory / SPOOL_FILE
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            # Used by one thread at a time: the one that ticks the gateway, then the one that drains it.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is synced at every commit, so what was committed survives a power cut.
             self._db.execute("PRAGMA synchronous=FULL")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftel.settings import Settings
+from gateway import host
 from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
 from gateway.tracker import Origin
 from simulators.clock import SimClock
@@ -66,27 +67,17 @@ def run_gateways(
     workshops: list[str] | None = None,
     on_progress: Callable[[str, Progress], None] | None = None,
 ) -> dict[str, Progress]:
-    """Each workshop's gateway in its own thread until ``end_ms`` or ``stop``; returns final progress."""
+    """The chosen workshops' gateways (all by default), driven by one thread, until ``end_ms`` or ``stop``;
+    returns each workshop's final progress."""
     chosen = workshops or [w.id for w in run.plant.workshops]
-    results: dict[str, Progress] = {}
-    errors: list[BaseException] = []
-
-    def one(workshop_id: str) -> None:
-        try:
-            gateway = run.gateway(settings, workshop_id)
-            report = (lambda p: on_progress(workshop_id, p)) if on_progress else None
-            results[workshop_id] = gateway.run(
-                stop, end_ms=run.end_ms, first_read_ms=run.first_read_ms, on_progress=report
-            )
-        except BaseException as error:  # surfaced to the caller below; one thread's failure stops the run
-            errors.append(error)
-            stop.set()
-
-    threads = [threading.Thread(target=one, args=(w,), name=f"gateway-{w}", daemon=True) for w in chosen]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
+    gateways = {run.gateway(settings, workshop_id): workshop_id for workshop_id in chosen}
+    report = (lambda g, p: on_progress(gateways[g], p)) if on_progress else None
+    finals = host.run_gateways(
+        list(gateways),
+        stop,
+        tick_s=settings.simulation.tick_s,
+        end_ms=run.end_ms,
+        first_read_ms=run.first_read_ms,
+        on_progress=report,
+    )
+    return {workshop_id: finals[g.origin.gateway_id] for g, workshop_id in gateways.items()}
