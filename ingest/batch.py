@@ -31,6 +31,7 @@ class Held:
     first_line: int
     line_count: int
     sender: Sender | None
+    ts: int = 0  # the message's own time, for its latency
 
 
 @dataclass(slots=True)
@@ -59,9 +60,10 @@ class Batch:
         payload: bytes,
         received_ms: int,
         sender: Sender | None,
+        ts: int = 0,
     ) -> None:
         self._touch()
-        self.held.append(Held(topic, payload, received_ms, len(self.lines), len(lines), sender))
+        self.held.append(Held(topic, payload, received_ms, len(self.lines), len(lines), sender, ts))
         self.lines.extend(lines)
         if mid is not None:
             self.mids.append(mid)

@@ -21,6 +21,7 @@ class TimeLimits:
 class Accepted:
     lines: tuple[str, ...]
     sender: Sender | None  # None for a last will (the broker sent it; nothing to confirm)
+    ts: int  # the message's own time (its machine's, or its gateway's): latency is measured from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,4 +48,4 @@ def route(topic: str, payload: bytes, *, received_ms: int, limits: TimeLimits) -
     except (ContractError, LineProtocolError) as error:
         return Rejected(str(error), sender_of(topic, payload))
     sender = Sender(address.site, address.workshop, message.gateway_id, message.seq) if message.seq else None
-    return Accepted(lines, sender)
+    return Accepted(lines, sender, message.ts)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, health_topic, shared
+from ftel.histogram import BOUNDS_MS, Histogram
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
@@ -74,6 +75,7 @@ class IngestWorker:
     ) -> None:
         self.settings = settings
         self.stats = IngestStats()
+        self.latency = Histogram()
         self._ingest = i = settings.ingest
         self.worker_id = i.worker_id
         self._writer = writer or make_writer(settings.influx)
@@ -106,7 +108,13 @@ class IngestWorker:
         outcome = route(topic, payload, received_ms=received, limits=self._limits)
         if isinstance(outcome, Accepted):
             self._batch.add(
-                outcome.lines, mid=ack, topic=topic, payload=payload, received_ms=received, sender=outcome.sender
+                outcome.lines,
+                mid=ack,
+                topic=topic,
+                payload=payload,
+                received_ms=received,
+                sender=outcome.sender,
+                ts=outcome.ts,
             )
         else:
             letter = DeadLetter(topic, payload, outcome.reason, received)
@@ -215,6 +223,11 @@ class IngestWorker:
         s.last_batch_size = written
         s.max_batch_size = max(s.max_batch_size, written)
         s.lag_ms = int((time.monotonic() - batch.first_received) * 1000)
+        # From each message's own time to its being stored: end to end when gateways run at real time.
+        stored_at = wall_ms()
+        for held in batch.held:
+            if held.sender is not None:
+                self.latency.add(max(0, stored_at - held.ts))
 
     def _block(self, batch: Batch, error: WriteError) -> None:
         self._blocked = (batch, error)
@@ -240,6 +253,8 @@ class IngestWorker:
             "unacked": self._unacked(),
             "ts": wall_ms(),
             **self.stats.as_fields(),
+            "latency_bounds_ms": list(BOUNDS_MS),
+            "latency_counts": self.latency.counts,
         }
 
     def _publish_health(self) -> None:

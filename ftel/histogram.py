@@ -1,0 +1,42 @@
+"""A fixed-bucket latency histogram (pure): cheap to fill on a hot path, exact to merge across processes, and
+percentiles to within one bucket. Workers publish theirs in their health; `ftel loadtest` merges them."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+# Upper bounds in milliseconds (1-2-5 steps); the last bucket takes everything beyond.
+BOUNDS_MS: tuple[int, ...] = tuple(
+    m * 10**e for e in range(0, 6) for m in (1, 2, 5) if m * 10**e <= 600_000
+) + (600_000,)
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BOUNDS_MS) + 1))
+
+    def add(self, value_ms: int) -> None:
+        self.counts[bisect.bisect_left(BOUNDS_MS, value_ms)] += 1
+
+    def merge(self, other: Histogram) -> None:
+        for index, count in enumerate(other.counts):
+            self.counts[index] += count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def percentile(self, p: float) -> int | None:
+        """The bucket bound at or under which ``p`` (0–100) percent of the values lie; None when empty
+        (the last bucket reports the largest bound: "beyond 10 minutes")."""
+        total = self.total
+        if not total:
+            return None
+        rank = p / 100 * total
+        seen = 0
+        for index, count in enumerate(self.counts):
+            seen += count
+            if seen >= rank:
+                return BOUNDS_MS[min(index, len(BOUNDS_MS) - 1)]
+        return BOUNDS_MS[-1]
