@@ -7,9 +7,7 @@ import bisect
 from dataclasses import dataclass, field
 
 # Upper bounds in milliseconds (1-2-5 steps); the last bucket takes everything beyond.
-BOUNDS_MS: tuple[int, ...] = tuple(
-    m * 10**e for e in range(0, 6) for m in (1, 2, 5) if m * 10**e <= 600_000
-) + (600_000,)
+BOUNDS_MS: tuple[int, ...] = (*(m * 10**e for e in range(6) for m in (1, 2, 5) if m * 10**e <= 500_000), 600_000)
 
 
 @dataclass(slots=True)
