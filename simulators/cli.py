@@ -142,7 +142,10 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         f"simulating {run.plant.machine_count} machines in {len(run.plant.workshops)} workshops at "
         f"{run.clock.speedup:g}× → MQTT {settings.mqtt.host}:{settings.mqtt.port}"
     )
-    results = run_gateways(run, settings, stop, on_progress=print_progress)
+    chosen = args.workshops.split(",") if args.workshops else None
+    for workshop in chosen or []:
+        run.plant.workshop(workshop)  # an unknown one is named with the known ones
+    results = run_gateways(run, settings, stop, workshops=chosen, on_progress=print_progress)
     for workshop, final in results.items():
         print_progress(workshop, final)
     if args.ledger:
@@ -198,6 +201,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="simulate the plant live through its gateways (load tests)")
     add_run_options(run, duration_default=None)
+    run.add_argument(
+        "--workshops",
+        help="only these workshops' gateways, comma-separated (run a county's gateways in several processes "
+        "sharing one plant clock: give them the same --start-ms and --anchor-ms)",
+    )
     generate = actions.add_parser("generate", help="write a plant file of N machines (county-scale load tests)")
     generate.add_argument("--machines", type=int, required=True)
     generate.add_argument("--per-workshop", type=int, default=500, help="machines per workshop (one gateway each)")
