@@ -3,7 +3,7 @@
 The gateway's runner is synchronous: it calls ``read(at_ms)`` on every driver at each window edge, telemetry
 tick and tick. A controller is slow, or silent, on its own schedule. So each machine is polled by its own
 task, at its own interval with its own time limit, and ``read(at_ms)`` only hands over what the polls have seen
-up to ``at_ms``: a reading per poll, stamped on the gateway's clock when the answer came. A machine that does
+up to ``at_ms``: a reading per poll, stamped on the gateway's clock when it was asked. A machine that does
 not answer never holds up another one or the runner.
 
 - ``offline_after`` failed polls in a row (a time-out, a refusal, a broken connection) make the machine
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 2.0
 # Reconnect waits vary by this fraction, so machines that failed together do not all retry together.
 RECONNECT_JITTER = 0.2
+# Connecting takes several round trips (an OPC UA session, browsing for the machine): it may take at least this
+# long in wall seconds, whatever the poll's time limit. A controller that refuses a connection fails at once.
+CONNECT_MIN_S = 5.0
 # A time-out noticed this much (of the time limit) after it was due means the loop itself was stalled.
 STALL_FRACTION = 0.5
 
@@ -195,7 +198,7 @@ class PolledMachine:
             if not connected:
                 sent = clock.now_ms()
                 try:
-                    await asyncio.wait_for(self._source.connect(), clock.wall_s(t.timeout_s))
+                    await asyncio.wait_for(self._source.connect(), max(CONNECT_MIN_S, clock.wall_s(t.timeout_s)))
                     connected, backoff = True, t.reconnect_min_s
                     if t.subscribe:
                         await self._watch(clock, changed)
@@ -222,7 +225,9 @@ class PolledMachine:
                 connected = False
                 await self._close(clock)
             else:
-                self._answered(clock.now_ms(), sample, reconnected=lost)
+                # Stamped when asked: the answer tells the controller as it was between asking and answering,
+                # and the time of asking keeps its cadence whatever the answer's delay.
+                self._answered(sent, sample, reconnected=lost)
                 lost = False
             next_poll = max(next_poll + clock.wall_s(t.interval_s), loop.time())
             await _wait(stopping, changed, next_poll - loop.time())
