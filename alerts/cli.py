@@ -12,13 +12,12 @@ from pathlib import Path
 import aiomqtt
 from pydantic import ValidationError
 
-from alerts.delivery import ACK_TOPIC
 from alerts.errors import RulesError
 from alerts.grafana_rules import write_grafana_rules
 from alerts.lifecycle import AlertRecord
 from alerts.rules import AlertConfig, load_config, parse_config
 from alerts.worker import AckCommand, AlertWorker
-from ftel.contract.topics import ALERT_PREFIX
+from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX
 from ftel.errors import CliError
 from ftel.mqtt import aiomqtt_options
 from ftel.security.credentials import with_identity

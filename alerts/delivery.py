@@ -20,8 +20,6 @@ from ftel.contract.topics import ALERT_PREFIX
 from ftel.storage.lineproto import Point
 
 MEASUREMENT = "alerts"
-# Commands to the worker (outside the alert topics, so a wildcard over alerts never sees them).
-ACK_TOPIC = f"{ALERT_PREFIX}-cmd/ack"
 MQTT_SINK = "mqtt"
 INFLUX_SINK = "influx"
 WEBHOOK_BODY_VERSION = 1

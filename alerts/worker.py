@@ -31,7 +31,6 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from alerts.delivery import (
-    ACK_TOPIC,
     INFLUX_SINK,
     MQTT_SINK,
     alert_point,
@@ -49,7 +48,7 @@ from alerts.lifecycle import AlertRecord
 from alerts.rules import AlertConfig, WebhookTarget
 from alerts.store import OutboxItem, Store
 from ftel.contract import ContractError, data_filter, decode, shared
-from ftel.contract.topics import ALERT_PREFIX, PREFIX
+from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX, PREFIX
 from ftel.mqtt import aiomqtt_options
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from ftel.errors import CliError
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
 from ingest.worker import IngestWorker
@@ -72,6 +73,13 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     processes = args.processes or settings.ingest.processes
     if processes == 1:
         return run_one(settings)
+    if settings.mqtt.username:
+        # The broker binds a client id to its credentials: N workers need N identities, not one.
+        ids = ", ".join(worker_ids(settings.ingest.worker_id, processes))
+        raise CliError(
+            f"--processes {processes} needs an identity per worker ({ids}) from the credentials file (ftel auth "
+            "init), not one FTEL_MQTT__USERNAME: run one worker per identity instead"
+        )
     if args.group:
         os.environ["FTEL_INGEST__GROUP"] = args.group  # the children read their settings afresh
     passthrough = ["--config", str(args.config)] if args.config else []

@@ -22,6 +22,12 @@ DEAD_LETTER_PREFIX = f"{PREFIX}/deadletter"
 ALERT_PREFIX = f"{PREFIX}/alerts"
 CONFIRM_PREFIX = f"{PREFIX}/confirm"
 HEALTH_PREFIX = f"{PREFIX}/health"
+# Commands to the alert worker (outside the alert topics, so a wildcard over alerts never sees them).
+ACK_TOPIC = f"{ALERT_PREFIX}-cmd/ack"
+# A site is the third topic level, where these names already mean something else: no site may take them.
+RESERVED_SITES = frozenset(
+    topic.split("/")[2] for topic in (CONFIRM_PREFIX, HEALTH_PREFIX, DEAD_LETTER_PREFIX, ALERT_PREFIX, ACK_TOPIC)
+)
 
 # Ids become topic levels and InfluxDB tags: keep them plain so they need no escaping in topics.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -98,6 +104,8 @@ def parse_topic(topic: str) -> TopicAddress:
         raise ContractError(f"topic {topic!r} is not of the form {PREFIX}/site/workshop/type/id/kind")
     _, _, site, workshop, machine_type, machine_id, kind = parts
     check_id(site, "site")
+    if site in RESERVED_SITES:
+        raise ContractError(f"site {site!r} is reserved (it names other topics: {', '.join(sorted(RESERVED_SITES))})")
     check_id(workshop, "workshop")
     check_id(machine_id, "machine id")
     if machine_type == GATEWAY_LEVEL:

@@ -14,26 +14,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ftel.contract.topics import (
+    ACK_TOPIC,
     ALERT_PREFIX,
     CONFIRM_PREFIX,
     DEAD_LETTER_PREFIX,
     HEALTH_PREFIX,
     ID_PATTERN,
     PREFIX,
+    RESERVED_SITES,
     confirm_topic,
 )
+
+__all__ = ["ACK_TOPIC", "RESERVED_SITES"]
 from ftel.security.errors import AuthError
 
 _ID_RE = re.compile(ID_PATTERN)
 
-# The alert worker's command topic (alerts.delivery owns it; a unit test keeps the two equal, since this leaf
-# package may not import alerts).
-ACK_TOPIC = f"{ALERT_PREFIX}-cmd/ack"
 DATA_TOPICS = f"{PREFIX}/+/+/+/+/+"
-# A gateway's site becomes the third topic level, where these names already mean something else.
-RESERVED_SITES = frozenset(
-    topic.split("/")[2] for topic in (CONFIRM_PREFIX, HEALTH_PREFIX, DEAD_LETTER_PREFIX, ALERT_PREFIX, ACK_TOPIC)
-)
 
 
 class Role(StrEnum):

@@ -74,6 +74,8 @@ def test_bad_payloads_are_rejected_with_a_reason(bad: bytes, reason: str) -> Non
         ("ftel/v1/qinghe/knit/knitting/X-1/gossip", "unknown machine message kind"),
         ("ftel/v1/qinghe/kn it/knitting/X-1/event", "not a valid id"),
         ("ftel/v2/qinghe/knit/knitting/X-1/event", "not of the form"),
+        ("ftel/v1/health/knit/knitting/X-1/event", "reserved"),
+        ("ftel/v1/confirm/knit/knitting/X-1/event", "reserved"),
     ],
 )
 def test_bad_topics_are_rejected_with_a_reason(topic: str, reason: str) -> None:
