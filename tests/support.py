@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from ftel.mqtt import paho_client
 from ftel.security.credentials import credential_env, with_identity
 from ftel.security.identities import ADMIN, Identity, Role
-from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings
+from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import LocalStack
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ class Services:
             mqtt=MqttSettings(host="127.0.0.1", port=self.stack.mqtt_port),
             influx=InfluxSettings(url=self.stack.influx_url, database=database, retention_policy="autogen"),
             auth=AuthSettings(credentials_file=self.stack.auth_files.credentials),
+            # Each test's own directory for what its processes keep (gateways' spools and checkpoints, alert
+            # state): nothing carries over from one test, or one run, to the next.
+            stack=StackSettings(dir=self.stack.directory / "runs" / database),
             **overrides,  # type: ignore[arg-type]
         )
         return settings if identity is None else with_identity(settings, identity)
@@ -85,6 +88,7 @@ def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FTEL_INFLUX__DATABASE": settings.influx.database,
         "FTEL_INFLUX__RETENTION_POLICY": settings.influx.retention_policy,
         "FTEL_SITE": settings.site,
+        "FTEL_STACK__DIR": str(settings.stack.dir),
         # The process finds its own identity in the credentials file, unless the settings carry one.
         "FTEL_AUTH__CREDENTIALS_FILE": str(settings.credentials_file),
         **credential_env(settings),
