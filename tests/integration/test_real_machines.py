@@ -50,7 +50,7 @@ TIMEOUT_S = 2 * POLL_S
 OFFLINE_AFTER = 1
 WINDOW_MS = 60_000
 OVERRUN_MS = 60_000  # the gateways read one window past the end (the served machines hold still there)
-LEAD_S = 10  # wall seconds for the servers and gateways to start before the plant's clock does
+LEAD_S = 25  # wall seconds for the servers and gateways (Python processes, a loaded host) to start and connect
 EXACT = ("units", "defects")
 
 
