@@ -4,10 +4,10 @@ checked against the simulator's ledger to the millisecond."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,25 @@ def wait_for_exact(query: InfluxQuery, start_ms: int, end_ms: int, key: str = "m
 def worker_counts(query: InfluxQuery) -> dict[str, int]:
     rows = query.rows("SELECT last(messages_in) AS m FROM ingest_health GROUP BY worker")
     return {r["worker"]: int(r["m"]) for r in rows}
+
+
+def took(query: InfluxQuery, worker: str, *, more_than: int) -> int | None:
+    """How many messages ``worker`` has reported taking, if more than ``more_than``."""
+    count = worker_counts(query).get(worker, 0)
+    return count if count > more_than else None
+
+
+PROGRESS = re.compile(r"gateway (\S+) sim .* spool (\d+) .*broker away")
+
+
+def spooled_while_away(log: Path) -> bool:
+    """Every gateway of the run has reported, with the broker away, a deeper spool than when it found it away."""
+    depths: dict[str, list[int]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if found := PROGRESS.search(line):
+            depths.setdefault(found[1], []).append(int(found[2]))
+    every = {w.id for w in default_plant().workshops}
+    return set(depths) == every and all(max(d) > d[0] for d in depths.values())
 
 
 @pytest.fixture
@@ -119,15 +138,18 @@ def test_a_worker_killed_mid_run_and_restarted_loses_and_doubles_nothing(service
     steady = start_worker(services, env, f"{group}-a", logs)
     victim = start_worker(services, env, f"{group}-b", logs)
     start = pinned_start()
+    query = InfluxQuery(services.admin(group).influx)
     gateways = simulate(env, start, "2h", 600, logs / "sim.log")
-    wait_for_log(logs / "sim.log", "published", timeout_s=60)
-    time.sleep(2)  # let the victim hold unacknowledged messages in its batch
+    # Killed while it takes its share of the stream (it has reported taking some): it holds messages it has not
+    # acknowledged yet.
+    wait_until(lambda: took(query, f"{group}-b", more_than=0), timeout_s=60, what="the victim to take messages")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    time.sleep(2)  # its session keeps collecting its share while it is dead
+    # Its session keeps collecting its share while it is dead: the stream goes on (the other worker takes more).
+    taken = worker_counts(query).get(f"{group}-a", 0)
+    wait_until(lambda: took(query, f"{group}-a", more_than=taken), timeout_s=60, what="the stream to go on")
     victim = start_worker(services, env, f"{group}-b", logs)
     assert gateways.wait(timeout=300) == 0
-    query = InfluxQuery(services.admin(group).influx)
     assert wait_for_exact(query, start, start + 2 * HOUR_MS) == []
     for worker in (steady, victim):
         stop(worker)
@@ -149,8 +171,7 @@ def test_the_gateway_spools_through_a_broker_outage_and_nothing_is_lost(tmp_path
         gateways = simulate(env, start, "2h", 300, tmp_path / "sim.log")
         wait_for_log(tmp_path / "sim.log", "published", timeout_s=60)
         stack.mosquitto.stop()  # the broker goes away mid-run…
-        wait_for_log(tmp_path / "sim.log", "broker away", timeout_s=60)
-        time.sleep(3)
+        wait_until(lambda: spooled_while_away(tmp_path / "sim.log"), timeout_s=60, what="gateways to spool")
         stack.up()  # …and comes back with its persisted sessions
         assert gateways.wait(timeout=300) == 0
         log = (tmp_path / "sim.log").read_text()
