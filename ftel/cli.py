@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "ingest.cli",
     "dashboards.cli",
     "alerts.cli",
+    "loadtest.cli",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]

@@ -1,0 +1,444 @@
+"""The load test's shell: set up the plant and the services, start every process, watch, judge, report.
+
+Each component runs as it is deployed, as its own process through the `ftel` command: gateways (`ftel simulate
+run --workshops …`, a share of the plant each, on one plant clock), ingest workers (`ftel ingest --worker-id
+ingest-N`) and the alert worker (`ftel alerts run`); each connects as its own identity. The load test watches
+from outside: the operating system for CPU and memory, the broker for heartbeats, health and alerts, InfluxDB
+for the verdict at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.live import Live
+
+from alerts.rules import load_config
+from ftel.security.credentials import credential_env, load_credentials, with_identity
+from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identity, roster
+from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
+from ftel.stack import LocalStack
+from ftel.storage.query import InfluxQuery
+from loadtest.check import expected_figures, stored_figures
+from loadtest.errors import LoadTestError
+from loadtest.faults import FaultPlan, plan_faults
+from loadtest.health import WorkerHealth, merge_latency
+from loadtest.live import progress_table
+from loadtest.monitor import Monitor, WireView, wall_ms
+from loadtest.plan import ClockPlan, GatewayShare, auto_gateway_processes, clock_plan, share_workshops
+from loadtest.report import write_outputs
+from loadtest.resources import ResourceWatch
+from loadtest.summary import RunFacts, alert_latencies, build_summary
+from loadtest.verdict import Verdict, compare
+from simulators.plant import Plant, dump_plant, generate_plant
+
+log = logging.getLogger(__name__)
+
+Target = Literal["local", "settings"]
+# Workers publish their health this often during a load test (the live view's and the timeline's resolution).
+HEALTH_INTERVAL_S = 1.0
+READY_TIMEOUT_S = 90.0
+# After the plant's end, gateways drain what is unconfirmed; past this (or half the run, if longer) they are
+# stopped and the run fails.
+DRAIN_ALLOWANCE_S = 300.0
+# After the gateways, how long to wait for the workers' last health and for the injected faults' alerts.
+SETTLE_S = 60.0
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class LoadTestOptions:
+    machines: int
+    duration_ms: int
+    out: Path
+    per_workshop: int = 500
+    workers: int = 2
+    gateway_processes: int | None = None
+    speedup: float = 1.0
+    faults: bool = True
+    target: Target = "local"
+    rules: Path | None = None
+    sample_s: float = 2.0
+    keep_data: bool = False
+
+
+@dataclass
+class _Processes:
+    logs: Path
+    env: dict[str, str]
+    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ftel.cli", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.running[name] = process
+        return process
+
+    def wait_ready(self, names: list[str]) -> None:
+        """Each named process has logged that it subscribed."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for name in names:
+            path = self.logs / f"{name}.log"
+            while "subscribed" not in path.read_text(errors="replace"):
+                process = self.running[name]
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = path.read_text(errors="replace")[-1500:]
+                    raise LoadTestError(f"{name} did not start (see {path}); its log ends:\n{tail}")
+                time.sleep(0.1)
+
+    def stop(self, names: list[str]) -> None:
+        for name in names:
+            process = self.running[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name in names:
+            process = self.running[name]
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def kill_all(self) -> None:
+        for process in self.running.values():
+            if process.poll() is None:
+                process.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(10)
+
+
+def child_env(settings: Settings, *, inherit_connection: bool, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of every process of the run. On the local stack the connection and credentials come
+    from the stack only (FTEL_MQTT__*, FTEL_INFLUX__*, FTEL_AUTH__*, FTEL_STACK__* and FTEL_CONFIG of the
+    caller are dropped; other FTEL_* tuning stays); on the settings' services everything is inherited."""
+    dropped = ("FTEL_MQTT__", "FTEL_INFLUX__", "FTEL_AUTH__", "FTEL_STACK__", "FTEL_CONFIG")
+    env = {k: v for k, v in os.environ.items() if inherit_connection or not k.startswith(dropped)}
+    if not inherit_connection:
+        env |= {
+            "FTEL_MQTT__HOST": settings.mqtt.host,
+            "FTEL_MQTT__PORT": str(settings.mqtt.port),
+            "FTEL_INFLUX__URL": settings.influx.url,
+            "FTEL_INFLUX__DATABASE": settings.influx.database,
+            "FTEL_INFLUX__RETENTION_POLICY": settings.influx.retention_policy,
+            "FTEL_AUTH__CREDENTIALS_FILE": str(settings.credentials_file.resolve()),
+            "FTEL_STACK__DIR": str(settings.stack.dir.resolve()),
+            **credential_env(settings),
+        }
+    return env | {"FTEL_SITE": settings.site, **extra}
+
+
+def check_identities(settings: Settings, plant: Plant, workers: int, plant_file: Path) -> None:
+    """On the settings' services every process connects as its own identity from the credentials file: say
+    exactly what to do when some are missing."""
+    path = settings.credentials_file
+    if not path.exists():
+        log.warning("no credentials file at %s: every process connects without credentials", path)
+        return
+    known = load_credentials(path).identities
+    wanted = roster([gateway(w.gateway_id, plant.site, w.id) for w in plant.workshops], workers)
+    missing = [i.name for i in wanted if i.name not in known]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise LoadTestError(
+            f"the credentials file {path} has no identity for {shown}. Add them with "
+            f"`ftel auth init --plant {plant_file} --ingest-workers {workers}` and load the Mosquitto password "
+            f"and ACL files written beside it into your broker, then run the load test again"
+        )
+
+
+class LoadTest:
+    def __init__(self, options: LoadTestOptions, settings: Settings, console: Console) -> None:
+        self.options = options
+        self.settings = settings
+        self.console = console
+        self.out = options.out
+        self.logs = options.out / "logs"
+        self.config = load_config(options.rules)
+        base = generate_plant(options.machines, site=settings.site, per_workshop=options.per_workshop)
+        window_ms = settings.simulation.window_s * 1000
+        self.window_ms = window_ms
+        duration_s = clock_plan(now_ms=0, duration_ms=options.duration_ms, speedup=1, window_ms=window_ms).duration_ms
+        self.fault_plan = plan_faults(base, self.config, duration_s // 1000) if options.faults else FaultPlan()
+        self.plant = self.fault_plan.with_faults(base)
+        processes = options.gateway_processes or auto_gateway_processes(
+            self.plant.machine_count, len(self.plant.workshops)
+        )
+        self.shares = share_workshops([(w.id, len(w.machines)) for w in self.plant.workshops], processes)
+        self.workers = [ingest_identity(n) for n in range(1, options.workers + 1)]
+        self.watch = ResourceWatch()
+        self.timeline: list[dict[str, Any]] = []
+        self.cpu_peaks: dict[str, float] = {}
+        self.stack: LocalStack | None = None
+        self.began_ms = 0
+
+    # -- the whole run -------------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        plant_file = self.out / "plant.yaml"
+        plant_file.write_text(dump_plant(self.plant))
+        with self._services(plant_file) as settings:
+            return self._run(settings, plant_file)
+
+    @contextlib.contextmanager
+    def _services(self, plant_file: Path) -> Iterator[Settings]:
+        if self.options.target == "settings":
+            check_identities(self.settings, self.plant, len(self.workers), plant_file)
+            yield self.settings.model_copy(
+                update={"gateway": self.settings.gateway.model_copy(update={"state_dir": self.out / "gateways"})}
+            )
+            return
+        stack = LocalStack.on_free_ports(
+            self.out / "stack",
+            gateways=tuple(gateway(w.gateway_id, self.plant.site, w.id) for w in self.plant.workshops),
+            ingest_workers=len(self.workers),
+        )
+        with self.console.status("starting Mosquitto and InfluxDB…"):
+            stack.up()
+        self.stack = stack
+        try:
+            yield self.settings.model_copy(
+                update={
+                    "mqtt": MqttSettings(host="127.0.0.1", port=stack.mqtt_port),
+                    "influx": InfluxSettings(
+                        url=stack.influx_url, database=stack.database, retention_policy=stack.retention_policy
+                    ),
+                    "auth": AuthSettings(
+                        credentials_file=stack.auth_files.credentials, ingest_workers=len(self.workers)
+                    ),
+                    "stack": StackSettings(dir=stack.directory),
+                    "gateway": self.settings.gateway.model_copy(update={"state_dir": self.out / "gateways"}),
+                }
+            )
+        finally:
+            stack.down()
+
+    def _run(self, settings: Settings, plant_file: Path) -> dict[str, Any]:
+        o = self.options
+        local = o.target == "local"
+        env = child_env(
+            settings,
+            inherit_connection=not local,
+            extra={
+                "FTEL_INGEST__HEALTH_INTERVAL_S": str(HEALTH_INTERVAL_S),
+                "FTEL_GATEWAY__STATE_DIR": str((self.out / "gateways").resolve()),
+                "FTEL_SIMULATION__WINDOW_S": str(settings.simulation.window_s),
+            },
+        )
+        processes = _Processes(self.logs, env)
+        monitor = Monitor(with_identity(settings, SUPERVISOR).mqtt, site=self.plant.site)
+        monitor.start()
+        self.began_ms = wall_ms()
+        try:
+            if self.stack is not None:
+                for name, service in (("mosquitto", self.stack.mosquitto), ("influxdb", self.stack.influxdb)):
+                    pid = service.pid()
+                    if pid is not None:
+                        self.watch.watch(name, pid)
+            self.watch.watch("loadtest", os.getpid())
+            with self.console.status(f"starting {len(self.workers)} ingest workers and the alert worker…"):
+                for worker in self.workers:
+                    self.watch.watch("ingest", processes.start(worker, ["ingest", "--worker-id", worker]).pid)
+                alerts = ["alerts", "run", "--state-dir", str(self.out / "alerts"), "--site", self.plant.site]
+                if o.rules:
+                    alerts += ["--rules", str(o.rules)]
+                self.watch.watch("alerts", processes.start(ALERTS, alerts).pid)
+                processes.wait_ready([*self.workers, ALERTS])
+            clock = clock_plan(now_ms=wall_ms(), duration_ms=o.duration_ms, speedup=o.speedup, window_ms=self.window_ms)
+            for share in self.shares:
+                self.watch.watch(
+                    "gateways", processes.start(share.name, self._gateway_args(share, clock, plant_file)).pid
+                )
+            failed = self._watch_run(processes, monitor, clock)
+            wall_s = (wall_ms() - clock.anchor_ms) / 1000
+            view = self._settle(monitor, clock)
+            self._sample(monitor, clock, processes)
+            processes.stop([ALERTS, *self.workers])
+        except BaseException:
+            processes.kill_all()
+            raise
+        finally:
+            monitor.stop()
+        verdict = self._verdict(settings, clock)
+        healths = self._healths(view)
+        latency = merge_latency(healths)
+        facts = RunFacts(
+            target=o.target,
+            machines=self.plant.machine_count,
+            workshops=len(self.plant.workshops),
+            gateway_processes=len(self.shares),
+            gateway_processes_failed=failed,
+            ingest_workers=len(self.workers),
+            clock=clock,
+            wall_s=wall_s,
+            messages=sum(h.messages_in for h in healths),
+            points=sum(h.points_written for h in healths),
+            dead_letters=sum(h.dead_letters for h in healths),
+            verdict=verdict,
+            latency=latency,
+            alerts=view.alerts,
+            faults=self.fault_plan.faults,
+            faults_skipped=self.fault_plan.skipped,
+            usage=self.watch.usage(self.cpu_peaks),
+            unconfirmed_peak=max((s["unconfirmed"] for s in self.timeline), default=0),
+            worker_lag_peak_ms=max((s["worker_lag_ms"] for s in self.timeline), default=0),
+            timeline=self.timeline,
+        )
+        summary = build_summary(facts)
+        json_path, html_path = write_outputs(self.out, summary, latency.counts, alert_latencies(view.alerts, clock))
+        self.console.print(f"summary → {json_path}\nreport  → {html_path}")
+        if summary["passed"] and not o.keep_data:
+            self._remove_data()
+        return summary
+
+    def _gateway_args(self, share: GatewayShare, clock: ClockPlan, plant_file: Path) -> list[str]:
+        return [
+            "simulate",
+            "run",
+            "--plant",
+            str(plant_file),
+            "--start-ms",
+            str(clock.start_ms),
+            "--anchor-ms",
+            str(clock.anchor_ms),
+            "--speedup",
+            f"{clock.speedup:g}",
+            "--duration",
+            f"{clock.duration_ms // 1000}s",
+            "--workshops",
+            ",".join(share.workshops),
+        ]
+
+    # -- watching ------------------------------------------------------------------------------------------
+
+    def _healths(self, view: WireView) -> list[WorkerHealth]:
+        """This run's workers' latest health (a retained one from before the run is not theirs)."""
+        return [h for name, h in view.health.items() if name in self.workers and h.ts >= self.began_ms]
+
+    def _watch_run(self, processes: _Processes, monitor: Monitor, clock: ClockPlan) -> int:
+        """Sample until every gateway process has ended; return how many failed (or had to be stopped)."""
+        gateways = [s.name for s in self.shares]
+        run_wall_s = clock.duration_ms / clock.speedup / 1000
+        deadline_ms = clock.wall_end_ms + int(max(DRAIN_ALLOWANCE_S, run_wall_s / 2) * 1000)
+        rebased = False
+        title = (
+            f"ftel load test — {self.plant.machine_count:,} machines, {len(self.plant.workshops)} workshops, "
+            f"{len(self.shares)} gateway processes, {len(self.workers)} ingest workers, {clock.speedup:g}×"
+        )
+        with Live(console=self.console, refresh_per_second=1, transient=False) as live:
+            while any(processes.running[g].poll() is None for g in gateways):
+                if wall_ms() > deadline_ms:
+                    self.console.print("[red]gateways still draining past the allowance; stopping them[/red]")
+                    processes.stop(gateways)
+                    break
+                time.sleep(self.options.sample_s)
+                if not rebased and wall_ms() >= clock.anchor_ms:
+                    self.watch.rebase()
+                    rebased = True
+                sample = self._sample(monitor, clock, processes)
+                p99 = merge_latency(self._healths(monitor.view())).percentile(99) if clock.real_time else None
+                live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))
+        failed = [g for g in gateways if processes.running[g].returncode != 0]
+        for name in failed:
+            self.console.print(
+                f"[red]{name} exited with {processes.running[name].returncode}; see {self.logs / name}.log"
+            )
+        return len(failed)
+
+    def _sample(self, monitor: Monitor, clock: ClockPlan, processes: _Processes) -> dict[str, Any]:
+        now = wall_ms()
+        resources = self.watch.sample()
+        view = monitor.view()
+        healths = self._healths(view)
+        running = {w for s in self.shares if processes.running[s.name].poll() is None for w in s.workshops}
+        gateway_ids = {w.gateway_id for w in self.plant.workshops if w.id in running}
+        messages = sum(h.messages_in for h in healths)
+        points = sum(h.points_written for h in healths)
+        previous = self.timeline[-1] if self.timeline else None
+        elapsed = (now - clock.anchor_ms) / 1000
+        span = elapsed - previous["t_s"] if previous else 0.0
+        sample: dict[str, Any] = {
+            "t_s": round(elapsed, 1),
+            "plant_ms": min(clock.end_ms, clock.plant_of(now)),
+            "messages": messages,
+            "points": points,
+            "messages_per_s": round((messages - previous["messages"]) / span, 1) if previous and span > 0 else 0.0,
+            "points_per_s": round((points - previous["points"]) / span, 1) if previous and span > 0 else 0.0,
+            "unconfirmed": sum(b.spool_depth for g, b in view.beats.items() if g in gateway_ids),
+            "worker_lag_ms": max((h.lag_ms for h in healths), default=0),
+            "alerts": len(view.alerts),
+            "cpu_percent": {name: s.cpu_percent for name, s in resources.items()},
+            "rss_mb": {name: s.rss_mb for name, s in resources.items()},
+        }
+        for name, s in resources.items():
+            self.cpu_peaks[name] = max(self.cpu_peaks.get(name, 0.0), s.cpu_percent)
+        if elapsed >= 0:
+            self.timeline.append(sample)
+        return sample
+
+    def _settle(self, monitor: Monitor, clock: ClockPlan) -> WireView:
+        """Wait until every worker has reported health after the gateways ended with nothing held, and every
+        injected fault's alert has come (or ``SETTLE_S``); return what the wire showed then."""
+        ended = wall_ms()
+        deadline = time.monotonic() + SETTLE_S
+        wanted = {(f.rule, f.machine_id) for f in self.fault_plan.faults}
+        while True:
+            view = monitor.view()
+            healths = {h.worker: h for h in self._healths(view)}
+            settled = all(w in healths and healths[w].ts > ended and healths[w].unacked == 0 for w in self.workers)
+            seen = {(a.record.rule, a.record.subject) for a in view.alerts.values()}
+            if (settled and wanted <= seen) or time.monotonic() > deadline:
+                return view
+            time.sleep(0.5)
+
+    # -- the verdict ---------------------------------------------------------------------------------------
+
+    def _verdict(self, settings: Settings, clock: ClockPlan) -> Verdict:
+        workshops = len(self.plant.workshops)
+        with self.console.status("the ledger…") as status:
+            expected = expected_figures(
+                self.plant,
+                start_ms=clock.start_ms,
+                end_ms=clock.end_ms,
+                window_ms=self.window_ms,
+                on_workshop=_progress(status.update, "the ledger", workshops),
+            )
+        with (
+            self.console.status("reading InfluxDB…") as status,
+            InfluxQuery(with_identity(settings, SUPERVISOR).influx) as query,
+        ):
+            stored = stored_figures(
+                query,
+                self.plant,
+                start_ms=clock.start_ms,
+                end_ms=clock.end_ms,
+                on_workshop=_progress(status.update, "reading InfluxDB", workshops),
+            )
+        return compare(expected, stored)
+
+    def _remove_data(self) -> None:
+        """After a passing run only the plant, logs, summary and report stay (the data can be GBs)."""
+        for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _progress(update: Callable[[str], None], what: str, total: int) -> Callable[[int], None]:
+    return lambda done: update(f"{what}: workshop {done}/{total}")
