@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ftel.contract import limits
-from ftel.contract.states import DOWN_REASONS, MachineState, MachineType
+from ftel.contract.states import DOWN_REASONS, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.contract.topics import ID_PATTERN
 from ftel.errors import ConfigError
 
@@ -185,9 +185,9 @@ class FaultTable(_Strict):
     codes: dict[int, str] = {}
     none: list[int] = Field([0], description="codes that mean no fault")
     unknown: str | None = Field(
-        None,
-        description="reason for a code not in the table; without it such a reading keeps the machine's last "
-        "state (either way it is counted as unknown_fault_code)",
+        UNKNOWN_FAULT,
+        description="reason for a code not in the table (default unknown_fault); null keeps the machine's last "
+        "state instead (either way it is counted as unknown_fault_code)",
     )
 
 

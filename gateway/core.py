@@ -157,7 +157,15 @@ class GatewayCore:
     def metas(self, ts: int) -> list[MachineMessage]:
         return self._stamped([tracker.meta(ts) for tracker in self.trackers.values()])
 
-    def heartbeat(self, after_ms: int, until_ms: int, *, uptime_ms: int, spool: SpoolCounts) -> Heartbeat | None:
+    def heartbeat(
+        self,
+        after_ms: int,
+        until_ms: int,
+        *,
+        uptime_ms: int,
+        spool: SpoolCounts,
+        refused: dict[str, int] | None = None,
+    ) -> Heartbeat | None:
         """One heartbeat for the last heartbeat edge in (after_ms, until_ms], if any."""
         edges = edges_between(after_ms, until_ms, self.timing.heartbeat_interval_ms)
         if not len(edges):
@@ -174,6 +182,7 @@ class GatewayCore:
             machines=len(self.trackers),
             spool_depth=spool.depth,
             spool_dropped=spool.dropped,
+            refused=refused or {},
         )
         self.state.newest_ts = max(self.state.newest_ts, beat.ts)
         return beat

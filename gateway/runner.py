@@ -29,7 +29,7 @@ from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gatewa
 from ftel.security.credentials import with_identity
 from ftel.settings import MqttSettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
-from gateway.driver import KnowsNextChange, MachineDriver
+from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
@@ -290,6 +290,15 @@ class Gateway:
                 self._schedule(machine_id, driver.next_change_ms())
         return made
 
+    def _refused(self) -> dict[str, int]:
+        """What each machine's controller said that its driver refused (out of range, unknown fault codes)."""
+        return {
+            f"{machine_id}/{why}": count
+            for machine_id, driver in self._drivers.items()
+            if isinstance(driver, CountsRefusals)
+            for why, count in sorted(driver.refusals().items())
+        }
+
     def _schedule(self, machine_id: str, at_ms: int) -> None:
         if self._next_change.get(machine_id) != at_ms:
             self._next_change[machine_id] = at_ms
@@ -381,6 +390,7 @@ class Gateway:
                 now,
                 uptime_ms=int((time.monotonic() - self._started) * 1000),
                 spool=SpoolCounts(len(self._pending), self.spool.dropped),
+                refused=self._refused(),
             )
             if beat is not None:
                 made.append(beat)

@@ -43,6 +43,12 @@ class TrackerState:
     state_ms: dict[MachineState, int] = field(default_factory=_zero_states)
     down_ms: dict[str, int] = field(default_factory=dict)
     stops: dict[str, int] = field(default_factory=dict)
+    # Added to the controller's counters so they never go back: a controller (or a poll driver) that counts
+    # from zero again after a restart carries on from the last total.
+    units_offset: int = 0
+    defects_offset: int = 0
+    # The state before an OFFLINE gap: coming back into the same DOWN is the same stop, not a second one.
+    before_offline: tuple[MachineState, str | None] | None = None
 
 
 class MachineTracker:
@@ -101,6 +107,7 @@ class MachineTracker:
         st = self.state
         out: list[MachineMessage] = []
         last = st.last
+        reading = self._continuous(reading, last)
         if last is None:
             # First sight: the state began before we looked, so it is neither a change nor a stop; the birth
             # that follows re-states it.
@@ -115,7 +122,7 @@ class MachineTracker:
             if (reading.state, reading.reason) != (last.state, last.reason):
                 out.append(self._change(reading, last.state, last.reason, reading.at_ms - st.since_ms))
                 st.since_ms = reading.at_ms
-                self._count_stop(reading)
+                self._count_stop(reading, last)
         if reading.at_ms >= st.next_telemetry_ms:
             out.append(self._telemetry(reading))
             st.next_telemetry_ms = (reading.at_ms // self._telemetry_interval_ms + 1) * self._telemetry_interval_ms
@@ -135,9 +142,28 @@ class MachineTracker:
             out.append(self._window(at_ms, until, partial=True))
         return out
 
-    def _count_stop(self, reading: Reading) -> None:
-        if reading.state is MachineState.DOWN and reading.reason:
-            self.state.stops[reading.reason] = self.state.stops.get(reading.reason, 0) + 1
+    def _continuous(self, reading: Reading, last: Reading | None) -> Reading:
+        st = self.state
+        units, defects = reading.units_total + st.units_offset, reading.defects_total + st.defects_offset
+        if last is not None and units < last.units_total:
+            st.units_offset += last.units_total - units
+            units = last.units_total
+        if last is not None and defects < last.defects_total:
+            st.defects_offset += last.defects_total - defects
+            defects = last.defects_total
+        if (units, defects) == (reading.units_total, reading.defects_total):
+            return reading
+        return replace(reading, units_total=units, defects_total=defects)
+
+    def _count_stop(self, reading: Reading, last: Reading) -> None:
+        st = self.state
+        if reading.state is MachineState.OFFLINE:
+            st.before_offline = (last.state, last.reason) if st.before_offline is None else st.before_offline
+            return
+        resumed = last.state is MachineState.OFFLINE and st.before_offline == (reading.state, reading.reason)
+        st.before_offline = None
+        if reading.state is MachineState.DOWN and reading.reason and not resumed:
+            st.stops[reading.reason] = st.stops.get(reading.reason, 0) + 1
 
     def _add(self, state: MachineState, reason: str | None, ms: int) -> None:
         st = self.state
@@ -174,7 +200,10 @@ class MachineTracker:
             down_ms_by_reason=dict(st.down_ms),
             stops_by_reason=dict(st.stops),
             units=counters.units_total - st.units_at_window_start,
-            defects=counters.defects_total - st.defects_at_window_start,
+            # Never more defects than units, whatever two independently restarted counters say.
+            defects=min(
+                counters.defects_total - st.defects_at_window_start, counters.units_total - st.units_at_window_start
+            ),
             partial=partial,
         )
 

@@ -109,6 +109,9 @@ class Heartbeat(_Payload):
     machines: Annotated[int, Field(ge=0, le=limits.MAX_MACHINES_PER_GATEWAY)]
     spool_depth: Count
     spool_dropped: Count
+    # What controllers said that the gateway refused, since it started: "<machine id>/<why>" -> count, e.g.
+    # "CARD-003/out_of_range:temperature", "KNIT-007/unknown_fault_code".
+    refused: Annotated[dict[str, Count], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY * 8)] = {}
 
 
 class MachineMeta(_MachinePayload):

@@ -36,6 +36,9 @@ STATE_COLOURS: dict[MachineState, str] = {
     MachineState.OFFLINE: "#8e8e8e",
 }
 
+# A controller's fault code that the gateway's table does not know: the machine is DOWN all the same.
+UNKNOWN_FAULT = "unknown_fault"
+
 DOWN_REASONS: dict[MachineType, tuple[str, ...]] = {
     MachineType.KNITTING: (
         "yarn_break",
@@ -43,9 +46,10 @@ DOWN_REASONS: dict[MachineType, tuple[str, ...]] = {
         "fabric_drop_off",
         "yarn_carrier_fault",
         "pattern_error",
+        UNKNOWN_FAULT,
     ),
-    MachineType.CARDING: ("fibre_choke", "feed_empty", "clothing_wear", "motor_overload"),
-    MachineType.SPINNING: ("ends_down", "roving_out", "drafting_fault"),
+    MachineType.CARDING: ("fibre_choke", "feed_empty", "clothing_wear", "motor_overload", UNKNOWN_FAULT),
+    MachineType.SPINNING: ("ends_down", "roving_out", "drafting_fault", UNKNOWN_FAULT),
 }
 
 REASON_LABELS: dict[str, str] = {
@@ -61,9 +65,10 @@ REASON_LABELS: dict[str, str] = {
     "ends_down": "Ends down",
     "roving_out": "Roving out",
     "drafting_fault": "Drafting fault",
+    UNKNOWN_FAULT: "Unknown fault code",
 }
 
-ALL_REASONS: tuple[str, ...] = tuple(r for reasons in DOWN_REASONS.values() for r in reasons)
+ALL_REASONS: tuple[str, ...] = tuple(dict.fromkeys(r for reasons in DOWN_REASONS.values() for r in reasons))
 
 MACHINE_TYPE_LABELS: dict[MachineType, str] = {
     MachineType.CARDING: "Carding machine",

@@ -89,6 +89,7 @@ def to_points(message: Message) -> list[Point]:
         "machines": message.machines,
         "spool_depth": message.spool_depth,
         "spool_dropped": message.spool_dropped,
+        "refused": sum(message.refused.values()),
         "seq": message.seq,
     }
     return [Point(Measurement.GATEWAY_HEARTBEAT, gateway_tags(message), heartbeat_fields, message.ts)]

@@ -186,22 +186,29 @@ def test_a_standard_machine_needs_no_hand_made_map(
     assert (reading.state, reading.reason) == (state, reason)
 
 
-def test_an_unknown_fault_code_is_counted_and_keeps_the_last_state_unless_the_model_names_a_reason() -> None:
+def test_an_unknown_fault_code_is_counted_and_down_with_the_models_unknown_reason() -> None:
     interpreter = SignalInterpreter(CARD)
     interpreter.interpret(1000, card(run=1))
     reading, refused = interpreter.interpret(2000, card(fault_code=77))
     assert reading is not None
-    assert (reading.state, refused) == (MachineState.RUNNING, [UNKNOWN_FAULT_CODE])
-    lenient = CARD.model_copy(update={"faults": FaultTable(codes={11: "fibre_choke"}, unknown="motor_overload")})
-    reading, refused = SignalInterpreter(lenient).interpret(1000, card(fault_code=77))
+    assert (reading.state, reading.reason, refused) == (MachineState.DOWN, "unknown_fault", [UNKNOWN_FAULT_CODE])
+    named = CARD.model_copy(update={"faults": FaultTable(codes={11: "fibre_choke"}, unknown="motor_overload")})
+    reading, refused = SignalInterpreter(named).interpret(1000, card(fault_code=77))
     assert reading is not None
     assert (reading.state, reading.reason, refused) == (MachineState.DOWN, "motor_overload", [UNKNOWN_FAULT_CODE])
+    keeping = CARD.model_copy(update={"faults": FaultTable(codes={11: "fibre_choke"}, unknown=None)})
+    interpreter = SignalInterpreter(keeping)
+    interpreter.interpret(1000, card(run=1))
+    reading, refused = interpreter.interpret(2000, card(fault_code=77))
+    assert reading is not None
+    assert (reading.state, refused) == (MachineState.RUNNING, [UNKNOWN_FAULT_CODE])
 
 
 def test_a_first_sample_that_gives_no_state_gives_no_reading() -> None:
-    reading, refused = SignalInterpreter(CARD).interpret(1000, card(fault_code=77))
+    keeping = CARD.model_copy(update={"faults": FaultTable(codes={11: "fibre_choke"}, unknown=None)})
+    reading, refused = SignalInterpreter(keeping).interpret(1000, card(fault_code=77))
     assert (reading, refused) == (None, [UNKNOWN_FAULT_CODE])
-    down_without_code = KNIT
+    down_without_code = KNIT.model_copy(update={"faults": KNIT.faults.model_copy(update={"unknown": None})})
     reading, refused = SignalInterpreter(down_without_code).interpret(
         1000, {"item_state": "OutOfService", "fault_code": 0}
     )

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftel.contract.models import StateChange, StateWindow
+from ftel.contract.states import MachineState
+from gateway.driver import Reading
 from gateway.runner import edges_between
 from gateway.tracker import MachineTracker, Origin
 from simulators.driver import SimulatedDriver
@@ -85,3 +87,47 @@ def test_the_ledger_file_reads_back_as_written(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     assert write_ledger(rows, path) == len(rows) == 28 * 10
     assert read_ledger(path) == rows
+
+
+def _reading(at_s: int, state: MachineState, reason: str | None = None, units: int = 0, defects: int = 0) -> Reading:
+    return Reading(START + at_s * 1000, state, reason, units, defects, 1.0, 30.0, 0)
+
+
+def _tracker() -> MachineTracker:
+    plant = default_plant()
+    spec = plant.workshops[0].machines[0]
+    seq = itertools.count(1)
+    driver = SimulatedDriver(MachineModel(spec, plant_seed=plant.seed, start_ms=START))
+    origin = Origin(plant.site, plant.workshops[0].id, plant.workshops[0].gateway_id)
+    return MachineTracker(
+        origin, driver.info, window_ms=WINDOW, telemetry_interval_ms=30_000, next_seq=lambda: next(seq)
+    )
+
+
+def test_counters_that_start_from_zero_again_carry_on_from_the_last_total() -> None:
+    tracker = _tracker()
+    tracker.observe(_reading(0, MachineState.RUNNING, units=100, defects=5))
+    tracker.observe(_reading(30, MachineState.RUNNING, units=104, defects=5))
+    tracker.observe(_reading(40, MachineState.RUNNING, units=1, defects=0))  # the controller restarted
+    (window,) = [
+        m for m in tracker.observe(_reading(60, MachineState.RUNNING, units=3, defects=1)) if isinstance(m, StateWindow)
+    ]
+    assert (window.units, window.defects) == (4 + 2, 1)  # 4 before the restart, 2 after; nothing negative
+
+
+def test_a_machine_back_from_an_offline_gap_in_the_same_stop_is_not_stopped_twice() -> None:
+    tracker = _tracker()
+    out = []
+    for reading in (
+        _reading(0, MachineState.RUNNING),
+        _reading(10, MachineState.DOWN, "fibre_choke"),
+        _reading(20, MachineState.OFFLINE),
+        _reading(30, MachineState.DOWN, "fibre_choke"),  # the same stop, seen again
+        _reading(40, MachineState.RUNNING),
+        _reading(50, MachineState.DOWN, "fibre_choke"),  # a new one
+        _reading(60, MachineState.RUNNING),
+    ):
+        out.extend(tracker.observe(reading))
+    (window,) = [m for m in out if isinstance(m, StateWindow)]
+    assert window.stops_by_reason == {"fibre_choke": 2}
+    assert window.state_ms[MachineState.OFFLINE] == 10_000
