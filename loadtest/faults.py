@@ -11,8 +11,9 @@ machine alert is unexpected.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -77,7 +78,11 @@ def _rule(config: AlertConfig, kind: type[R]) -> R | None:
 
 
 def _first_of(workshop: Workshop, machine_type: MachineType, taken: set[str]) -> str | None:
-    return next((m.id for m in workshop.machines if m.type is machine_type and m.id not in taken), None)
+    """The workshop's first machine of that type that has no fault yet (now it has)."""
+    machine = next((m.id for m in workshop.machines if m.type is machine_type and m.id not in taken), None)
+    if machine is not None:
+        taken.add(machine)
+    return machine
 
 
 def _shortest_down(rule: MachineDownRule, types: Sequence[MachineType]) -> tuple[MachineType, str, int] | None:
@@ -94,86 +99,100 @@ def _shortest_down(rule: MachineDownRule, types: Sequence[MachineType]) -> tuple
     return machine_type, reason, limit
 
 
+@dataclass
+class _Planner:
+    """Collects the faults of every workshop, and why a kind was left out."""
+
+    duration_s: int
+    faults: list[InjectedFault] = field(default_factory=list)
+    states: list[InjectedState] = field(default_factory=list)
+    anomalies: list[InjectedAnomaly] = field(default_factory=list)
+    skipped: dict[FaultKind, str] = field(default_factory=dict)
+
+    def fits(self, kind: FaultKind, at: int, needs_s: int) -> bool:
+        if at + needs_s + DETECTION_MARGIN_S <= self.duration_s:
+            return True
+        minutes = math.ceil((at + needs_s + DETECTION_MARGIN_S) / 60)
+        self.skipped.setdefault(
+            kind,
+            f"{kind.value}: needs a run of at least {minutes} min of plant time (the rule's limit is "
+            f"{needs_s / 60:.1f} min); run longer, faster (--speedup) or with shorter limits (--rules)",
+        )
+        return False
+
+    def long_down(self, rule: MachineDownRule, workshop: Workshop, at: int, taken: set[str]) -> None:
+        choice = _shortest_down(rule, _types(workshop))
+        if choice is None or not self.fits(FaultKind.LONG_DOWN, at, choice[2]):
+            return
+        machine_type, reason, limit = choice
+        machine = _first_of(workshop, machine_type, taken)
+        if machine is not None:
+            self.states.append(
+                InjectedState(machine_id=machine, at_s=at, duration_s=limit + BEYOND_LIMIT_S, reason=reason)
+            )
+            self.faults.append(InjectedFault(FaultKind.LONG_DOWN, rule.name, workshop.id, machine, at, at + limit))
+
+    def stop_burst(self, rule: RepeatedStopsRule, workshop: Workshop, at: int, taken: set[str]) -> None:
+        stops = rule.count + 1
+        span = (stops - 1) * BURST_EVERY_S
+        reasons = [
+            (t, f.reason)
+            for t in _types(workshop)
+            if rule.applies_to(t.value)
+            for f in PROFILES[t].faults
+            if not rule.reasons or f.reason in rule.reasons
+        ]
+        if span > rule.window_minutes * 60:
+            self.skipped.setdefault(FaultKind.STOP_BURST, "stop_burst: the rule's window is shorter than a burst")
+            return
+        if not reasons or not self.fits(FaultKind.STOP_BURST, at, span + BURST_STOP_S):
+            return
+        machine_type, reason = reasons[0]
+        machine = _first_of(workshop, machine_type, taken)
+        if machine is not None:
+            self.states.extend(
+                InjectedState(machine_id=machine, at_s=at + i * BURST_EVERY_S, duration_s=BURST_STOP_S, reason=reason)
+                for i in range(stops)
+            )
+            condition = at + (rule.count - 1) * BURST_EVERY_S
+            self.faults.append(InjectedFault(FaultKind.STOP_BURST, rule.name, workshop.id, machine, at, condition))
+
+    def overheat(self, rule: OverheatRule, workshop: Workshop, at: int, taken: set[str]) -> None:
+        limit = int(rule.minutes * 60)
+        candidates = [t for t in _types(workshop) if rule.applies_to(t.value)]
+        if not candidates or not self.fits(FaultKind.OVERHEAT, at, limit):
+            return
+        machine = _first_of(workshop, candidates[0], taken)
+        if machine is not None:
+            rise = rule.limit_c - PROFILES[candidates[0]].base_temperature_c + OVERHEAT_MARGIN_C
+            self.anomalies.append(
+                InjectedAnomaly(machine_id=machine, at_s=at, duration_s=limit + BEYOND_LIMIT_S, temperature_rise_c=rise)
+            )
+            self.faults.append(InjectedFault(FaultKind.OVERHEAT, rule.name, workshop.id, machine, at, at + limit))
+
+
+def _types(workshop: Workshop) -> list[MachineType]:
+    return sorted({m.type for m in workshop.machines}, key=lambda t: t.value)
+
+
 def plan_faults(plant: Plant, config: AlertConfig, duration_s: int) -> FaultPlan:
-    faults: list[InjectedFault] = []
-    states: list[InjectedState] = []
-    anomalies: list[InjectedAnomaly] = []
-    skipped: dict[FaultKind, str] = {}
+    """Each workshop's faults, on machines of their own, staggered a few seconds from workshop to workshop."""
+    planner = _Planner(duration_s)
     down = _rule(config, MachineDownRule)
     burst = _rule(config, RepeatedStopsRule)
     heat = _rule(config, OverheatRule)
+    for kind, rule in ((FaultKind.LONG_DOWN, down), (FaultKind.STOP_BURST, burst), (FaultKind.OVERHEAT, heat)):
+        if rule is None:
+            planner.skipped[kind] = f"{kind.value}: the rules have no rule for it"
     for index, workshop in enumerate(plant.workshops):
         at = FIRST_FAULT_AT_S + (index % STAGGER_CYCLE) * STAGGER_S
         taken: set[str] = set()
-        types = sorted({m.type for m in workshop.machines}, key=lambda t: t.value)
-
-        def fits(kind: FaultKind, needs_s: int, *, at: int = at) -> bool:
-            if at + needs_s + DETECTION_MARGIN_S <= duration_s:
-                return True
-            skipped.setdefault(
-                kind,
-                f"{kind.value}: needs a run of at least {(at + needs_s + DETECTION_MARGIN_S) / 60:.0f} min of plant "
-                f"time (the rule's limit is {needs_s / 60:.1f} min); run longer, faster (--speedup) or with "
-                "shorter limits (--rules)",
-            )
-            return False
-
-        if down is None:
-            skipped.setdefault(FaultKind.LONG_DOWN, "long_down: the rules have no machine_down rule")
-        elif (choice := _shortest_down(down, types)) is not None and fits(FaultKind.LONG_DOWN, choice[2]):
-            machine_type, reason, limit = choice
-            machine = _first_of(workshop, machine_type, taken)
-            if machine is not None:
-                taken.add(machine)
-                states.append(
-                    InjectedState(machine_id=machine, at_s=at, duration_s=limit + BEYOND_LIMIT_S, reason=reason)
-                )
-                faults.append(InjectedFault(FaultKind.LONG_DOWN, down.name, workshop.id, machine, at, at + limit))
-        if burst is None:
-            skipped.setdefault(FaultKind.STOP_BURST, "stop_burst: the rules have no repeated_stops rule")
-        else:
-            stops = burst.count + 1
-            span = (stops - 1) * BURST_EVERY_S
-            candidates = [t for t in types if burst.applies_to(t.value)]
-            reasons = [
-                (t, f.reason)
-                for t in candidates
-                for f in PROFILES[t].faults
-                if not burst.reasons or f.reason in burst.reasons
-            ]
-            if span > burst.window_minutes * 60:
-                skipped.setdefault(FaultKind.STOP_BURST, "stop_burst: the rule's window is shorter than a burst")
-            elif reasons and fits(FaultKind.STOP_BURST, span + BURST_STOP_S):
-                machine_type, reason = reasons[0]
-                machine = _first_of(workshop, machine_type, taken)
-                if machine is not None:
-                    taken.add(machine)
-                    states.extend(
-                        InjectedState(
-                            machine_id=machine, at_s=at + i * BURST_EVERY_S, duration_s=BURST_STOP_S, reason=reason
-                        )
-                        for i in range(stops)
-                    )
-                    condition = at + (burst.count - 1) * BURST_EVERY_S
-                    faults.append(InjectedFault(FaultKind.STOP_BURST, burst.name, workshop.id, machine, at, condition))
-        if heat is None:
-            skipped.setdefault(FaultKind.OVERHEAT, "overheat: the rules have no overheat rule")
-        else:
-            limit = int(heat.minutes * 60)
-            candidates = [t for t in types if heat.applies_to(t.value)]
-            if candidates and fits(FaultKind.OVERHEAT, limit):
-                machine = _first_of(workshop, candidates[0], taken)
-                if machine is not None:
-                    taken.add(machine)
-                    anomalies.append(
-                        InjectedAnomaly(
-                            machine_id=machine,
-                            at_s=at,
-                            duration_s=limit + BEYOND_LIMIT_S,
-                            temperature_rise_c=heat.limit_c
-                            - PROFILES[candidates[0]].base_temperature_c
-                            + OVERHEAT_MARGIN_C,
-                        )
-                    )
-                    faults.append(InjectedFault(FaultKind.OVERHEAT, heat.name, workshop.id, machine, at, at + limit))
-    return FaultPlan(tuple(faults), tuple(states), tuple(anomalies), tuple(skipped.values()))
+        if down is not None:
+            planner.long_down(down, workshop, at, taken)
+        if burst is not None:
+            planner.stop_burst(burst, workshop, at, taken)
+        if heat is not None:
+            planner.overheat(heat, workshop, at, taken)
+    return FaultPlan(
+        tuple(planner.faults), tuple(planner.states), tuple(planner.anomalies), tuple(planner.skipped.values())
+    )

@@ -37,3 +37,16 @@ def progress_table(sample: Mapping[str, Any], *, title: str, plant_end_ms: int, 
         rss = f"{sample['rss_mb'][component]:,.0f}" if component else ""
         table.add_row(name, value, component, cpu, rss)
     return table
+
+
+def progress_line(sample: Mapping[str, Any], *, latency_p99_ms: int | None) -> str:
+    """The same, as one line for a log."""
+    cpu = " ".join(
+        f"{name} {pct:.0f}%/{sample['rss_mb'][name]:.0f}MiB" for name, pct in sorted(sample["cpu_percent"].items())
+    )
+    p99 = "–" if latency_p99_ms is None else f"≤{latency_p99_ms:,}"
+    return (
+        f"t {sample['t_s']:,.0f}s  {sample['messages_per_s']:,.0f} msg/s  {sample['points_per_s']:,.0f} points/s  "
+        f"unconfirmed {sample['unconfirmed']:,}  worker lag {sample['worker_lag_ms']:,} ms  latency p99 {p99} ms  "
+        f"alerts {sample['alerts']}  |  {cpu}"
+    )

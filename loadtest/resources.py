@@ -27,6 +27,7 @@ class ComponentUsage:
     peak_cpu_percent: float = 0.0
     peak_rss_mb: float = 0.0  # the largest peak of one process
     total_peak_rss_mb: float = 0.0  # the component's processes' peaks summed
+    watched_s: float = 0.0  # wall seconds the CPU seconds were counted over
 
 
 def _peak_rss_mb(process: psutil.Process, rss_mb: float) -> float:
@@ -56,6 +57,7 @@ class ResourceWatch:
 
     _watched: dict[int, _Watched] = field(default_factory=dict)
     _last_sample: float = field(default_factory=time.monotonic)
+    _counted_from: float = field(default_factory=time.monotonic)
 
     def watch(self, component: str, pid: int) -> None:
         try:
@@ -71,6 +73,7 @@ class ResourceWatch:
         """Count CPU from now on (the run proper), not what the processes spent starting."""
         for watched in self._watched.values():
             watched.first_cpu_s = watched.cpu_s
+        self._counted_from = self._last_sample
 
     def components(self) -> list[str]:
         return sorted({w.component for w in self._watched.values()})
@@ -112,6 +115,7 @@ class ResourceWatch:
         for name, usage in out.items():
             usage.peak_cpu_percent = peaks.get(name, 0.0)
             usage.cpu_s = round(usage.cpu_s, 2)
+            usage.watched_s = round(self._last_sample - self._counted_from, 1)
             usage.peak_rss_mb = round(usage.peak_rss_mb, 1)
             usage.total_peak_rss_mb = round(usage.total_peak_rss_mb, 1)
         return out

@@ -35,7 +35,7 @@ from loadtest.check import expected_figures, stored_figures
 from loadtest.errors import LoadTestError
 from loadtest.faults import FaultPlan, plan_faults
 from loadtest.health import WorkerHealth, merge_latency
-from loadtest.live import progress_table
+from loadtest.live import progress_line, progress_table
 from loadtest.monitor import Monitor, WireView, wall_ms
 from loadtest.plan import ClockPlan, GatewayShare, auto_gateway_processes, clock_plan, share_workshops
 from loadtest.report import write_outputs
@@ -56,6 +56,7 @@ DRAIN_ALLOWANCE_S = 300.0
 # After the gateways, how long to wait for the workers' last health and for the injected faults' alerts.
 SETTLE_S = 60.0
 STOP_TIMEOUT_S = 60.0
+PLAIN_EVERY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,12 @@ class LoadTest:
         plant_file = self.out / "plant.yaml"
         plant_file.write_text(dump_plant(self.plant))
         with self._services(plant_file) as settings:
-            return self._run(settings, plant_file)
+            summary = self._run(settings, plant_file)
+        # Once the services have stopped: only the plant, logs, summary and report stay (the data can be GBs).
+        if summary["passed"] and not self.options.keep_data:
+            for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
+                shutil.rmtree(path, ignore_errors=True)
+        return summary
 
     @contextlib.contextmanager
     def _services(self, plant_file: Path) -> Iterator[Settings]:
@@ -305,8 +311,6 @@ class LoadTest:
         summary = build_summary(facts)
         json_path, html_path = write_outputs(self.out, summary, latency.counts, alert_latencies(view.alerts, clock))
         self.console.print(f"summary → {json_path}\nreport  → {html_path}")
-        if summary["passed"] and not o.keep_data:
-            self._remove_data()
         return summary
 
     def _gateway_args(self, share: GatewayShare, clock: ClockPlan, plant_file: Path) -> list[str]:
@@ -343,7 +347,10 @@ class LoadTest:
             f"ftel load test — {self.plant.machine_count:,} machines, {len(self.plant.workshops)} workshops, "
             f"{len(self.shares)} gateway processes, {len(self.workers)} ingest workers, {clock.speedup:g}×"
         )
-        with Live(console=self.console, refresh_per_second=1, transient=False) as live:
+        # A terminal gets the table redrawn; a log (CI, a file) a line every PLAIN_EVERY_S.
+        terminal = self.console.is_terminal
+        next_line = 0.0
+        with Live(console=self.console, refresh_per_second=1, transient=False, auto_refresh=terminal) as live:
             while any(processes.running[g].poll() is None for g in gateways):
                 if wall_ms() > deadline_ms:
                     self.console.print("[red]gateways still draining past the allowance; stopping them[/red]")
@@ -355,7 +362,11 @@ class LoadTest:
                     rebased = True
                 sample = self._sample(monitor, clock, processes)
                 p99 = merge_latency(self._healths(monitor.view())).percentile(99) if clock.real_time else None
-                live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))
+                if terminal:
+                    live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))
+                elif time.monotonic() >= next_line:
+                    self.console.print(progress_line(sample, latency_p99_ms=p99), highlight=False)
+                    next_line = time.monotonic() + PLAIN_EVERY_S
         failed = [g for g in gateways if processes.running[g].returncode != 0]
         for name in failed:
             self.console.print(
@@ -433,11 +444,6 @@ class LoadTest:
                 on_workshop=_progress(status.update, "reading InfluxDB", workshops),
             )
         return compare(expected, stored)
-
-    def _remove_data(self) -> None:
-        """After a passing run only the plant, logs, summary and report stay (the data can be GBs)."""
-        for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def _progress(update: Callable[[str], None], what: str, total: int) -> Callable[[int], None]:

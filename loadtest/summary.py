@@ -69,8 +69,8 @@ SUMMARY_KEYS: dict[str, str] = {
     "worker_lag_peak_ms": "the highest write lag a worker reported (its batch's first message to stored)",
     "gateway_processes_failed": "gateway processes that exited with an error",
     "components": "per component (gateways, ingest, alerts, mosquitto, influxdb, loadtest): processes, cpu_s, "
-    "cores_mean, cpu_peak_percent, peak_rss_mb, total_peak_rss_mb, machines_per_core (null where not measured: "
-    "services the load test did not start)",
+    "cores_mean (cpu_s over the wall seconds counted), cpu_peak_percent, peak_rss_mb, total_peak_rss_mb, "
+    "machines_per_core (null where not measured: services the load test did not start)",
     "timeline": "samples over the run: t_s, plant_ms, messages, points, messages_per_s, points_per_s, "
     "unconfirmed, worker_lag_ms, cpu_percent and rss_mb per component",
 }
@@ -162,7 +162,8 @@ class RunFacts:
 def _component(usage: ComponentUsage | None, wall_s: float, machines: int) -> dict[str, Any]:
     if usage is None:
         return dict.fromkeys(COMPONENT_KEYS)
-    cores = usage.cpu_s / wall_s if wall_s > 0 else 0.0
+    seconds = usage.watched_s or wall_s
+    cores = usage.cpu_s / seconds if seconds > 0 else 0.0
     return {
         "processes": usage.processes,
         "cpu_s": usage.cpu_s,
