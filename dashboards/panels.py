@@ -87,8 +87,9 @@ def math(ref_id: str, expression: str) -> expr.TypeMath:
 # --- variables --------------------------------------------------------------------------------------------
 
 
-def query_variable(name: str, *, multi: bool = True) -> dashboard.QueryVariable:
-    """A variable filled from InfluxDB tag values; All is ``.*``, so ``=~ /^$name$/`` matches every value."""
+def query_variable(name: str, *, multi: bool = True, include_all: bool = True) -> dashboard.QueryVariable:
+    """A variable filled from InfluxDB tag values; All is ``.*``, so ``=~ /^$name$/`` matches every value.
+    Without All (or single-valued) Grafana opens on the first value of the list."""
     variable = (
         dashboard.QueryVariable(name)
         .label(VARIABLE_LABELS[name])
@@ -98,18 +99,22 @@ def query_variable(name: str, *, multi: bool = True) -> dashboard.QueryVariable:
         .sort(model.VariableSort.ALPHABETICAL_ASC)
     )
     if multi:
+        variable = variable.multi(True)
+    if multi and include_all:
         variable = (
-            variable.multi(True)
-            .include_all(True)
+            variable.include_all(True)
             .all_value(".*")
             .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
         )
     return variable
 
 
-def machine_variables(*, single: Collection[str] = ()) -> list[cogbuilder.Builder[model.VariableModel]]:
-    """Site, workshop, machine type and machine; those in ``single`` take one value (Grafana opens on the first)."""
-    return [query_variable(n, multi=n not in single) for n in MACHINE_VARIABLES]
+def machine_variables(
+    *, single: Collection[str] = (), without_all: Collection[str] = ()
+) -> list[cogbuilder.Builder[model.VariableModel]]:
+    """Site, workshop, machine type and machine; those in ``single`` take one value, those in ``without_all``
+    several but not All (Grafana opens both on the first value)."""
+    return [query_variable(n, multi=n not in single, include_all=n not in without_all) for n in MACHINE_VARIABLES]
 
 
 def workshop_variables() -> list[cogbuilder.Builder[model.VariableModel]]:

@@ -112,11 +112,19 @@ def worst_machines(client: InfluxQuery, binding: q.Binding, readings: Sequence[q
     return sorted(worst, key=lambda w: (-w.down_ms, w.machine_id))[: q.WORST_MACHINES]
 
 
+def _machines_by_state(now: Sequence[dict[str, Any]]) -> dict[str, dict[MachineState, int]]:
+    counts: dict[str, dict[MachineState, int]] = {}
+    for row in now:
+        counts.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))[STATE_ORDER[row["state_code"]]] += 1
+    return dict(sorted(counts.items()))
+
+
 def _timelines(
-    client: InfluxQuery, binding: q.Binding, machines: Sequence[str] | None
+    client: InfluxQuery, binding: q.Binding, now: Sequence[dict[str, Any]], machines: Sequence[str] | None
 ) -> dict[str, dict[str, list[Segment]]]:
     """Segments per machine: the state in force at the start (the last change before it), then each change.
-    ``machines``: only these (else every machine the binding selects)."""
+    ``now``: every machine's state at the end (its workshop); ``machines``: only these (else every machine the
+    binding selects)."""
     if machines is not None:
         binding = q.Binding(
             binding.start_ms,
@@ -126,13 +134,11 @@ def _timelines(
             binding.resolution,
         )
     before = q.Binding(binding.start_ms - 1, binding.start_ms, binding.interval_ms, binding.variables)
-    workshop_of: dict[str, str] = {}
+    workshop_of = {row["machine_id"]: row["workshop"] for row in now}
     changes: dict[str, list[tuple[int, MachineState]]] = {}
     for row in _rows(client, q.current_states(), before):
         workshop_of[row["machine_id"]] = row["workshop"]
         changes.setdefault(row["machine_id"], []).append((binding.start_ms, STATE_ORDER[row["state_code"]]))
-    for row in _rows(client, q.current_states(), binding):
-        workshop_of[row["machine_id"]] = row["workshop"]
     for row in _rows(client, q.state_changes(), binding):
         changes.setdefault(row["machine_id"], []).append((row["time"], MachineState(row["state"])))
     result: dict[str, dict[str, list[Segment]]] = {}
@@ -144,8 +150,16 @@ def _timelines(
     return result
 
 
-def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
-    readings = report_readings(binding)
+def collect(
+    client: InfluxQuery,
+    binding: q.Binding,
+    *,
+    readings: ReportReadings | None = None,
+    timeline_machines: int | None = TIMELINE_MACHINES,
+) -> ReportData:
+    """The report's figures. ``readings``: where to read (default ``report_readings``; the benchmark compares
+    with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all)."""
+    readings = readings or report_readings(binding)
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
     oee: dict[MachineType, Oee] = {}
@@ -154,17 +168,16 @@ def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
         if rows:
             r = rows[0]
             oee[machine_type] = Oee(r["availability"], r["performance"], r["quality"], r["oee"])
-    by_state: dict[str, dict[MachineState, int]] = {}
-    for state in STATE_ORDER:
-        for row in _rows(client, q.machines_in_state(state), binding):
-            by_state.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))[state] = int(row["machines"])
+    # Every machine's state at the end, read once (InfluxDB's cost is per machine, so one pass, not one per
+    # state as the boards' counts): the machines by state, and the timelines' workshops.
+    now = _rows(client, q.current_states(), binding)
+    by_state = _machines_by_state(now)
     downtime = [
         Downtime(r["reason"], float(r["minutes"]), int(r["stops"]))
         for r in _rows(client, q.downtime_by_reason(workshops), binding)
     ]
     worst = worst_machines(client, binding, readings.machines)
-    machines = sum(sum(counts.values()) for counts in by_state.values())
-    worst_only = machines > TIMELINE_MACHINES
+    worst_only = timeline_machines is not None and len(now) > timeline_machines
     return ReportData(
         start_ms=binding.start_ms,
         end_ms=binding.end_ms,
@@ -178,8 +191,8 @@ def collect(client: InfluxQuery, binding: q.Binding) -> ReportData:
         downtime=sorted(downtime, key=lambda d: -d.minutes),
         worst=worst,
         oee=oee,
-        machines_by_state=dict(sorted(by_state.items())),
-        timelines=_timelines(client, binding, [w.machine_id for w in worst] if worst_only else None)
+        machines_by_state=by_state,
+        timelines=_timelines(client, binding, now, [w.machine_id for w in worst] if worst_only else None)
         if worst or not worst_only
         else {},
         timelines_worst_only=worst_only,

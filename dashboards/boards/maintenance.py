@@ -51,7 +51,9 @@ def board() -> Board:
         uid=UID,
         title="Maintenance",
         description="What maintenance should look at: stops now, repeated faults, service due, open alerts.",
-        variables=[*p.machine_variables(), p.resolution_variable()],
+        # A crew looks after a workshop or a few: it opens on one (a county's lists would be tens of thousands
+        # of rows, and each a pass over every machine).
+        variables=[*p.machine_variables(without_all={q.WORKSHOP}), p.resolution_variable()],
         rows=[
             Row(
                 "Now",

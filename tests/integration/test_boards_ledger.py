@@ -325,6 +325,10 @@ def test_the_report_reads_a_range_of_part_hours_exactly(filled: Filled) -> None:
     assert {d.reason: d.minutes * q.MS_PER_MINUTE for d in data.downtime} == pytest.approx(down, rel=1e-12)
     assert {d.reason: d.stops for d in data.downtime} == {k: v for k, v in stops.items() if k in down}
     assert [w.down_ms for w in data.worst] == _worst(rows)
+    expected_now: dict[str, Counter[MachineState]] = defaultdict(Counter)
+    for workshop, model in plant_models(default_plant(), start_ms=filled.start_ms):
+        expected_now[workshop][next(s.state for s in model.segments() if s.start_ms <= end - 1 < s.end_ms)] += 1
+    assert {w: +Counter(c) for w, c in data.machines_by_state.items()} == expected_now
     totals = _ledger_sum(rows, "machine_type")
     for machine_type, measured_oee in data.oee.items():
         expected = _oee(totals[machine_type.value], machine_type)

@@ -67,7 +67,9 @@ def test_boards_reading_rollups_offer_both_resolutions_and_open_on_one_minute(bo
     assert q.MACHINE not in _variables(boards, "ftel-overview")
 
 
-def test_machine_detail_opens_on_one_machine_and_the_floor_on_one_workshop(boards: list[dict[str, Any]]) -> None:
+def test_machine_detail_opens_on_one_machine_floor_and_maintenance_on_one_workshop(
+    boards: list[dict[str, Any]],
+) -> None:
     machine = _variables(boards, "ftel-machine")[q.MACHINE]
     assert not machine["multi"]
     assert not machine["includeAll"]
@@ -75,6 +77,10 @@ def test_machine_detail_opens_on_one_machine_and_the_floor_on_one_workshop(board
     workshop = _variables(boards, "ftel-floor")[q.WORKSHOP]
     assert not workshop["multi"]
     assert not workshop["includeAll"]
+    # Maintenance takes a few workshops, never All: it opens on the first.
+    crews = _variables(boards, "ftel-maintenance")[q.WORKSHOP]
+    assert crews["multi"]
+    assert not crews["includeAll"]
 
 
 def _broken(board: dict[str, Any], change: str) -> dict[str, Any]:
