@@ -264,6 +264,7 @@ def time_queries(name: str, client: InfluxQuery, queries: Iterator[tuple[str, st
                 client.query(bound)
                 samples.append(time.perf_counter() - began)
             timings.add(label, samples)
+    console.print(f"{name}: {len(timings.seconds)} queries, {sum(timings.seconds.values()):.1f} s")
     return timings
 
 
@@ -285,6 +286,7 @@ def time_report(
     timings = Timings(name)
     for label, samples in per_statement.items():
         timings.add(label, samples)
+    console.print(f"{name}: {len(timings.seconds)} queries, {sum(timings.seconds.values()):.1f} s")
     return timings, data
 
 
