@@ -11,12 +11,13 @@ except:
 * never more than ``max_step_ms`` past the time it gave before, so no tick covers more than a heartbeat
   interval (a gateway behind the SimClock catches up in more ticks, not in bigger ones);
 * never more than ``max_lead_ms`` past the newest heartbeat that has reached a subscriber from the slowest
-  gateway of the run (itself included): a PaceKeeper, subscribed to the run's heartbeats, keeps that in a small
+  of the other gateways of the run: a PaceKeeper, subscribed to the run's heartbeats, keeps that in a small
   file of slots, one per gateway, that every gateway's clock reads (threads and processes alike). The broker
   hands every subscriber the messages in the order it took them, so when anything stamped ``t`` reaches the
-  alert worker, every gateway's heartbeat of ``t - max_lead_ms`` or later has reached it before. A gateway
-  that lags holds the others back instead of falling behind them: the run takes longer in wall time and is
-  the same in plant time;
+  alert worker, every other gateway's heartbeat of ``t - max_lead_ms`` or later has reached it before. A
+  gateway that lags holds the others back instead of falling behind them: the run takes longer in wall time
+  and is the same in plant time. (Its own heartbeats do not hold a gateway back: it must always be able to
+  reach its next one.);
 * never past ``hold_at_ms`` when given: the test decides what happens there (say, kill the gateway).
 """
 
@@ -114,15 +115,17 @@ class PacedClock:
         clock: SimClock,
         *,
         pace: Pace | None = None,
+        slot: int | None = None,
         start_ms: int | None = None,
         hold_at_ms: int | None = None,
         max_step_ms: int = MAX_STEP_MS,
         max_lead_ms: int = MAX_LEAD_MS,
     ) -> None:
-        """``start_ms``: the time this gateway was at before (steps count from there; default: no bound on the
-        first step)."""
+        """``slot``: this gateway's in ``pace``. ``start_ms``: the time this gateway starts from (steps count
+        from there; default: no bound on the first step)."""
         self._clock = clock
         self._pace = pace
+        self._slot = slot
         self._hold_at_ms = hold_at_ms
         self._max_step_ms = max_step_ms
         self._max_lead_ms = max_lead_ms
@@ -134,14 +137,21 @@ class PacedClock:
             target = min(target, self._given + self._max_step_ms)
         if self._hold_at_ms is not None:
             target = min(target, self._hold_at_ms)
-        if self._pace is not None:
-            with self._pace.open() as slots:
-                delivered = [v for v in slots.read() if v != IDLE]
-            if delivered:
-                target = min(target, min(delivered) + self._max_lead_ms)
+        allowed = self.allowed_ms()
+        if allowed is not None:
+            target = min(target, allowed)
         given = target if self._given is None else max(self._given, target)
         self._given = given
         return given
+
+    def allowed_ms(self) -> int | None:
+        """How far the others let this gateway go: the slowest one's newest delivered heartbeat plus the lead
+        (None: nobody to wait for)."""
+        if self._pace is None:
+            return None
+        with self._pace.open() as slots:
+            delivered = [v for i, v in enumerate(slots.read()) if i != self._slot and v != IDLE]
+        return min(delivered) + self._max_lead_ms if delivered else None
 
 
 class PaceKeeper:

@@ -139,12 +139,16 @@ class Scenario:
         return Gateway(
             Origin(self.plant.site, workshop, ws.gateway_id),
             [SimulatedDriver(m) for _, m in models],
-            now_ms=PacedClock(self.clock, pace=pace, start_ms=self.start_ms).now_ms,
+            now_ms=PacedClock(self.clock, pace=pace, slot=self.slot(workshop), start_ms=self.start_ms).now_ms,
             timing=self.timing,
             mqtt_settings=with_identity(settings, ws.gateway_id).mqtt,
             spool_max_messages=100_000,
             delivery=NO_DRAIN,
         )
+
+    def slot(self, workshop: str) -> int:
+        """A workshop's gateway's slot in a pace of this scenario (``paced``)."""
+        return [w.id for w in self.plant.workshops].index(workshop)
 
     def wait_for_sim(self, sim_ms: int) -> None:
         wait_until(
@@ -257,18 +261,19 @@ from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
 from simulators.plant import Plant
 from tests.sim_clock import Pace, PacedClock
-plant_json, workshop, start, speedup, anchor, end, first, pace, slots, hold, not_before = sys.argv[1:12]
+plant_json, workshop, start, speedup, anchor, end, first, pace, slots, slot, hold = sys.argv[1:12]
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 plant = Plant.model_validate_json(open(plant_json).read())
 clock = PacedClock(
     SimClock(int(start), float(speedup), int(anchor)),
     pace=Pace(Path(pace), int(slots)) if pace != "-" else None,
+    slot=int(slot),
     start_ms=int(first) if first != "-" else None,
     hold_at_ms=int(hold) if hold != "-" else None,
 )
-if not_before != "-":
-    while clock.now_ms() < int(not_before):
-        time.sleep(0.005)
+# Joining a run under way: not before the others have come near enough to read its start.
+while first != "-" and (clock.allowed_ms() or int(first)) < int(first):
+    time.sleep(0.005)
 models = plant_models(plant, start_ms=int(start), workshop=workshop)
 ws = plant.workshop(workshop)
 gateway = Gateway(Origin(plant.site, workshop, ws.gateway_id), [SimulatedDriver(m) for _, m in models],
@@ -290,11 +295,11 @@ def gateway_process(
     first_read_ms: int | None,
     pace: Pace | None = None,
     hold_at_ms: int | None = None,
-    not_before_ms: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``workshop``'s gateway in a process of its own, paced with the run's others by ``pace``. ``hold_at_ms``:
-    its time stops there (until it is killed); ``not_before_ms``: it starts when its time reaches that. Its
-    output goes to gateway-<workshop>.log beside ``plant_file``."""
+    """``workshop``'s gateway in a process of its own, watching from ``first_read_ms`` (None: from when it
+    starts), paced with the run's others by ``pace`` (when they let it read ``first_read_ms``, it starts).
+    ``hold_at_ms``: its time stops there (until it is killed). Its output goes to gateway-<workshop>.log beside
+    ``plant_file``."""
 
     def arg(value: int | None) -> str:
         return "-" if value is None else str(value)
@@ -310,8 +315,8 @@ def gateway_process(
         arg(first_read_ms),
         str(pace.path) if pace else "-",
         str(pace.slots) if pace else "0",
+        str(sc.slot(workshop)),
         arg(hold_at_ms),
-        arg(not_before_ms),
     ]
     with plant_file.with_name(f"gateway-{workshop}.log").open("ab") as log:
         return subprocess.Popen(
@@ -346,7 +351,7 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
     end, kill, restart = sc.at(END_S), sc.at(KILL_AT_S), sc.at(RESTART_AT_S)
     # Yarn and knit in threads, the spare in a process (slots 0, 1, 2 of the pace).
     pace = closing.enter_context(paced(services, database, sc, tmp_path))
-    spare_slot = 2
+    spare_slot = sc.slot(spare.id)
     gateways = run_gateways(sc, settings, ["yarn", "knit"], end, pace=pace)
     closing.callback(gateways.close)
 
@@ -359,13 +364,13 @@ def test_each_injected_fault_raises_one_alert_that_resolves(
         # The spare's time stops at the kill: once its heartbeat of that moment is out, no clean death, SIGKILL
         # (the broker publishes its last will). The rest of the plant waits for the will, then runs on until the
         # restart, where it waits for the spare's new process (already started: a process start takes no plant
-        # time), which joins from there.
+        # time), which watches from there.
         tap.wait_for(beats, "the spare's last heartbeat", lambda p: Heartbeat.model_validate_json(p).ts >= kill)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         tap.wait_for(status, "the spare's last will", lambda p: GatewayStatus.model_validate_json(p).will)
         pace.set(spare_slot, restart)
-        child = spare_process(first_read_ms=None, not_before_ms=restart)
+        child = spare_process(first_read_ms=restart)
         gateways.join(120)
         assert child.wait(120) == 0
         wait_until(lambda: all_resolved(tap.snapshot()), timeout_s=60, what="every injected fault's alert to resolve")

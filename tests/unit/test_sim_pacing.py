@@ -35,7 +35,10 @@ def test_a_clock_behind_catches_up_a_heartbeat_interval_at_a_time() -> None:
 
 def test_no_gateway_runs_further_ahead_of_what_subscribers_have_from_the_slowest(tmp_path: Path) -> None:
     pace = Pace.create(tmp_path / "pace", slots=2, start_ms=START)
-    fast, slow = PacedClock(AHEAD, pace=pace, start_ms=START), PacedClock(AHEAD, pace=pace, start_ms=START)
+    fast, slow = (
+        PacedClock(AHEAD, pace=pace, slot=0, start_ms=START),
+        PacedClock(AHEAD, pace=pace, slot=1, start_ms=START),
+    )
     assert [fast.now_ms() for _ in range(5)][-1] == START + MAX_LEAD_MS
     pace.advance(0, START + MAX_LEAD_MS)  # the fast one's heartbeats arrived; nothing from the slow one yet
     assert fast.now_ms() == START + MAX_LEAD_MS
@@ -51,9 +54,20 @@ def test_no_gateway_runs_further_ahead_of_what_subscribers_have_from_the_slowest
 
 def test_a_held_clock_stops_there_and_the_others_wait_just_past_it(tmp_path: Path) -> None:
     pace = Pace.create(tmp_path / "pace", slots=2, start_ms=START)
-    held = PacedClock(AHEAD, pace=pace, start_ms=START, hold_at_ms=START + 25_000)
-    other = PacedClock(AHEAD, pace=pace, start_ms=START)
+    held = PacedClock(AHEAD, pace=pace, slot=0, start_ms=START, hold_at_ms=START + 25_000)
+    other = PacedClock(AHEAD, pace=pace, slot=1, start_ms=START)
     for _ in range(10):
         pace.advance(0, held.now_ms())
         pace.advance(1, other.now_ms())
     assert (held.now_ms(), other.now_ms()) == (START + 25_000, START + 25_000 + MAX_LEAD_MS)
+
+
+def test_a_gateway_joining_at_the_lead_can_still_reach_its_next_heartbeat(tmp_path: Path) -> None:
+    # Its own slot still holds where it was parked: only the others' heartbeats bound it, or it would wait for
+    # a heartbeat it cannot reach.
+    pace = Pace.create(tmp_path / "pace", slots=2, start_ms=START)
+    pace.advance(0, START + MAX_LEAD_MS)
+    joining = PacedClock(AHEAD, pace=pace, slot=1, start_ms=START + 2 * MAX_LEAD_MS)
+    assert joining.allowed_ms() == START + 2 * MAX_LEAD_MS
+    pace.advance(0, START + 2 * MAX_LEAD_MS)
+    assert joining.now_ms() == START + 2 * MAX_LEAD_MS + MAX_STEP_MS
