@@ -53,6 +53,7 @@ def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
         rules=args.rules,
         sample_s=args.sample_s,
         keep_data=args.keep_data,
+        alert_wait_s=args.alert_wait_s,
     )
     summary = LoadTest(options, settings, console).run()
     verdict = "[green]PASSED[/green]" if summary["passed"] else "[red]FAILED[/red]"
@@ -113,6 +114,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--rules", type=Path, help="alert rules YAML for the alert worker (default: the built-in)")
     parser.add_argument("--out", type=Path, help="directory for the report, summary, plant and logs")
+    parser.add_argument(
+        "--alert-wait-s",
+        type=_positive(float),
+        default=60.0,
+        help="after the gateways end, wait this long at most for the injected faults' alerts (default 60)",
+    )
     parser.add_argument("--sample-s", type=_positive(float), default=2.0, help="seconds between samples (default 2)")
     parser.add_argument(
         "--keep-data", action="store_true", help="keep InfluxDB's and the broker's data after a passing run"

@@ -37,7 +37,14 @@ from loadtest.faults import FaultPlan, plan_faults
 from loadtest.health import WorkerHealth, merge_latency
 from loadtest.live import progress_line, progress_table
 from loadtest.monitor import Monitor, WireView, wall_ms
-from loadtest.plan import ClockPlan, GatewayShare, auto_gateway_processes, clock_plan, share_workshops
+from loadtest.plan import (
+    DEFAULT_LEAD_MS,
+    ClockPlan,
+    GatewayShare,
+    auto_gateway_processes,
+    clock_plan,
+    share_workshops,
+)
 from loadtest.report import write_outputs
 from loadtest.resources import ResourceWatch
 from loadtest.summary import RunFacts, alert_latencies, build_summary
@@ -73,6 +80,7 @@ class LoadTestOptions:
     rules: Path | None = None
     sample_s: float = 2.0
     keep_data: bool = False
+    alert_wait_s: float = SETTLE_S
 
 
 @dataclass
@@ -269,6 +277,14 @@ class LoadTest:
                 self.watch.watch("alerts", processes.start(ALERTS, alerts).pid)
                 processes.wait_ready([*self.workers, ALERTS])
             clock = clock_plan(now_ms=wall_ms(), duration_ms=o.duration_ms, speedup=o.speedup, window_ms=self.window_ms)
+            # At real time the plant starts on a window edge, up to a window away: start the gateways a lead
+            # before it, not earlier, or their first readings (taken at the start) wait for the clock.
+            starts = time.strftime("%H:%M:%S", time.localtime(clock.anchor_ms / 1000))
+            self.console.print(
+                f"plant time {clock.speedup:g}×, starting at {starts}; {len(self.shares)} gateway processes, "
+                f"logs in {self.logs}"
+            )
+            time.sleep(max(0.0, (clock.anchor_ms - DEFAULT_LEAD_MS - wall_ms()) / 1000))
             for share in self.shares:
                 self.watch.watch(
                     "gateways", processes.start(share.name, self._gateway_args(share, clock, plant_file)).pid
@@ -407,9 +423,9 @@ class LoadTest:
 
     def _settle(self, monitor: Monitor, clock: ClockPlan) -> WireView:
         """Wait until every worker has reported health after the gateways ended with nothing held, and every
-        injected fault's alert has come (or ``SETTLE_S``); return what the wire showed then."""
+        injected fault's alert has come (or ``alert_wait_s``); return what the wire showed then."""
         ended = wall_ms()
-        deadline = time.monotonic() + SETTLE_S
+        deadline = time.monotonic() + self.options.alert_wait_s
         wanted = {(f.rule, f.machine_id) for f in self.fault_plan.faults}
         while True:
             view = monitor.view()
