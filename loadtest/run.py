@@ -169,7 +169,7 @@ def check_identities(settings: Settings, plant: Plant, workers: int, plant_file:
         raise LoadTestError(
             f"the credentials file {path} has no identity for {shown}. Add them with "
             f"`ftel auth init --plant {plant_file} --ingest-workers {workers}` and load the Mosquitto password "
-            f"and ACL files written beside it into your broker, then run the load test again"
+            f"and ACL files written beside it into your broker, then run the load test again (with a new --out)"
         )
 
 
