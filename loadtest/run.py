@@ -157,6 +157,13 @@ def child_env(settings: Settings, *, inherit_connection: bool, extra: dict[str, 
 def check_identities(settings: Settings, plant: Plant, workers: int, plant_file: Path) -> None:
     """On the settings' services every process connects as its own identity from the credentials file: say
     exactly what to do when some are missing."""
+    if settings.mqtt.username is not None:
+        log.warning(
+            "FTEL_MQTT__USERNAME is set: every process of the load test connects as %s; a broker that takes the "
+            "username as the client id (ftel's Mosquitto does) lets only one of them stay connected. Give each "
+            "its own identity in the credentials file instead",
+            settings.mqtt.username,
+        )
     path = settings.credentials_file
     if not path.exists():
         log.warning("no credentials file at %s: every process connects without credentials", path)
