@@ -59,7 +59,7 @@ def test_a_run_too_short_for_a_rule_leaves_its_fault_out_and_says_why() -> None:
 @pytest.mark.parametrize("start_ms", STARTS)
 def test_each_injected_fault_raises_its_alert_once_when_its_condition_holds(start_ms: int) -> None:
     duration_s = 16 * MINUTE_S
-    base = generate_plant(150, per_workshop=50, site="lt")
+    base = generate_plant(100, per_workshop=50, site="lt")
     plan = plan_faults(base, load_config(), duration_s)
     plant = plan.with_faults(base)
     end = start_ms + duration_s * 1000
