@@ -132,8 +132,11 @@ def main() -> None:
         workers = [f"ingest-{n}" for n in range(1, args.processes + 1)]
         for worker in workers:
             services.grant(worker, Role.INGEST)
-        # Both sessions exist before the backlog is published, so both queue all of it.
-        bare = session(admin.mqtt, "admin", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
+        # The bare client is a reader of its own (the broker binds client ids to identities, and the publisher
+        # below is admin). Both sessions exist before the backlog is published, so both queue all of it.
+        services.grant("bench-bare", Role.SUPERVISOR)
+        bare_mqtt = services.settings(database, identity="bench-bare").mqtt
+        bare = session(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
         bare.loop_stop()
         bare.disconnect()
         env = ftel_env(
@@ -157,7 +160,7 @@ def main() -> None:
             publisher.loop_stop()
             publisher.disconnect()
         with console.status("bare client draining…"):
-            bare_rate = bare_drain(admin.mqtt, "admin", f"ftel/v1/{site}/+/+/+/+", len(messages))
+            bare_rate = bare_drain(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", len(messages))
         query = InfluxQuery(admin.influx)
 
         def stored() -> int:
@@ -165,9 +168,17 @@ def main() -> None:
             return int(rows[0]["n"]) if rows else 0
 
         with console.status("ingest draining…"):
-            began = time.perf_counter()
+            marks = {w: (logs / f"{w}.log").read_text().count("subscribed") for w in workers}
             procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
-            wait_until(lambda: stored() >= len(messages), timeout_s=1200, what="every window stored", every_s=0.5)
+            # Timed from the moment the workers are connected (not from Python's start-up), like the bare client.
+            wait_until(
+                lambda: all((logs / f"{w}.log").read_text().count("subscribed") > marks[w] for w in workers),
+                timeout_s=60,
+                what="workers connected",
+                every_s=0.02,
+            )
+            began = time.perf_counter()
+            wait_until(lambda: stored() >= len(messages), timeout_s=1200, what="every window stored", every_s=0.2)
             worker_rate = len(messages) / (time.perf_counter() - began)
             peaks = [peak_rss_mb(p.pid) for p in procs]
             for p in procs:

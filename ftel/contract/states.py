@@ -77,6 +77,9 @@ MACHINE_TYPE_LABELS: dict[MachineType, str] = {
 }
 
 
+_STATE_FIELDS: dict[MachineState, str] = {state: f"{state.value.lower()}_ms" for state in MachineState}
+
+
 def state_field(state: MachineState) -> str:
     """The InfluxDB field and JSON key holding milliseconds spent in ``state``."""
-    return f"{state.value.lower()}_ms"
+    return _STATE_FIELDS[state]

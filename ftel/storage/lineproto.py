@@ -23,6 +23,21 @@ _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
 _PLAIN = re.compile(r"[A-Za-z0-9_.:/+-]*")
 
 
+# Measurement names, tag keys and field keys come from the schema: few, and repeated on every line, so each is
+# escaped once. Tag values (machine ids: as many as the fleet) are checked each time instead.
+_KEYS: dict[tuple[str, str], str] = {}
+_MAX_KEYS = 10_000
+
+
+def _key(text: str, table: dict[int, str], what: str) -> str:
+    found = _KEYS.get((what, text))
+    if found is None:
+        found = _name(text, table, what)
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[(what, text)] = found
+    return found
+
+
 def _name(text: str, table: dict[int, str], what: str) -> str:
     if _PLAIN.fullmatch(text):
         return text
@@ -62,15 +77,15 @@ def encode_point(point: Point) -> str:
     """One line, timestamp in milliseconds (write with precision=ms)."""
     if not point.fields:
         raise LineProtocolError(f"point {point.measurement!r} has no fields")
-    parts = [_name(point.measurement, _MEASUREMENT_ESCAPES, "measurement")]
+    parts = [_key(point.measurement, _MEASUREMENT_ESCAPES, "measurement")]
     tags = point.tags
     for key in sorted(tags):
         value = tags[key]
         if value == "":
             continue  # InfluxDB drops empty tags; leaving them out keeps the series key stable
-        parts.append(f",{_name(key, _KEY_ESCAPES, 'tag key')}={_name(value, _KEY_ESCAPES, 'tag value')}")
+        parts.append(f",{_key(key, _KEY_ESCAPES, 'tag key')}={_name(value, _KEY_ESCAPES, 'tag value')}")
     fields = point.fields
-    encoded = ",".join(f"{_name(k, _KEY_ESCAPES, 'field key')}={_field(fields[k])}" for k in sorted(fields))
+    encoded = ",".join(f"{_key(k, _KEY_ESCAPES, 'field key')}={_field(fields[k])}" for k in sorted(fields))
     return f"{''.join(parts)} {encoded} {point.time_ms}"
 
 
