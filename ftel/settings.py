@@ -99,6 +99,9 @@ class GatewaySettings(BaseModel):
     )
     resend_max_s: float = Field(600.0, description="resends of a message that keeps going missing back off to this")
     drain_stall_s: float = Field(60.0, description="at shutdown, wait for confirmations while they keep coming")
+    telemetry_spread: bool = Field(
+        True, description="each machine samples telemetry at its own offset in the interval (not all on the edge)"
+    )
 
 
 class StackSettings(BaseModel):

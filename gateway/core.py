@@ -7,6 +7,7 @@ runner checkpoints with the spool in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -23,12 +24,21 @@ class GatewayTiming:
     telemetry_interval_ms: int
     heartbeat_interval_ms: int
     tick_s: float
+    # Each machine samples its telemetry at its own offset in the interval instead of all at once on the edge:
+    # a county's fleet does not send every sample in the same second (windows stay on the edge: they must).
+    telemetry_spread: bool = False
 
 
 def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:
     """Multiples of ``interval_ms`` in (after_ms, until_ms]."""
     first = (after_ms // interval_ms + 1) * interval_ms
     return range(first, until_ms + 1, interval_ms)
+
+
+def _phase(machine_id: str, interval_ms: int) -> int:
+    """A stable offset in [0, interval) per machine, whole seconds."""
+    digest = hashlib.blake2b(machine_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % max(1, interval_ms // 1000) * 1000
 
 
 @dataclass(slots=True)
@@ -64,11 +74,13 @@ class GatewayCore:
         self.trackers: dict[str, MachineTracker] = {}
         for info in machines:
             tracker_state = self.state.trackers.setdefault(info.machine_id, TrackerState())
+            phase = _phase(info.machine_id, timing.telemetry_interval_ms) if timing.telemetry_spread else 0
             self.trackers[info.machine_id] = MachineTracker(
                 origin,
                 info,
                 window_ms=timing.window_ms,
                 telemetry_interval_ms=timing.telemetry_interval_ms,
+                telemetry_phase_ms=phase,
                 next_seq=self.next_seq,
                 state=tracker_state,
             )
@@ -84,13 +96,16 @@ class GatewayCore:
 
     def edges(self, after_ms: int, until_ms: int) -> list[int]:
         """When every machine must be read in (after_ms, until_ms]: each window edge (exact windows, counters
-        at the edge) and each telemetry tick."""
+        at the edge) and, unless each machine has its own, each telemetry tick."""
         t = self.timing
-        times = {
-            *edges_between(after_ms, until_ms, t.window_ms),
-            *edges_between(after_ms, until_ms, t.telemetry_interval_ms),
-        }
+        times = set(edges_between(after_ms, until_ms, t.window_ms))
+        if not t.telemetry_spread:
+            times.update(edges_between(after_ms, until_ms, t.telemetry_interval_ms))
         return sorted(times)
+
+    def next_sample_ms(self, machine_id: str) -> int:
+        """When this machine's next telemetry sample is due."""
+        return self.trackers[machine_id].state.next_telemetry_ms
 
     def read_times(self, after_ms: int, until_ms: int) -> list[int]:
         """The edges in (after_ms, until_ms] and ``until_ms`` itself: when to read every machine."""

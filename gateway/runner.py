@@ -287,8 +287,14 @@ class Gateway:
         for machine_id in chosen:
             driver = self._drivers[machine_id]
             if isinstance(driver, KnowsNextChange):
-                self._schedule(machine_id, driver.next_change_ms())
+                self._schedule(machine_id, self._next_read(machine_id, driver))
         return made
+
+    def _next_read(self, machine_id: str, driver: KnowsNextChange) -> int:
+        """Its next change, or its next telemetry sample when each machine samples at its own time."""
+        if self._timing.telemetry_spread:
+            return min(driver.next_change_ms(), self.core.next_sample_ms(machine_id))
+        return driver.next_change_ms()
 
     def _refused(self) -> dict[str, int]:
         """What each machine's controller said that its driver refused (out of range, unknown fault codes)."""
@@ -325,7 +331,7 @@ class Gateway:
                 if not driver.resume(seen):
                     gaps.extend(self.core.unseen_since(machine_id, seen))
                 if isinstance(driver, KnowsNextChange):
-                    self._schedule(machine_id, driver.next_change_ms())
+                    self._schedule(machine_id, self._next_read(machine_id, driver))
             log.info("gateway %s resumes from its checkpoint at %d", self.origin.gateway_id, last)
             self._commit(gaps)
             return last

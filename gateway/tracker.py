@@ -60,12 +60,14 @@ class MachineTracker:
         window_ms: int,
         telemetry_interval_ms: int,
         next_seq: Callable[[], int],
+        telemetry_phase_ms: int = 0,
         state: TrackerState | None = None,
     ) -> None:
         self._origin = origin
         self.info = info
         self._window_ms = window_ms
         self._telemetry_interval_ms = telemetry_interval_ms
+        self._telemetry_phase_ms = telemetry_phase_ms
         self._next_seq = next_seq
         self.state = state or TrackerState()
 
@@ -125,7 +127,8 @@ class MachineTracker:
                 self._count_stop(reading, last)
         if reading.at_ms >= st.next_telemetry_ms:
             out.append(self._telemetry(reading))
-            st.next_telemetry_ms = (reading.at_ms // self._telemetry_interval_ms + 1) * self._telemetry_interval_ms
+            interval, phase = self._telemetry_interval_ms, self._telemetry_phase_ms
+            st.next_telemetry_ms = ((reading.at_ms - phase) // interval + 1) * interval + phase
         st.last = reading
         return out
 

@@ -42,6 +42,7 @@ class SimulationRun:
             telemetry_interval_ms=s.telemetry_interval_s * 1000,
             heartbeat_interval_ms=s.heartbeat_interval_s * 1000,
             tick_s=s.tick_s,
+            telemetry_spread=settings.gateway.telemetry_spread,
         )
 
     def gateway(self, settings: Settings, workshop_id: str) -> Gateway:
