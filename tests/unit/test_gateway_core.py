@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, StateWindow
+from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, StateWindow, Telemetry
 from ftel.contract.states import MachineState
 from gateway.core import CoreState, GatewayCore, GatewayTiming
 from gateway.runner import _CHECKPOINT, _Checkpoint
@@ -200,3 +200,20 @@ def test_roll_ups_equal_the_sum_of_the_windows_sent_through_a_restart(stop_at: i
         assert len(parts) == 60
         assert hour.state_ms == {s: sum(p.state_ms[s] for p in parts) for s in MachineState}
         assert hour.units == sum(p.units for p in parts)
+
+
+def test_spread_telemetry_samples_each_machine_once_an_interval_at_its_own_offset() -> None:
+    plant = default_plant()
+    knit = plant.workshop("knit")
+    drivers = {m.spec.id: SimulatedDriver(m) for _, m in plant_models(plant, start_ms=START, workshop="knit")}
+    spread = GatewayTiming(WINDOW, 30_000, 10_000, 0.1, telemetry_spread=True)
+    core = GatewayCore(
+        Origin(plant.site, knit.id, knit.gateway_id), [d.info for d in drivers.values()], spread, boot_id=START
+    )
+    sent: list[Message] = list(core.observe(START, {m: d.read(START) for m, d in drivers.items()}))
+    for at in range(START + 1000, START + 600_000 + 1, 1000):  # read every second for ten minutes
+        sent += core.observe(at, {m: d.read(at) for m, d in drivers.items()})
+    samples = [m for m in sent if isinstance(m, Telemetry)]
+    per_machine = {machine: [m.ts for m in samples if m.machine_id == machine] for machine in drivers}
+    assert all(len(ts) in (20, 21) for ts in per_machine.values())  # one every 30 s (and the first sight)
+    assert len({(ts[-1] - START) % 30_000 for ts in per_machine.values()}) > 5, "not all on the same offset"
