@@ -5,6 +5,7 @@ gateways and any interleaving of their streams; and a plant left to itself raise
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from alerts.lifecycle import AlertRecord
 from alerts.rules import load_config
 from gateway.core import GatewayTiming
 from simulators.plant import default_plant
+from tests import sim_start
 from tests.fault_story import (
     END_S,
     HEARTBEAT_MS,
@@ -76,6 +78,15 @@ def test_each_injected_fault_is_one_alert_on_time_at_any_start(
     start_ms: int, steps: list[list[int]], lags: list[int]
 ) -> None:
     records = fault_story(start_ms, steps, lags)
+    assert all_resolved(records), f"unresolved at simulation start {start_ms}: {records}"
+    check_story(records, start_ms)
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_each_injected_fault_is_one_alert_at_every_pinned_start_hour(hour: int) -> None:
+    # The starts FTEL_TEST_START_HOUR gives the integration tests (tests/sim_start.py).
+    start_ms = sim_start.DAY_MS + hour * sim_start.HOUR_MS
+    records = fault_story(start_ms, [[1_500], [2_500], [1_000], [3_000]], [0, HEARTBEAT_MS, 0, 2 * HEARTBEAT_MS])
     assert all_resolved(records), f"unresolved at simulation start {start_ms}: {records}"
     check_story(records, start_ms)
 
