@@ -28,8 +28,13 @@ test: setup
 faults: setup
 	$(PY) -m pytest -q -m faults -n 4 tests/faults
 
+# One run of every benchmark: the worker's drain vs the bare MQTT client, InfluxDB's ceiling vs the pipeline end
+# to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines.
 bench: setup
-	$(PY) bench/pipeline.py
+	$(PY) bench/drain.py --messages 500000
+	$(PY) bench/pipeline.py --machines 2000 --hours 1
+	$(PY) bench/alerts.py
+	$(PY) bench/boards.py --machines 6000 60000
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts

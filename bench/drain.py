@@ -144,8 +144,11 @@ def main() -> None:
         )
         logs = Path(tmp)
         procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
-        wait_until(lambda: all("subscribed" in (logs / f"{w}.log").read_text() for w in workers), timeout_s=60,
-                   what="workers subscribed")
+        wait_until(
+            lambda: all("subscribed" in (logs / f"{w}.log").read_text() for w in workers),
+            timeout_s=60,
+            what="workers subscribed",
+        )
         for p in procs:
             p.terminate()
             p.wait(30)
