@@ -11,6 +11,7 @@ rates, their ratio, the workers' peak memory, and that InfluxDB holds every mess
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import threading
@@ -120,6 +121,41 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def publish(mqtt: MqttSettings, messages: list[tuple[str, bytes]]) -> None:
+    publisher = paho_client(mqtt, client_id="")
+    publisher.connect(mqtt.host, mqtt.port)
+    publisher.loop_start()
+    infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    publisher.loop_stop()
+    publisher.disconnect()
+
+
+def subscribed(logs: Path, worker: str) -> int:
+    path = logs / f"{worker}.log"
+    return path.read_text().count("subscribed") if path.exists() else 0
+
+
+def start_workers(workers: list[str], env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
+    """The workers, started and connected (the wait is not part of any timing)."""
+    marks = {w: subscribed(logs, w) for w in workers}
+    procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
+    wait_until(
+        lambda: all(subscribed(logs, w) > marks[w] for w in workers),
+        timeout_s=60,
+        what="workers connected",
+        every_s=0.02,
+    )
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+        p.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
@@ -143,25 +179,10 @@ def main() -> None:
             services.settings(database), FTEL_INGEST__GROUP=group, FTEL_SITE=site, FTEL_INGEST__SESSION_EXPIRY_S="3600"
         )
         logs = Path(tmp)
-        procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
-        wait_until(
-            lambda: all("subscribed" in (logs / f"{w}.log").read_text() for w in workers),
-            timeout_s=60,
-            what="workers subscribed",
-        )
-        for p in procs:
-            p.terminate()
-            p.wait(30)
+        stop_workers(start_workers(workers, env, logs))  # their sessions now queue the backlog too
         messages = backlog(args.messages, site)
         with console.status(f"queueing {len(messages):,} messages for both…"):
-            publisher = paho_client(admin.mqtt, client_id="")
-            publisher.connect(admin.mqtt.host, admin.mqtt.port)
-            publisher.loop_start()
-            infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages]
-            for info in infos:
-                info.wait_for_publish(60)
-            publisher.loop_stop()
-            publisher.disconnect()
+            publish(admin.mqtt, messages)
         with console.status("bare client draining…"):
             bare_rate = bare_drain(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", len(messages))
         query = InfluxQuery(admin.influx)
@@ -171,22 +192,12 @@ def main() -> None:
             return int(rows[0]["n"]) if rows else 0
 
         with console.status("ingest draining…"):
-            marks = {w: (logs / f"{w}.log").read_text().count("subscribed") for w in workers}
-            procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
-            # Timed from the moment the workers are connected (not from Python's start-up), like the bare client.
-            wait_until(
-                lambda: all((logs / f"{w}.log").read_text().count("subscribed") > marks[w] for w in workers),
-                timeout_s=60,
-                what="workers connected",
-                every_s=0.02,
-            )
-            began = time.perf_counter()
+            procs = start_workers(workers, env, logs)
+            began = time.perf_counter()  # from the moment the workers are connected, like the bare client
             wait_until(lambda: stored() >= len(messages), timeout_s=1200, what="every window stored", every_s=0.2)
             worker_rate = len(messages) / (time.perf_counter() - began)
             peaks = [peak_rss_mb(p.pid) for p in procs]
-            for p in procs:
-                p.terminate()
-                p.wait(30)
+            stop_workers(procs)
         table = Table(title=f"Draining one backlog of {len(messages):,} window messages")
         table.add_column("consumer")
         table.add_column("messages/s", justify="right")
