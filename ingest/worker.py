@@ -319,6 +319,7 @@ class IngestWorker:
                 self._maybe_health()
             if stop.is_set() and self._blocked is None:
                 self._drain(stop_deadline=time.monotonic() + 30)
+                self._publish_health()  # the last word: what it did, for whoever reads the retained health
         finally:
             transport.disconnect()
 
