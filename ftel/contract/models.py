@@ -162,52 +162,34 @@ class StateWindow(_MachinePayload):
             raise ValueError(
                 f"closed at {self.ts}, outside the window ({self.window_start}, {self.window_start + self.window_ms}]"
             )
-        _check_window_sums(
-            self.machine_type,
-            self.state_ms,
-            self.down_ms_by_reason,
-            self.stops_by_reason,
-            capacity_ms=self.window_ms,
-            window_ms=self.window_ms,
-            units=self.units,
-            defects=self.defects,
-        )
+        _check_window_sums(self, capacity_ms=self.window_ms)
         return self
 
 
-def _check_window_sums(
-    machine_type: MachineType,
-    state_ms: dict[MachineState, int],
-    down_ms_by_reason: dict[str, int],
-    stops_by_reason: dict[str, int],
-    *,
-    capacity_ms: int,
-    window_ms: int,
-    units: int,
-    defects: int,
-) -> None:
-    """What every window (one machine's or a roll-up of many) must satisfy: all states present, no more time
-    than there is, downtime by reason adding up to DOWN, reasons of this machine type, believable counts."""
-    missing = [s.value for s in STATE_ORDER if s not in state_ms]
+def _check_window_sums(window: StateWindow | Rollup, *, capacity_ms: int) -> None:
+    """What every window (one machine's, or a roll-up of many holding ``capacity_ms`` of machine time) must
+    satisfy: all states present, no more time than there is, downtime by reason adding up to DOWN, reasons of
+    this machine type, believable counts."""
+    missing = [s.value for s in STATE_ORDER if s not in window.state_ms]
     if missing:
         raise ValueError(f"state_ms lacks {', '.join(missing)}")
-    total = sum(state_ms.values())
+    total = sum(window.state_ms.values())
     if total > capacity_ms:
         raise ValueError(f"state_ms adds up to {total} ms, more than the {capacity_ms} ms there are")
-    allowed = DOWN_REASONS[machine_type]
-    for reason in (*down_ms_by_reason, *stops_by_reason):
+    allowed = DOWN_REASONS[window.machine_type]
+    for reason in (*window.down_ms_by_reason, *window.stops_by_reason):
         if reason not in allowed:
-            raise ValueError(f"reason {reason!r} is not a {machine_type.value} reason code")
-    if sum(down_ms_by_reason.values()) != state_ms[MachineState.DOWN]:
+            raise ValueError(f"reason {reason!r} is not a {window.machine_type.value} reason code")
+    if sum(window.down_ms_by_reason.values()) != window.state_ms[MachineState.DOWN]:
         raise ValueError("down_ms_by_reason does not add up to state_ms.DOWN")
-    machines = capacity_ms // window_ms
-    stops = sum(stops_by_reason.values())
-    if stops > (window_ms // 1000 * limits.STOPS_PER_WINDOW_SECOND + 1) * machines:
-        raise ValueError(f"{stops} stops cannot happen in a {window_ms} ms window")
-    if units > capacity_ms * limits.UNITS_PER_WINDOW_MS:
-        raise ValueError(f"{units} units cannot be made in a {window_ms} ms window")
-    if defects > units:
-        raise ValueError(f"defects ({defects}) exceed units ({units})")
+    machines = capacity_ms // window.window_ms
+    stops = sum(window.stops_by_reason.values())
+    if stops > (window.window_ms // 1000 * limits.STOPS_PER_WINDOW_SECOND + 1) * machines:
+        raise ValueError(f"{stops} stops cannot happen in a {window.window_ms} ms window")
+    if window.units > capacity_ms * limits.UNITS_PER_WINDOW_MS:
+        raise ValueError(f"{window.units} units cannot be made in a {window.window_ms} ms window")
+    if window.defects > window.units:
+        raise ValueError(f"defects ({window.defects}) exceed units ({window.units})")
 
 
 class Rollup(_Payload):
@@ -231,16 +213,7 @@ class Rollup(_Payload):
 
     @model_validator(mode="after")
     def _adds_up(self) -> Self:
-        _check_window_sums(
-            self.machine_type,
-            self.state_ms,
-            self.down_ms_by_reason,
-            self.stops_by_reason,
-            capacity_ms=self.window_ms * self.machines,
-            window_ms=self.window_ms,
-            units=self.units,
-            defects=self.defects,
-        )
+        _check_window_sums(self, capacity_ms=self.window_ms * self.machines)
         return self
 
 
