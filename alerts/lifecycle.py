@@ -8,12 +8,15 @@ subject, detail) comes back within it, the same alert simply goes on. Alert ids 
 Firing, clearing and the hold-down are timed on the subject's own clock (for a machine: its gateway's time),
 so they depend on what that subject's source said and not on how other sources' messages interleave with it;
 ``changed_ms``, the time a status was reached, is the engine's clock.
+
+The engine judges one subject (a machine or a gateway) at a time, when something about it changed or one of
+its moments came (alerts/engine.py), so the lifecycle keeps its open alerts by subject too.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -43,8 +46,10 @@ class Subject(Protocol):
     def subject(self) -> str: ...
 
 
-# The time a subject is judged at (see the module docstring).
-SubjectClock = Callable[[Subject], int]
+def subject_key(subject_type: str, site: str, workshop: str, subject: str) -> str:
+    """One key per subject: ``machine:<site>/<workshop>/<machine id>`` or ``gateway:…`` (ids hold neither
+    ``:`` nor ``/``)."""
+    return f"{subject_type}:{site}/{workshop}/{subject}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +73,10 @@ class Condition:
     @property
     def key(self) -> str:
         return condition_key(self.site, self.workshop, self.rule, self.subject, self.detail)
+
+    @property
+    def subject_key(self) -> str:
+        return subject_key(self.subject_type, self.site, self.workshop, self.subject)
 
 
 def condition_key(site: str, workshop: str, rule: str, subject: str, detail: str) -> str:
@@ -122,6 +131,10 @@ class AlertRecord(BaseModel):
         return condition_key(self.site, self.workshop, self.rule, self.subject, self.detail)
 
     @property
+    def subject_key(self) -> str:
+        return subject_key(self.subject_type, self.site, self.workshop, self.subject)
+
+    @property
     def event_id(self) -> str:
         """One per transition: receivers deduplicate on it (delivery is at least once)."""
         return f"{self.alert_id}:{self.status.value}"
@@ -132,16 +145,42 @@ class AlertRecord(BaseModel):
 
 
 class LifecycleState(BaseModel):
-    """Serializable: the worker stores it with each commit."""
+    """Serializable: the worker stores it, one row per alert (alerts/rows.py)."""
 
     open: dict[str, AlertRecord] = {}  # condition key -> alert
     clear_since: dict[str, int] = {}  # condition key -> when its condition was last seen clearing
     resolved: dict[str, AlertRecord] = {}  # alert id -> recently resolved alert (kept for list and ack)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What judging one subject did: the alerts it raised (in the order of its conditions), those it resolved
+    (each with its place among the open alerts), and the moment its hold-downs end, if any is running."""
+
+    fired: tuple[AlertRecord, ...] = ()
+    resolved: tuple[tuple[int, AlertRecord], ...] = ()
+    hold_down_ends_ms: int | None = None
+
+
+NOTHING = Outcome()
+
+
 class Lifecycle:
+    """The alerts of every subject; ``reconcile`` judges one subject at a time. Indexes by subject and the
+    order in which alerts opened are derived from the state (rebuilt on load); what changed since the last
+    ``take_changes`` is recorded for the worker's store."""
+
     def __init__(self, state: LifecycleState | None = None) -> None:
         self.state = state or LifecycleState()
+        self._by_subject: dict[str, set[str]] = {}  # subject key -> condition keys of its open alerts
+        # Condition key -> a running count in the order alerts opened (the order resolutions are reported in).
+        self._opened: dict[str, int] = {}
+        self._next_opened = 0
+        self._changed_open: set[str] = set()
+        self._changed_resolved: set[str] = set()
+        for key, record in self.state.open.items():
+            self._index(key, record)
+            self._number(key)
 
     def alerts(self) -> list[AlertRecord]:
         return [*self.state.open.values(), *self.state.resolved.values()]
@@ -149,48 +188,76 @@ class Lifecycle:
     def find(self, alert_id: str) -> AlertRecord | None:
         return next((a for a in self.alerts() if a.alert_id == alert_id), None)
 
+    def open_subjects(self) -> list[str]:
+        """Subject keys with an open alert."""
+        return list(self._by_subject)
+
     def reconcile(
         self,
-        now_ms: int,
-        conditions: Iterable[Condition],
+        subject: str,
+        conditions: Sequence[Condition],
         *,
+        now_ms: int,
+        subject_now_ms: int,
         hold_down_ms: Mapping[str, int],
-        held: frozenset[str] = frozenset(),
-        keep_resolved_ms: int = 24 * 3600 * 1000,
-        clock: SubjectClock | None = None,
-    ) -> list[AlertRecord]:
-        """Transitions caused by the conditions holding at ``now_ms`` (the engine's clock). ``held``: subjects
-        whose state is unknown right now (their gateway is gone): their alerts neither fire nor resolve.
-        ``clock``: each subject's own time (default: ``now_ms`` for all)."""
+        held: bool = False,
+    ) -> Outcome:
+        """Transitions of one subject (``subject_key``), whose ``conditions`` hold at ``subject_now_ms``, its
+        own time; ``now_ms`` is the engine's clock (``changed_ms``). ``held``: the subject's state is unknown
+        right now (its gateway is gone): its alerts neither fire nor resolve."""
+        keys = self._by_subject.get(subject)
+        if not conditions and not keys:
+            return NOTHING
         st = self.state
-        out: list[AlertRecord] = []
-        at: SubjectClock = clock or (lambda _: now_ms)
-        active: dict[str, Condition] = {c.key: c for c in conditions}
-        for key, condition in active.items():
-            st.clear_since.pop(key, None)
+        fired: list[AlertRecord] = []
+        active: set[str] = set()
+        for condition in conditions:
+            key = condition.key
+            active.add(key)
+            if st.clear_since.pop(key, None) is not None:
+                self._changed_open.add(key)
             if key not in st.open:
-                record = _record(condition, fired_ms=at(condition), now_ms=now_ms)
+                record = _record(condition, fired_ms=subject_now_ms, now_ms=now_ms)
                 st.open[key] = record
-                out.append(record)
-        for key, record in list(st.open.items()):
-            if key in active or record.subject in held:
-                if record.subject in held:
-                    st.clear_since.pop(key, None)
+                self._index(key, record)
+                self._changed_open.add(key)
+                fired.append(record)
+        resolved: list[tuple[int, AlertRecord]] = []
+        ends: int | None = None
+        for key in list(self._by_subject.get(subject, ())):
+            if key in active:
                 continue
-            subject_now = at(record)
-            since = st.clear_since.setdefault(key, subject_now)
-            if subject_now - since >= hold_down_ms.get(record.rule, 0):
-                resolved = record.model_copy(
-                    update={"status": Status.RESOLVED, "resolved_ms": since, "changed_ms": now_ms}
-                )
-                del st.open[key]
-                del st.clear_since[key]
-                st.resolved[resolved.alert_id] = resolved
-                out.append(resolved)
-        for alert, record in list(st.resolved.items()):
-            if record.resolved_ms is not None and now_ms - record.resolved_ms > keep_resolved_ms:
-                del st.resolved[alert]
-        return out
+            if held:
+                if st.clear_since.pop(key, None) is not None:
+                    self._changed_open.add(key)
+                continue
+            record = st.open[key]
+            since = st.clear_since.get(key)
+            if since is None:
+                since = st.clear_since[key] = subject_now_ms
+                self._changed_open.add(key)
+            hold = hold_down_ms.get(record.rule, 0)
+            if subject_now_ms - since < hold:
+                ends = since + hold if ends is None else min(ends, since + hold)
+                continue
+            done = record.model_copy(update={"status": Status.RESOLVED, "resolved_ms": since, "changed_ms": now_ms})
+            resolved.append((self._opened[key], done))
+            self._unindex(key, record)
+            del st.open[key]
+            del st.clear_since[key]
+            st.resolved[done.alert_id] = done
+            self._changed_open.add(key)
+            self._changed_resolved.add(done.alert_id)
+        return Outcome(tuple(fired), tuple(resolved), ends)
+
+    def purge(self, alert_id: str, *, now_ms: int, keep_resolved_ms: int) -> bool:
+        """Forget a resolved alert once it is older than ``keep_resolved_ms``; True if it was."""
+        record = self.state.resolved.get(alert_id)
+        if record is None or record.resolved_ms is None or now_ms - record.resolved_ms <= keep_resolved_ms:
+            return False
+        del self.state.resolved[alert_id]
+        self._changed_resolved.add(alert_id)
+        return True
 
     def acknowledge(self, alert_id: str, *, by: str, now_ms: int) -> AlertRecord | None:
         """Acknowledge an open alert; None when it is unknown, resolved or already acknowledged."""
@@ -205,6 +272,7 @@ class Lifecycle:
                     }
                 )
                 self.state.open[key] = acked
+                self._changed_open.add(key)
                 return acked
         return None
 
@@ -216,11 +284,49 @@ class Lifecycle:
                 current = self.state.open.get(record.key)
                 if current is None or current.fired_ms <= record.fired_ms:
                     self.state.open[record.key] = record
+                    self._index(record.key, record)
+                    self._number(record.key)
+                    self._changed_open.add(record.key)
                     count += 1
             elif record.alert_id not in self.state.resolved:
                 self.state.resolved[record.alert_id] = record
+                self._changed_resolved.add(record.alert_id)
                 count += 1
         return count
+
+    def take_changes(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Condition keys of open alerts (in the order they opened) and ids of resolved alerts that changed, or
+        went, since the last call."""
+        opened = self._opened
+        open_keys = tuple(sorted(self._changed_open, key=lambda k: opened.get(k, len(opened))))
+        resolved = tuple(sorted(self._changed_resolved))
+        self._changed_open, self._changed_resolved = set(), set()
+        return open_keys, resolved
+
+    def number_opened(self, keys: Iterable[str]) -> None:
+        """Place alerts that have just opened in the order of open alerts, in the order given."""
+        for key in keys:
+            self._number(key)
+
+    def mark_all_changed(self) -> None:
+        self._changed_open.update(self.state.open)
+        self._changed_resolved.update(self.state.resolved)
+
+    def _number(self, key: str) -> None:
+        if key not in self._opened:
+            self._opened[key] = self._next_opened
+            self._next_opened += 1
+
+    def _index(self, key: str, record: AlertRecord) -> None:
+        self._by_subject.setdefault(record.subject_key, set()).add(key)
+
+    def _unindex(self, key: str, record: AlertRecord) -> None:
+        keys = self._by_subject.get(record.subject_key)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_subject[record.subject_key]
+        self._opened.pop(key, None)
 
 
 def _record(condition: Condition, *, fired_ms: int, now_ms: int) -> AlertRecord:

@@ -1,20 +1,31 @@
-"""The worker's durable state (sqlite3): the engine snapshot and the outbox of deliveries, in one file.
+"""The worker's durable state (sqlite3): the engine's state as rows and the outbox of deliveries, in one file.
 
-A commit stores the snapshot and the outbox rows of the transitions it caused in one transaction; only then
-does the worker acknowledge the MQTT messages behind them. After a SIGKILL the broker redelivers whatever was
-not acknowledged, the engine (restored from the snapshot) recomputes the same transitions, and the outbox's
-primary key (sink, event id) makes them land once.
+The engine's state is a small head (its clock, deaths not yet handed out) and a row per machine, gateway and
+alert (alerts/rows.py); a commit writes the head, the rows that changed since the last commit and the outbox
+rows of the transitions and deaths they caused, in one transaction; only then does the worker acknowledge the
+MQTT messages behind them. After a SIGKILL the broker redelivers whatever was not acknowledged, the engine
+(restored from the rows) recomputes the same transitions, and the outbox's key (sink, event id) makes them
+land once. Delivered outbox rows are purged after a while (``purge_delivered``).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+# ``snapshot`` holds the engine's head (the whole state, in stores written before ``state`` existed); ``state``
+# holds a row per subject and alert, in the order they were first written (rowid: an upsert keeps it).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (kind, key)
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     sink TEXT NOT NULL,
@@ -28,6 +39,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sink, delivered, seq);
 """
+_UPSERT = (
+    "INSERT INTO state (kind, key, body) VALUES (?, ?, ?) ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +67,33 @@ class Store:
         self._db.close()
 
     def snapshot(self) -> str | None:
+        """The engine's head as last committed (None: nothing committed yet)."""
         row = self._db.execute("SELECT body FROM snapshot WHERE id = 1").fetchone()
         return None if row is None else str(row[0])
 
-    def commit(self, snapshot: str, items: list[tuple[str, str, str]]) -> int:
-        """Store the snapshot and (sink, event id, body) outbox rows atomically; return how many are new."""
+    def rows(self) -> list[tuple[str, str, str]]:
+        """Every state row (kind, key, body), in the order they were first written."""
+        return [
+            (str(k), str(key), str(b))
+            for k, key, b in self._db.execute("SELECT kind, key, body FROM state ORDER BY rowid")
+        ]
+
+    def commit(
+        self,
+        snapshot: str,
+        items: list[tuple[str, str, str]],
+        *,
+        upserts: Iterable[tuple[str, str, str]] = (),
+        deletes: Iterable[tuple[str, str]] = (),
+    ) -> int:
+        """Store the head (``snapshot``), the state rows that changed (``upserts`` as (kind, key, body),
+        ``deletes`` as (kind, key)) and (sink, event id, body) outbox rows atomically; return how many outbox
+        rows are new."""
         added = 0
         with self._transaction():
             self._db.execute("INSERT OR REPLACE INTO snapshot (id, body) VALUES (1, ?)", (snapshot,))
+            self._db.executemany("DELETE FROM state WHERE kind = ? AND key = ?", deletes)
+            self._db.executemany(_UPSERT, upserts)
             for sink, event_id, body in items:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO outbox (sink, event_id, body) VALUES (?, ?, ?)",
@@ -110,11 +143,14 @@ class Store:
             ).fetchone()
         return int(row[0])
 
-    def purge_delivered(self, older_than_s: float) -> None:
+    def purge_delivered(self, older_than_s: float, *, now: float | None = None) -> int:
+        """Forget outbox rows delivered more than ``older_than_s`` ago; return how many."""
+        now = time.time() if now is None else now
         with self._transaction():
-            self._db.execute(
-                "DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?", (time.time() - older_than_s,)
+            cursor = self._db.execute(
+                "DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?", (now - older_than_s,)
             )
+        return cursor.rowcount
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

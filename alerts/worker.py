@@ -5,6 +5,12 @@
   acknowledged only after the engine state it produced and the outbox rows of the alerts it caused are
   committed, so a SIGKILL loses nothing (the broker redelivers) and repeats nothing (replays recompute the
   same alert ids; the outbox keeps one row per (sink, event)).
+* Commits come on a timer: ``flush_interval_s`` after the first message not yet committed, or as soon as
+  ``flush_max_messages`` are waiting; each writes only the rows of the machines, gateways and alerts that
+  changed (alerts/rows.py), so its cost follows the messages, not the fleet.
+* The deaths the engine decides (a gateway's last will) go through the outbox too: the gateway's status and
+  its machines OFFLINE, in InfluxDB, stamped at the gateway's last message (ftel.storage.points.death_points),
+  once per death.
 * Retained machine meta and gateway status come through a plain subscription as well: a shared subscription
   receives no retained messages.
 * Without a local snapshot (a new host) the worker first rebuilds its open alerts from the retained alert
@@ -31,20 +37,24 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from alerts.delivery import (
+    DEATHS_SINK,
     INFLUX_SINK,
     MQTT_SINK,
     alert_point,
     alert_topic,
     backoff_s,
+    death_event_id,
+    death_lines,
     post_webhook,
     record_json,
     webhook_body,
     webhook_client,
     webhook_sink,
 )
-from alerts.engine import Engine, EngineState
+from alerts.engine import Engine
 from alerts.errors import DeliveryError
 from alerts.lifecycle import AlertRecord
+from alerts.rows import changed_rows, state_from_rows
 from alerts.rules import AlertConfig, WebhookTarget
 from alerts.store import OutboxItem, Store
 from ftel.contract import ContractError, data_filter, decode, shared
@@ -63,6 +73,8 @@ DELIVERY_BATCH = 200
 IDLE_POLL_S = 1.0
 # Delivered outbox rows are kept this long (a replay after a restart finds them and does not send again).
 KEEP_DELIVERED_S = 7 * 24 * 3600.0
+# Older delivered rows are looked for this often (and when the worker starts).
+PURGE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,9 @@ def session_properties(expiry_s: int) -> Properties:
 
 @dataclass
 class _Pending:
+    """What the next commit covers: the transitions and the MQTT acknowledgements waiting for it, and since
+    when (monotonic) the first of them waits."""
+
     records: list[AlertRecord] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)
     since: float = 0.0
@@ -102,12 +117,16 @@ class AlertWorker:
         self.options = config.worker
         self.site = site or settings.site
         self.store = Store(Path(self.options.state_dir) / STORE_FILE)
-        snapshot = self.store.snapshot()
-        state = EngineState.model_validate_json(snapshot) if snapshot else None
-        self.engine = Engine(config, state)
-        self._rebuild = snapshot is None
+        head = self.store.snapshot()
+        rows = self.store.rows() if head is not None else []
+        self.engine = Engine(config, None if head is None else state_from_rows(head, rows))
+        if head is not None and not rows:
+            self.engine.mark_all_changed()  # a store from before rows per subject: write them all, once
+        self._rebuild = head is None
         self._pending = _Pending()
-        self.sinks = [MQTT_SINK, INFLUX_SINK, *(webhook_sink(t) for t in config.webhooks)]
+        self._waiting: asyncio.Event | None = None  # set while messages wait for a commit
+        self._purged_at: float | None = None
+        self.sinks = [MQTT_SINK, INFLUX_SINK, DEATHS_SINK, *(webhook_sink(t) for t in config.webhooks)]
         self._wake: dict[str, asyncio.Event] = {}
         self.messages_seen = 0
         self._webhooks = webhook_client()
@@ -124,10 +143,12 @@ class AlertWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._wake = {sink: asyncio.Event() for sink in self.sinks}
+        self._waiting = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._mqtt_loop(stop))
-                tasks.create_task(self._influx_loop(stop))
+                tasks.create_task(self._influx_loop(INFLUX_SINK, _alert_lines, stop))
+                tasks.create_task(self._influx_loop(DEATHS_SINK, _death_lines, stop))
                 for target in self.config.webhooks:
                     tasks.create_task(self._webhook_loop(target, stop))
         finally:
@@ -152,7 +173,9 @@ class AlertWorker:
                     if self._rebuild:
                         await self._rebuild_from_retained(client)
                     await self._subscribe(client)
-                    await _until_stopped(stop, self._consume(client), self._publish_loop(client, stop))
+                    await _until_stopped(
+                        stop, self._consume(client), self._commit_timer(client), self._publish_loop(client, stop)
+                    )
                     self._flush(client)
             except aiomqtt.MqttError as error:
                 self._pending = _Pending()  # unacknowledged: the broker redelivers them
@@ -193,10 +216,7 @@ class AlertWorker:
             if self.site in ("+", record.site):
                 found.append(record)
         await client.unsubscribe(topic)
-        restored = self.engine.lifecycle.restore(found)
-        clocks = [r.changed_ms for r in found]
-        if clocks:
-            self.engine.state.clock_ms = max(self.engine.state.clock_ms, *clocks)
+        restored = self.engine.restore(found)
         log.info("rebuilt %d alerts from retained alert topics", restored)
         self._rebuild = False
         self._flush(client)
@@ -204,14 +224,26 @@ class AlertWorker:
     async def _consume(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             self._handle(str(message.topic), _payload(message))
-            self._pending.acks.append((message.mid, message.qos))
             p = self._pending
-            if (
-                len(client.messages) == 0
-                or len(p.acks) >= self.options.flush_max_messages
-                or time.monotonic() - p.since >= self.options.flush_interval_s
-            ):
+            p.acks.append((message.mid, message.qos))
+            if len(p.acks) == 1:
+                p.since = time.monotonic()
+                if self._waiting is not None:
+                    self._waiting.set()
+            if len(p.acks) >= self.options.flush_max_messages:
                 self._flush(client)
+
+    async def _commit_timer(self, client: aiomqtt.Client) -> None:
+        """Commit ``flush_interval_s`` after the first message that waits for a commit (not whenever the
+        receive queue is empty: at real time it nearly always is, and a commit per message cannot keep up)."""
+        assert self._waiting is not None
+        while True:
+            await self._waiting.wait()
+            left = self._pending.since + self.options.flush_interval_s - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(left)
+                continue  # committed meanwhile (flush_max_messages), or now due
+            self._flush(client)
 
     def _handle(self, topic: str, payload: bytes) -> None:
         """One message in; a bad one is logged and skipped, never stops the stream."""
@@ -235,7 +267,9 @@ class AlertWorker:
             log.exception("alert engine failed on a message from %s; skipped", topic)
 
     def _flush(self, client: aiomqtt.Client) -> None:
-        p, self._pending = self._pending, _Pending(since=time.monotonic())
+        p, self._pending = self._pending, _Pending()
+        if self._waiting is not None:
+            self._waiting.clear()
         items: list[tuple[str, str, str]] = []
         for record in p.records:
             log.info("alert %s %s: %s", record.alert_id, record.status.value, record.summary)
@@ -243,13 +277,28 @@ class AlertWorker:
             items.append((MQTT_SINK, record.event_id, body))
             items.append((INFLUX_SINK, record.event_id, body))
             items.extend((webhook_sink(t), record.event_id, webhook_body(record)) for t in self.config.webhooks)
-        self.store.commit(self.engine.state.model_dump_json(), items)
+        for death, at_ms in self.engine.take_deaths():
+            log.info(
+                "gateway %s (%s) vanished: its machines are OFFLINE from its last message at %d",
+                death.gateway_id,
+                death.workshop,
+                at_ms,
+            )
+            items.append((DEATHS_SINK, death_event_id(death, at_ms), death_lines(death, at_ms)))
+        rows = changed_rows(self.engine.state, self.engine.take_changes())
+        self.store.commit(rows.head, items, upserts=rows.upserts, deletes=rows.deletes)
         for mid, qos in p.acks:
             if qos > 0:
                 client._client.ack(mid, qos)
         if items:
             for event in self._wake.values():
                 event.set()
+        now = time.monotonic()
+        if self._purged_at is None or now - self._purged_at >= PURGE_EVERY_S:
+            self._purged_at = now
+            purged = self.store.purge_delivered(KEEP_DELIVERED_S)
+            if purged:
+                log.info("purged %d outbox rows delivered more than %.0f h ago", purged, KEEP_DELIVERED_S / 3600)
 
     # -- deliveries --------------------------------------------------------------------------------------
 
@@ -274,24 +323,24 @@ class AlertWorker:
             else:
                 await self._idle(MQTT_SINK, stop)
 
-    async def _influx_loop(self, stop: asyncio.Event) -> None:
+    async def _influx_loop(self, sink: str, lines: Callable[[list[OutboxItem]], bytes], stop: asyncio.Event) -> None:
+        """Drain one InfluxDB sink of the outbox (alert transitions, or deaths), in order, with backoff."""
         writer = make_writer(self.settings.influx)
         o = self.options
         while not stop.is_set():
-            items = self.store.due(INFLUX_SINK, limit=DELIVERY_BATCH)
+            items = self.store.due(sink, limit=DELIVERY_BATCH)
             if not items:
-                await self._idle(INFLUX_SINK, stop)
+                await self._idle(sink, stop)
                 continue
-            body = encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items])
             try:
-                await asyncio.to_thread(writer.write, body)
+                await asyncio.to_thread(writer.write, lines(items))
             except WriteError as error:
                 delay = backoff_s(
                     items[0].attempts, initial_s=o.influx_retry_initial_s, max_s=o.influx_retry_max_s, base=2.0
                 )
-                log.warning("alerts not written to InfluxDB (%s); retrying in %.1f s", error, delay)
+                log.warning("%s not written to InfluxDB (%s); retrying in %.1f s", sink, error, delay)
                 self.store.failed(items[0], retry_in_s=delay, error=str(error))
-                await self._idle(INFLUX_SINK, stop)
+                await self._idle(sink, stop)
             else:
                 self.store.delivered(items)
 
@@ -318,6 +367,14 @@ class AlertWorker:
             self.store.failed(item, retry_in_s=delay, error=str(error))
         else:
             self.store.delivered([item])
+
+
+def _alert_lines(items: list[OutboxItem]) -> bytes:
+    return encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items])
+
+
+def _death_lines(items: list[OutboxItem]) -> bytes:
+    return "\n".join(i.body for i in items).encode()
 
 
 def aiomqtt_messages(client: aiomqtt.Client) -> aiomqtt.client.MessagesIterator:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from alerts.engine import Engine
 from alerts.lifecycle import AlertRecord
 from alerts.rules import load_config
+from ftel.contract.models import Message
 from gateway.core import GatewayTiming
 from simulators.plant import default_plant
 from tests import sim_start
@@ -40,6 +41,13 @@ FAILED_START = 1_795_402_800_000
 
 
 def fault_story(start_ms: int, steps: list[list[int]], lags: list[int]) -> list[AlertRecord]:
+    engine = Engine(load_config())
+    return [record for message in fault_story_messages(start_ms, steps, lags) for record in engine.observe(message)]
+
+
+def fault_story_messages(start_ms: int, steps: list[list[int]], lags: list[int]) -> list[Message]:
+    """The story's messages as the alert worker receives them: each gateway ticking by its ``steps`` and
+    lagging by its ``lags`` (yarn, knit, the spare until it is killed, the spare restarted)."""
     plant = fault_plant("s")
     end = start_ms + END_S * 1000
     kill, restart = start_ms + KILL_AT_S * 1000, start_ms + RESTART_AT_S * 1000
@@ -67,8 +75,7 @@ def fault_story(start_ms: int, steps: list[list[int]], lags: list[int]) -> list[
         boot(KILLED_WORKSHOP, 2, start_ms, kill, clean=False),
         boot(KILLED_WORKSHOP, 3, restart, end),
     ]
-    engine = Engine(load_config())
-    return [record for message in received(*streams) for record in engine.observe(message)]
+    return received(*streams)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
