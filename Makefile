@@ -37,7 +37,7 @@ bench: setup
 	$(PY) bench/boards.py --machines 6000 60000
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts
+	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest
 
 clean:
 	rm -rf $(VENV) .ftel artifacts
