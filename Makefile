@@ -34,7 +34,7 @@ bench: setup
 	$(PY) bench/drain.py --messages 500000
 	$(PY) bench/pipeline.py --machines 2000 --hours 1
 	$(PY) bench/alerts.py
-	$(PY) bench/boards.py --machines 6000 60000
+	$(PY) bench/boards.py --machines 6000 60000 --telemetry-s 600
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest

@@ -18,6 +18,7 @@ It prints p50, p95 and max over the queries of each set, their sum, the slowest 
 read from roll-ups equals the report read from raw points. Usage:
 
     python bench/boards.py [--machines 6000 60000] [--hours 8] [--telemetry-s 30] [--repeat 3] [--stack-dir DIR]
+                           [--raw-up-to 10000]
 
 --telemetry-s samples telemetry less often to make a large fleet's backfill shorter: the boards read telemetry
 for one machine only, so its density barely matters to them. --stack-dir keeps the stack and the filled
@@ -324,7 +325,12 @@ def same_report(a: ReportData, b: ReportData) -> list[str]:
 
 
 def run_size(
-    services: Services, filled: Filled, repeat: int, settings_for: Callable[[str], InfluxSettings]
+    services: Services,
+    filled: Filled,
+    repeat: int,
+    settings_for: Callable[[str], InfluxSettings],
+    *,
+    raw_up_to: int,
 ) -> list[Timings]:
     settings = settings_for(filled.database)
     client = InfluxQuery(settings)
@@ -343,6 +349,11 @@ def run_size(
     part = q.Binding(shift.start_ms + head * MINUTE_MS, shift.end_ms - tail * MINUTE_MS)
     report_part, data_part = time_report(f"report, part hours ({filled.machines:,})", settings, part, repeat)
     sets += [report_shift, report_part]
+    if filled.machines > raw_up_to:
+        # Reading raw points is what the boards did before roll-ups: minutes per query at this size.
+        console.print(f"raw points not read at {filled.machines:,} machines (--raw-up-to {raw_up_to:,})")
+        client.close()
+        return sets
     raw_repeat = 1 if filled.machines > 10_000 else repeat
     sets.append(time_queries(f"raw: boards ({filled.machines:,})", client, raw_board_queries(shift), raw_repeat))
     raw_readings = ReportReadings(RAW, (RAW,))
@@ -385,6 +396,9 @@ def main() -> int:
     parser.add_argument("--hours", type=int, default=8)
     parser.add_argument("--telemetry-s", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--raw-up-to", type=int, default=10_000, help="read the raw points too only up to this many machines"
+    )
     parser.add_argument("--stack-dir", type=Path, help="keep the stack and its databases here between runs")
     parser.add_argument("--stop", action="store_true", help="stop the stack kept in --stack-dir and exit")
     args = parser.parse_args()
@@ -405,7 +419,7 @@ def main() -> int:
     try:
         for machines in args.machines:
             filled = fill(services, machines, args.hours, args.telemetry_s, stack.directory)
-            sets = run_size(services, filled, args.repeat, as_supervisor)
+            sets = run_size(services, filled, args.repeat, as_supervisor, raw_up_to=args.raw_up_to)
             size = f"{machines:,} machines × {args.hours} h"
             print_sets(f"{size} ({filled.points:,} points, backfilled in {filled.fill_s:.0f} s)", sets)
             results += sets
