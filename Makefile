@@ -26,7 +26,7 @@ test: setup
 # The fault suite: each fault injected under load, InfluxDB compared with the ledger (about 15 minutes: the
 # longest faults last 5 and 10 minutes, so the scenarios run side by side).
 faults: setup
-	$(PY) -m pytest -q -m faults -n 4 tests/faults
+	$(PY) -m pytest -q -m faults -n 4 --maxschedchunk 1 tests/faults
 
 # One run of every benchmark: the worker's drain vs the bare MQTT client, InfluxDB's ceiling vs the pipeline end
 # to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines.
