@@ -8,7 +8,7 @@ runner checkpoints with the spool in one transaction.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow, Message, Rollup, StateWindow
@@ -179,9 +179,10 @@ class GatewayCore:
         *,
         uptime_ms: int,
         spool: SpoolCounts,
-        refused: dict[str, int] | None = None,
+        refused: Callable[[], dict[str, int]] = dict,
     ) -> Heartbeat | None:
-        """One heartbeat for the last heartbeat edge in (after_ms, until_ms], if any."""
+        """One heartbeat for the last heartbeat edge in (after_ms, until_ms], if any. ``refused`` is asked
+        only when a heartbeat is due (what the drivers refused, per machine and reason)."""
         edges = edges_between(after_ms, until_ms, self.timing.heartbeat_interval_ms)
         if not len(edges):
             return None
@@ -197,7 +198,7 @@ class GatewayCore:
             machines=len(self.trackers),
             spool_depth=spool.depth,
             spool_dropped=spool.dropped,
-            refused=refused or {},
+            refused=refused(),
         )
         self.state.newest_ts = max(self.state.newest_ts, beat.ts)
         return beat

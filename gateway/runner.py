@@ -132,7 +132,15 @@ class Gateway:
         # every tick; all of them at window and telemetry edges.
         self._changes: list[tuple[int, str]] = []
         self._next_change: dict[str, int] = {}
-        self._polled = frozenset(m for m, d in self._drivers.items() if not isinstance(d, KnowsNextChange))
+        # What each driver can do, decided once: isinstance on a runtime protocol costs microseconds, and a
+        # county's gateway process would pay it per machine at every tick.
+        self._scheduled: dict[str, KnowsNextChange] = {
+            m: d for m, d in self._drivers.items() if isinstance(d, KnowsNextChange)
+        }
+        self._counting: dict[str, CountsRefusals] = {
+            m: d for m, d in self._drivers.items() if isinstance(d, CountsRefusals)
+        }
+        self._polled = frozenset(m for m in self._drivers if m not in self._scheduled)
         self.published = 0
         self.confirmed = 0
         self._status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
@@ -285,9 +293,9 @@ class Gateway:
         chosen = self._drivers if machines is None else {m: self._drivers[m] for m in machines}
         made = self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in chosen.items()})
         for machine_id in chosen:
-            driver = self._drivers[machine_id]
-            if isinstance(driver, KnowsNextChange):
-                self._schedule(machine_id, self._next_read(machine_id, driver))
+            scheduled = self._scheduled.get(machine_id)
+            if scheduled is not None:
+                self._schedule(machine_id, self._next_read(machine_id, scheduled))
         return made
 
     def _next_read(self, machine_id: str, driver: KnowsNextChange) -> int:
@@ -300,8 +308,7 @@ class Gateway:
         """What each machine's controller said that its driver refused (out of range, unknown fault codes)."""
         return {
             f"{machine_id}/{why}": count
-            for machine_id, driver in self._drivers.items()
-            if isinstance(driver, CountsRefusals)
+            for machine_id, driver in self._counting.items()
             for why, count in sorted(driver.refusals().items())
         }
 
@@ -330,8 +337,9 @@ class Gateway:
                 seen = self.core.trackers[machine_id].last_ms or last
                 if not driver.resume(seen):
                     gaps.extend(self.core.unseen_since(machine_id, seen))
-                if isinstance(driver, KnowsNextChange):
-                    self._schedule(machine_id, self._next_read(machine_id, driver))
+                scheduled = self._scheduled.get(machine_id)
+                if scheduled is not None:
+                    self._schedule(machine_id, self._next_read(machine_id, scheduled))
             log.info("gateway %s resumes from its checkpoint at %d", self.origin.gateway_id, last)
             self._commit(gaps)
             return last
@@ -396,7 +404,7 @@ class Gateway:
                 now,
                 uptime_ms=int((time.monotonic() - self._started) * 1000),
                 spool=SpoolCounts(len(self._pending), self.spool.dropped),
-                refused=self._refused(),
+                refused=self._refused,
             )
             if beat is not None:
                 made.append(beat)
