@@ -21,6 +21,10 @@ class Histogram:
         for index, count in enumerate(other.counts):
             self.counts[index] += count
 
+    def since(self, earlier: Histogram) -> Histogram:
+        """What was added after ``earlier``, a snapshot of this histogram (counts only grow, so this is exact)."""
+        return Histogram([now - then for now, then in zip(self.counts, earlier.counts, strict=True)])
+
     @property
     def total(self) -> int:
         return sum(self.counts)

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from alerts.rules import load_config
+from ftel.histogram import Histogram
 from ftel.security.credentials import credential_env, load_credentials, with_identity
 from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identity, roster
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
@@ -47,7 +48,7 @@ from loadtest.plan import (
 )
 from loadtest.report import write_outputs
 from loadtest.resources import ResourceWatch
-from loadtest.summary import RunFacts, alert_latencies, build_summary
+from loadtest.summary import LATENCY_WARMUP_MS, RunFacts, alert_latencies, build_summary
 from loadtest.verdict import Verdict, compare
 from simulators.plant import Plant, dump_plant, generate_plant
 
@@ -201,6 +202,7 @@ class LoadTest:
         self.workers = [ingest_identity(n) for n in range(1, options.workers + 1)]
         self.watch = ResourceWatch()
         self.timeline: list[dict[str, Any]] = []
+        self.latency_at_warmup: Histogram | None = None  # the workers' merged latency when the warm-up ended
         self.cpu_peaks: dict[str, float] = {}
         self.stack: LocalStack | None = None
         self.began_ms = 0
@@ -323,6 +325,7 @@ class LoadTest:
             dead_letters=sum(h.dead_letters for h in healths),
             verdict=verdict,
             latency=latency,
+            latency_at_warmup=self.latency_at_warmup,
             alerts=view.alerts,
             faults=self.fault_plan.faults,
             faults_skipped=self.fault_plan.skipped,
@@ -384,7 +387,10 @@ class LoadTest:
                     self.watch.rebase()
                     rebased = True
                 sample = self._sample(monitor, clock, processes)
-                p99 = merge_latency(self._healths(monitor.view())).percentile(99) if clock.real_time else None
+                merged = merge_latency(self._healths(monitor.view()))
+                if self.latency_at_warmup is None and clock.plant_of(wall_ms()) >= clock.start_ms + LATENCY_WARMUP_MS:
+                    self.latency_at_warmup = merged
+                p99 = merged.percentile(99) if clock.real_time else None
                 if terminal:
                     live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))
                 elif time.monotonic() >= next_line:

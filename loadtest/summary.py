@@ -16,6 +16,8 @@ from loadtest.resources import ComponentUsage
 from loadtest.verdict import Verdict
 
 SCHEMA_VERSION = 1
+# The latency_steady_* figures leave out the start's burst and the first window edges.
+LATENCY_WARMUP_MS = 3 * 60_000
 COMPONENTS = ("gateways", "ingest", "alerts", "mosquitto", "influxdb", "loadtest")
 
 SUMMARY_KEYS: dict[str, str] = {
@@ -54,6 +56,13 @@ SUMMARY_KEYS: dict[str, str] = {
     "the histogram bucket; null unless latency_meaningful)",
     "latency_p95_ms": "the same, 95th percentile",
     "latency_p99_ms": "the same, 99th percentile",
+    "latency_warmup_s": "plant seconds at the start left out of the latency_steady_* figures: the start's burst "
+    "(every machine's first reading, meta and birth at once) and the first window edges",
+    "latency_steady_samples": "messages stored after the warm-up (from the workers' health just after it, which "
+    "they publish every few seconds)",
+    "latency_steady_p50_ms": "end-to-end latency after the warm-up, 50th percentile (null unless latency_meaningful)",
+    "latency_steady_p95_ms": "the same, 95th percentile",
+    "latency_steady_p99_ms": "the same, 99th percentile",
     "alerts": "alerts of the plant's site that fired during the run (first firing of each)",
     "alert_latency_p50_ms": "alert latency, the condition becoming true to the alert received on its topic, wall "
     "ms (plant time mapped to wall time by the run's clock), 50th percentile; null without alerts",
@@ -150,6 +159,7 @@ class RunFacts:
     dead_letters: int
     verdict: Verdict
     latency: Histogram
+    latency_at_warmup: Histogram | None  # the merged histogram when the warm-up ended (None: it never did)
     alerts: Mapping[str, AlertSeen]
     faults: Sequence[InjectedFault]
     faults_skipped: Sequence[str]
@@ -194,6 +204,11 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
     def latency(p: float) -> int | None:
         return facts.latency.percentile(p) if meaningful else None
 
+    steady = facts.latency.since(facts.latency_at_warmup) if facts.latency_at_warmup is not None else None
+
+    def steady_latency(p: float) -> int | None:
+        return steady.percentile(p) if meaningful and steady is not None else None
+
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "passed": passed,
@@ -226,6 +241,11 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
         "latency_p50_ms": latency(50),
         "latency_p95_ms": latency(95),
         "latency_p99_ms": latency(99),
+        "latency_warmup_s": LATENCY_WARMUP_MS // 1000,
+        "latency_steady_samples": steady.total if steady is not None else 0,
+        "latency_steady_p50_ms": steady_latency(50),
+        "latency_steady_p95_ms": steady_latency(95),
+        "latency_steady_p99_ms": steady_latency(99),
         "alerts": len(facts.alerts),
         "alert_latency_p50_ms": percentile(alert_ms, 50),
         "alert_latency_p95_ms": percentile(alert_ms, 95),

@@ -45,7 +45,13 @@ def verdict(*, wrong: int = 0) -> Verdict:
     return Verdict(10, 10 - bool(wrong), 100, 100, 0, 0, 20, 20, 0, 0, wrong, ("M1 units: ledger 2 stored 1",) * wrong)
 
 
-def facts(clock: ClockPlan, *, wrong: int = 0, alerts: dict[str, AlertSeen] | None = None) -> RunFacts:
+def facts(
+    clock: ClockPlan,
+    *,
+    wrong: int = 0,
+    alerts: dict[str, AlertSeen] | None = None,
+    at_warmup: Histogram | None = None,
+) -> RunFacts:
     latency = Histogram()
     for ms in (20, 40, 40, 300):
         latency.add(ms)
@@ -63,6 +69,7 @@ def facts(clock: ClockPlan, *, wrong: int = 0, alerts: dict[str, AlertSeen] | No
         dead_letters=0,
         verdict=verdict(wrong=wrong),
         latency=latency,
+        latency_at_warmup=at_warmup,
         alerts=alerts or {},
         faults=[InjectedFault(FaultKind.OVERHEAT, "overheat", "ws001", "M7", 60, 240)],
         faults_skipped=["long_down: too short"],
@@ -99,6 +106,19 @@ def test_at_real_time_latency_percentiles_come_from_the_merged_histogram() -> No
     faster = build_summary(facts(ClockPlan(START, START + 60_000, START + 600_000, 10.0)))
     assert not faster["latency_meaningful"]
     assert faster["latency_p99_ms"] is None
+
+
+def test_steady_latency_leaves_out_what_was_stored_during_the_warm_up() -> None:
+    warm = Histogram()
+    for ms in (300, 40):  # the start's burst: in the whole run's figures, not in the steady ones
+        warm.add(ms)
+    summary = build_summary(facts(REAL_TIME, at_warmup=warm))
+    assert summary["latency_p99_ms"] == 500
+    assert summary["latency_steady_samples"] == 2
+    assert (summary["latency_steady_p50_ms"], summary["latency_steady_p99_ms"]) == (20, 50)
+    never = build_summary(facts(REAL_TIME))  # a run shorter than its warm-up
+    assert never["latency_steady_samples"] == 0
+    assert never["latency_steady_p99_ms"] is None
 
 
 def test_alert_latency_is_wall_time_from_the_condition_mapped_by_the_clock() -> None:
