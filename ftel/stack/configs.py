@@ -62,7 +62,9 @@ use_username_as_clientid true
 {tls_listener}
 persistence true
 persistence_location {data_dir}/
-autosave_interval 10
+# A snapshot writes every queued message and stalls the broker while it does (seconds for a large backlog);
+# nothing depends on it being recent: the gateways keep every message until ingest confirms it is stored.
+autosave_interval 300
 max_queued_messages {MAX_QUEUED_MESSAGES}
 max_queued_bytes {MAX_QUEUED_BYTES}
 persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}
