@@ -121,13 +121,18 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+PUBLISH_CHUNK = 10_000
+
+
 def publish(mqtt: MqttSettings, messages: list[tuple[str, bytes]]) -> None:
     publisher = paho_client(mqtt, client_id="")
     publisher.connect(mqtt.host, mqtt.port)
     publisher.loop_start()
-    infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(60)
+    # In chunks: the client queues a bounded number of messages (ftel.mqtt), and a backlog may be far larger.
+    for first in range(0, len(messages), PUBLISH_CHUNK):
+        infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages[first : first + PUBLISH_CHUNK]]
+        for info in infos:
+            info.wait_for_publish(60)
     publisher.loop_stop()
     publisher.disconnect()
 

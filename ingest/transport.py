@@ -40,7 +40,14 @@ class MqttTransport(Protocol):
         """Connect; return whether the broker still had our session."""
         ...
 
-    def subscribe(self, topic_filter: str) -> None: ...
+    def subscribe(self, topic_filter: str) -> None:
+        """Ask for the subscription and return at once: a resumed session's backlog may arrive before the
+        broker's answer, and is read (within the worker's limit) while it comes."""
+        ...
+
+    def subscribed(self) -> bool:
+        """Whether the broker has granted the subscription; raises TransportError when it refused it."""
+        ...
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
         """Move bytes: write what is queued, read (and hand over) messages when ``read``. Raises TransportError
@@ -81,6 +88,7 @@ class PahoTransport:
         self._client: mqtt.Client | None = None
         self._connack: tuple[bool, ReasonCode] | None = None
         self._suback: list[ReasonCode] | None = None
+        self._topic_filter = ""
         self._received = 0
 
     def _new_client(self) -> mqtt.Client:
@@ -128,19 +136,19 @@ class PahoTransport:
         return f"{self._settings.host}:{self._settings.port}"
 
     def subscribe(self, topic_filter: str) -> None:
-        client = self._require()
         self._suback = None
-        client.subscribe(topic_filter, qos=1)
-        deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        while self._suback is None:
-            if time.monotonic() > deadline:
-                raise TransportError(f"no answer to the subscription to {topic_filter}")
-            self.poll(0.1, read=True)
+        self._topic_filter = topic_filter
+        self._require().subscribe(topic_filter, qos=1)
+
+    def subscribed(self) -> bool:
+        if self._suback is None:
+            return False
         if any(code.is_failure for code in self._suback):
             raise TransportError(
-                f"the broker refused the subscription to {topic_filter} ({self._suback[0]}): check this worker's "
-                f"rights (docs/security.md)"
+                f"the broker refused the subscription to {self._topic_filter} ({self._suback[0]}): check this "
+                f"worker's rights (docs/security.md)"
             )
+        return True
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
         client = self._require()

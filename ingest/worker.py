@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 RECONNECT_DELAY_S = 1.0
+SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
 BLOCKED_RETRY_INITIAL_S = 1.0
 
 
@@ -301,16 +302,21 @@ class IngestWorker:
         self._batch = Batch(self._generation)
         topic_filter = shared(self._ingest.group, data_filter())
         transport.subscribe(topic_filter)
-        log.info(
-            "worker %s subscribed to %s (session %s)",
-            self.worker_id,
-            topic_filter,
-            "resumed" if session_present else "new",
-        )
+        answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
         self._next_health = 0.0
         try:
             while not stop.is_set():
-                transport.poll(POLL_S, read=self._unacked() < self._ingest.max_unacked)
+                read = self._unacked() < self._ingest.max_unacked
+                transport.poll(POLL_S, read=read)
+                if answered_by:
+                    if transport.subscribed():
+                        answered_by = 0.0
+                        session = "resumed" if session_present else "new"
+                        log.info("worker %s subscribed to %s (session %s)", self.worker_id, topic_filter, session)
+                    elif not read:  # the answer waits behind what we hold back, not on the broker
+                        answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+                    elif time.monotonic() > answered_by:
+                        raise TransportError(f"no answer to the subscription to {topic_filter}")
                 self._release_written()
                 if self._blocked is not None:
                     self._publish_health()

@@ -40,6 +40,9 @@ class FakeTransport:
     def subscribe(self, topic_filter: str) -> None:
         self.log.append(("subscribe", topic_filter))
 
+    def subscribed(self) -> bool:
+        return True
+
     def poll(self, timeout_s: float, *, read: bool) -> None:
         if not read:
             self.reads_refused += 1
