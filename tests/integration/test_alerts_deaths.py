@@ -19,14 +19,15 @@ from alerts.delivery import DEATHS_SINK
 from alerts.worker import STORE_FILE
 from ftel.contract import ContractError, data_filter, decode
 from ftel.contract.models import GatewayStatus, Heartbeat, Message, StateChange
-from ftel.contract.states import MachineState, MachineType
+from ftel.contract.states import MachineState
 from ftel.mqtt import paho_client
 from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
-from simulators.plant import InjectedState, MachineSpec, Plant, Workshop
+from simulators.plant import InjectedState, Plant
+from tests.integration.test_alerts_delivery import plant as delivery_plant
 from tests.integration.test_alerts_faults import MINUTE_S, Scenario, gateway_process, scenario, worker_process
-from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
 
 pytestmark = pytest.mark.integration
 KILL_AT_S = 3 * MINUTE_S
@@ -39,18 +40,7 @@ def plant(site: str) -> Plant:
     """One workshop; at the kill and after the restart one machine is DOWN and one in MAINTENANCE."""
     return Plant(
         site=site,
-        workshops=(
-            Workshop(
-                id="yarn",
-                name="Yarn",
-                gateway_id="gw-yarn",
-                machines=(
-                    MachineSpec(id="CARD-001", type=MachineType.CARDING),
-                    MachineSpec(id="CARD-002", type=MachineType.CARDING),
-                    MachineSpec(id="SPIN-001", type=MachineType.SPINNING),
-                ),
-            ),
-        ),
+        workshops=delivery_plant(site).workshops,  # the same yarn workshop as the delivery tests
         injected_states=(
             InjectedState(machine_id="SPIN-001", at_s=MINUTE_S, duration_s=STOPPED_FOR_S, reason="ends_down"),
             InjectedState(
@@ -120,17 +110,6 @@ def yarn_gateway(
     )
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
 def test_a_vanished_gateway_s_machines_are_offline_from_its_last_message_until_its_next_birth(
     services: Services, database: str, tmp_path: Path
 ) -> None:
@@ -182,7 +161,7 @@ def test_a_vanished_gateway_s_machines_are_offline_from_its_last_message_until_i
         assert (states["SPIN-001"], states["CARD-002"]) == ("DOWN", "MAINTENANCE")
     finally:
         tap.close()
-        stop_all(processes)
+        stop_processes(reversed(processes), timeout_s=30)
     # The killed boot died once, written once, though the will reached the worker twice (its shared and its
     # plain subscription). (The second boot is stopped by SIGTERM without a clean death: its will follows.)
     with sqlite3.connect(tmp_path / "state" / STORE_FILE) as db:

@@ -14,7 +14,6 @@ The plant runs at SPEEDUP× with a poll interval of POLL_S plant seconds (POLL_S
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from simulators.plant import MachineSpec, Plant, Workshop, dump_plant
 from simulators.serve.faults import Faults, Garble, Restart, Silence, dump_faults
 from tests import sim_start
 from tests.ledger_check import Totals, differences, ledger_totals, stored_totals
-from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -121,14 +120,7 @@ class Rig:
                 assert process.wait(timeout=LEAD_S + span_s + 120) == 0, self.log(name).read_text()[-3000:]
 
     def close(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(15)
+        stop_processes(self.processes.values(), timeout_s=15)
         self.query.close()
 
     # -- the verdict -------------------------------------------------------------------------------------------
