@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ftel.children import stop_with_parent
 from ftel.errors import CliError, FtelError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_with_parent()  # a child of `ftel run`, `ftel loadtest` or `ftel ingest --processes` ends with it
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,38 +18,42 @@ from rich.console import Console
 from rich.live import Live
 
 from ftel import runstate
+from ftel.children import Interrupts, describe_exit, spawn
 from ftel.errors import CliError
 from ftel.live import LiveSnapshot, read_snapshot, render
 from ftel.security.credentials import with_identity
 from ftel.security.identities import SUPERVISOR
 from ftel.settings import Settings
+from ftel.stack import LocalStack
 from ftel.stack.cli import stack_from_settings
 from ftel.storage.query import InfluxQuery
 
 if TYPE_CHECKING:
+    from gateway.runner import Gateway
     from simulators.session import SimulationRun
 
 console = Console()
 REFRESH_S = 3.0
 PROCESS_READY_TIMEOUT_S = 60.0
+# A worker asked to stop gets this long to write and confirm what it holds (its own drain takes at most 30 s).
+PROCESS_STOP_TIMEOUT_S = 60.0
+# How often a step of the stop says again what it is waiting for.
+STOP_POLL_S = 0.2
 
 
-def _start(name: str, args: list[str], log: Path, *, ready: str, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """One `ftel` process of the pipeline, logging to ``log``; waits until it logs ``ready``."""
+def _start(
+    name: str, args: list[str], log: Path, *, ready: str, extra_env: dict[str, str], interrupts: Interrupts
+) -> subprocess.Popen[bytes]:
+    """One `ftel` process of the pipeline, logging to ``log``, out of the terminal's reach (this command stops
+    it, in order); waits until it logs ``ready`` or a stop is asked for."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ftel.cli", *args],
-            env={**os.environ, **extra_env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        process = spawn(args, env={**os.environ, **extra_env}, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + PROCESS_READY_TIMEOUT_S
-    while ready not in log.read_text(errors="replace"):
+    while ready not in log.read_text(errors="replace") and not interrupts.stop.is_set():
         if process.poll() is not None or time.monotonic() > deadline:
             raise CliError(f"the {name} did not start; see {log}")
-        time.sleep(0.1)
+        interrupts.stop.wait(0.1)
     return process
 
 
@@ -79,68 +85,174 @@ def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[Simulatio
     return SimulationRun(plant, start, None, SimClock(clock_from, speedup, now)), fingerprint, opening
 
 
+@dataclass
+class _Pipeline:
+    """What `ftel run` started, so that it stops exactly that, in the order the data flows."""
+
+    stack: LocalStack
+    interrupts: Interrupts
+    ingest: subprocess.Popen[bytes] | None = None
+    alerts: subprocess.Popen[bytes] | None = None
+    gateways: list[Gateway] = field(default_factory=list)
+    gateway_thread: threading.Thread | None = None
+    gateway_stop: threading.Event = field(default_factory=threading.Event)
+    services_up: bool = False
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.session import run_gateways
 
     logging.getLogger("gateway").setLevel(logging.WARNING)  # the live view says it better
-    stack = stack_from_settings(settings)
-    with console.status("starting Mosquitto and InfluxDB…"):
-        stack.up()
+    interrupts = Interrupts()
+    pipeline = _Pipeline(stack_from_settings(settings), interrupts)
     logs = settings.stack.dir / "logs"
-    # Health every second, so each refresh of the live view sees a fresh pipeline rate.
-    worker = _start(
-        "ingest worker",
-        ["ingest"],
-        logs / "ingest.log",
-        ready="subscribed",
-        extra_env={"FTEL_INGEST__HEALTH_INTERVAL_S": "1"},
-    )
-    # The alert worker also judges when a vanished gateway died (its machines are OFFLINE from then).
-    alerts = _start(
-        "alert worker",
-        ["alerts", "run", "--state-dir", str(settings.stack.dir / "alerts")],
-        logs / "alerts.log",
-        ready="subscribed",
-        extra_env={},
-    )
-    run, fingerprint, opening = _simulation(args, settings)
-    plant, start = run.plant, run.start_ms
-    stop = threading.Event()
-    gateways = threading.Thread(target=run_gateways, args=(run, settings, stop), name="gateways", daemon=True)
-    gateways.start()
-    header = (
-        f"ftel run — {plant.machine_count} simulated machines in {len(plant.workshops)} workshops, {opening}. "
-        f"Logs: {logs}"
-    )
+    run: SimulationRun | None = None
+    fingerprint = ""
+    try:
+        with console.status("starting Mosquitto and InfluxDB…"):
+            pipeline.services_up = True  # from the first service on, there is something to stop
+            pipeline.stack.up()
+        if not interrupts.stop.is_set():
+            # Health every second, so each refresh of the live view sees a fresh pipeline rate.
+            pipeline.ingest = _start(
+                "ingest worker",
+                ["ingest"],
+                logs / "ingest.log",
+                ready="subscribed",
+                extra_env={"FTEL_INGEST__HEALTH_INTERVAL_S": "1"},
+                interrupts=interrupts,
+            )
+        if not interrupts.stop.is_set():
+            # The alert worker also judges when a vanished gateway died (its machines are OFFLINE from then).
+            pipeline.alerts = _start(
+                "alert worker",
+                ["alerts", "run", "--state-dir", str(settings.stack.dir / "alerts")],
+                logs / "alerts.log",
+                ready="subscribed",
+                extra_env={},
+                interrupts=interrupts,
+            )
+        if not interrupts.stop.is_set():
+            run, fingerprint, opening = _simulation(args, settings)
+            pipeline.gateway_thread = threading.Thread(
+                target=run_gateways,
+                args=(run, settings, pipeline.gateway_stop),
+                kwargs={"on_built": pipeline.gateways.extend},
+                name="gateways",
+                daemon=True,
+            )
+            pipeline.gateway_thread.start()
+            header = (
+                f"ftel run — {run.plant.machine_count} simulated machines in {len(run.plant.workshops)} workshops, "
+                f"{opening}. Logs: {logs}"
+            )
+            _watch(run, settings, header, seconds=args.seconds, stop=interrupts.stop)
+    finally:
+        stopped = _stop(pipeline, keep_stack=args.keep_stack, logs=logs)
+        if run is not None:
+            runstate.save(settings.stack.dir, runstate.RunState(fingerprint, run.start_ms, run.clock.now_ms()))
+        interrupts.restore()
+    console.print(stopped, highlight=False)
+    return 0
+
+
+def _watch(
+    run: SimulationRun, settings: Settings, header: str, *, seconds: float | None, stop: threading.Event
+) -> None:
+    """The live view until ``stop`` (Ctrl-C) or ``seconds``."""
     # The live view only reads: the read-only supervisor. The workers and each gateway find their own identity
     # (ingest-1, alerts, the gateway ids) in the credentials file that `stack.up()` completed for this plant.
     query = InfluxQuery(with_identity(settings, SUPERVISOR).influx)
-    previous_snap: LiveSnapshot | None = None
-    deadline = time.monotonic() + args.seconds if args.seconds else None
-    try:
-        with Live(console=console, refresh_per_second=1, screen=False) as live:
-            while deadline is None or time.monotonic() < deadline:
-                snap = read_snapshot(query, run.clock.now_ms())
-                live.update(render(snap, previous_snap, REFRESH_S, header))
-                previous_snap = snap
-                time.sleep(REFRESH_S)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        with console.status("stopping gateways, workers and services…"):
-            stop.set()
-            gateways.join(timeout=120)
-            runstate.save(settings.stack.dir, runstate.RunState(fingerprint, start, run.clock.now_ms()))
-            for process in (worker, alerts):
-                process.terminate()
-                process.wait(timeout=30)
-            if not args.keep_stack:
-                stack.down()
-    console.print(
-        "stopped; `make run` again continues this plant where it stopped."
-        + ("" if not args.keep_stack else " Services left running: ftel stack down")
+    previous: LiveSnapshot | None = None
+    deadline = time.monotonic() + seconds if seconds else None
+    with Live(console=console, refresh_per_second=1, screen=False) as live:
+        while deadline is None or time.monotonic() < deadline:
+            snap = read_snapshot(query, run.clock.now_ms())
+            live.update(render(snap, previous, REFRESH_S, header))
+            previous = snap
+            if stop.wait(REFRESH_S):
+                return
+
+
+def _stop(pipeline: _Pipeline, *, keep_stack: bool, logs: Path) -> str:
+    """Stop what runs in the order the data flows, saying what each step waits for; return the summary."""
+    began = time.monotonic()
+    abort = pipeline.interrupts.abort
+    logging.getLogger("gateway").setLevel(logging.ERROR)  # what is left in a spool, the summary says
+    console.print("stopping, in the order the data flows (Ctrl-C again stops at once)…", highlight=False)
+    with console.status("") as status:
+        _stop_gateways(pipeline, status.update)
+        if pipeline.ingest is not None:
+            holds = "writing and confirming what it holds"
+            _stop_process("ingest worker", pipeline.ingest, holds, abort, status.update)
+        if pipeline.alerts is not None:
+            _stop_process("alert worker", pipeline.alerts, "saving its state", abort, status.update)
+        if pipeline.services_up and not keep_stack:
+            status.update("services: stopping Mosquitto and InfluxDB")
+            step = time.monotonic()
+            pipeline.stack.down()
+            console.print(f"  services: Mosquitto and InfluxDB stopped ({time.monotonic() - step:.1f} s)")
+    left = {g.origin.gateway_id: (g.unconfirmed, g.spool.path) for g in pipeline.gateways if g.unconfirmed}
+    took = f"stopped in {time.monotonic() - began:.1f} s"
+    kept = " Services left running: ftel stack down" if keep_stack else ""
+    if not left:
+        return (
+            f"{took}: everything the gateways sent is stored and confirmed; `make run` again continues this plant "
+            f"where it stopped.{kept}"
+        )
+    where = "; ".join(f"{n:,} in {gateway_id}'s {path or 'memory (LOST)'}" for gateway_id, (n, path) in left.items())
+    total = sum(n for n, _ in left.values())
+    return (
+        f"[yellow]{took}: {total:,} messages wait in the gateways' spools ({where}); the next `make run` sends "
+        f"them.{kept}[/yellow] Logs: {logs}"
     )
-    return 0
+
+
+def _stop_gateways(pipeline: _Pipeline, say: Callable[[str], None]) -> None:
+    """Gateways first: they close their windows and drain to a living ingest."""
+    thread = pipeline.gateway_thread
+    if thread is None:
+        return
+    began = time.monotonic()
+    pipeline.gateway_stop.set()
+    why = ""
+    while thread.is_alive():
+        ingest = pipeline.ingest
+        if not why and pipeline.interrupts.abort.is_set():
+            why = "stopped at once"
+        elif not why and ingest is not None and ingest.poll() is not None:
+            why = f"the ingest worker {describe_exit(ingest.returncode)}, nothing can confirm"
+        if why:
+            for gateway in pipeline.gateways:
+                gateway.abandon_drain()
+        waiting = sum(g.unconfirmed for g in pipeline.gateways)
+        say(f"gateways: {waiting:,} messages waiting for confirmation by ingest" + (f" ({why})" if why else ""))
+        thread.join(STOP_POLL_S)
+    waiting = sum(g.unconfirmed for g in pipeline.gateways)
+    outcome = "all confirmed" if not waiting else f"{waiting:,} messages unconfirmed" + (f", {why}" if why else "")
+    console.print(f"  gateways: stopped, {outcome} ({time.monotonic() - began:.1f} s)", highlight=False)
+
+
+def _stop_process(
+    name: str, process: subprocess.Popen[bytes], waiting_for: str, abort: threading.Event, say: Callable[[str], None]
+) -> None:
+    """SIGTERM, then wait while it finishes its work; at once (SIGKILL) on a second Ctrl-C or past the timeout."""
+    if process.poll() is not None:
+        ended = describe_exit(process.returncode)
+        console.print(f"  [yellow]{name}: had {ended} before the stop; see its log[/yellow]")
+        return
+    began = time.monotonic()
+    process.terminate()
+    say(f"{name}: {waiting_for}")
+    killed = ""
+    while process.poll() is None:
+        if not killed and (abort.is_set() or time.monotonic() - began > PROCESS_STOP_TIMEOUT_S):
+            killed = "stopped at once" if abort.is_set() else f"killed after {PROCESS_STOP_TIMEOUT_S:.0f} s"
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_POLL_S)
+    outcome = killed or ("stopped" if process.returncode == 0 else describe_exit(process.returncode))
+    console.print(f"  {name}: {outcome} ({time.monotonic() - began:.1f} s)", highlight=False)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -143,6 +143,7 @@ class Gateway:
         self._polled = frozenset(m for m in self._drivers if m not in self._scheduled)
         self.published = 0
         self.confirmed = 0
+        self._abandoned = threading.Event()
         self._status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
         will = self.core.will(restored.last_ms if restored and restored.last_ms else now_ms())
         self.link = GatewayLink(
@@ -417,12 +418,26 @@ class Gateway:
             self._commit(made)
         self._deliver()
 
+    @property
+    def unconfirmed(self) -> int:
+        """Messages sent or to send that ingest has not confirmed yet (readable from another thread)."""
+        return len(self._pending)
+
+    def abandon_drain(self) -> None:
+        """From any thread: stop waiting for confirmations now (a second Ctrl-C); what is unconfirmed stays in
+        the spool for the next start."""
+        self._abandoned.set()
+
     def shutdown(self, at_ms: int) -> Progress:
         """Close partial windows, announce the death (a clean disconnect sends no last will), wait for ingest
         to confirm what is left, stop. What is not confirmed stays in the spool for the next start."""
         self._commit([*self.core.close(at_ms), self.core.death(at_ms)])
         last_confirmed, stalled_since = self.confirmed, time.monotonic()
-        while self._pending and time.monotonic() - stalled_since < self._delivery.drain_stall_s:
+        while (
+            self._pending
+            and not self._abandoned.is_set()
+            and time.monotonic() - stalled_since < self._delivery.drain_stall_s
+        ):
             self._deliver(draining=True)
             if self.confirmed != last_confirmed:
                 last_confirmed, stalled_since = self.confirmed, time.monotonic()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ftel.settings import Settings
@@ -67,11 +67,15 @@ def run_gateways(
     *,
     workshops: list[str] | None = None,
     on_progress: Callable[[str, Progress], None] | None = None,
+    on_built: Callable[[Sequence[Gateway]], None] | None = None,
 ) -> dict[str, Progress]:
     """The chosen workshops' gateways (all by default), driven by one thread, until ``end_ms`` or ``stop``;
-    returns each workshop's final progress."""
+    returns each workshop's final progress. ``on_built`` gets the gateways before they start, so that whoever
+    stops them can watch their drain (``unconfirmed``) or cut it short (``abandon_drain``)."""
     chosen = workshops or [w.id for w in run.plant.workshops]
     gateways = {run.gateway(settings, workshop_id): workshop_id for workshop_id in chosen}
+    if on_built is not None:
+        on_built(list(gateways))
     report = (lambda g, p: on_progress(gateways[g], p)) if on_progress else None
     finals = host.run_gateways(
         list(gateways),
