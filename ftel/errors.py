@@ -15,3 +15,9 @@ class CliError(FtelError):
 
 class ConfigError(FtelError):
     """A settings or configuration file does not validate; the text names the file, the line and the field."""
+
+
+class MachineryError(FtelError):
+    """A worker's own machinery failed (the broker, the database, its disk), not one message: the worker
+    waits, reconnects or stops, and acknowledges nothing it has not stored. Inside a message's boundary
+    (ftel/boundary.py) this is the one kind of error that is not that message's fault."""

@@ -19,6 +19,8 @@ class DeadLetter:
     payload: bytes
     reason: str
     received_ms: int
+    stage: str  # where it failed: topic, parse, validate, time, line (judged), write (InfluxDB), or a fault's
+    error_type: str  # ContractError for what the contract refuses; the error's type for a fault
 
 
 @dataclass(slots=True)
@@ -135,6 +137,8 @@ def dead_letter_body(*, worker: str, letter: DeadLetter, keep_bytes: int) -> byt
             "worker": worker,
             "topic": letter.topic,
             "reason": letter.reason,
+            "stage": letter.stage,
+            "error_type": letter.error_type,
             "size": len(letter.payload),
             "payload": letter.payload[:keep_bytes].decode("utf-8", errors="replace"),
             "received_ms": letter.received_ms,

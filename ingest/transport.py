@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ftel.errors import FtelError
+from ftel.errors import MachineryError
 from ftel.mqtt import paho_client
 from ftel.settings import MqttSettings
 
@@ -31,7 +31,7 @@ CONNECT_TIMEOUT_S = 15.0
 READ_BURST = 500
 
 
-class TransportError(FtelError):
+class TransportError(MachineryError):
     """The broker went away or refused us; the text says which and what to do."""
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -21,6 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ftel.boundary import Fault, Stage, contain
+from ftel.contract.codec import Sender
 from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
 from ftel.settings import Settings
@@ -29,7 +32,7 @@ from ftel.storage.points import dead_letter_point
 from ftel.storage.schema import Measurement, Tag
 from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer
 from ingest.batch import Batch, DeadLetter, confirmations, dead_letter_body
-from ingest.route import Accepted, TimeLimits, route
+from ingest.route import Accepted, Rejected, TimeLimits, route
 from ingest.store import StoreOutcome, store_lines
 from ingest.transport import MqttTransport, PahoTransport, TransportError
 
@@ -99,14 +102,29 @@ class IngestWorker:
         self._blocked: tuple[Batch, WriteError] | None = None
         self._blocked_since_ms = 0
         self._next_health = 0.0
+        # Dead-letter points are made in the main thread and (for lines InfluxDB refuses) the writer thread: a
+        # shared counter whose next() is atomic gives each its slot.
+        self._slots = itertools.count(1)
 
     # -- receiving -----------------------------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """One message, inside its boundary (ftel/boundary.py): whatever it causes is dead-lettered with the
+        stage and the error, and the worker goes on; it is acknowledged with the batch it joined, once that
+        batch is stored."""
         self.stats.messages_in += 1
         received = wall_ms()
         ack = mid if qos > 0 else None
+        taken = contain(lambda stage: self._take(stage, topic, payload, received, ack), first_stage="route", what=topic)
+        if isinstance(taken, Fault):
+            # Not confirmed: if its gateway really sent it, the gateway keeps its copy and sends it again later
+            # (docs/delivery.md), so a worker without the fault stores it.
+            letter = DeadLetter(topic, payload, taken.reason, received, taken.stage, taken.error_type)
+            self._add_dead_letter(letter, mid=ack, sender=None)
+
+    def _take(self, stage: Stage, topic: str, payload: bytes, received: int, ack: int | None) -> None:
         outcome = route(topic, payload, received_ms=received, limits=self._limits)
+        stage.at = "batch"
         if isinstance(outcome, Accepted):
             self._batch.add(
                 outcome.lines,
@@ -118,18 +136,28 @@ class IngestWorker:
                 ts=outcome.ts,
             )
         else:
-            letter = DeadLetter(topic, payload, outcome.reason, received)
-            self._batch.add_dead_letter(letter, self._dead_letter_line(letter), mid=ack, sender=outcome.sender)
+            stage.at = "dead letter"
+            self._add_dead_letter(self._judged(topic, payload, outcome, received), mid=ack, sender=outcome.sender)
+
+    @staticmethod
+    def _judged(topic: str, payload: bytes, outcome: Rejected, received: int) -> DeadLetter:
+        error_type = "LineProtocolError" if outcome.stage == "line" else "ContractError"
+        return DeadLetter(topic, payload, outcome.reason, received, outcome.stage, error_type)
+
+    def _add_dead_letter(self, letter: DeadLetter, *, mid: int | None, sender: Sender | None) -> None:
+        self.stats.dead_letters += 1
+        log.warning("dead letter from %s (%s): %s", letter.topic[:200], letter.stage, letter.reason[:500])
+        self._batch.add_dead_letter(letter, self._dead_letter_line(letter), mid=mid, sender=sender)
 
     def _dead_letter_line(self, letter: DeadLetter) -> str:
-        self.stats.dead_letters += 1
-        log.warning("dead letter from %s: %s", letter.topic[:200], letter.reason)
         point = dead_letter_point(
             worker=self.worker_id,
-            slot=self.stats.dead_letters,
+            slot=next(self._slots),
             topic=letter.topic,
             payload=letter.payload,
             reason=letter.reason,
+            stage=letter.stage,
+            error_type=letter.error_type,
             received_ms=letter.received_ms,
             keep_bytes=self._ingest.dead_letter_text_bytes,
         )
@@ -158,7 +186,7 @@ class IngestWorker:
             held = batch.owner_of(index)
             if held is not None and id(held) not in letters:
                 letters[id(held)] = DeadLetter(
-                    held.topic, held.payload, f"InfluxDB refused it: {reason}", held.received_ms
+                    held.topic, held.payload, f"InfluxDB refused it: {reason}", held.received_ms, "write", "refused"
                 )
         found = list(letters.values())
         if found:
@@ -203,6 +231,9 @@ class IngestWorker:
     def _release(self, result: _Written) -> None:
         batch, transport = result.batch, self._transport
         keep = self._ingest.dead_letter_text_bytes
+        self.stats.dead_letters += len(result.dead_letters)  # refused by InfluxDB (made in the writer thread)
+        for letter in result.dead_letters:
+            log.warning("dead letter from %s (write): %s", letter.topic[:200], letter.reason[:500])
         for letter in [*batch.dead_letters, *result.dead_letters]:
             transport.publish(
                 f"{DEAD_LETTER_PREFIX}/{self.worker_id}",

@@ -1,6 +1,16 @@
 """The wire contract shared by gateway, ingest, simulators, alerts and dashboards (version 1)."""
 
-from ftel.contract.codec import MAX_PAYLOAD_BYTES, Sender, decode, decode_confirmation, encode, sender_of
+from ftel.contract.codec import (
+    MAX_PAYLOAD_BYTES,
+    Decoded,
+    Refused,
+    Sender,
+    decode,
+    decode_confirmation,
+    encode,
+    parse_json,
+    read_message,
+)
 from ftel.contract.errors import ContractError
 from ftel.contract.models import (
     Confirmation,
@@ -35,6 +45,7 @@ __all__ = [
     "STATE_ORDER",
     "Confirmation",
     "ContractError",
+    "Decoded",
     "GatewayKind",
     "GatewayStatus",
     "Heartbeat",
@@ -44,6 +55,7 @@ __all__ = [
     "MachineState",
     "MachineType",
     "Message",
+    "Refused",
     "Rollup",
     "Sender",
     "StateChange",
@@ -57,8 +69,9 @@ __all__ = [
     "encode",
     "gateway_topic",
     "machine_topic",
+    "parse_json",
     "parse_topic",
-    "sender_of",
+    "read_message",
     "shared",
     "state_field",
 ]

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from ftel.contract import limits
 from ftel.contract.states import DOWN_REASONS, STATE_ORDER, MachineState, MachineType
 from ftel.contract.topics import CONTRACT_VERSION, ID_PATTERN
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
+# A payload is parsed once (ftel/contract/codec.py) and then validated as Python data, where a strict enum or
+# tuple would want the Python object itself: these take the JSON value (a state's name, an array of two), and
+# only that; everything inside them stays strict.
+MachineTypeName = Annotated[MachineType, Strict(False)]
+StateName = Annotated[MachineState, Strict(False)]
 EpochMs = Annotated[int, Field(ge=limits.EPOCH_MIN_MS, lt=limits.EPOCH_MAX_MS)]
 Millis = Annotated[int, Field(ge=0, le=limits.MAX_DURATION_MS)]
 Count = Annotated[int, Field(ge=0, le=limits.INT64_MAX)]
@@ -23,6 +28,7 @@ Celsius = Annotated[float, Field(ge=limits.TEMPERATURE_MIN_C, le=limits.TEMPERAT
 Speed = Annotated[float, Field(ge=0, le=limits.MAX_SPEED, allow_inf_nan=False)]
 # Free text (model names, line names) may hold anything printable; InfluxDB escaping takes care of it.
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+SeqRange = Annotated[tuple[Count, Count], Strict(False)]
 
 
 class _Payload(BaseModel):
@@ -45,7 +51,7 @@ class _Payload(BaseModel):
 
 
 class _MachinePayload(_Payload):
-    machine_type: MachineType
+    machine_type: MachineTypeName
     machine_id: Id
 
 
@@ -65,7 +71,7 @@ class MachineNow(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    state: MachineState
+    state: StateName
     reason: str | None = None
     since_ms: EpochMs
 
@@ -83,7 +89,7 @@ class GatewayStatus(_Payload):
     online: bool
     boot_id: EpochMs
     # machine id -> machine type: lets a death mark each of the gateway's machines OFFLINE.
-    machines: Annotated[dict[Id, MachineType], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY)] = {}
+    machines: Annotated[dict[Id, MachineTypeName], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY)] = {}
     states: Annotated[dict[Id, MachineNow], Field(max_length=limits.MAX_MACHINES_PER_GATEWAY)] = {}
     will: bool = False
 
@@ -127,9 +133,9 @@ class MachineMeta(_MachinePayload):
 class StateChange(_MachinePayload):
     """The machine entered ``state`` at ``ts``; it had been in ``prev_state`` for exactly ``prev_duration_ms``."""
 
-    state: MachineState
+    state: StateName
     reason: str | None = None
-    prev_state: MachineState
+    prev_state: StateName
     prev_reason: str | None = None
     prev_duration_ms: Millis
 
@@ -149,7 +155,7 @@ class StateWindow(_MachinePayload):
 
     window_start: EpochMs
     window_ms: Annotated[int, Field(ge=limits.MIN_WINDOW_MS, le=limits.MAX_WINDOW_MS)]
-    state_ms: dict[MachineState, Millis]
+    state_ms: dict[StateName, Millis]
     down_ms_by_reason: dict[str, Millis] = {}
     stops_by_reason: dict[str, Count] = {}
     units: Count
@@ -199,12 +205,12 @@ class Rollup(_Payload):
     raw windows; boards read roll-ups as the range or the fleet grows. A partial roll-up (gateway stopping) is
     overwritten by the full one, like a partial window."""
 
-    machine_type: MachineType
+    machine_type: MachineTypeName
     machine_id: Id | None = None
     window_start: EpochMs
     window_ms: Annotated[int, Field(ge=limits.MIN_WINDOW_MS, le=limits.MAX_WINDOW_MS)]
     machines: Annotated[int, Field(ge=1, le=limits.MAX_MACHINES_PER_GATEWAY)]
-    state_ms: dict[MachineState, Count]
+    state_ms: dict[StateName, Count]
     down_ms_by_reason: dict[str, Count] = {}
     stops_by_reason: dict[str, Count] = {}
     units: Count
@@ -218,7 +224,7 @@ class Rollup(_Payload):
 
 
 class Telemetry(_MachinePayload):
-    state: MachineState
+    state: StateName
     speed: Speed
     temperature: Celsius
     units_total: Count
@@ -238,7 +244,7 @@ class Confirmation(BaseModel):
     gateway_id: Id
     worker: Id
     # Inclusive [first, last] runs of sequence numbers.
-    ranges: Annotated[list[tuple[Count, Count]], Field(min_length=1, max_length=limits.MAX_CONFIRM_RANGES)]
+    ranges: Annotated[list[SeqRange], Field(min_length=1, max_length=limits.MAX_CONFIRM_RANGES)]
 
     @model_validator(mode="after")
     def _ordered_runs(self) -> Self:

@@ -164,14 +164,26 @@ def death_points(death: GatewayStatus, at_ms: int) -> list[Point]:
 
 
 def dead_letter_point(
-    *, worker: str, slot: int, topic: str, payload: bytes, reason: str, received_ms: int, keep_bytes: int
+    *,
+    worker: str,
+    slot: int,
+    topic: str,
+    payload: bytes,
+    reason: str,
+    stage: str,
+    error_type: str,
+    received_ms: int,
+    keep_bytes: int,
 ) -> Point:
+    """Safe for any text: string fields carry anything (cut to size), tags are the worker's own."""
     return Point(
         Measurement.DEAD_LETTER,
         {Tag.WORKER: worker, Tag.SLOT: str(slot % DEAD_LETTER_SLOTS)},
         {
             "topic": topic[:500],
             "reason": reason[:1000],
+            "stage": stage[:100],
+            "error_type": error_type[:100],
             "payload": payload[:keep_bytes].decode("utf-8", errors="replace"),
             "size": len(payload),
         },

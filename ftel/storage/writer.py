@@ -25,6 +25,7 @@ from typing import Protocol
 import httpx
 
 from ftel.settings import InfluxSettings
+from ftel.errors import MachineryError
 from ftel.storage.errors import StorageError
 from ftel.storage.http import http_client
 
@@ -51,7 +52,7 @@ def classify(status: int) -> Refusal:
     return Refusal.BLOCKING
 
 
-class WriteError(StorageError):
+class WriteError(StorageError, MachineryError):
     """InfluxDB did not store a batch. ``refusal`` says what the caller should do about it."""
 
     def __init__(

@@ -215,7 +215,7 @@ def test_a_confirmation_must_arrive_on_its_gateway_topic() -> None:
     ],
 )
 def test_the_sender_of_a_message_is_read_leniently(payload_bytes: bytes, expected: tuple[object, ...] | None) -> None:
-    from ftel.contract import sender_of
+    from ftel.contract import read_message
 
-    sender = sender_of(TOPIC, payload_bytes)
+    sender = read_message(TOPIC, payload_bytes).sender
     assert (None if sender is None else (sender.site, sender.workshop, sender.gateway_id, sender.seq)) == expected
