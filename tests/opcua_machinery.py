@@ -1,0 +1,253 @@
+"""An OPC UA server built as a vendor builds one, from models no one here wrote: the OPC Foundation's DI, IA and
+Machinery nodesets (tests/reference/nodesets.py fetches them), and a machine type declared the way the
+Foundation's Machinery example declares ``ExampleMachineType`` (Opc.Ua.Machinery.Examples.NodeSet2.xml, which
+no package registry ships, see tests/reference/README.md): in the vendor's own namespace, with
+``MachineryBuildingBlocks`` (in the Machinery namespace) holding, by HasAddIn, ``<vendor>:MachineryItemState``
+and ``<vendor>:MachineryOperationMode`` (browse names in the vendor's namespace, not Machinery's), and an
+``Identification`` of DI's namespace.
+
+Machines are instantiated from that type under ``Objects/Machines`` by asyncua (server-assigned numeric
+NodeIds), with vendor variables (fault code, piece counter, speed) added to each, again with numeric NodeIds. The
+server runs on its own thread and loop; the test drives it with ``set_state`` and ``set_values``, and every
+change is recorded with the wall time at which it was written (the truth the gateway's figures are compared to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from asyncua import Node, Server, ua
+from asyncua.server.user_managers import UserManager
+
+from gateway.drivers.opcua.machinery import (
+    DI_URI,
+    ITEM_STATE_IDS,
+    ITEM_STATE_TYPE,
+    MACHINERY_URI,
+    MACHINES_FOLDER,
+    OPERATION_MODE_IDS,
+    OPERATION_MODE_TYPE,
+)
+from tests.reference.nodesets import nodeset
+
+VENDOR_URI = "urn:ftel-test:cashmere-knitting-example"
+NODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
+MACHINE_IDENTIFICATION_TYPE = 1012  # Machinery's MachineIdentificationType
+HAS_ADD_IN = 17604
+FOLDER_TYPE = 61
+T = TypeVar("T")
+
+
+def _ids(names: dict[int, str]) -> dict[str, int]:
+    return {name: ident for ident, name in names.items()}
+
+
+ITEM_IDS, MODE_IDS = _ids(ITEM_STATE_IDS), _ids(OPERATION_MODE_IDS)
+
+
+def without_design_tool_only(path: Path) -> str:
+    """The nodeset without its ``DesignToolOnly`` nodes: OPC 10000-6 F.3 says a server does not load them (DI's
+    have no parent, which asyncua's importer refuses)."""
+    ET.register_namespace("", NODESET_NS)
+    tree = ET.parse(path)
+    root = tree.getroot()
+    for element in list(root):
+        if element.get("DesignToolOnly") == "true":
+            root.remove(element)
+    return ET.tostring(root, encoding="unicode")
+
+
+async def _mandatory(declaration: Node) -> None:
+    """Mark an instance declaration and everything under it Mandatory, so that each machine instantiated from
+    the type gets all of it (asyncua copies only children with a modelling rule)."""
+    if not await declaration.get_referenced_nodes(refs=ua.ObjectIds.HasModellingRule):
+        await declaration.set_modelling_rule(True)
+    for child in await declaration.get_children():
+        await _mandatory(child)
+
+
+@dataclass
+class Change:
+    machine: str
+    at_s: float  # time.time() just after the server wrote it
+    item_state: str | None = None
+    operation_mode: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class PasswordUsers(UserManager):
+    """Accept one user name and password (and, where given, one user certificate); refuse anonymous."""
+
+    def __init__(self, users: dict[str, str], certificate_der: bytes | None = None) -> None:
+        self._users = users
+        self._certificate = certificate_der
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        if username is not None and self._users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        if certificate is not None and self._certificate is not None:
+            from cryptography.hazmat.primitives import serialization
+
+            if certificate.public_bytes(serialization.Encoding.DER) == self._certificate:
+                return User(role=UserRole.User, name="certificate")
+        return None
+
+
+@dataclass
+class SecurityOptions:
+    certificate: Path  # the server's certificate (DER) and key (PEM)
+    private_key: Path
+    policies: list[ua.SecurityPolicyType]
+    users: dict[str, str]
+    user_certificate_der: bytes | None = None
+
+
+class MachineryServer:
+    """Six (or any number of) machines of one vendor type, built from the Foundation's nodesets."""
+
+    def __init__(self, port: int, machines: list[str], *, security: SecurityOptions | None = None) -> None:
+        self.endpoint = f"opc.tcp://127.0.0.1:{port}/vendor/"
+        self.machines = machines
+        self.security = security
+        self.changes: list[Change] = []
+        self.vendor = self.machinery = self.di = 0
+        self.nodes: dict[str, dict[str, Node]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="opcua-machinery-server", daemon=True)
+        users = security.users if security else None
+        manager = PasswordUsers(users, security.user_certificate_der) if users is not None and security else None
+        self._server = Server(user_manager=manager)
+
+    # -- running on the server's own loop ----------------------------------------------------------------------
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
+
+    def start(self) -> MachineryServer:
+        self._thread.start()
+        self._call(self._start())
+        return self
+
+    def stop(self) -> None:
+        try:
+            self._call(self._server.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    async def _start(self) -> None:
+        server = self._server
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name("vendor knitting line controller (test)")
+        if self.security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await server.load_certificate(str(self.security.certificate))
+            await server.load_private_key(str(self.security.private_key))
+            server.set_security_policy(self.security.policies)
+        await server.import_xml(xmlstring=without_design_tool_only(nodeset("Opc.Ua.Di.NodeSet2.xml")))
+        await server.import_xml(str(nodeset("Opc.Ua.IA.NodeSet2.xml")))
+        await server.import_xml(str(nodeset("Opc.Ua.Machinery.NodeSet2.xml")))
+        namespaces = await server.get_namespace_array()
+        self.machinery = namespaces.index(MACHINERY_URI)
+        di = self.di = namespaces.index(DI_URI)
+        self.vendor = await server.register_namespace(VENDOR_URI)
+        machine_type = await self._declare_machine_type(di)
+        folder = server.get_node(ua.NodeId(MACHINES_FOLDER, self.machinery))
+        for index, name in enumerate(self.machines):
+            await self._add_machine(folder, machine_type, name, serial=f"SN-{4711 + index}")
+        await server.start()
+
+    async def _declare_machine_type(self, di: int) -> Node:
+        """``ExampleMachineType`` as the Foundation's example declares it, in the vendor's namespace."""
+        v, m = self.vendor, self.machinery
+        base = self._server.nodes.base_object_type
+        machine_type = await base.add_object_type(ua.NodeId(1002, v), f"{v}:ExampleMachineType")
+        identification = await machine_type.add_object(
+            ua.NodeId(NamespaceIndex=v), f"{di}:Identification", objecttype=ua.NodeId(MACHINE_IDENTIFICATION_TYPE, m)
+        )
+        blocks = await machine_type.add_object(
+            ua.NodeId(NamespaceIndex=v), f"{m}:MachineryBuildingBlocks", objecttype=ua.NodeId(FOLDER_TYPE)
+        )
+        for name, type_number in (
+            ("MachineryItemState", ITEM_STATE_TYPE),
+            ("MachineryOperationMode", OPERATION_MODE_TYPE),
+        ):
+            block = await blocks.add_object(
+                ua.NodeId(NamespaceIndex=v), f"{v}:{name}", objecttype=ua.NodeId(type_number, m)
+            )
+            # The example adds its building blocks by HasAddIn, not HasComponent.
+            await blocks.delete_reference(block, ua.ObjectIds.Organizes, bidirectional=True)  # asyncua's choice
+            await blocks.add_reference(block, ua.NodeId(HAS_ADD_IN), forward=True, bidirectional=True)
+        await _mandatory(identification)
+        await _mandatory(blocks)
+        return machine_type
+
+    async def _add_machine(self, folder: Node, machine_type: Node, name: str, *, serial: str) -> None:
+        v, m = self.vendor, self.machinery
+        machine = await folder.add_object(ua.NodeId(NamespaceIndex=v), f"{v}:{name}", objecttype=machine_type.nodeid)
+        serial_number = await machine.get_child([f"{self.di}:Identification", f"{self.di}:SerialNumber"])
+        await serial_number.write_value(ua.Variant(serial, ua.VariantType.String))
+        nodes: dict[str, Node] = {}
+        for key, block in (("item_state", "MachineryItemState"), ("operation_mode", "MachineryOperationMode")):
+            current = await machine.get_child([f"{m}:MachineryBuildingBlocks", f"{v}:{block}", "0:CurrentState"])
+            nodes[f"{key}.text"] = current
+            nodes[f"{key}.id"] = await current.get_child(["0:Id"])
+        # Vendor variables, with NodeIds the server numbers.
+        alarm = await machine.add_object(ua.NodeId(NamespaceIndex=v), f"{v}:Alarm")
+        counters = await machine.add_folder(ua.NodeId(NamespaceIndex=v), f"{v}:Counters")
+        for key, parent, browse, variant in (
+            ("fault_code", alarm, "Code", ua.VariantType.UInt16),
+            ("units", counters, "Pieces", ua.VariantType.UInt32),
+            ("speed", machine, "CarriageSpeed", ua.VariantType.Double),
+        ):
+            initial = 0.0 if variant is ua.VariantType.Double else 0
+            nodes[key] = await parent.add_variable(
+                ua.NodeId(NamespaceIndex=v), f"{v}:{browse}", ua.Variant(initial, variant)
+            )
+        self.nodes[name] = nodes
+        await self._write_state(name, "NotExecuting", "Processing")
+
+    async def _write_state(self, name: str, item: str, mode: str) -> None:
+        nodes, m = self.nodes[name], self.machinery
+        for key, state, ids in (("item_state", item, ITEM_IDS), ("operation_mode", mode, MODE_IDS)):
+            await nodes[f"{key}.id"].write_value(ua.Variant(ua.NodeId(ids[state], m), ua.VariantType.NodeId))
+            await nodes[f"{key}.text"].write_value(ua.Variant(ua.LocalizedText(state), ua.VariantType.LocalizedText))
+
+    async def _set(self, name: str, item: str | None, mode: str | None, values: dict[str, Any]) -> Change:
+        nodes = self.nodes[name]
+        variants = {"fault_code": ua.VariantType.UInt16, "units": ua.VariantType.UInt32, "speed": ua.VariantType.Double}
+        # A fault code is written before the state it explains (as a controller sets it).
+        for key, value in values.items():
+            await nodes[key].write_value(ua.Variant(value, variants[key]))
+        if item is not None or mode is not None:
+            current_item = item or await self._read_state(name, "item_state")
+            current_mode = mode or await self._read_state(name, "operation_mode")
+            await self._write_state(name, current_item, current_mode)
+        return Change(name, time.time(), item, mode, dict(values))
+
+    async def _read_state(self, name: str, key: str) -> str:
+        text = await self.nodes[name][f"{key}.text"].read_value()
+        return str(text.Text)
+
+    # -- what the test calls ----------------------------------------------------------------------------------
+
+    def set(self, name: str, *, item: str | None = None, mode: str | None = None, **values: Any) -> Change:
+        change = self._call(self._set(name, item, mode, values))
+        self.changes.append(change)
+        return change
+
+    def node_ids(self, name: str) -> dict[str, str]:
+        return {key: node.nodeid.to_string() for key, node in self.nodes[name].items()}
