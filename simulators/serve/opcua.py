@@ -68,6 +68,7 @@ class OpcUaWorkshopServer:
         self._refresh_s = refresh_s
         self._server = Server()
         self._machinery = self._vendor = 0
+        self._block_types: dict[str, ua.NodeId] = {}  # the building blocks' types (a client finds them by type)
         # machine id -> (name -> node id) of what the machine shows
         self._nodes: dict[str, dict[str, ua.NodeId]] = {}
         self._written: dict[str, dict[str, Any]] = {}
@@ -93,6 +94,7 @@ class OpcUaWorkshopServer:
             for ident, name in names.items():
                 await parent.add_object(ua.NodeId(ident, machinery), f"{machinery}:{name}")
         folder = await server.nodes.objects.add_folder(ua.NodeId(MACHINES_FOLDER, machinery), f"{machinery}:Machines")
+        self._block_types = {"MachineryItemState": item_type.nodeid, "MachineryOperationMode": mode_type.nodeid}
         for controller in self.controllers:
             await self._add_machine(folder, controller.machine_id, di)
         now = self._now_ms()
@@ -110,7 +112,9 @@ class OpcUaWorkshopServer:
             ("MachineryItemState", "NotExecuting", _ids(ITEM_STATE_IDS)),
             ("MachineryOperationMode", "Processing", _ids(OPERATION_MODE_IDS)),
         ):
-            obj = await blocks.add_object(ua.NodeId(f"{machine_id}.{block}", vendor), f"{machinery}:{block}")
+            obj = await blocks.add_object(
+                ua.NodeId(f"{machine_id}.{block}", vendor), f"{machinery}:{block}", objecttype=self._block_types[block]
+            )
             current = await obj.add_variable(
                 ua.NodeId(f"{machine_id}.{block}.CurrentState", vendor), "0:CurrentState", ua.LocalizedText(initial)
             )
