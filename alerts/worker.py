@@ -57,8 +57,9 @@ from alerts.lifecycle import AlertRecord
 from alerts.rows import changed_rows, state_from_rows
 from alerts.rules import AlertConfig, WebhookTarget
 from alerts.store import OutboxItem, Store
-from ftel.contract import ContractError, data_filter, decode, shared
-from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX, PREFIX
+from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
+from ftel.contract import ContractError, Refused, data_filter, parse_json, read_message, shared
+from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX, PREFIX, dead_letter_topic
 from ftel.mqtt import aiomqtt_options
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch
@@ -75,6 +76,8 @@ IDLE_POLL_S = 1.0
 KEEP_DELIVERED_S = 7 * 24 * 3600.0
 # Older delivered rows are looked for this often (and when the worker starts).
 PURGE_EVERY_S = 3600.0
+# A dead letter keeps this much of the payload it is about (as ingest's do by default).
+DEAD_LETTER_KEEP_BYTES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +87,10 @@ class AckCommand:
 
     @classmethod
     def parse(cls, payload: bytes) -> AckCommand:
-        try:
-            data = json.loads(payload)
-            return cls(alert_id=str(data["alert_id"]), by=str(data.get("by") or "unknown"))
-        except (ValueError, KeyError, TypeError) as error:
-            raise ContractError(f"invalid ack command: {error}") from error
+        data = parse_json(payload)
+        if not isinstance(data, dict) or not isinstance(data.get("alert_id"), str):
+            raise ContractError('invalid ack command: {"alert_id": "<id>", "by": "<who>"} is expected')
+        return cls(alert_id=data["alert_id"], by=str(data.get("by") or "unknown")[:200])
 
     def encode(self) -> bytes:
         return json.dumps({"alert_id": self.alert_id, "by": self.by}).encode()
@@ -129,6 +131,7 @@ class AlertWorker:
         self.sinks = [MQTT_SINK, INFLUX_SINK, DEATHS_SINK, *(webhook_sink(t) for t in config.webhooks)]
         self._wake: dict[str, asyncio.Event] = {}
         self.messages_seen = 0
+        self.dead_letters = 0
         self._webhooks = webhook_client()
         # Set once the worker's subscriptions are in place (its persistent session holds them from then on).
         self.subscribed = threading.Event()
@@ -223,7 +226,10 @@ class AlertWorker:
 
     async def _consume(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            self._handle(str(message.topic), _payload(message))
+            topic, payload = str(message.topic), _payload(message)
+            letter = self._handle(topic, payload)
+            if letter is not None:  # dead-lettered before it is acknowledged (at the next commit)
+                await self._dead_letter(client, letter)
             p = self._pending
             p.acks.append((message.mid, message.qos))
             if len(p.acks) == 1:
@@ -245,26 +251,49 @@ class AlertWorker:
                 continue  # committed meanwhile (flush_max_messages), or now due
             self._flush(client)
 
-    def _handle(self, topic: str, payload: bytes) -> None:
-        """One message in; a bad one is logged and skipped, never stops the stream."""
+    def _handle(self, topic: str, payload: bytes) -> DeadLetter | None:
+        """One message in, inside its boundary (ftel/boundary.py): a message the worker cannot use, or that its
+        engine fails on, comes back as a dead letter with the stage and the reason, and the stream goes on.
+
+        An engine that raised may have changed part of its state for that message before it did; what it
+        changed is committed with the rest (the alternative, a copy of the state per message, costs more than
+        a county's stream allows), and the dead letter says which message it was."""
         self.messages_seen += 1
-        try:
-            if topic == ACK_TOPIC:
+        received = int(time.time() * 1000)
+        judged = contain(lambda stage: self._observe(stage, topic, payload), first_stage="parse", what=topic)
+        if isinstance(judged, Fault):
+            return DeadLetter(topic, payload, judged.reason, received, judged.stage, judged.error_type)
+        if isinstance(judged, Refused):
+            return DeadLetter(topic, payload, judged.reason, received, judged.stage, "ContractError")
+        return None
+
+    def _observe(self, stage: Stage, topic: str, payload: bytes) -> Refused | None:
+        if topic == ACK_TOPIC:
+            try:
                 command = AckCommand.parse(payload)
-                acked = self.engine.acknowledge(command.alert_id, by=command.by)
-                if acked is None:
-                    log.warning("ack for %s ignored: no such firing alert", command.alert_id)
-                else:
-                    self._pending.records.append(acked)
-                return
-            if topic.startswith(f"{ALERT_PREFIX}/"):
-                return  # left over from a rebuild subscription
-            _, message = decode(topic, payload)
-            self._pending.records.extend(self.engine.observe(message))
-        except ContractError as error:
-            log.debug("skipping %s: %s", topic, error)
-        except Exception:
-            log.exception("alert engine failed on a message from %s; skipped", topic)
+            except ContractError as error:
+                return Refused(str(error), None, "parse")
+            stage.at = "engine"
+            acked = self.engine.acknowledge(command.alert_id, by=command.by)
+            if acked is None:
+                log.warning("ack for %s ignored: no such firing alert", command.alert_id[:100])
+            else:
+                self._pending.records.append(acked)
+            return None
+        if topic.startswith(f"{ALERT_PREFIX}/"):
+            return None  # left over from a rebuild subscription
+        judged = read_message(topic, payload)
+        if isinstance(judged, Refused):
+            return judged
+        stage.at = "engine"
+        self._pending.records.extend(self.engine.observe(judged.message))
+        return None
+
+    async def _dead_letter(self, client: aiomqtt.Client, letter: DeadLetter) -> None:
+        self.dead_letters += 1
+        log.warning("dead letter from %s (%s): %s", letter.topic[:200], letter.stage, letter.reason[:500])
+        body = dead_letter_body(worker=self.client_id, letter=letter, keep_bytes=DEAD_LETTER_KEEP_BYTES)
+        await client.publish(dead_letter_topic(self.client_id), body, qos=1)
 
     def _flush(self, client: aiomqtt.Client) -> None:
         p, self._pending = self._pending, _Pending()

@@ -10,6 +10,7 @@ Kafka Connect's ``errors.tolerance=all`` with a dead-letter queue is the model; 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,35 @@ class Fault:
     @property
     def reason(self) -> str:
         return f"{self.stage} failed on this message ({self.error_type}: {self.detail})"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message a consumer could not use, and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    received_ms: int
+    stage: str  # where it failed: topic, parse, validate, time, line (judged), write (InfluxDB), or a fault's
+    error_type: str  # ContractError for what the contract refuses; the error's type for a fault
+
+
+def dead_letter_body(*, worker: str, letter: DeadLetter, keep_bytes: int) -> bytes:
+    """What goes to the dead-letter topic: enough to see what was wrong and with which message."""
+    return json.dumps(
+        {
+            "worker": worker,
+            "topic": letter.topic,
+            "reason": letter.reason,
+            "stage": letter.stage,
+            "error_type": letter.error_type,
+            "size": len(letter.payload),
+            "payload": letter.payload[:keep_bytes].decode("utf-8", errors="replace"),
+            "received_ms": letter.received_ms,
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
 class Stage:

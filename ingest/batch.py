@@ -3,24 +3,14 @@ senders to confirm, and the dead letters to publish, all released together once 
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ftel.boundary import DeadLetter
 from ftel.contract import Confirmation, Sender, confirm_topic, encode
 from ftel.contract.limits import MAX_CONFIRM_RANGES
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    topic: str
-    payload: bytes
-    reason: str
-    received_ms: int
-    stage: str  # where it failed: topic, parse, validate, time, line (judged), write (InfluxDB), or a fault's
-    error_type: str  # ContractError for what the contract refuses; the error's type for a fault
 
 
 @dataclass(slots=True)
@@ -128,20 +118,3 @@ def confirmations(senders: Iterable[Sender], *, worker: str) -> list[tuple[str, 
             )
             out.append((confirm_topic(site, workshop, gateway_id), encode(confirmation)))
     return out
-
-
-def dead_letter_body(*, worker: str, letter: DeadLetter, keep_bytes: int) -> bytes:
-    """What goes to the dead-letter topic: enough to see what was wrong and with which message."""
-    return json.dumps(
-        {
-            "worker": worker,
-            "topic": letter.topic,
-            "reason": letter.reason,
-            "stage": letter.stage,
-            "error_type": letter.error_type,
-            "size": len(letter.payload),
-            "payload": letter.payload[:keep_bytes].decode("utf-8", errors="replace"),
-            "received_ms": letter.received_ms,
-        },
-        ensure_ascii=False,
-    ).encode()

@@ -22,16 +22,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ftel.boundary import Fault, Stage, contain
+from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
 from ftel.contract.codec import Sender
-from ftel.contract.topics import DEAD_LETTER_PREFIX, data_filter, health_topic, shared
+from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
 from ftel.storage.schema import Measurement, Tag
 from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer
-from ingest.batch import Batch, DeadLetter, confirmations, dead_letter_body
+from ingest.batch import Batch, confirmations
 from ingest.route import Accepted, Rejected, TimeLimits, route
 from ingest.store import StoreOutcome, store_lines
 from ingest.transport import MqttTransport, PahoTransport, TransportError
@@ -236,7 +236,7 @@ class IngestWorker:
             log.warning("dead letter from %s (write): %s", letter.topic[:200], letter.reason[:500])
         for letter in [*batch.dead_letters, *result.dead_letters]:
             transport.publish(
-                f"{DEAD_LETTER_PREFIX}/{self.worker_id}",
+                dead_letter_topic(self.worker_id),
                 dead_letter_body(worker=self.worker_id, letter=letter, keep_bytes=keep),
             )
         # Confirm before acknowledging: the gateway lets go only of what is stored.
@@ -319,6 +319,15 @@ class IngestWorker:
                         break
                     log.warning("%s; reconnecting in %.0f s", error, RECONNECT_DELAY_S)
                     stop.wait(RECONNECT_DELAY_S)
+        except Exception:
+            # Not one message's fault (those are dead-lettered inside their boundary): the worker's own.
+            log.critical(
+                "worker %s stops: its own machinery failed. Nothing it had not stored was acknowledged; the "
+                "broker keeps it for the worker's next start (or another worker). The error follows.",
+                self.worker_id,
+                exc_info=True,
+            )
+            raise
         finally:
             self._to_write.put(None)
             writer.join(timeout=60)

@@ -89,6 +89,11 @@ def health_topic(component: str, name: str) -> str:
     return f"{HEALTH_PREFIX}/{component}/{name}"
 
 
+def dead_letter_topic(worker: str) -> str:
+    """Where one consumer (an ingest worker, the alert worker) puts what it could not use, with the reason."""
+    return f"{DEAD_LETTER_PREFIX}/{worker}"
+
+
 def data_filter(site: str = "+") -> str:
     """The subscription filter for every data topic (optionally one site)."""
     return f"{PREFIX}/{site}/+/+/+/+"

@@ -23,6 +23,7 @@ from ftel.contract.topics import (
     PREFIX,
     RESERVED_SITES,
     confirm_topic,
+    dead_letter_topic,
 )
 
 __all__ = ["ACK_TOPIC", "RESERVED_SITES"]
@@ -155,7 +156,10 @@ def grants(identity: Identity) -> Grants:
                 receive=(DATA_TOPICS,),
             )
         case Role.ALERTS:
-            return Grants(publish=(f"{ALERT_PREFIX}/#",), receive=(DATA_TOPICS, f"{ALERT_PREFIX}/#", ACK_TOPIC))
+            return Grants(
+                publish=(f"{ALERT_PREFIX}/#", dead_letter_topic(identity.name)),
+                receive=(DATA_TOPICS, f"{ALERT_PREFIX}/#", ACK_TOPIC),
+            )
         case Role.SUPERVISOR:
             return Grants(publish=(), receive=(f"{PREFIX}/#",))
         case Role.MAINTENANCE:

@@ -212,3 +212,85 @@ def test_only_the_lines_influxdb_refuses_become_dead_letters(rig) -> None:  # ty
     # The refused message is confirmed all the same: its gateway must not send it forever.
     confirmed = [Confirmation.model_validate_json(p).seqs() for _, p, _ in transport.published("ftel/v1/confirm/")]
     assert sorted(seq for seqs in confirmed for seq in seqs) == [1, 2, 3]
+
+
+def _dead_letters(transport: FakeTransport) -> list[dict[str, object]]:
+    return [json.loads(p) for _, p, _ in transport.published("ftel/v1/deadletter/w-1")]
+
+
+def _confirmed(transport: FakeTransport) -> list[int]:
+    confirmations = [Confirmation.model_validate_json(p) for _, p, _ in transport.published("ftel/v1/confirm/")]
+    return sorted(seq for c in confirmations for seq in c.seqs())
+
+
+def test_a_seq_past_the_contracts_bound_is_dead_lettered_not_confirmed_and_the_worker_goes_on(rig) -> None:  # type: ignore[no-untyped-def]
+    worker, transport, _writer, stop = rig
+    transport.send(message(1), message(2**63), message(3))
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+    (letter,) = _dead_letters(transport)
+    assert letter["stage"] == "validate"
+    assert letter["error_type"] == "ContractError"
+    assert "seq" in str(letter["reason"])
+    assert _confirmed(transport) == [1, 3]  # the gateway is told nothing about a seq it cannot have sent
+    assert not stop.is_set() and worker.stats.dead_letters == 1
+
+
+@pytest.mark.parametrize("depth", [10, 199, 202, 999, 1000, 30_000])
+def test_a_payload_nested_at_any_depth_is_dead_lettered_by_the_one_parser(rig, depth: int) -> None:  # type: ignore[no-untyped-def]
+    _worker, transport, _writer, _ = rig
+    nested = json.dumps({**GOOD, "seq": 2}).encode()[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+    transport.send(message(1), (TOPIC, nested, 2), message(3))
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+    (letter,) = _dead_letters(transport)
+    assert letter["stage"] in ("parse", "validate")
+    if depth > 201:
+        assert "recursion limit" in str(letter["reason"])
+        assert _confirmed(transport) == [1, 3]  # unread, so its sender is unknown
+    else:
+        assert "x" in str(letter["reason"])  # an extra key: the sender was read from the same parse
+        assert _confirmed(transport) == [1, 2, 3]
+
+
+def test_a_fault_after_judging_is_dead_lettered_with_its_stage_and_not_confirmed(rig, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Any error while one message is handled stays with that message (here a fault injected where its lines
+    are made): dead-lettered with the stage and the error's type, acknowledged, not confirmed (its gateway
+    keeps its copy and sends it again), and the worker goes on with the rest."""
+    import ingest.route
+
+    real = ingest.route.to_points
+
+    def faulty(message):  # type: ignore[no-untyped-def]
+        if message.seq == 2:
+            raise RuntimeError("a bug that only this message finds")
+        return real(message)
+
+    monkeypatch.setattr(ingest.route, "to_points", faulty)
+    worker, transport, writer, stop = rig
+    transport.send(message(1), message(2), message(3))
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+    (letter,) = _dead_letters(transport)
+    assert letter["stage"] == "route"
+    assert letter["error_type"] == "RuntimeError"
+    assert "a bug that only this message finds" in str(letter["reason"])
+    assert _confirmed(transport) == [1, 3]
+    assert sum(1 for line in writer.lines() if line.startswith("machine_state,")) == 2
+    assert any(line.startswith("dead_letter,") and 'stage="route"' in line for line in writer.lines())
+    assert not stop.is_set() and worker.stats.messages_in == 3
+
+
+def test_a_machinery_failure_stops_the_worker_without_acknowledging_what_is_not_stored(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An error that is not one message's (here: publishing a confirmation fails for a reason of the worker's
+    own) passes the boundary: the worker stops, and what it held is not acknowledged."""
+    transport, writer = FakeTransport(), FakeWriter()
+    ingest_settings = IngestSettings(worker_id="w-1", flush_interval_s=0.01, health_interval_s=3600)
+    worker = IngestWorker(Settings(ingest=ingest_settings), transport=transport, writer=writer)
+    transport.on_message = worker._on_message
+
+    def broken_publish(topic: str, payload: bytes, *, retain: bool = False) -> None:
+        raise OSError("the worker's own socket is gone")
+
+    monkeypatch.setattr(transport, "publish", broken_publish)
+    transport.send(message(1), message(2))
+    with pytest.raises(OSError, match="socket is gone"):
+        worker.run(threading.Event())
+    assert transport.entries("ack") == []

@@ -95,6 +95,7 @@ def test_the_acl_gives_each_role_exactly_its_topics() -> None:
         [
             "user alerts",
             "topic readwrite ftel/v1/alerts/#",
+            "topic write ftel/v1/deadletter/alerts",
             "topic read ftel/v1/+/+/+/+/+",
             "topic read ftel/v1/alerts-cmd/ack",
         ],
