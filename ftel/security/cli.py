@@ -1,8 +1,10 @@
-"""`ftel auth init | show | tls`: the installation's identities, what one needs to connect, throw-away TLS."""
+"""`ftel auth init | show | tls | opcua`: the installation's identities, what one needs to connect, throw-away TLS,
+the gateway's OPC UA certificates."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +22,15 @@ from ftel.security.credentials import (
 )
 from ftel.security.errors import AuthError
 from ftel.security.identities import Identity, Role, gateway, grants, roster
+from ftel.security.opcua import DEFAULT_DAYS as OPCUA_DAYS
+from ftel.security.opcua import (
+    OpcUaPki,
+    default_application_uri,
+    describe,
+    load_certificate,
+    make_application_certificate,
+    trust,
+)
 from ftel.security.provision import AuthFiles, Provisioned, provision
 from ftel.security.tls import DEFAULT_DAYS, DEFAULT_HOSTS, make_throwaway_pki
 from ftel.settings import Settings
@@ -134,6 +145,37 @@ def _tls(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _opcua_pki(args: argparse.Namespace, settings: Settings) -> OpcUaPki:
+    return OpcUaPki(args.pki or settings.stack.dir / "opcua")
+
+
+def _opcua_init(args: argparse.Namespace, settings: Settings) -> int:
+    pki = _opcua_pki(args, settings)
+    if pki.exists() and not args.replace:
+        print(f"kept the certificate in {pki.directory.resolve()} (--replace makes a new one)")
+    else:
+        hosts = tuple(args.host or (socket.gethostname(), "localhost"))
+        uri = args.application_uri or default_application_uri()
+        make_application_certificate(pki, application_uri=uri, hosts=hosts, days=args.days)
+    own = load_certificate(pki.certificate)
+    print(f"certificate  {pki.certificate.resolve()}  ({describe(own)})")
+    print(f"private key  {pki.private_key.resolve()}  (mode 0600: never commit it)")
+    print(f"trusted      {pki.trusted.resolve()}/  (server certificates the gateway accepts)")
+    print(f"rejected     {pki.rejected.resolve()}/  (refused ones; `ftel auth opcua trust FILE` after checking)")
+    print("give the certificate to each server's administrator to trust, and set in the gateway file:")
+    print(f"  security: {{policy: Basic256Sha256, mode: SignAndEncrypt, pki: {pki.directory.resolve()}}}")
+    return 0
+
+
+def _opcua_trust(args: argparse.Namespace, settings: Settings) -> int:
+    pki = _opcua_pki(args, settings)
+    certificate = load_certificate(args.certificate)
+    target = trust(pki, args.certificate)
+    print(f"trusted {describe(certificate)}")
+    print(f"  as {target.resolve()}")
+    return 0
+
+
 def _influx_port(settings: Settings) -> int:
     from urllib.parse import urlparse
 
@@ -199,3 +241,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tls.add_argument("--host", action="append", help="a name or address the certificate is for (repeatable)")
     tls.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"validity (default {DEFAULT_DAYS})")
     tls.set_defaults(handler=_tls)
+
+    opcua = sub.add_parser(
+        "opcua",
+        help="the gateway's OPC UA application certificate and the server certificates it trusts",
+        description="OPC UA security (docs/gateway.md, 'OPC UA security'): a directory with the gateway's "
+        "application instance certificate (own/), the server certificates it trusts (trusted/) and those it "
+        "refused (rejected/).",
+    )
+    opcua_sub = opcua.add_subparsers(dest="opcua_command", metavar="ACTION", required=True)
+    opcua_init = opcua_sub.add_parser(
+        "init",
+        help="make the gateway's application instance certificate (RSA 2048, SHA-256, self-signed)",
+        description="Writes own/cert.der and own/key.pem (mode 0600) and makes trusted/ and rejected/; an existing "
+        "certificate is kept unless --replace.",
+    )
+    opcua_init.add_argument("--pki", type=Path, help="directory (default <FTEL_STACK__DIR>/opcua)")
+    opcua_init.add_argument("--application-uri", help="the gateway's application URI (default urn:<host>:ftel:gateway)")
+    opcua_init.add_argument("--host", action="append", help="a host name or address of the gateway (repeatable)")
+    opcua_init.add_argument("--days", type=int, default=OPCUA_DAYS, help=f"validity (default {OPCUA_DAYS})")
+    opcua_init.add_argument("--replace", action="store_true", help="make a new certificate even if one exists")
+    opcua_init.set_defaults(handler=_opcua_init)
+    opcua_trust = opcua_sub.add_parser(
+        "trust",
+        help="trust a server certificate (or the CA that issued it), e.g. one the gateway refused",
+        description="Copies the certificate (DER or PEM) into trusted/; one from rejected/ leaves rejected/. Compare "
+        "its thumbprint with the one the server shows for itself first.",
+    )
+    opcua_trust.add_argument("certificate", type=Path, metavar="FILE")
+    opcua_trust.add_argument("--pki", type=Path, help="directory (default <FTEL_STACK__DIR>/opcua)")
+    opcua_trust.set_defaults(handler=_opcua_trust)
