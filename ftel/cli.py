@@ -19,6 +19,7 @@ from ftel.settings import Settings, load_settings
 COMMAND_MODULES = (
     "ftel.stack.cli",
     "ftel.security.cli",
+    "ftel.plant.cli",
     "ftel.run",
     "simulators.cli",
     "ftel.gateway_command",

@@ -121,10 +121,24 @@ class AuthSettings(BaseModel):
     ingest_workers: int = Field(8, ge=1, description="identities ingest-1 … ingest-N that `ftel auth init` creates")
 
 
+# A stop shorter than this is a micro-stop (docs/boards.md): a yarn break a knitter ties in seconds, ends pieced
+# up on a ring frame, a card's feed topped up; longer stops need someone to find and fix a fault.
+DEFAULT_MICRO_STOP_S: dict[str, float] = {"knitting": 30.0, "spinning": 30.0, "carding": 60.0}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FTEL_", env_nested_delimiter="__", extra="forbid")
 
     site: str = "qinghe"
+    calendar: Path | None = Field(
+        None,
+        description="the site's calendar (YAML: time zone, shifts, breaks, days off; docs/calendar.md); default: "
+        "three 8-hour shifts every day at Asia/Shanghai, all time planned",
+    )
+    micro_stop_s: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MICRO_STOP_S),
+        description="per machine type: a stop shorter than this many seconds is a micro-stop, counted apart",
+    )
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
