@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ftel.contract.models import Message
+from ftel.plant.calendar import Calendar
 from ftel.settings import InfluxSettings
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import to_points
@@ -31,8 +32,10 @@ def backfill(
     window_ms: int,
     telemetry_interval_ms: int,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    calendar: Calendar | None = None,
 ) -> int:
-    """Returns the number of points written. ``on_progress(machines done, machines)``."""
+    """Returns the number of points written. ``on_progress(machines done, machines)``; with a ``calendar`` the
+    machines work only in its planned time."""
     writer = make_writer(influx)
     pending: list[Point] = []
     written = 0
@@ -46,7 +49,7 @@ def backfill(
             written += len(pending)
             pending.clear()
 
-    models = plant_models(plant, start_ms=start_ms)
+    models = plant_models(plant, start_ms=start_ms, calendar=calendar)
     timing = GatewayTiming(window_ms, telemetry_interval_ms, heartbeat_interval_ms=window_ms, tick_s=0.0)
     done = 0
     try:

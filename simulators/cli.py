@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ftel.plant.calendar import load_calendar
 from ftel.settings import Settings
 from gateway.runner import Progress
 from simulators.backfill import backfill
@@ -66,7 +67,8 @@ def simulation_run(args: argparse.Namespace, settings: Settings) -> SimulationRu
     speedup = args.speedup or settings.simulation.speedup
     clock = SimClock(start_ms, speedup, args.anchor_ms if args.anchor_ms is not None else wall_ms())
     end_ms = start_ms + duration_ms if duration_ms is not None else None
-    return SimulationRun(plant, start_ms, end_ms, clock)
+    calendar = load_calendar(settings.calendar) if settings.calendar else None
+    return SimulationRun(plant, start_ms, end_ms, clock, calendar)
 
 
 def stop_on_signals() -> threading.Event:
@@ -96,6 +98,8 @@ def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, worksho
             end_ms=end,
             window_ms=settings.simulation.window_s * 1000,
             workshop=w,
+            calendar=run.calendar,
+            micro_stop_s=settings.micro_stop_s,
         )
     )
     count = write_ledger(rows, path)
@@ -134,6 +138,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                 window_ms=settings.simulation.window_s * 1000,
                 telemetry_interval_ms=settings.simulation.telemetry_interval_s * 1000,
                 on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"),
+                calendar=run.calendar,
             )
         console.print(f"wrote {points} points for {run.plant.machine_count} machines into {settings.influx.database}")
         return 0

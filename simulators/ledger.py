@@ -4,17 +4,27 @@ units and defects, straight from the simulated segments (independently of the ga
 Ledger format (JSON Lines, one object per machine and window, documented in docs/ledger.md):
 {"site", "workshop", "machine_type", "machine_id", "window_start", "window_ms",
  "state_ms": {STATE: ms}, "down_ms_by_reason": {reason: ms}, "stops_by_reason": {reason: n},
- "units": n, "defects": n}
+ "units": n, "defects": n,
+ "planned_ms": ms, "planned_state_ms": {STATE: ms}, "micro_stops_by_reason": {reason: n},
+ "micro_stop_ms_by_reason": {reason: ms}}
+
+``planned_ms`` is the window's planned production time (the calendar's; all of it without a calendar) and
+``planned_state_ms`` the state times inside it, so time outside shifts is ``state_ms - planned_state_ms``.
+A micro-stop is a DOWN stretch shorter than its machine type's threshold (settings: micro_stop_s); it is
+counted, with its whole duration, in the window where it ends: that is when anyone (the gateway too) knows it
+was short.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ftel.contract.states import STATE_ORDER, MachineState
+from ftel.plant.calendar import Calendar
+from ftel.settings import DEFAULT_MICRO_STOP_S
 from simulators.machine import MachineModel, count_defects, plant_models
 from simulators.plant import Plant
 from simulators.profiles import PROFILES
@@ -33,11 +43,33 @@ class LedgerRow:
     stops_by_reason: dict[str, int] = field(default_factory=dict)
     units: int = 0
     defects: int = 0
+    planned_ms: int = 0
+    planned_state_ms: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in STATE_ORDER})
+    micro_stops_by_reason: dict[str, int] = field(default_factory=dict)
+    micro_stop_ms_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _planned(calendar: Calendar | None, start_ms: int, end_ms: int) -> int:
+    return end_ms - start_ms if calendar is None else calendar.planned_ms(start_ms, end_ms)
+
+
+def micro_stop_limits_ms(limits_s: Mapping[str, float] | None = None) -> dict[str, int]:
+    """Per machine type, the micro-stop threshold in ms (the settings' defaults unless given)."""
+    return {machine_type: int(s * 1000) for machine_type, s in (limits_s or DEFAULT_MICRO_STOP_S).items()}
 
 
 def machine_ledger(
-    model: MachineModel, *, site: str, workshop: str, end_ms: int, window_ms: int
+    model: MachineModel,
+    *,
+    site: str,
+    workshop: str,
+    end_ms: int,
+    window_ms: int,
+    calendar: Calendar | None = None,
+    micro_stop_ms: int = 0,
 ) -> Iterator[LedgerRow]:
+    """``calendar``: planned time (None: all of it); ``micro_stop_ms``: a DOWN stretch shorter than this is a
+    micro-stop (0: none)."""
     start = model.start_ms
     first_window = start - start % window_ms
     rows: dict[int, LedgerRow] = {}
@@ -45,7 +77,13 @@ def machine_ledger(
     def row(window_start: int) -> LedgerRow:
         if window_start not in rows:
             rows[window_start] = LedgerRow(
-                site, workshop, model.spec.type.value, model.spec.id, window_start, window_ms
+                site,
+                workshop,
+                model.spec.type.value,
+                model.spec.id,
+                window_start,
+                window_ms,
+                planned_ms=_planned(calendar, window_start, window_start + window_ms),
             )
         return rows[window_start]
 
@@ -57,12 +95,18 @@ def machine_ledger(
         if segment.state is MachineState.DOWN and segment.reason and segment.start_ms > start:
             r = row(segment.start_ms - segment.start_ms % window_ms)
             r.stops_by_reason[segment.reason] = r.stops_by_reason.get(segment.reason, 0) + 1
+        length = segment.end_ms - segment.start_ms
+        if segment.state is MachineState.DOWN and segment.reason and segment.end_ms < end_ms and length < micro_stop_ms:
+            r = row(segment.end_ms - segment.end_ms % window_ms)
+            r.micro_stops_by_reason[segment.reason] = r.micro_stops_by_reason.get(segment.reason, 0) + 1
+            r.micro_stop_ms_by_reason[segment.reason] = r.micro_stop_ms_by_reason.get(segment.reason, 0) + length
         cursor = segment.start_ms
         while cursor < seg_end:
             window_start = cursor - cursor % window_ms
             piece_end = min(seg_end, window_start + window_ms)
             r = row(window_start)
             r.state_ms[segment.state.value] += piece_end - cursor
+            r.planned_state_ms[segment.state.value] += _planned(calendar, cursor, piece_end)
             if segment.state is MachineState.DOWN and segment.reason:
                 r.down_ms_by_reason[segment.reason] = r.down_ms_by_reason.get(segment.reason, 0) + piece_end - cursor
             if segment.state is MachineState.RUNNING:
@@ -78,10 +122,28 @@ def machine_ledger(
 
 
 def plant_ledger(
-    plant: Plant, *, start_ms: int, end_ms: int, window_ms: int, workshop: str | None = None
+    plant: Plant,
+    *,
+    start_ms: int,
+    end_ms: int,
+    window_ms: int,
+    workshop: str | None = None,
+    calendar: Calendar | None = None,
+    micro_stop_s: Mapping[str, float] | None = None,
 ) -> Iterator[LedgerRow]:
-    for workshop_id, model in plant_models(plant, start_ms=start_ms, workshop=workshop):
-        yield from machine_ledger(model, site=plant.site, workshop=workshop_id, end_ms=end_ms, window_ms=window_ms)
+    """Every machine's windows; with a calendar, the machines work only in its planned time (as the simulation
+    given the same calendar does)."""
+    limits = micro_stop_limits_ms(micro_stop_s)
+    for workshop_id, model in plant_models(plant, start_ms=start_ms, workshop=workshop, calendar=calendar):
+        yield from machine_ledger(
+            model,
+            site=plant.site,
+            workshop=workshop_id,
+            end_ms=end_ms,
+            window_ms=window_ms,
+            calendar=calendar,
+            micro_stop_ms=limits.get(model.spec.type.value, 0),
+        )
 
 
 def write_ledger(rows: Iterable[LedgerRow], path: Path) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ftel.contract.states import MachineState, MachineType
+from ftel.plant.calendar import MAX_DAYS_AHEAD, Calendar
 from simulators.plant import MachineSpec, Plant
 from simulators.profiles import (
     HANDOVER_MS,
@@ -25,6 +26,9 @@ from simulators.profiles import (
 
 # (start, end, state, reason, speed permille): one stretch of a machine's life before equal neighbours merge.
 Piece = tuple[int, int, MachineState, str | None, int]
+# A running stretch cut by the end of planned time: the machine stops producing and stands IDLE until the next.
+OFF_SHIFT = "off_shift"
+NEVER_MS = MAX_DAYS_AHEAD * 24 * 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,7 @@ class MachineModel:
         anomalies: tuple[Anomaly, ...] = (),
         initial_service_ms: int | None = None,
         planned_maintenance: bool = True,
+        calendar: Calendar | None = None,
     ) -> None:
         self.spec = spec
         self.profile: Profile = PROFILES[spec.type]
@@ -99,6 +104,9 @@ class MachineModel:
         # Injected service overdue: a given starting run time since maintenance, and no planned maintenance.
         self.initial_service_ms = initial_service_ms
         self.planned_maintenance = planned_maintenance
+        # With a calendar the machine works only in planned time (IDLE outside it, no handover); without one it
+        # works around the clock with a handover IDLE every 8 hours.
+        self.calendar = calendar
 
     def _initial_service(self, rng: random.Random) -> int:
         drawn = rng.randrange(self.service_interval_ms)  # drawn either way: the random life stays the same
@@ -116,7 +124,6 @@ class MachineModel:
         of that stop too). Natural stops keep the bounds in simulators/profiles.py.
         """
         rng = random.Random(self.seed ^ self.start_ms)
-        p = self.profile
         forced = list(self.forced)
         t = self.start_ms
         service_ms = self._initial_service(rng)
@@ -132,22 +139,15 @@ class MachineModel:
                         service_ms += f.end_ms - t
                     t = f.end_ms
             next_forced = forced[0].start_ms if forced else None
-            # A running stretch ends at the first of: a fault, a changeover, a short idle, a handover, service due.
-            ends: list[tuple[int, MachineState, str | None]] = [
-                (
-                    _not_before(t + self._ms(rng, f.mean_between_s), last_fault_ms.get(f.reason)),
-                    MachineState.DOWN,
-                    f.reason,
-                )
-                for f in p.faults
-            ]
-            ends.append((t + self._ms(rng, p.mean_between_setups_s), MachineState.SETUP, None))
-            ends.append((t + self._ms(rng, p.mean_between_idles_s), MachineState.IDLE, None))
-            if self.planned_maintenance:
-                # Due exactly when the run-hours reach the interval, never past it (then the machine is overdue).
-                ends.append((t + max(0, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
-            handover = (t // SHIFT_MS + 1) * SHIFT_MS
-            ends.append((handover, MachineState.IDLE, "handover"))
+            off_end, plan_end = self._plan(t, next_forced)
+            if off_end is not None:
+                # Outside planned time the machine is powered and not producing: IDLE, no reason.
+                yield t, off_end, MachineState.IDLE, None, 0
+                t = off_end
+                continue
+            # A running stretch ends at the first of: a fault, a changeover, a short idle, a handover (or the end of
+            # planned time), service due.
+            ends = self._stretch_ends(rng, t, service_ms, last_fault_ms, plan_end)
             end, state, reason = min(ends, key=lambda e: e[0])
             speed = rng.randint(*SPEED_PERMILLE)
             if next_forced is not None and next_forced <= end:
@@ -159,6 +159,8 @@ class MachineModel:
                 yield t, end, MachineState.RUNNING, None, speed
             service_ms += end - t
             t = end
+            if reason == OFF_SHIFT:
+                continue  # the next turn of the loop stands it IDLE until planned time starts again
             if state is MachineState.DOWN and reason is not None:
                 last_fault_ms[reason] = t
             elif state is MachineState.MAINTENANCE:
@@ -167,6 +169,41 @@ class MachineModel:
             stop_end = t + stop if next_forced is None else min(t + stop, next_forced)
             yield t, stop_end, state, reason, 0
             t = stop_end
+
+    def _plan(self, t: int, next_forced: int | None) -> tuple[int | None, int | None]:
+        """(when the IDLE outside planned time that starts at ``t`` ends, or None when ``t`` is planned; when
+        planned time ends, or None: never, or no calendar)."""
+        if self.calendar is None:
+            return None, None
+        planned, change = self.calendar.planned_at(t)
+        if planned:
+            return None, change
+        off_end = change if change is not None else t + NEVER_MS
+        return (off_end if next_forced is None else min(off_end, next_forced)), None
+
+    def _stretch_ends(
+        self, rng: random.Random, t: int, service_ms: int, last_fault_ms: dict[str, int], plan_end: int | None
+    ) -> list[tuple[int, MachineState, str | None]]:
+        """When a running stretch from ``t`` would end, and how: the first of these wins."""
+        p = self.profile
+        ends: list[tuple[int, MachineState, str | None]] = [
+            (
+                _not_before(t + self._ms(rng, f.mean_between_s), last_fault_ms.get(f.reason)),
+                MachineState.DOWN,
+                f.reason,
+            )
+            for f in p.faults
+        ]
+        ends.append((t + self._ms(rng, p.mean_between_setups_s), MachineState.SETUP, None))
+        ends.append((t + self._ms(rng, p.mean_between_idles_s), MachineState.IDLE, None))
+        if self.planned_maintenance:
+            # Due exactly when the run-hours reach the interval, never past it (then the machine is overdue).
+            ends.append((t + max(0, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
+        if self.calendar is None:
+            ends.append(((t // SHIFT_MS + 1) * SHIFT_MS, MachineState.IDLE, "handover"))
+        elif plan_end is not None:
+            ends.append((plan_end, MachineState.IDLE, OFF_SHIFT))
+        return ends
 
     def _stop_ms(self, rng: random.Random, state: MachineState, reason: str | None) -> tuple[int, str | None]:
         """How long a natural stop lasts, and the reason it reports (a handover is a plain IDLE)."""
@@ -228,8 +265,11 @@ def _not_before(at_ms: int, last_same_ms: int | None) -> int:
     return at_ms if last_same_ms is None else max(at_ms, last_same_ms + MIN_SAME_FAULT_GAP_MS)
 
 
-def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) -> list[tuple[str, MachineModel]]:
-    """(workshop id, model) for every machine of the plant (or of one workshop), with injected faults."""
+def plant_models(
+    plant: Plant, *, start_ms: int, workshop: str | None = None, calendar: Calendar | None = None
+) -> list[tuple[str, MachineModel]]:
+    """(workshop id, model) for every machine of the plant (or of one workshop), with injected faults; with a
+    calendar, machines work only in its planned time."""
     forced: dict[str, list[ForcedSegment]] = {}
     for f in plant.injected_states:
         segment = ForcedSegment(start_ms + f.at_s * 1000, start_ms + (f.at_s + f.duration_s) * 1000, f.state, f.reason)
@@ -255,6 +295,7 @@ def plant_models(plant: Plant, *, start_ms: int, workshop: str | None = None) ->
                 anomalies=tuple(anomalies.get(spec.id, ())),
                 initial_service_ms=overdue.get(spec.id),
                 planned_maintenance=spec.id not in overdue,
+                calendar=calendar,
             ),
         )
         for w in plant.workshops

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ftel.plant.calendar import Calendar
 from ftel.settings import Settings
 from gateway import host
 from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
@@ -28,6 +29,8 @@ class SimulationRun:
     start_ms: int
     end_ms: int | None
     clock: SimClock
+    # The site's calendar when the settings name one: machines then work only in its planned time.
+    calendar: Calendar | None = None
 
     @property
     def first_read_ms(self) -> int:
@@ -49,7 +52,9 @@ class SimulationRun:
         workshop = self.plant.workshop(workshop_id)
         drivers = [
             SimulatedDriver(model)
-            for _, model in plant_models(self.plant, start_ms=self.start_ms, workshop=workshop_id)
+            for _, model in plant_models(
+                self.plant, start_ms=self.start_ms, workshop=workshop_id, calendar=self.calendar
+            )
         ]
         return build_gateway(
             settings,

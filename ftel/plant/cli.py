@@ -16,7 +16,8 @@ def _calendar(args: argparse.Namespace, settings: Settings) -> Calendar:
 
 
 def _hours(ms: int) -> str:
-    return f"{ms / 3_600_000:g} h"
+    hours, minutes = divmod(ms // 60_000, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def describe_day(calendar: Calendar, day: date) -> list[str]:

@@ -13,31 +13,9 @@ from hypothesis import strategies as st
 from ftel.cli import main
 from ftel.errors import ConfigError
 from ftel.plant.calendar import CalendarError, default_calendar, parse_calendar
+from tests.calendars import TWO_TWELVES
 
 HOUR_MS = 3_600_000
-TWO_TWELVES = """\
-site: qinghe
-time_zone: Asia/Shanghai
-shifts:
-  - name: day
-    start: 08:00
-    end: 20:00
-    breaks:
-      - {start: 12:00, end: 12:30}
-  - name: night
-    start: 20:00
-    end: 08:00
-    breaks:
-      - {start: 00:00, end: 00:30}
-days_off: [sunday]
-holidays:
-  - 2026-10-01
-  - {from: 2026-02-16, to: 2026-02-20, name: Spring Festival}
-overrides:
-  - date: 2026-03-08
-    shifts:
-      - {name: day, start: 08:00, end: 16:00}
-"""
 CALENDAR = parse_calendar(TWO_TWELVES)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -52,7 +30,7 @@ def test_two_twelve_hour_shifts_with_breaks_plan_23_hours_a_working_day() -> Non
         ("day", _ms("2026-03-06T08:00"), _ms("2026-03-06T20:00")),
         ("night", _ms("2026-03-06T20:00"), _ms("2026-03-07T08:00")),
     ]
-    assert [s.planned_ms for s in friday] == [int(11.5 * HOUR_MS)] * 2
+    assert [s.planned_ms for s in friday] == [11.5 * HOUR_MS, (11.5 - 1 / 3) * HOUR_MS]
     assert CALENDAR.planned_spans(_ms("2026-03-06T11:00"), _ms("2026-03-06T13:00")) == [
         (_ms("2026-03-06T11:00"), _ms("2026-03-06T12:00")),
         (_ms("2026-03-06T12:30"), _ms("2026-03-06T13:00")),
@@ -63,10 +41,10 @@ def test_a_day_off_still_ends_the_night_shift_that_began_the_day_before() -> Non
     sunday = date(2026, 3, 15)
     assert CALENDAR.shifts_on(sunday) == ()
     # Saturday's night shift runs to 08:00 on Sunday; then nothing until Monday 08:00.
-    assert CALENDAR.planned_ms(_ms("2026-03-15T00:00"), _ms("2026-03-16T00:00")) == 7.5 * HOUR_MS
+    assert CALENDAR.planned_ms(_ms("2026-03-15T00:00"), _ms("2026-03-16T00:00")) == (7.5 - 1 / 3) * HOUR_MS
     assert CALENDAR.planned_at(_ms("2026-03-15T09:00")) == (False, _ms("2026-03-16T08:00"))
     week = CALENDAR.planned_ms(_ms("2026-03-09T08:00"), _ms("2026-03-16T08:00"))
-    assert week == 6 * 23 * HOUR_MS
+    assert week == 6 * (23 - 1 / 3) * HOUR_MS
 
 
 def test_holidays_and_overrides_replace_the_usual_shifts() -> None:
@@ -165,9 +143,9 @@ def test_calendar_show_prints_the_shifts_of_each_day_and_check_says_ok(
     assert main(["calendar", "show", "--file", str(path), "--date", "2026-03-07", "--days", "2"]) == 0
     shown = capsys.readouterr().out
     assert "plant time (Asia/Shanghai)" in shown
-    assert "  night      20:00-08:00  planned 11.5 h  breaks 00:00-00:30" in shown
+    assert "  night      20:00-08:00  planned 11 h 10 min  breaks 00:00-00:30, 05:00-05:20" in shown
     assert "2026-03-08 sun\n  day        08:00-16:00  planned 8 h" in shown
-    assert "planned production time: 38.5 h of 48 h" in shown
+    assert "planned production time: 37 h 50 min of 48 h" in shown
     assert main(["calendar", "check", "--file", str(path)]) == 0
     assert "ok" in capsys.readouterr().out
     path.write_text(TWO_TWELVES.replace("start: 20:00", "start: 19:00"))
