@@ -132,6 +132,8 @@ class AlertWorker:
         self._wake: dict[str, asyncio.Event] = {}
         self.messages_seen = 0
         self.dead_letters = 0
+        # Ingest's limits: a message stamped far off would move the engine's clock (and fire every timer).
+        self._limits = settings.ingest.time_limits()
         self._webhooks = webhook_client()
         # Set once the worker's subscriptions are in place (its persistent session holds them from then on).
         self.subscribed = threading.Event()
@@ -285,6 +287,9 @@ class AlertWorker:
         judged = read_message(topic, payload)
         if isinstance(judged, Refused):
             return judged
+        refused = self._limits.refusal(judged.message, judged.sender, received_ms=int(time.time() * 1000))
+        if refused is not None:
+            return refused
         stage.at = "engine"
         self._pending.records.extend(self.engine.observe(judged.message))
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -14,6 +14,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from ftel.contract.codec import TimeLimits
 
 
 class MqttSettings(BaseModel):
@@ -71,6 +74,12 @@ class IngestSettings(BaseModel):
     )
     max_future_skew_s: int = Field(300, description="messages stamped further ahead of the clock are rejected")
     max_age_s: int = Field(90 * 24 * 3600, description="messages older than this are rejected")
+
+    def time_limits(self) -> TimeLimits:
+        """The same limits for every consumer of the data topics (ingest and the alert worker)."""
+        from ftel.contract.codec import TimeLimits  # the contract imports nothing of the settings
+
+        return TimeLimits(self.max_future_skew_s * 1000, self.max_age_s * 1000)
     health_interval_s: float = 5.0
     dead_letter_text_bytes: int = Field(2048, description="how much of a rejected payload a dead letter keeps")
 

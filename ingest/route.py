@@ -6,15 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftel.contract.codec import Refused, Sender, read_message
+from ftel.contract.codec import Refused, Sender, TimeLimits, read_message
 from ftel.storage.lineproto import LineProtocolError, encode_point
 from ftel.storage.points import to_points
 
-
-@dataclass(frozen=True, slots=True)
-class TimeLimits:
-    max_future_skew_ms: int
-    max_age_ms: int
+__all__ = ["Accepted", "Rejected", "TimeLimits", "route"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +28,9 @@ def route(topic: str, payload: bytes, *, received_ms: int, limits: TimeLimits) -
     if isinstance(judged, Refused):
         return judged
     message, sender = judged.message, judged.sender
-    if message.ts > received_ms + limits.max_future_skew_ms:
-        return Rejected(
-            f"timestamp {message.ts} is {(message.ts - received_ms) // 1000} s in the future "
-            f"(limit {limits.max_future_skew_ms // 1000} s): check the gateway's clock",
-            sender,
-            "time",
-        )
-    if message.ts < received_ms - limits.max_age_ms:
-        return Rejected(
-            f"timestamp {message.ts} is older than the {limits.max_age_ms // 86_400_000}-day limit", sender, "time"
-        )
+    refused = limits.refusal(message, sender, received_ms=received_ms)
+    if refused is not None:
+        return refused
     try:
         lines = tuple(encode_point(p) for p in to_points(message))
     except LineProtocolError as error:

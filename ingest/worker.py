@@ -32,7 +32,7 @@ from ftel.storage.points import dead_letter_point
 from ftel.storage.schema import Measurement, Tag
 from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer
 from ingest.batch import Batch, confirmations
-from ingest.route import Accepted, Rejected, TimeLimits, route
+from ingest.route import Accepted, Rejected, route
 from ingest.store import StoreOutcome, store_lines
 from ingest.transport import MqttTransport, PahoTransport, TransportError
 
@@ -93,7 +93,7 @@ class IngestWorker:
         self._policy = RetryPolicy(
             i.retry_initial_s, i.retry_max_s, i.retry_exponential_base, max_total_s=i.retry_max_total_s
         )
-        self._limits = TimeLimits(i.max_future_skew_s * 1000, i.max_age_s * 1000)
+        self._limits = i.time_limits()
         self._generation = 0
         self._batch = Batch(0)
         self._writing: Batch | None = None

@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from ftel.settings import InfluxSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import free_port
 from ftel.stack.cli import stack_from_settings
 from tests.support import Services, unique
+
+# In CI every Hypothesis search is derandomised (the same examples each run, no example database), so that CI
+# passes or fails by the code, never by the draw; a case a search has found is kept as an @example.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

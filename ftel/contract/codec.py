@@ -101,6 +101,29 @@ def read_message(topic: str, payload: bytes) -> Decoded | Refused:
     return Decoded(address, message, sender)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, slots=True)
+class TimeLimits:
+    """How far from its receipt a message's own time may be; outside, it is refused (a wrong clock, a replay
+    from another era, a hostile stamp that would move an engine's clock)."""
+
+    max_future_skew_ms: int
+    max_age_ms: int
+
+    def refusal(self, message: Message, sender: Sender | None, *, received_ms: int) -> Refused | None:
+        if message.ts > received_ms + self.max_future_skew_ms:
+            return Refused(
+                f"timestamp {message.ts} is {(message.ts - received_ms) // 1000} s in the future "
+                f"(limit {self.max_future_skew_ms // 1000} s): check the gateway's clock",
+                sender,
+                "time",
+            )
+        if message.ts < received_ms - self.max_age_ms:
+            return Refused(
+                f"timestamp {message.ts} is older than the {self.max_age_ms // 86_400_000}-day limit", sender, "time"
+            )
+        return None
+
+
 def decode(topic: str, payload: bytes) -> tuple[TopicAddress, Message]:
     """Parse one MQTT message; raise ContractError with the reason when it does not follow the contract."""
     judged = read_message(topic, payload)

@@ -225,6 +225,8 @@ junk_values = st.one_of(
 
 
 @LIVE
+@example(key="seq", value=2**63)  # found by this search in CI once: it killed the worker after judging it
+@example(key="extra", value=[[[[[]]]]])
 @given(
     key=st.sampled_from(["state", "speed", "temperature", "units_total", "seq", "ts", "site", "extra"]),
     value=junk_values,

@@ -106,7 +106,24 @@ class FakeWriter:
         pass
 
     def lines(self) -> list[str]:
-        return [line for body in self.bodies for line in body.decode().split("\n")]
+        return [line for body in self.bodies for line in split_lines(body.decode())]
+
+
+def split_lines(body: str) -> list[str]:
+    """Line protocol's lines: a newline inside a quoted string field (a dead letter's payload) is not one."""
+    lines, start, quoted, escaped = [], 0, False, False
+    for at, char in enumerate(body):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "\n" and not quoted:
+            lines.append(body[start:at])
+            start = at + 1
+    lines.append(body[start:])
+    return lines
 
 
 def message(seq: int, **changes: object) -> tuple[str, bytes, int]:
