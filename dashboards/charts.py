@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import matplotlib as mpl
 
@@ -18,8 +18,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from dashboards.report_data import Downtime, Segment
-from dashboards.shifts import PLANT_TIME, PLANT_TIMEZONE
 from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER
+from ftel.plant.calendar import Calendar
 
 INK = "#1f2933"
 MUTED = "#7b8794"
@@ -107,22 +107,23 @@ def pareto_chart(downtime: Sequence[Downtime]) -> bytes:
     return _png(figure)
 
 
-def timeline_chart(machines: Mapping[str, Sequence[Segment]], start_ms: int, end_ms: int) -> bytes:
+def timeline_chart(machines: Mapping[str, Sequence[Segment]], start_ms: int, end_ms: int, calendar: Calendar) -> bytes:
+    zone = calendar.zone
     names = sorted(machines)
     figure, ax = plt.subplots(figsize=(WIDTH_IN, 0.28 * len(names) + 1.2))
     for row, name in enumerate(reversed(names)):
         segments = machines[name]
         ax.broken_barh(
-            [(_day(s.start_ms), _day(s.end_ms) - _day(s.start_ms)) for s in segments],
+            [(_day(s.start_ms, zone), _day(s.end_ms, zone) - _day(s.start_ms, zone)) for s in segments],
             (row - 0.4, 0.8),
             facecolors=[STATE_COLOURS[s.state] for s in segments],
             linewidth=0,
         )
     ax.set_yticks(range(len(names)), list(reversed(names)))
-    ax.set_xlim(_day(start_ms), _day(end_ms))
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=PLANT_TIMEZONE, minticks=4, maxticks=12))  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=PLANT_TIMEZONE))  # type: ignore[no-untyped-call]
-    ax.set_xlabel(PLANT_TIME, color=MUTED)
+    ax.set_xlim(_day(start_ms, zone), _day(end_ms, zone))
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, minticks=4, maxticks=12))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(calendar.time_label, color=MUTED)
     ax.grid(axis="x", color=GRID)
     ax.set_axisbelow(True)
     ax.legend(
@@ -135,6 +136,6 @@ def timeline_chart(machines: Mapping[str, Sequence[Segment]], start_ms: int, end
     return _png(figure)
 
 
-def _day(ms: int) -> float:
+def _day(ms: int, zone: tzinfo) -> float:
     """Matplotlib's date number (days) for an epoch millisecond."""
-    return float(mdates.date2num(datetime.fromtimestamp(ms / 1000, PLANT_TIMEZONE)))  # type: ignore[no-untyped-call]
+    return float(mdates.date2num(datetime.fromtimestamp(ms / 1000, zone)))  # type: ignore[no-untyped-call]

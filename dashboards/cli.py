@@ -59,30 +59,36 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.report import write_report
-    from dashboards.shifts import PLANT_TIME, PeriodError, between, parse_shift
+    from dashboards.shifts import PeriodError, between, parse_shift
     from ftel.errors import CliError
+    from ftel.plant.calendar import site_calendar
     from ftel.storage.query import QueryError
 
+    calendar = site_calendar(settings.calendar)
     try:
         if args.shift is not None:
             if args.start or args.end:
                 raise CliError("give either --shift or --from/--to, not both")
-            period = parse_shift(args.shift)
+            period = parse_shift(args.shift, calendar=calendar)
         elif args.start and args.end:
-            period = between(args.start, args.end)
+            period = between(args.start, args.end, calendar)
         else:
-            raise CliError("say which period: --shift last, --shift 2026-03-01/early, or --from … --to …")
+            example = f"2026-03-01/{calendar.shifts[0].name}"
+            raise CliError(f"say which period: --shift last, --shift {example}, or --from … --to …")
     except PeriodError as error:
         raise CliError(str(error)) from error
     variables = {name: tuple(getattr(args, name)) for name in VARIABLE_OPTIONS if getattr(args, name)}
     try:
-        data = write_report(_reader(settings), period, args.out, variables=variables)
+        data = write_report(_reader(settings), period, args.out, variables=variables, calendar=calendar)
     except QueryError as error:
         raise CliError(f"cannot read InfluxDB ({error}); check FTEL_INFLUX__URL and FTEL_INFLUX__DATABASE") from error
     machines = sum(sum(c.values()) for c in data.machines_by_state.values())
     print(f"wrote {args.out}: {period.label}, {machines} machines")
     if period.zone_assumed:
-        print(f"--from/--to without an offset were read as {PLANT_TIME}; add Z or +08:00 to give another zone")
+        print(
+            f"--from/--to without an offset were read as {calendar.time_label}; add Z or an offset such as +08:00 "
+            "to give another zone"
+        )
     return 0
 
 
@@ -142,15 +148,16 @@ def register(subparsers: Any) -> None:
     report = subparsers.add_parser(
         "report",
         help="render the shift report (HTML with charts) from InfluxDB",
-        description="Utilisation per workshop, downtime Pareto, OEE, worst machines, machines by state and a "
-        "state timeline per workshop, as one HTML page with embedded PNG charts. Times without an "
-        "offset are plant time (UTC+8).",
+        description="Utilisation per workshop, downtime Pareto, micro-stops, planned time and OEE over it, worst "
+        "machines, machines by state and a state timeline per workshop, as one HTML page with embedded PNG charts. "
+        "Shifts, planned time and plant time come from the site's calendar (`ftel calendar show`); times without "
+        "an offset are plant time.",
     )
     report.add_argument(
         "--shift",
         metavar="SHIFT",
-        help="'last' (the last finished shift) or DATE/SHIFT, e.g. 2026-03-01/early "
-        "(night 00-08, early 08-16, late 16-24)",
+        help="'last' (the last finished shift) or DATE/SHIFT with a shift name of the calendar, e.g. "
+        "2026-03-01/early (the default calendar: night 00-08, early 08-16, late 16-24)",
     )
     report.add_argument("--from", dest="start", metavar="TIME", help="period start, ISO, e.g. 2026-03-01T08:00")
     report.add_argument("--to", dest="end", metavar="TIME", help="period end, ISO, e.g. 2026-03-01T16:00")

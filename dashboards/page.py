@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 from dashboards import charts
-from dashboards.report_data import ReportData
-from dashboards.shifts import PLANT_TIME, plant_time
+from dashboards.report_data import PlannedTime, ReportData
 from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER
+from ftel.plant.calendar import Calendar, default_calendar
 
 STYLE = """
 :root { --ink:#1f2933; --muted:#7b8794; --line:#e4e7eb; --bg:#f5f7fa; }
@@ -50,9 +50,13 @@ window.addEventListener("load", function () {
 """
 
 
-def _when(ms: int) -> str:
+def _when(ms: int, calendar: Calendar) -> str:
     """A moment in plant time, the report's one zone (labelled where it is shown)."""
-    return plant_time(ms).strftime("%Y-%m-%d %H:%M")
+    return calendar.local(ms).strftime("%Y-%m-%d %H:%M")
+
+
+def _h(ms: int) -> str:
+    return f"{ms / 3_600_000:,.1f}"
 
 
 def _percent(value: float | None) -> str:
@@ -90,7 +94,7 @@ def _kpis(data: ReportData) -> str:
     stops = sum(d.stops for d in data.downtime)
     machines = sum(sum(c.values()) for c in data.machines_by_state.values())
     cards = [
-        (_percent(data.utilisation), "Utilisation", _band(data.utilisation)),
+        (_percent(data.utilisation), "Utilisation (calendar time)", _band(data.utilisation)),
         (f"{minutes:,.0f} min", "Downtime", "#d62f2f" if minutes else "#2e9e44"),
         (f"{stops}", "Stops", "#3b7dd8"),
         (f"{machines}", "Machines reporting", "#16324f"),
@@ -122,8 +126,36 @@ def _states_now(data: ReportData) -> str:
     return _table("machines-by-state", headers, rows, set(range(1, len(headers))))
 
 
-def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> str:
-    """The whole page."""
+def _planned(planned: PlannedTime | None) -> str:
+    """Machine hours per state inside the calendar's planned time and outside it (its own category)."""
+    if planned is None:
+        return '<p class="empty">No calendar.</p>'
+    rows = [
+        [escape(label), *(_h(part[s]) for s in STATE_ORDER), _h(sum(part.values()))]
+        for label, part in (("Planned time", planned.inside), ("Outside shifts", planned.outside))
+    ]
+    note = (
+        f"<p>Planned production time on the calendar: {_h(planned.calendar_ms)} h per machine. Availability is "
+        "running time over planned time less offline, setup and maintenance; time outside shifts (breaks, nights "
+        "and days without a shift) is counted apart and never as lost time.</p>"
+    )
+    headers = ["Machine hours", *(s.value.title() for s in STATE_ORDER), "Total"]
+    return note + _table("planned-table", headers, rows, set(range(1, len(headers))))
+
+
+def _micro_stops(data: ReportData) -> str:
+    if not data.micro_stops:
+        return '<p class="empty">No micro-stops in this period.</p>'
+    rows = [
+        [escape(m.workshop), escape(m.machine_type), f"{m.limit_s:g} s", str(m.stops), f"{m.ms / 60_000:.1f}"]
+        for m in data.micro_stops
+    ]
+    return _table("micro-stops-table", ["Workshop", "Machine type", "Shorter than", "Stops", "Minutes"], rows, {3, 4})
+
+
+def render(data: ReportData, *, title: str, period: str, generated_ms: int, calendar: Calendar | None = None) -> str:
+    """The whole page, in the calendar's plant time (default: the default calendar's)."""
+    cal = calendar or default_calendar()
     sections = [
         _kpis(data),
         _section(
@@ -159,9 +191,15 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> s
                 {1, 2},
             ),
         ),
+        _section("planned", "Planned time and time outside shifts", _planned(data.planned)),
+        _section(
+            "micro-stops",
+            "Micro-stops (short stops, counted apart; also in the downtime above)",
+            _micro_stops(data),
+        ),
         _section(
             "oee",
-            "OEE per machine type",
+            "OEE per machine type, over planned time",
             _table(
                 "oee-table",
                 ["Machine type", "Availability", "Performance", "Quality", "OEE"],
@@ -188,14 +226,14 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> s
                 {2},
             ),
         ),
-        _section("states-now", f"Machines by state at {_when(data.end_ms)} {PLANT_TIME}", _states_now(data)),
+        _section("states-now", f"Machines by state at {_when(data.end_ms, cal)} {cal.time_label}", _states_now(data)),
         *(
             _section(
                 f"timeline-{escape(w)}",
                 f"State timeline, workshop {w}"
                 + (f", the {len(m)} machines with most downtime" if data.timelines_worst_only else ""),
                 _image(
-                    charts.timeline_chart(m, data.start_ms, data.end_ms),
+                    charts.timeline_chart(m, data.start_ms, data.end_ms, cal),
                     f"chart-timeline-{escape(w)}",
                     f"State timeline of workshop {w}",
                 ),
@@ -209,7 +247,8 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int) -> s
         f"<script>{IMAGE_CHECK}</script></head><body>"
         f"<header><h1>{escape(title)}</h1><p>{escape(period)}</p></header><main>"
         + "".join(sections)
-        + f"<footer>Generated {_when(generated_ms)} {escape(PLANT_TIME)} by ftel from InfluxDB, with the queries "
-        "the Grafana boards use; all times are plant time. Utilisation = running / (observed - offline)."
+        + f"<footer>Generated {_when(generated_ms, cal)} {escape(cal.time_label)} by ftel from InfluxDB, with the "
+        "queries the Grafana boards use; all times are plant time. Utilisation = running / (observed - offline), "
+        "over calendar time; availability over the calendar's planned time."
         "</footer></main></body></html>"
     )

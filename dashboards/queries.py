@@ -306,6 +306,30 @@ def oee(machine_type: MachineType, reading: Reading = WORKSHOPS) -> Query:
     )
 
 
+def oee_of(totals: Mapping[str, float], machine_type: MachineType) -> dict[str, float | None]:
+    """Availability, performance, quality and OEE from summed fields (``state_totals``' columns), by the
+    formulas of ``oee``: the report adds up figures over several readings (the planned spans of its period)."""
+
+    def ratio(top: float, bottom: float) -> float | None:
+        return top / bottom if bottom else None
+
+    running = totals.get(state_field(MachineState.RUNNING), 0)
+    planned = (
+        totals.get(Field.OBSERVED_MS, 0)
+        - totals.get(state_field(MachineState.OFFLINE), 0)
+        - totals.get(state_field(MachineState.SETUP), 0)
+        - totals.get(state_field(MachineState.MAINTENANCE), 0)
+    )
+    units, defects = totals.get(Field.UNITS, 0), totals.get(Field.DEFECTS, 0)
+    rate = RATED_UNITS_PER_HOUR[machine_type] / MS_PER_HOUR
+    return {
+        "availability": ratio(running, planned),
+        "performance": ratio(units, running * rate),
+        "quality": ratio(units - defects, units),
+        "oee": ratio(units - defects, planned * rate),
+    }
+
+
 def state_totals(*by: str, reading: Reading = WORKSHOPS) -> Query:
     """Milliseconds in each state, units and defects over the range, per ``by`` tags."""
     fields = ", ".join(_sum(f) for f in KIND_FIELDS["state"])
@@ -413,6 +437,25 @@ def stops() -> Query:
         f'SELECT {_n(Field.PREV_REASON)} AS "reason", {_n(Field.PREV_DURATION_MS)} AS "duration_ms" '
         f"FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND {matches(MACHINE_VARIABLES)} "
         f"AND {_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' GROUP BY {_n(Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def micro_stops(limits_ms: Mapping[str, int], *by: str, variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Micro-stops that ended in the range: stops shorter than their machine type's limit (``limits_ms``, per
+    machine type), counted and timed apart. Each state change out of DOWN carries the stop's exact duration
+    (the gateway knows when it began) and is stamped when it ended, so a stop across windows counts once, whole,
+    where it ends."""
+    duration = _n(Field.PREV_DURATION_MS)
+    short = " OR ".join(
+        f"({_n(Tag.MACHINE_TYPE)} = '{machine_type}' AND {duration} < {limit})"
+        for machine_type, limit in sorted(limits_ms.items())
+    )
+    return Query(
+        "micro_stops" + _suffix(*by),
+        f'SELECT count({duration}) AS "stops", sum({duration}) AS "ms" FROM {_n(Measurement.MACHINE_STATE)} '
+        f"WHERE $timeFilter AND {matches(variables)} AND {_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' "
+        f"AND ({short}){_grouped(*by)}",
         "table",
     )
 

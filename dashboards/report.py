@@ -10,19 +10,37 @@ from dashboards.page import render
 from dashboards.queries import Binding
 from dashboards.report_data import ReportData, collect
 from dashboards.shifts import Period
+from ftel.plant.calendar import Calendar, site_calendar
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
 
 
-def report_data(settings: Settings, period: Period, variables: Mapping[str, Sequence[str]] | None = None) -> ReportData:
-    return collect(InfluxQuery(settings.influx), Binding(period.start_ms, period.end_ms, variables=variables))
+def report_data(
+    settings: Settings,
+    period: Period,
+    variables: Mapping[str, Sequence[str]] | None = None,
+    calendar: Calendar | None = None,
+) -> ReportData:
+    """The report's figures; planned time from ``calendar`` (default: the settings' calendar)."""
+    return collect(
+        InfluxQuery(settings.influx),
+        Binding(period.start_ms, period.end_ms, variables=variables),
+        calendar=calendar or site_calendar(settings.calendar),
+        micro_stop_s=settings.micro_stop_s,
+    )
 
 
 def write_report(
-    settings: Settings, period: Period, out: Path, *, variables: Mapping[str, Sequence[str]] | None = None
+    settings: Settings,
+    period: Period,
+    out: Path,
+    *,
+    variables: Mapping[str, Sequence[str]] | None = None,
+    calendar: Calendar | None = None,
 ) -> ReportData:
     """Render the report for ``period`` to ``out``; return what it shows."""
-    data = report_data(settings, period, variables)
+    calendar = calendar or site_calendar(settings.calendar)
+    data = report_data(settings, period, variables, calendar)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         render(
@@ -30,6 +48,7 @@ def write_report(
             title=f"Shift report, {settings.site}",
             period=period.label,
             generated_ms=int(time.time() * 1000),
+            calendar=calendar,
         )
     )
     return data

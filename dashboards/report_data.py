@@ -4,18 +4,27 @@ Where it reads (``report_readings``, docs/boards.md): workshop questions from th
 hours of the period at 1h and the minutes at its edges at 1m; worst machines from the machine hours plus each
 machine's own windows at the edges, added up here (InfluxDB keeps two measurements apart); a report narrowed
 to machines from their own windows. State now and timelines from the raw state changes.
+
+Planned time comes from the plant calendar, at read time (docs/boards.md): the period's planned spans are read as
+slices of their own (calendar boundaries fall on whole minutes, so every one-minute window is wholly inside or
+outside planned time), OEE is computed over them, and time outside shifts is the period's time less theirs. A
+calendar change therefore applies to past periods too: the stored windows do not depend on it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards import queries as q
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.plant.calendar import Calendar, default_calendar
+from ftel.plant.stops import micro_stop_limits_ms
+from ftel.settings import DEFAULT_MICRO_STOP_S
 from ftel.storage.query import InfluxQuery
+from ftel.storage.schema import Field, Tag, state_field
 
 # A timeline of more machines than this is a chart nobody reads: past it, the report draws the machines with
 # the most downtime, so it stays one page (and a few queries) for a county's fleet.
@@ -35,6 +44,27 @@ class Downtime:
     reason: str
     minutes: float
     stops: int
+
+
+@dataclass(frozen=True, slots=True)
+class MicroStops:
+    """Stops shorter than ``limit_s`` (the machine type's micro-stop threshold) that ended in the period."""
+
+    workshop: str
+    machine_type: str
+    limit_s: float
+    stops: int
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTime:
+    """Machine time of the period (observed, per state) inside the calendar's planned time and outside it.
+    ``calendar_ms`` is the planned time of the period on the calendar (one machine's worth)."""
+
+    calendar_ms: int
+    inside: dict[MachineState, int]
+    outside: dict[MachineState, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +96,8 @@ class ReportData:
     timelines: dict[str, dict[str, list[Segment]]] = field(default_factory=dict)
     # True when the timelines show only the machines with most downtime (too many machines selected)
     timelines_worst_only: bool = False
+    planned: PlannedTime | None = None
+    micro_stops: list[MicroStops] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +119,68 @@ def report_readings(binding: q.Binding) -> ReportReadings:
     slices = q.range_slices(binding.start_ms, binding.end_ms)
     machines = tuple(q.Reading("machine", q.WORKSHOP_VARIABLES, (s,)) for s in slices)
     return ReportReadings(q.WORKSHOPS.with_slices(slices), machines)
+
+
+def planned_readings(binding: q.Binding, calendar: Calendar) -> tuple[q.Reading, ...]:
+    """Where the period's planned time reads: its planned spans, each split like a period (``range_slices``),
+    as one workshop reading (its slices add up in one statement), or for a selection of machines one reading of
+    their own windows per span. Empty when nothing is planned in the period."""
+    spans = calendar.planned_spans(binding.start_ms, binding.end_ms)
+    if not spans:
+        return ()
+    if (binding.variables or {}).get(q.MACHINE):
+        return tuple(
+            q.Reading("machine", q.MACHINE_VARIABLES, (q.Slice(q.between(start, end), q.MINUTE),))
+            for start, end in spans
+        )
+    slices = tuple(piece for start, end in spans for piece in q.range_slices(start, end))
+    return (q.WORKSHOPS.with_slices(slices),)
+
+
+def _totals_by_type(client: InfluxQuery, binding: q.Binding, readings: Sequence[q.Reading]) -> dict[str, Counter[str]]:
+    """The state totals (ms per state, observed, units, defects) per machine type, added up over the readings."""
+    totals: dict[str, Counter[str]] = {}
+    for reading in readings:
+        for row in _rows(client, q.state_totals(Tag.MACHINE_TYPE, reading=reading), binding):
+            counter = totals.setdefault(row[Tag.MACHINE_TYPE], Counter())
+            counter.update({f: int(row[f] or 0) for f in q.KIND_FIELDS["state"]})
+    return totals
+
+
+def _by_state(totals: Counter[str]) -> dict[MachineState, int]:
+    return {s: totals[state_field(s)] for s in STATE_ORDER}
+
+
+def planned_figures(
+    client: InfluxQuery, binding: q.Binding, readings: ReportReadings, calendar: Calendar
+) -> tuple[PlannedTime, dict[MachineType, Oee]]:
+    """Machine time inside and outside planned time, and OEE per machine type over planned time."""
+    inside_by_type = _totals_by_type(client, binding, planned_readings(binding, calendar))
+    whole = sum(_totals_by_type(client, binding, (readings.workshops,)).values(), Counter[str]())
+    inside = sum(inside_by_type.values(), Counter[str]())
+    oee: dict[MachineType, Oee] = {}
+    for machine_type in MachineType:
+        totals = inside_by_type.get(machine_type.value)
+        if totals and totals[Field.OBSERVED_MS]:
+            oee[machine_type] = Oee(**q.oee_of(totals, machine_type))
+    planned = PlannedTime(
+        calendar.planned_ms(binding.start_ms, binding.end_ms),
+        _by_state(inside),
+        {s: ms - inside[state_field(s)] for s, ms in _by_state(whole).items()},
+    )
+    return planned, oee
+
+
+def micro_stops(client: InfluxQuery, binding: q.Binding, limits_s: Mapping[str, float]) -> list[MicroStops]:
+    rows = _rows(client, q.micro_stops(micro_stop_limits_ms(limits_s), Tag.WORKSHOP, Tag.MACHINE_TYPE), binding)
+    return sorted(
+        (
+            MicroStops(r["workshop"], r["machine_type"], limits_s[r["machine_type"]], int(r["stops"]), int(r["ms"]))
+            for r in rows
+            if r["stops"]
+        ),
+        key=lambda m: (m.workshop, m.machine_type),
+    )
 
 
 def _rows(client: InfluxQuery, query: q.Query, binding: q.Binding) -> list[dict[str, Any]]:
@@ -156,18 +250,17 @@ def collect(
     *,
     readings: ReportReadings | None = None,
     timeline_machines: int | None = TIMELINE_MACHINES,
+    calendar: Calendar | None = None,
+    micro_stop_s: Mapping[str, float] | None = None,
 ) -> ReportData:
     """The report's figures. ``readings``: where to read (default ``report_readings``; the benchmark compares
-    with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all)."""
+    with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all);
+    ``calendar``: planned time (default: the default calendar, all time planned); ``micro_stop_s``: micro-stop
+    thresholds per machine type (default: the settings' defaults)."""
     readings = readings or report_readings(binding)
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
-    oee: dict[MachineType, Oee] = {}
-    for machine_type in MachineType:
-        rows = _rows(client, q.oee(machine_type, workshops), binding)
-        if rows:
-            r = rows[0]
-            oee[machine_type] = Oee(r["availability"], r["performance"], r["quality"], r["oee"])
+    planned, oee = planned_figures(client, binding, readings, calendar or default_calendar())
     # Every machine's state at the end, read once (InfluxDB's cost is per machine, so one pass, not one per
     # state as the boards' counts): the machines by state, and the timelines' workshops.
     now = _rows(client, q.current_states(), binding)
@@ -196,4 +289,6 @@ def collect(
         if worst or not worst_only
         else {},
         timelines_worst_only=worst_only,
+        planned=planned,
+        micro_stops=micro_stops(client, binding, micro_stop_s or DEFAULT_MICRO_STOP_S),
     )

@@ -1,4 +1,6 @@
-"""Shifts and report periods. Qinghe works three shifts, handing over at 08:00, 16:00 and 24:00 (UTC+8).
+"""Report periods in plant time: a shift of the plant calendar (by date and name, or the last one finished) or any
+interval. The calendar (ftel/plant/calendar.py) owns the site's zone and shifts; without a calendar file it is the
+default one (three 8-hour shifts at Asia/Shanghai).
 
 The report speaks plant time throughout, labelled: a period given in another zone is shown in plant time, and a
 time given without an offset is read as plant time (and the report says so).
@@ -8,15 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 
-PLANT_OFFSET_H = 8
-PLANT_TIMEZONE = timezone(timedelta(hours=PLANT_OFFSET_H), "CST")
-PLANT_TIME = f"plant time (UTC{PLANT_OFFSET_H:+d})"
-SHIFT_HOURS = 8
-# Shift name -> start hour, plant time.
-SHIFTS = {"night": 0, "early": 8, "late": 16}
-_SHIFT_SPEC = re.compile(r"^(\d{4}-\d{2}-\d{2})/(night|early|late)$")
+from ftel.plant.calendar import Calendar, CalendarError, ShiftTime, default_calendar
+
+_SHIFT_SPEC = re.compile(r"^(\d{4}-\d{2}-\d{2})/([a-z0-9][a-z0-9_-]*)$")
 
 
 class PeriodError(ValueError):
@@ -40,55 +38,77 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def plant_time(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, PLANT_TIMEZONE)
+def _calendar(calendar: Calendar | None) -> Calendar:
+    return calendar if calendar is not None else default_calendar()
 
 
-def _read(text: str) -> tuple[datetime, bool]:
+def plant_time(ms: int, calendar: Calendar | None = None) -> datetime:
+    return _calendar(calendar).local(ms)
+
+
+def _read(text: str, calendar: Calendar) -> tuple[datetime, bool]:
     """The moment, and whether it came without an offset (then it is plant time)."""
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise PeriodError(f"{text!r} is not an ISO date-time such as 2026-03-01T08:00 or 2026-03-01T00:00Z") from None
-    return (moment, False) if moment.tzinfo else (moment.replace(tzinfo=PLANT_TIMEZONE), True)
+    return (moment, False) if moment.tzinfo else (moment.replace(tzinfo=calendar.zone), True)
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, calendar: Calendar | None = None) -> datetime:
     """ISO 8601; without an offset it is plant time."""
-    return _read(text)[0]
+    return _read(text, _calendar(calendar))[0]
 
 
-def shift(day: date, name: str) -> Period:
-    start = datetime(day.year, day.month, day.day, SHIFTS[name], tzinfo=PLANT_TIMEZONE)
-    end = start + timedelta(hours=SHIFT_HOURS)
-    return Period(_ms(start), _ms(end), f"{name} shift {day.isoformat()} {start:%H:%M}-{end:%H:%M} {PLANT_TIME}")
+def shift_period(shift: ShiftTime, calendar: Calendar) -> Period:
+    start, end = calendar.local(shift.start_ms), calendar.local(shift.end_ms)
+    return Period(
+        shift.start_ms,
+        shift.end_ms,
+        f"{shift.name} shift {shift.day.isoformat()} {start:%H:%M}-{end:%H:%M} {calendar.time_label}",
+    )
 
 
-def last_shift(now: datetime) -> Period:
+def shift(day: date, name: str, calendar: Calendar | None = None) -> Period:
+    cal = _calendar(calendar)
+    try:
+        return shift_period(cal.shift(day, name), cal)
+    except CalendarError as error:
+        raise PeriodError(str(error)) from None
+
+
+def last_shift(now: datetime, calendar: Calendar | None = None) -> Period:
     """The last shift that has ended by ``now``."""
-    local = now.astimezone(PLANT_TIMEZONE)
-    ended = local.replace(minute=0, second=0, microsecond=0, hour=local.hour - local.hour % SHIFT_HOURS)
-    start = ended - timedelta(hours=SHIFT_HOURS)
-    name = next(n for n, hour in SHIFTS.items() if hour == start.hour)
-    return shift(start.date(), name)
+    cal = _calendar(calendar)
+    try:
+        return shift_period(cal.last_shift(_ms(now)), cal)
+    except CalendarError as error:
+        raise PeriodError(str(error)) from None
 
 
-def parse_shift(spec: str, now: datetime | None = None) -> Period:
-    """``last`` (the last finished shift) or ``YYYY-MM-DD/night|early|late``."""
+def parse_shift(spec: str, now: datetime | None = None, calendar: Calendar | None = None) -> Period:
+    """``last`` (the last finished shift) or ``YYYY-MM-DD/NAME`` with a shift name of the calendar."""
+    cal = _calendar(calendar)
     if spec == "last":
-        return last_shift(now or datetime.now(UTC))
+        return last_shift(now or datetime.now(UTC), cal)
     match = _SHIFT_SPEC.match(spec)
     if not match:
+        names = ", ".join(f"{s.name} from {s.start}" for s in cal.shifts)
         raise PeriodError(
-            f"shift {spec!r}: use 'last' or DATE/SHIFT such as 2026-03-01/early "
-            f"(shifts: {', '.join(f'{n} from {h:02d}:00' for n, h in SHIFTS.items())}, {PLANT_TIME})"
+            f"shift {spec!r}: use 'last' or DATE/SHIFT such as 2026-03-01/{cal.shifts[0].name} "
+            f"(shifts: {names}, {cal.time_label})"
         )
-    return shift(date.fromisoformat(match.group(1)), match.group(2))
+    try:
+        day = date.fromisoformat(match.group(1))
+    except ValueError:
+        raise PeriodError(f"shift {spec!r}: {match.group(1)} is not a date") from None
+    return shift(day, match.group(2), cal)
 
 
-def between(start: str, end: str) -> Period:
+def between(start: str, end: str, calendar: Calendar | None = None) -> Period:
     """From ``start`` to ``end`` (ISO 8601; without an offset, plant time), labelled in plant time."""
-    (first, first_assumed), (last, last_assumed) = _read(start), _read(end)
+    cal = _calendar(calendar)
+    (first, first_assumed), (last, last_assumed) = _read(start, cal), _read(end, cal)
     first_ms, last_ms = _ms(first), _ms(last)
-    label = f"{plant_time(first_ms):%Y-%m-%d %H:%M} to {plant_time(last_ms):%Y-%m-%d %H:%M} {PLANT_TIME}"
+    label = f"{cal.local(first_ms):%Y-%m-%d %H:%M} to {cal.local(last_ms):%Y-%m-%d %H:%M} {cal.time_label}"
     return Period(first_ms, last_ms, label, zone_assumed=first_assumed or last_assumed)

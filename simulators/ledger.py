@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ftel.contract.states import STATE_ORDER, MachineState
 from ftel.plant.calendar import Calendar
-from ftel.settings import DEFAULT_MICRO_STOP_S
+from ftel.plant.stops import micro_stop_limits_ms
 from simulators.machine import MachineModel, count_defects, plant_models
 from simulators.plant import Plant
 from simulators.profiles import PROFILES
@@ -51,11 +51,6 @@ class LedgerRow:
 
 def _planned(calendar: Calendar | None, start_ms: int, end_ms: int) -> int:
     return end_ms - start_ms if calendar is None else calendar.planned_ms(start_ms, end_ms)
-
-
-def micro_stop_limits_ms(limits_s: Mapping[str, float] | None = None) -> dict[str, int]:
-    """Per machine type, the micro-stop threshold in ms (the settings' defaults unless given)."""
-    return {machine_type: int(s * 1000) for machine_type, s in (limits_s or DEFAULT_MICRO_STOP_S).items()}
 
 
 def machine_ledger(

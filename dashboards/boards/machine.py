@@ -10,6 +10,7 @@ from grafana_foundation_sdk.models import common
 from dashboards import panels as p
 from dashboards import queries as q
 from dashboards.board import Board, Row
+from ftel.plant.stops import micro_stop_limits_ms
 
 UID = "ftel-machine"
 
@@ -107,6 +108,15 @@ def board() -> Board:
                     p.stat_panel(
                         "MTTR", "Mean time to repair: DOWN time / stops begun in the range.", q.mttr(), w=6
                     ).unit("ms"),
+                    p.table_panel(
+                        "Micro-stops",
+                        "Stops shorter than the machine type's threshold that ended in the range (docs/boards.md): "
+                        "how many, and how long in all.",
+                        q.micro_stops(micro_stop_limits_ms()),
+                        w=6,
+                        h=5,
+                        transformations=[p.organise({"stops": "Micro-stops", "ms": "Time"})],
+                    ).override_by_name("Time", p.unit_is("ms")),
                 ],
             ),
         ],

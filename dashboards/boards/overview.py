@@ -5,13 +5,16 @@ Machine detail)."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import stat
+from grafana_foundation_sdk.builders import stat, table
 from grafana_foundation_sdk.models import common
 
 from dashboards import panels as p
 from dashboards import queries as q
 from dashboards.board import Board, Row
 from ftel.contract.states import STATE_ORDER, MachineType
+from ftel.plant.stops import micro_stop_limits_ms
+from ftel.settings import DEFAULT_MICRO_STOP_S
+from ftel.storage.schema import Tag
 
 UID = "ftel-overview"
 
@@ -75,7 +78,20 @@ def downtime_row() -> Row:
             p.organise({"down_ms": "Down", "machine_id": "Machine", "workshop": "Workshop"}),
         ],
     ).override_by_name("Down", p.unit_is("ms"))
-    return Row("Downtime", [pareto, worst])
+    return Row("Downtime", [pareto, worst, micro_stops_table()])
+
+
+def micro_stops_table() -> table.Panel:
+    limits = ", ".join(f"{t} {s:g} s" for t, s in sorted(DEFAULT_MICRO_STOP_S.items()))
+    return p.table_panel(
+        "Micro-stops per machine type",
+        f"Stops shorter than their machine type's threshold ({limits}) that ended in the range: how many and how "
+        "long in all. They are part of the downtime above too; counted apart, the Pareto's long stops stand out.",
+        q.micro_stops(micro_stop_limits_ms(), Tag.MACHINE_TYPE, variables=q.WORKSHOP_VARIABLES),
+        w=24,
+        h=6,
+        transformations=[p.organise({"machine_type": "Machine type", "stops": "Micro-stops", "ms": "Time"})],
+    ).override_by_name("Time", p.unit_is("ms"))
 
 
 def oee_row() -> Row:
@@ -83,9 +99,11 @@ def oee_row() -> Row:
         "OEE",
         [
             p.ratio_stat(
-                f"OEE, {t.value}",
-                "Availability (running / planned time), performance (units / rated units for running time), "
-                "quality (good / all units) and their product.",
+                f"OEE (observed time), {t.value}",
+                "Availability over observed time (running / (observed - offline - setup - maintenance)), "
+                "performance (units / rated units for running time), quality (good / all units) and their product. "
+                "The board does not know the plant calendar: breaks and nights without a shift count as lost time "
+                "here; the shift report gives availability over the calendar's planned time (docs/boards.md).",
                 q.oee(t),
                 w=8,
             ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)

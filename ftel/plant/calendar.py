@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -418,6 +419,7 @@ def site_calendar(path: Path | None) -> Calendar:
     return load_calendar(path) if path is not None else default_calendar()
 
 
+@cache
 def default_calendar() -> Calendar:
     """Without a calendar file: three 8-hour shifts handing over at 00:00, 08:00 and 16:00 in Qinghe's zone, every
     day, no breaks: all time is planned (the figures of a plant that never stops)."""

@@ -13,8 +13,9 @@ import pytest
 from dashboards import queries as q
 from dashboards.report import write_report
 from dashboards.report_data import TIMELINE_MACHINES, collect
-from dashboards.shifts import PLANT_TIME, Period
+from dashboards.shifts import Period
 from ftel.cli import main
+from ftel.plant.calendar import default_calendar
 from ftel.storage.query import InfluxQuery
 from simulators.backfill import backfill
 from simulators.ledger import plant_ledger
@@ -23,6 +24,8 @@ from tests import sim_start
 from tests.support import Services, ftel_env, unique
 
 pytestmark = pytest.mark.integration
+# Without a calendar file, plant time is the default calendar's zone.
+PLANT_TIME = default_calendar().time_label
 
 HOUR_MS = 3_600_000
 CHROMIUM = "/usr/bin/chromium"

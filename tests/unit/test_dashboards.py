@@ -18,11 +18,14 @@ from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
 from dashboards.page import render
 from dashboards.publish import _datasource_matches
 from dashboards.report_data import ReportData
-from dashboards.shifts import PLANT_TIME, PeriodError, between, last_shift, parse_shift, shift
+from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
 from ftel.contract.states import STATE_COLOURS, STATE_ORDER
+from ftel.plant.calendar import default_calendar
 from ftel.settings import InfluxSettings, Settings
 
 EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline"}
+# Without a calendar file, plant time is the default calendar's zone.
+PLANT_TIME = default_calendar().time_label
 
 
 @pytest.fixture(scope="module")
