@@ -20,6 +20,7 @@ from alerts.worker import AckCommand, AlertWorker
 from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX
 from ftel.errors import CliError
 from ftel.mqtt import aiomqtt_options
+from ftel.plant.calendar import Calendar, load_calendar
 from ftel.security.credentials import with_identity
 from ftel.security.identities import ALERTS, MAINTENANCE, SUPERVISOR
 from ftel.settings import MqttSettings, Settings
@@ -29,7 +30,9 @@ LIST_QUIET_S = 0.5
 LIST_MAX_S = 10.0
 
 
-def _config(args: argparse.Namespace) -> AlertConfig:
+def _config(args: argparse.Namespace, calendar: Calendar | None = None) -> AlertConfig:
+    """The rules file with the command line's additions; ``calendar``: the site's (time-in-state rules count
+    only its planned time)."""
     try:
         config = load_config(args.rules)
     except RulesError as error:
@@ -44,6 +47,8 @@ def _config(args: argparse.Namespace) -> AlertConfig:
         *data["webhooks"],
         *({"name": f"cli-{i + 1}", "url": url} for i, url in enumerate(getattr(args, "webhook", None) or [])),
     ]
+    if calendar is not None:
+        data["calendar"] = calendar
     # Validated again as a whole: command-line webhooks get the same checks as the file's.
     try:
         return parse_config(data, source="command line and rules")
@@ -61,7 +66,8 @@ async def _run(settings: Settings, config: AlertConfig, site: str | None) -> Non
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_run(with_identity(settings, args.identity), _config(args), args.site))
+    calendar = load_calendar(settings.calendar) if settings.calendar else None
+    asyncio.run(_run(with_identity(settings, args.identity), _config(args, calendar), args.site))
     return 0
 
 

@@ -42,6 +42,7 @@ from alerts.rules import (
     AlertConfig,
     GatewayOfflineRule,
     MachineDownRule,
+    MachineIdleRule,
     MachineOfflineRule,
     OverheatRule,
     RepeatedStopsRule,
@@ -538,18 +539,18 @@ class Engine:
         if m.stops:
             self._drop_old_stops(subject, m, now)
         for rule in self._machine_rules[m.machine_type]:
-            if isinstance(rule, MachineDownRule | MachineOfflineRule):
-                wanted = MachineState.DOWN if isinstance(rule, MachineDownRule) else MachineState.OFFLINE
-                if m.state is not wanted:
+            if isinstance(rule, MachineDownRule | MachineIdleRule | MachineOfflineRule):
+                if m.state is not _STATE_OF[type(rule)]:
                     continue
-                down = isinstance(rule, MachineDownRule)
-                limit = rule.threshold_ms(m.reason) if isinstance(rule, MachineDownRule) else int(rule.minutes * 60_000)
-                at = m.since_ms + limit
+                at = self._time_in_state_due(rule, m)
+                if at is None:
+                    continue  # never, as far as the calendar looks: no planned time ahead
                 if now < at:
                     next_ms = _earliest(next_ms, at)
                     continue
-                what = f"DOWN ({m.reason})" if down else "OFFLINE"
-                text = f"{what} for more than {_minutes(at - m.since_ms)}"
+                what = f"DOWN ({m.reason})" if isinstance(rule, MachineDownRule) else m.state.value
+                planned = " of planned time" if self._planned_only(rule) else ""
+                text = f"{what} for more than {_minutes(rule.threshold_ms(m.reason))}{planned}"
                 value = (now - m.since_ms) / 60_000
                 out.append(_condition(rule, m, started=m.since_ms, at=at, value=value, summary=text))
             elif isinstance(rule, RepeatedStopsRule):
@@ -572,6 +573,20 @@ class Engine:
                 out.append(_condition(rule, m, started=since, at=since + hold, value=value, summary=text))
         return next_ms
 
+    def _time_in_state_due(
+        self, rule: MachineDownRule | MachineIdleRule | MachineOfflineRule, m: MachineObs
+    ) -> int | None:
+        """When the machine will have been in its state for the rule's limit: counting only the calendar's planned
+        time for DOWN and IDLE rules that say so (None: not within the calendar's horizon)."""
+        limit = rule.threshold_ms(m.reason)
+        if self.config.calendar is None or not self._planned_only(rule):
+            return m.since_ms + limit
+        return self.config.calendar.after_planned(m.since_ms, limit)
+
+    def _planned_only(self, rule: MachineDownRule | MachineIdleRule | MachineOfflineRule) -> bool:
+        """OFFLINE is about the link, not the plant's hours: it counts every moment."""
+        return self.config.calendar is not None and not isinstance(rule, MachineOfflineRule) and rule.planned_time_only
+
     def _drop_old_stops(self, subject: str, m: MachineObs, now: int) -> None:
         """Forget stops older than the widest window (at the machine's gateway's time)."""
         oldest_kept = now - self._stops_kept_ms
@@ -582,6 +597,13 @@ class Engine:
             if not starts:
                 del m.stops[reason]
             self._changed_machines.add(subject[len(MACHINE_PREFIX) :])
+
+
+_STATE_OF: dict[type, MachineState] = {
+    MachineDownRule: MachineState.DOWN,
+    MachineIdleRule: MachineState.IDLE,
+    MachineOfflineRule: MachineState.OFFLINE,
+}
 
 
 def _condition(

@@ -16,6 +16,7 @@ from alerts.rules import (
     AlertConfig,
     GatewayOfflineRule,
     MachineDownRule,
+    MachineIdleRule,
     MachineOfflineRule,
     OverheatRule,
     RepeatedStopsRule,
@@ -140,6 +141,8 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
     """(queries and expressions ending in refId C, the 'for' duration in seconds, no-data state)."""
     if isinstance(rule, MachineDownRule):
         return _state_is(rule, MachineState.DOWN), int(rule.minutes * 60), "OK"
+    if isinstance(rule, MachineIdleRule):
+        return _state_is(rule, MachineState.IDLE), int(rule.minutes * 60), "OK"
     if isinstance(rule, MachineOfflineRule):
         return _state_is(rule, MachineState.OFFLINE), int(rule.minutes * 60), "OK"
     if isinstance(rule, RepeatedStopsRule):

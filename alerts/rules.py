@@ -17,6 +17,7 @@ from alerts.errors import RulesError
 from alerts.webhook_policy import check_url
 from ftel.contract.states import ALL_REASONS, MachineType
 from ftel.contract.topics import ID_PATTERN
+from ftel.plant.calendar import Calendar
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
@@ -46,7 +47,13 @@ class _Rule(BaseModel):
         return not self.machine_types or machine_type in self.machine_types
 
 
-class MachineDownRule(_Rule):
+class _TimeInStateRule(_Rule):
+    # With a plant calendar (settings: calendar), count only its planned time: a machine stopped outside shifts
+    # raises nothing, and one stopped at a shift's end is judged from the next shift's start (docs/alerts.md).
+    planned_time_only: bool = True
+
+
+class MachineDownRule(_TimeInStateRule):
     """A machine DOWN longer than ``minutes`` (per reason: ``reason_minutes``), one alert per DOWN period."""
 
     kind: Literal["machine_down"]
@@ -60,6 +67,17 @@ class MachineDownRule(_Rule):
 
     def threshold_ms(self, reason: str | None) -> int:
         return int(self.reason_minutes.get(reason or "", self.minutes) * 60_000)
+
+
+class MachineIdleRule(_TimeInStateRule):
+    """A machine IDLE (powered, not producing) longer than ``minutes`` of planned time: nobody fed it, or it has
+    no order. Outside planned time IDLE is what a machine is expected to be, so it never alerts there."""
+
+    kind: Literal["machine_idle"]
+    minutes: Minutes
+
+    def threshold_ms(self, reason: str | None) -> int:
+        return int(self.minutes * 60_000)
 
 
 class RepeatedStopsRule(_Rule):
@@ -93,6 +111,9 @@ class MachineOfflineRule(_Rule):
     kind: Literal["machine_offline"]
     minutes: Minutes
 
+    def threshold_ms(self, reason: str | None) -> int:
+        return int(self.minutes * 60_000)
+
 
 class SlowRunningRule(_Rule):
     """RUNNING, but every telemetry sample below ``percent_of_rated`` % of rated speed for ``minutes``."""
@@ -121,6 +142,7 @@ class OverheatRule(_Rule):
 
 Rule = Annotated[
     MachineDownRule
+    | MachineIdleRule
     | RepeatedStopsRule
     | GatewayOfflineRule
     | MachineOfflineRule
@@ -189,6 +211,9 @@ class AlertConfig(BaseModel):
     rules: tuple[Rule, ...]
     webhooks: tuple[WebhookTarget, ...] = ()
     worker: WorkerOptions = WorkerOptions()
+    # The site's calendar (`ftel alerts run` puts the settings' calendar here): time-in-state rules count only
+    # its planned time. None: every moment counts (the default calendar plans every moment anyway).
+    calendar: Calendar | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlertConfig:

@@ -383,11 +383,13 @@ class Calendar(_Frozen):
         return False, None
 
     def after_planned(self, since_ms: int, duration_ms: int) -> int | None:
-        """The moment ``duration_ms`` of planned time has passed since ``since_ms`` (None: never)."""
+        """The moment ``duration_ms`` of planned time has passed since ``since_ms``: always inside planned time
+        (a limit reached exactly at a span's end is reached at the next span's start). None: not within the
+        calendar's horizon."""
         left = duration_ms
         for span_start, end in self.spans_from(since_ms):
             start = max(span_start, since_ms)
-            if end - start >= left:
+            if end - start > left:
                 return start + left
             left -= end - start
         return None
