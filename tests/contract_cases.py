@@ -144,7 +144,7 @@ def base_messages(ts: int) -> dict[str, dict[str, Any]]:
             "spool_dropped": 0,
             "refused": {"FUZZ-0/unknown_fault_code": 1},
         },
-        GatewayKind.ROLLUP: {**header, "machine_type": "knitting", "machine_id": None, "machines": 1, **window},
+        GatewayKind.ROLLUP: {**header, "machine_type": "knitting", "machine_id": "FUZZ-0", "machines": 1, **window},
     }
 
 
@@ -160,7 +160,16 @@ def identity_key(kind: str) -> str:
 
 
 def with_identity(kind: str, body: dict[str, Any], unique: str) -> dict[str, Any]:
-    return {**body, identity_key(kind): unique}
+    """The case's own id where its points are keyed: its machine, or its gateway (and then the machine a
+    birth names, or a roll-up is of), so no two cases write the same point."""
+    named = {**body, identity_key(kind): unique}
+    if kind == GatewayKind.ROLLUP and isinstance(body.get("machine_id"), str):
+        named["machine_id"] = unique
+    for key in ("machines", "states"):
+        entries = body.get(key)
+        if kind == GatewayKind.STATUS and isinstance(entries, dict) and "FUZZ-0" in entries:
+            named[key] = {unique if k == "FUZZ-0" else k: v for k, v in entries.items()}
+    return named
 
 
 # -- values from a field's constraints ------------------------------------------------------------------------
@@ -365,7 +374,10 @@ def generate(ts: int) -> list[Case]:
         unique = f"F{next(counter):06d}"  # as long as FUZZ-ID, so a payload keeps its length
         mutated_identity = name.startswith(f"{identity_key(kind)}=")
         topic = topic_for(kind, body, unique)
-        body = body if mutated_identity else with_identity(kind, body, unique)
+        named = with_identity(kind, body, unique)
+        if name.startswith("machine_id=") and "machine_id" in body:
+            named["machine_id"] = body["machine_id"]  # a roll-up's machine id is the value under test
+        body = body if mutated_identity else named
         payload = raw_text.replace(b"FUZZ-ID", unique.encode()) if raw_text is not None else render(body)
         cases.append(Case(f"{kind}:{name}", topic, payload, expect))
 
