@@ -36,6 +36,7 @@ faults: setup
 # to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines.
 bench: setup
 	$(PY) bench/drain.py --messages 500000
+	$(PY) bench/boundary.py --messages 100000
 	$(PY) bench/pipeline.py --machines 2000 --hours 1
 	$(PY) bench/alerts.py
 	$(PY) bench/boards.py --machines 6000 60000 --telemetry-s 600
