@@ -72,6 +72,13 @@ class IngestSettings(BaseModel):
     blocked_retry_max_s: float = Field(
         30.0, description="while InfluxDB refuses (credentials, missing database), try again at most this rarely"
     )
+    # `ftel ingest --processes N` starts a worker that died again after a backoff, so a worker that dies at
+    # every start (a broken setting, a message that kills it) is not restarted in a tight loop.
+    restart_initial_s: float = Field(1.0, description="--processes: first wait before a dead worker starts again")
+    restart_max_s: float = Field(60.0, description="--processes: the wait doubles at each death in a row up to this")
+    restart_reset_after_s: float = Field(
+        60.0, description="--processes: a worker that lived this long before it died starts again at once"
+    )
     max_future_skew_s: int = Field(300, description="messages stamped further ahead of the clock are rejected")
     max_age_s: int = Field(90 * 24 * 3600, description="messages older than this are rejected")
 

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
-import time
 
+from ftel.children import Interrupts
 from ftel.errors import CliError
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
+from ingest.supervisor import Supervisor
 from ingest.worker import IngestWorker
-
-log = logging.getLogger(__name__)
-# A worker process that dies is started again after this long (its session is still with the broker).
-RESTART_DELAY_S = 1.0
 
 
 def worker_ids(first: str, count: int) -> list[str]:
@@ -46,23 +40,13 @@ def run_one(settings: Settings) -> int:
 
 
 def run_many(settings: Settings, ids: list[str], passthrough: list[str]) -> int:
-    """Supervise one process per worker id: forward a stop, start again a worker that died."""
-    stop = stop_on_signals()
-
-    def start(worker_id: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "ftel.cli", *passthrough, "ingest", "--worker-id", worker_id])
-
-    children = {worker_id: start(worker_id) for worker_id in ids}
-    log.info("started %d ingest worker processes: %s", len(ids), ", ".join(ids))
-    while not stop.wait(0.5):
-        for worker_id, child in list(children.items()):
-            if child.poll() is not None:
-                log.warning("ingest worker %s exited with %s; starting it again", worker_id, child.returncode)
-                time.sleep(RESTART_DELAY_S)
-                children[worker_id] = start(worker_id)
-    for child in children.values():
-        child.send_signal(signal.SIGTERM)
-    return max((child.wait() for child in children.values()), default=0)
+    """One process per worker id, supervised (ingest/supervisor.py): restarted with backoff when one dies,
+    stopped in order on Ctrl-C."""
+    interrupts = Interrupts()
+    try:
+        return Supervisor(settings, ids, passthrough).run(interrupts)
+    finally:
+        interrupts.restore()
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,6 +12,7 @@ import contextlib
 import select
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,6 +30,8 @@ OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
 CONNECT_TIMEOUT_S = 15.0
 # Messages read per readable socket before the worker looks at its batch and limits again.
 READ_BURST = 500
+# At disconnect, how long what was published may take to be acknowledged by the broker.
+DISCONNECT_WAIT_S = 2.0
 
 
 class TransportError(MachineryError):
@@ -90,6 +93,9 @@ class PahoTransport:
         self._suback: list[ReasonCode] | None = None
         self._topic_filter = ""
         self._received = 0
+        # Published on this connection, not yet acknowledged by the broker (oldest first).
+        self._unacknowledged: deque[mqtt.MQTTMessageInfo] = deque()
+        self._closing = False
 
     def _new_client(self) -> mqtt.Client:
         client = paho_client(self._settings, client_id=self._client_id)
@@ -101,6 +107,8 @@ class PahoTransport:
 
     def connect(self) -> bool:
         self._client = self._new_client()
+        self._unacknowledged.clear()
+        self._closing = False
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # Without a session expiry an MQTT 5 session ends with the connection; with one, a restarted worker
         # finds what arrived while it was away (and a worker gone for good lets go of its share when it ends).
@@ -178,11 +186,29 @@ class PahoTransport:
         info = self._require().publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise TransportError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._unacknowledged.append(info)
+        self._forget_acknowledged()
+
+    def _forget_acknowledged(self) -> None:
+        while self._unacknowledged and self._unacknowledged[0].is_published():
+            self._unacknowledged.popleft()
 
     def disconnect(self) -> None:
         if self._client is None:
             return
         client = self._client
+        # paho holds back what is past its in-flight window until PUBACKs come: without this wait the last
+        # confirmations and health of a clean stop would go down with the connection (after their messages were
+        # acknowledged). Messages that arrive meanwhile are left unacknowledged for the broker to hand out again.
+        self._closing = True
+        deadline = time.monotonic() + DISCONNECT_WAIT_S
+        with contextlib.suppress(TransportError):
+            while self._unacknowledged and time.monotonic() < deadline:
+                self.poll(0.05, read=True)
+                self._forget_acknowledged()
+        if self._client is None:  # lost while waiting
+            return
         client.disconnect()
         # Let the DISCONNECT (and any queued acknowledgement) go out before the socket closes.
         deadline = time.monotonic() + 2.0
@@ -225,5 +251,7 @@ class PahoTransport:
         self._suback = reasons
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._closing:
+            return
         self._received += 1
         self._on_message(message.topic, bytes(message.payload), message.mid, message.qos)

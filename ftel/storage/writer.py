@@ -167,9 +167,12 @@ class RetryPolicy:
     jitter: float = 0.2  # each delay is stretched by up to this fraction, so workers do not retry in step
     max_total_s: float | None = None  # None: retry transient failures until they pass
 
+    def backoff(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        """The wait before attempt ``attempt + 1`` (0: after the first failure)."""
+        return min(self.max_s, self.initial_s * self.exponential_base**attempt) * (1 + self.jitter * draw())
+
     def delay(self, attempt: int, error: WriteError, draw: Callable[[], float] = random.random) -> float:
-        backoff = min(self.max_s, self.initial_s * self.exponential_base**attempt) * (1 + self.jitter * draw())
-        return max(backoff, error.retry_after_s or 0.0)
+        return max(self.backoff(attempt, draw), error.retry_after_s or 0.0)
 
 
 def write_with_retry(
