@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,15 @@ class Interrupts:
     def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def stop_summary(took_s: float, left: Mapping[str, tuple[int, Path | None]], *, next_run: str) -> tuple[str, bool]:
+    """The one line said at the end of a stop: everything confirmed, or how many messages wait in which
+    gateway's spool (``left``: gateway id → count, spool file; None: in memory) and that ``next_run`` sends
+    them. The flag says whether it is a warning (something is really left behind)."""
+    took = f"stopped in {took_s:.1f} s"
+    if not left:
+        return f"{took}: everything the gateways sent is stored and confirmed", False
+    total = sum(n for n, _ in left.values())
+    where = "; ".join(f"{n:,} in {gateway_id}'s {path or 'memory (LOST)'}" for gateway_id, (n, path) in left.items())
+    return f"{took}: {total:,} messages wait in the gateways' spools ({where}); {next_run} sends them", True

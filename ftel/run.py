@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 
 from ftel import runstate
-from ftel.children import Interrupts, describe_exit, spawn
+from ftel.children import Interrupts, describe_exit, spawn, stop_summary
 from ftel.errors import CliError
 from ftel.live import LiveSnapshot, read_snapshot, render
 from ftel.security.credentials import with_identity
@@ -193,19 +193,11 @@ def _stop(pipeline: _Pipeline, *, keep_stack: bool, logs: Path) -> str:
             pipeline.stack.down()
             console.print(f"  services: Mosquitto and InfluxDB stopped ({time.monotonic() - step:.1f} s)")
     left = {g.origin.gateway_id: (g.unconfirmed, g.spool.path) for g in pipeline.gateways if g.unconfirmed}
-    took = f"stopped in {time.monotonic() - began:.1f} s"
+    line, warning = stop_summary(time.monotonic() - began, left, next_run="the next `make run`")
     kept = " Services left running: ftel stack down" if keep_stack else ""
-    if not left:
-        return (
-            f"{took}: everything the gateways sent is stored and confirmed; `make run` again continues this plant "
-            f"where it stopped.{kept}"
-        )
-    where = "; ".join(f"{n:,} in {gateway_id}'s {path or 'memory (LOST)'}" for gateway_id, (n, path) in left.items())
-    total = sum(n for n, _ in left.values())
-    return (
-        f"[yellow]{took}: {total:,} messages wait in the gateways' spools ({where}); the next `make run` sends "
-        f"them.{kept}[/yellow] Logs: {logs}"
-    )
+    if warning:
+        return f"[yellow]{line}.{kept}[/yellow] Logs: {logs}"
+    return f"{line}; `make run` again continues this plant where it stopped.{kept}"
 
 
 def _stop_gateways(pipeline: _Pipeline, say: Callable[[str], None]) -> None:

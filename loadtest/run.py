@@ -15,10 +15,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from alerts.rules import load_config
+from ftel.children import Interrupts, spawn, stop_summary
 from ftel.histogram import Histogram
 from ftel.security.credentials import credential_env, load_credentials, with_identity
 from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identity, roster
@@ -48,6 +49,7 @@ from loadtest.plan import (
 )
 from loadtest.report import write_outputs
 from loadtest.resources import ResourceWatch
+from loadtest.spools import left_in_spools
 from loadtest.summary import LATENCY_WARMUP_MS, RunFacts, alert_latencies, build_summary
 from loadtest.verdict import Verdict, compare
 from simulators.plant import Plant, dump_plant, generate_plant
@@ -64,6 +66,7 @@ DRAIN_ALLOWANCE_S = 300.0
 # After the gateways, how long to wait for the workers' last health and for the injected faults' alerts.
 SETTLE_S = 60.0
 STOP_TIMEOUT_S = 60.0
+STOP_POLL_S = 0.2
 PLAIN_EVERY_S = 30.0
 
 
@@ -84,23 +87,35 @@ class LoadTestOptions:
     alert_wait_s: float = SETTLE_S
 
 
+class _StopAsked(Exception):
+    """Ctrl-C (or SIGTERM) during the run: stop every process in the order the data flows."""
+
+
+class _Interrupted(Exception):
+    """The run was stopped before its end; ``summary`` says what was left."""
+
+    def __init__(self, summary: str) -> None:
+        super().__init__(summary)
+        self.summary = summary
+
+
 @dataclass
 class _Processes:
     logs: Path
     env: dict[str, str]
+    interrupts: Interrupts
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """A process of the run, out of the terminal's reach: Ctrl-C is the load test's to handle, in order."""
         with (self.logs / f"{name}.log").open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "ftel.cli", *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+            process = spawn(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         self.running[name] = process
         return process
+
+    def pause(self, seconds: float) -> None:
+        if self.interrupts.stop.wait(seconds):
+            raise _StopAsked
 
     def wait_ready(self, names: list[str]) -> None:
         """Each named process has logged that it subscribed."""
@@ -112,20 +127,24 @@ class _Processes:
                 if process.poll() is not None or time.monotonic() > deadline:
                     tail = path.read_text(errors="replace")[-1500:]
                     raise LoadTestError(f"{name} did not start (see {path}); its log ends:\n{tail}")
-                time.sleep(0.1)
+                self.pause(0.1)
 
-    def stop(self, names: list[str]) -> None:
-        for name in names:
-            process = self.running[name]
+    def stop(self, names: list[str], *, waiting: Callable[[], None] = lambda: None) -> None:
+        """SIGTERM each, then wait while they finish their work (``waiting`` says what for); at once (SIGKILL)
+        on a second Ctrl-C or past STOP_TIMEOUT_S."""
+        chosen = [self.running[name] for name in names if name in self.running]
+        for process in chosen:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for name in names:
-            process = self.running[name]
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(process.poll() is None for process in chosen):
+            if self.interrupts.abort.is_set() or time.monotonic() > deadline:
+                for process in chosen:
+                    process.kill()
+                    process.wait()
+                return
+            waiting()
+            self.interrupts.abort.wait(STOP_POLL_S)
 
     def kill_all(self) -> None:
         for process in self.running.values():
@@ -213,8 +232,12 @@ class LoadTest:
         self.logs.mkdir(parents=True, exist_ok=True)
         plant_file = self.out / "plant.yaml"
         plant_file.write_text(dump_plant(self.plant))
-        with self._services(plant_file) as settings:
-            summary = self._run(settings, plant_file)
+        try:
+            with self._services(plant_file) as settings:
+                summary = self._run(settings, plant_file)
+        except _Interrupted as stopped:
+            self.console.print(stopped.summary, highlight=False)
+            raise KeyboardInterrupt from None
         # Once the services have stopped: only the plant, logs, summary and report stay (the data can be GBs).
         if summary["passed"] and not self.options.keep_data:
             for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
@@ -252,7 +275,10 @@ class LoadTest:
                 }
             )
         finally:
-            stack.down()
+            with self.console.status("services: stopping Mosquitto and InfluxDB"):
+                began = time.monotonic()
+                stack.down()
+            self.console.print(f"  services: Mosquitto and InfluxDB stopped ({time.monotonic() - began:.1f} s)")
 
     def _run(self, settings: Settings, plant_file: Path) -> dict[str, Any]:
         o = self.options
@@ -266,7 +292,8 @@ class LoadTest:
                 "FTEL_SIMULATION__WINDOW_S": str(settings.simulation.window_s),
             },
         )
-        processes = _Processes(self.logs, env)
+        interrupts = Interrupts()
+        processes = _Processes(self.logs, env, interrupts)
         monitor = Monitor(with_identity(settings, SUPERVISOR).mqtt, site=self.plant.site)
         monitor.start()
         self.began_ms = wall_ms()
@@ -293,21 +320,25 @@ class LoadTest:
                 f"plant time {clock.speedup:g}×, starting at {starts}; {len(self.shares)} gateway processes, "
                 f"logs in {self.logs}"
             )
-            time.sleep(max(0.0, (clock.anchor_ms - DEFAULT_LEAD_MS - wall_ms()) / 1000))
+            processes.pause(max(0.0, (clock.anchor_ms - DEFAULT_LEAD_MS - wall_ms()) / 1000))
             for share in self.shares:
                 self.watch.watch(
                     "gateways", processes.start(share.name, self._gateway_args(share, clock, plant_file)).pid
                 )
             failed = self._watch_run(processes, monitor, clock)
             wall_s = (wall_ms() - clock.anchor_ms) / 1000
-            view = self._settle(monitor, clock)
+            view = self._settle(monitor, clock, processes.pause)
             self._sample(monitor, clock, processes)
-            processes.stop([ALERTS, *self.workers])
+            processes.stop(self.workers)
+            processes.stop([ALERTS])
+        except _StopAsked:
+            raise _Interrupted(self._stop_in_order(processes)) from None
         except BaseException:
             processes.kill_all()
             raise
         finally:
             monitor.stop()
+            interrupts.restore()
         verdict = self._verdict(settings, clock)
         healths = self._healths(view)
         latency = merge_latency(healths)
@@ -382,7 +413,7 @@ class LoadTest:
                     self.console.print("[red]gateways still draining past the allowance; stopping them[/red]")
                     processes.stop(gateways)
                     break
-                time.sleep(self.options.sample_s)
+                processes.pause(self.options.sample_s)
                 if not rebased and wall_ms() >= clock.anchor_ms:
                     self.watch.rebase()
                     rebased = True
@@ -434,7 +465,7 @@ class LoadTest:
             self.timeline.append(sample)
         return sample
 
-    def _settle(self, monitor: Monitor, clock: ClockPlan) -> WireView:
+    def _settle(self, monitor: Monitor, clock: ClockPlan, pause: Callable[[float], None]) -> WireView:
         """Wait until every worker has reported health after the gateways ended with nothing held, and every
         injected fault's alert has come (or ``alert_wait_s``); return what the wire showed then."""
         ended = wall_ms()
@@ -447,7 +478,41 @@ class LoadTest:
             seen = {(a.record.rule, a.record.subject) for a in view.alerts.values()}
             if (settled and wanted <= seen) or time.monotonic() > deadline:
                 return view
-            time.sleep(0.5)
+            pause(0.5)
+
+    def _stop_in_order(self, processes: _Processes) -> str:
+        """Ctrl-C during the run: gateways first (they drain to living ingest workers), then the workers (they
+        write and confirm what they hold), then the alert worker, each step shown while it waits; the services
+        stop after (``_services``). Returns the line that says what was left."""
+        began = time.monotonic()
+        spools = self.out / "gateways"
+        abort = processes.interrupts.abort
+        self.console.print("stopping, in the order the data flows (Ctrl-C again stops at once)…", highlight=False)
+
+        gateways = [s.name for s in self.shares]
+
+        def gateways_waiting() -> str:
+            waiting = sum(n for n, _ in left_in_spools(spools).values())
+            return f"gateways: {waiting:,} messages waiting for confirmation by ingest"
+
+        steps: list[tuple[str, list[str], Callable[[], str]]] = [
+            ("gateways", gateways, gateways_waiting),
+            ("ingest workers", self.workers, lambda: "ingest workers: writing and confirming what they hold"),
+            ("alert worker", [ALERTS], lambda: "alert worker: saving its state"),
+        ]
+        with self.console.status("") as status:
+            for label, names, waiting in steps:
+                step = time.monotonic()
+                processes.stop(names, waiting=partial(_show, status.update, waiting))
+                how = "stopped at once" if abort.is_set() else "stopped"
+                if names is gateways:
+                    unconfirmed = sum(n for n, _ in left_in_spools(spools).values())
+                    how += f", {unconfirmed:,} messages unconfirmed" if unconfirmed else ", all confirmed"
+                self.console.print(f"  {label}: {how} ({time.monotonic() - step:.1f} s)", highlight=False)
+        left: dict[str, tuple[int, Path | None]] = dict(left_in_spools(spools))
+        line, warning = stop_summary(time.monotonic() - began, left, next_run="a load test with the same --out")
+        line = f"interrupted: no verdict. {line}"
+        return f"[yellow]{line}[/yellow]" if warning else line
 
     # -- the verdict ---------------------------------------------------------------------------------------
 
@@ -473,6 +538,10 @@ class LoadTest:
                 on_workshop=_progress(status.update, "reading InfluxDB", workshops),
             )
         return compare(expected, stored)
+
+
+def _show(update: Callable[[str], None], text: Callable[[], str]) -> None:
+    update(text())
 
 
 def _progress(update: Callable[[str], None], what: str, total: int) -> Callable[[int], None]:

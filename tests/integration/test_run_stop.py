@@ -31,7 +31,7 @@ from ftel.settings import InfluxSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import free_port
 from ftel.stack.cli import stack_from_settings
 from ftel.storage.query import InfluxQuery
-from gateway.spool import SPOOL_FILE
+from loadtest.spools import held, spool_files
 from simulators.ledger import plant_ledger
 from simulators.session import plant_from_settings
 from tests.ledger_check import differences, ledger_totals, stored_totals
@@ -118,12 +118,7 @@ def ftel_run(tmp_path: Path) -> Iterator[tuple[Terminal, Settings]]:
 
 
 def spools(settings: Settings) -> dict[str, Path]:
-    return {path.parent.name: path for path in (settings.stack.dir / "gateways").glob(f"*/*/{SPOOL_FILE}")}
-
-
-def held(spool: Path) -> int:
-    with sqlite3.connect(f"file:{spool}?mode=ro", uri=True) as db:
-        return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
+    return spool_files(settings.stack.dir / "gateways")
 
 
 def read_up_to(spool: Path) -> int:
@@ -270,3 +265,54 @@ def test_workers_stop_by_themselves_when_ftel_run_is_killed_outright(ftel_run) -
     assert "worker ingest-1 stopped" in (settings.stack.dir / "logs" / "ingest.log").read_text()
     # Mosquitto and InfluxDB outlive it, as after `ftel stack up`: the next run (or `ftel stack down`) finds them.
     assert stack_from_settings(settings).mosquitto.pid() is not None
+
+
+def test_ctrl_c_to_a_load_test_stops_its_processes_in_the_data_s_order_with_nothing_left(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FTEL_")}
+    log = tmp_path / "loadtest.log"
+    argv = ["loadtest", "--machines", "40", "--per-workshop", "20", "--duration", "15m", "--speedup", "10"]
+    argv += ["--workers", "2", "--gateway-processes", "2", "--out", str(out)]
+    with log.open("wb") as output:
+        # As a shell starts a job: its own process group, which the terminal's Ctrl-C goes to whole.
+        loadtest = subprocess.Popen(
+            [sys.executable, "-m", "ftel.cli", *argv],
+            env=env | {"FTEL_STACK__DIR": str(tmp_path / "ftel")},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+        )
+    try:
+
+        def gateways_publish() -> bool:
+            logs = [out / "logs" / f"gateways-{n}.log" for n in (1, 2)]
+            return all(path.exists() and "published" in path.read_text(errors="replace") for path in logs)
+
+        wait_until(gateways_publish, timeout_s=180, what="both gateway processes to publish")
+        started = descendants(loadtest.pid)
+        pressed = time.monotonic()
+        os.killpg(loadtest.pid, signal.SIGINT)
+        assert loadtest.wait(timeout=180) == 130, log.read_text()[-3000:]
+        print(f"\nload test: stopped in {time.monotonic() - pressed:.1f} s")
+    finally:
+        if loadtest.poll() is None:
+            loadtest.kill()
+            loadtest.wait()
+    said = plain(log.read_text())
+    print(said[said.find("stopping, in the order") :])
+    assert still_running(started) == []
+    steps = [
+        "gateways: stopped, all confirmed",
+        "ingest workers: stopped",
+        "alert worker: stopped",
+        "services: Mosquitto and InfluxDB stopped",
+        "interrupted: no verdict. stopped in",
+    ]
+    positions = [said.find(step) for step in steps]
+    assert all(p >= 0 for p in positions), said[-2000:]
+    assert positions == sorted(positions), said[-2000:]
+    assert "everything the gateways sent is stored and confirmed" in said
+    found = spool_files(out / "gateways")
+    assert len(found) == 2
+    assert {gateway_id: held(path) for gateway_id, path in found.items()} == dict.fromkeys(found, 0)
