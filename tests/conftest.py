@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,3 +48,37 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+class _SwallowedExceptions(logging.Handler):
+    """Collects every exception code under test logged instead of raising (``log.exception``, ``exc_info``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_swallowed_exceptions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test in which an exception was caught and logged where nobody expected one (Home Assistant's
+    fixture is the model): a swallowed exception is a bug hiding. A test that provokes one on purpose (a fault
+    contained by a worker's boundary) says so with ``@pytest.mark.logs_exceptions``."""
+    handler = _SwallowedExceptions()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+    if handler.records and request.node.get_closest_marker("logs_exceptions") is None:
+        first = handler.records[0]
+        pytest.fail(
+            f"{len(handler.records)} exception(s) logged and swallowed during the test, the first from "
+            f"{first.name}: {first.getMessage()} ({first.exc_info[1]!r}); mark the test logs_exceptions if it "
+            "provokes them on purpose",
+            pytrace=False,
+        )

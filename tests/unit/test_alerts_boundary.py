@@ -56,6 +56,7 @@ def test_an_unreadable_ack_command_is_a_dead_letter(tmp_path: Path, payload: byt
     assert letter.stage == "parse"
 
 
+@pytest.mark.logs_exceptions
 def test_a_message_the_engine_fails_on_is_a_dead_letter_and_the_engine_goes_on(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     alerts = worker(tmp_path)
     real = alerts.engine.observe

@@ -269,6 +269,7 @@ def test_a_payload_nested_at_any_depth_is_dead_lettered_by_the_one_parser(rig, d
         assert _confirmed(transport) == [1, 2, 3]
 
 
+@pytest.mark.logs_exceptions
 def test_a_fault_after_judging_is_dead_lettered_with_its_stage_and_not_confirmed(rig, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Any error while one message is handled stays with that message (here a fault injected where its lines
     are made): dead-lettered with the stage and the error's type, acknowledged, not confirmed (its gateway
@@ -297,6 +298,7 @@ def test_a_fault_after_judging_is_dead_lettered_with_its_stage_and_not_confirmed
     assert worker.stats.messages_in == 3
 
 
+@pytest.mark.logs_exceptions
 def test_a_machinery_failure_stops_the_worker_without_acknowledging_what_is_not_stored(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An error that is not one message's (here: publishing a confirmation fails for a reason of the worker's
     own) passes the boundary: the worker stops, and what it held is not acknowledged."""
