@@ -126,6 +126,26 @@ def test_planned_time_time_outside_shifts_and_oee_over_planned_time_equal_the_le
     assert measured_micro == _ledger_micro_stops(rows)
 
 
+def test_a_report_narrowed_to_machines_reads_their_own_windows_span_by_span(filled: Filled) -> None:
+    machines = ("KNIT-003", "CARD-005")
+    start, end = START + 17 * WINDOW_MS, END - 23 * WINDOW_MS
+    data = collect(filled.client, q.Binding(start, end, variables={"machine": machines}), calendar=filled.calendar)
+    rows = [r for r in _in(filled.ledger, start, end) if r.machine_id in machines]
+    assert data.planned is not None
+    inside: Counter[str] = Counter()
+    for r in rows:
+        inside.update(r.planned_state_ms)
+    assert {s.value: ms for s, ms in data.planned.inside.items()} == {s.value: inside[s.value] for s in STATE_ORDER}
+    assert sum(data.planned.inside.values()) == data.planned.calendar_ms * len(machines)
+    for machine_type in (MachineType.KNITTING, MachineType.CARDING):
+        got = data.oee[machine_type]
+        assert {k: getattr(got, k) for k in ("availability", "oee")} == pytest.approx(
+            {k: v for k, v in _ledger_oee(rows, machine_type).items() if k in ("availability", "oee")}, rel=1e-9
+        )
+    measured_micro = {(m.workshop, m.machine_type): (m.stops, m.ms) for m in data.micro_stops}
+    assert measured_micro == _ledger_micro_stops(rows)
+
+
 def test_the_boards_micro_stops_per_machine_type_equal_the_ledger(filled: Filled) -> None:
     query = q.micro_stops(micro_stop_limits_ms(), "machine_type", variables=q.WORKSHOP_VARIABLES)
     rows = filled.client.rows(q.bind(query.influxql, q.Binding(START, END)))
