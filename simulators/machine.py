@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ftel.contract.states import MachineState, MachineType
-from ftel.plant.calendar import MAX_DAYS_AHEAD, Calendar
+from ftel.plant.calendar import MAX_DAYS_AHEAD, Calendar, default_calendar
 from simulators.plant import MachineSpec, Plant
 from simulators.profiles import (
     HANDOVER_MS,
     MIN_SAME_FAULT_GAP_MS,
     MIN_STOP_S,
     PROFILES,
-    SHIFT_MS,
     SPEED_PERMILLE,
     Profile,
 )
@@ -105,8 +104,10 @@ class MachineModel:
         self.initial_service_ms = initial_service_ms
         self.planned_maintenance = planned_maintenance
         # With a calendar the machine works only in planned time (IDLE outside it, no handover); without one it
-        # works around the clock with a handover IDLE every 8 hours.
+        # works around the clock with a handover IDLE at each shift start of the default calendar.
         self.calendar = calendar
+        # (asked at, the next shift start after it): the same answer for every moment before that start.
+        self._handover: tuple[int, int | None] = (0, None)
 
     def _initial_service(self, rng: random.Random) -> int:
         drawn = rng.randrange(self.service_interval_ms)  # drawn either way: the random life stays the same
@@ -200,10 +201,19 @@ class MachineModel:
             # Due exactly when the run-hours reach the interval, never past it (then the machine is overdue).
             ends.append((t + max(0, self.service_interval_ms - service_ms), MachineState.MAINTENANCE, None))
         if self.calendar is None:
-            ends.append(((t // SHIFT_MS + 1) * SHIFT_MS, MachineState.IDLE, "handover"))
+            handover = self._next_handover(t)
+            if handover is not None:
+                ends.append((handover, MachineState.IDLE, "handover"))
         elif plan_end is not None:
             ends.append((plan_end, MachineState.IDLE, OFF_SHIFT))
         return ends
+
+    def _next_handover(self, t: int) -> int | None:
+        asked, start = self._handover
+        if start is None or not asked <= t < start:
+            start = default_calendar().next_shift_start(t)
+            self._handover = (t, start)
+        return start
 
     def _stop_ms(self, rng: random.Random, state: MachineState, reason: str | None) -> tuple[int, str | None]:
         """How long a natural stop lasts, and the reason it reports (a handover is a plain IDLE)."""

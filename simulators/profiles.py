@@ -103,7 +103,6 @@ PROFILES: dict[MachineType, Profile] = {
     ),
 }
 
-# Shift handover: every machine stands IDLE for a while at 08:00, 16:00 and 24:00 Beijing time (UTC+8),
-# which is 00:00, 08:00 and 16:00 UTC.
-SHIFT_MS = 8 * 3600 * 1000
+# Shift handover, when the simulation has no calendar: every machine stands IDLE for a while at the start of each
+# shift of the default calendar (ftel/plant/calendar.py: 00:00, 08:00 and 16:00 in its zone).
 HANDOVER_MS = 10 * 60 * 1000

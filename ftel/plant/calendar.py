@@ -332,6 +332,16 @@ class Calendar(_Frozen):
             day += timedelta(days=1)
         return out
 
+    def next_shift_start(self, after_ms: int) -> int | None:
+        """When the first shift starting after ``after_ms`` starts (None: none within MAX_DAYS_AHEAD days)."""
+        day = self.local_date(after_ms) - timedelta(days=1)
+        for _ in range(MAX_DAYS_AHEAD):
+            starts = [s.start_ms for s in self.shifts_on(day) if s.start_ms > after_ms]
+            if starts:
+                return min(starts)
+            day += timedelta(days=1)
+        return None
+
     def last_shift(self, now_ms: int) -> ShiftTime:
         """The last shift that has ended by ``now_ms``."""
         day = self.local_date(now_ms)

@@ -151,3 +151,10 @@ def test_calendar_show_prints_the_shifts_of_each_day_and_check_says_ok(
     path.write_text(TWO_TWELVES.replace("start: 20:00", "start: 19:00"))
     assert main(["calendar", "check", "--file", str(path)]) == 2
     assert "overlaps" in capsys.readouterr().err
+
+
+def test_the_next_shift_start_skips_days_off_and_is_strictly_after_the_moment() -> None:
+    assert CALENDAR.next_shift_start(_ms("2026-03-14T20:00")) == _ms("2026-03-16T08:00")
+    assert CALENDAR.next_shift_start(_ms("2026-03-14T19:59")) == _ms("2026-03-14T20:00")
+    # The default calendar hands over at 00:00, 08:00 and 16:00 plant time: every 8 hours from midnight UTC.
+    assert default_calendar().next_shift_start(1_794_787_200_000) == 1_794_787_200_000 + 8 * HOUR_MS
