@@ -32,14 +32,18 @@ def machines_by_state() -> stat.Panel:
 
 def utilisation_row() -> Row:
     today = p.ratio_stat(
-        "Utilisation today", "Running time / observed time without OFFLINE, since midnight.", q.utilisation()
+        "Utilisation today (calendar time)",
+        "Running time / observed time without OFFLINE, since midnight: over calendar time, so breaks and hours "
+        "without a shift count (availability over planned time: the shift report).",
+        q.utilisation(),
     ).time_from("now/d")
     return Row(
         "Utilisation",
         [
             p.ratio_stat(
-                "Utilisation, selected range",
-                "Running time / observed time without OFFLINE over the selected range (a shift by default).",
+                "Utilisation (calendar time), selected range",
+                "Running time / observed time without OFFLINE over the selected range (a shift by default), over "
+                "calendar time: breaks and hours without a shift count.",
                 q.utilisation(),
             ),
             today,
