@@ -126,6 +126,17 @@ def test_planned_time_time_outside_shifts_and_oee_over_planned_time_equal_the_le
     assert measured_micro == _ledger_micro_stops(rows)
 
 
+def test_a_period_without_planned_time_has_no_oee_and_all_its_time_outside_shifts(filled: Filled) -> None:
+    sunday_morning = (END - 2 * 3_600_000, END)  # Sunday 08:00 to 10:00: the day off
+    data = collect(filled.client, q.Binding(*sunday_morning), calendar=filled.calendar)
+    assert data.planned is not None
+    assert data.planned.calendar_ms == 0
+    assert data.oee == {}
+    assert sum(data.planned.inside.values()) == 0
+    assert sum(data.planned.outside.values()) == 2 * 3_600_000 * 28
+    assert data.utilisation is not None  # over calendar time there is still something to say
+
+
 def test_a_report_narrowed_to_machines_reads_their_own_windows_span_by_span(filled: Filled) -> None:
     machines = ("KNIT-003", "CARD-005")
     start, end = START + 17 * WINDOW_MS, END - 23 * WINDOW_MS
