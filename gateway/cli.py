@@ -17,6 +17,7 @@ from ftel.settings import Settings
 from gateway.config import GatewayConfig, MachineConfig, ModbusDriver, OpcUaDriver
 from gateway.drivers.build import SimulatedFactory, build_drivers, source_for, timing
 from gateway.drivers.errors import SourceError
+from gateway.drivers.modbus_bus import ModbusBuses
 from gateway.runner import Progress, build_gateway
 from gateway.signals import SignalInterpreter
 from gateway.tracker import Origin
@@ -91,7 +92,7 @@ async def _probe_all(config: GatewayConfig, machines: list[MachineConfig]) -> in
 
 async def _probe_one(config: GatewayConfig, machine: MachineConfig) -> bool:
     model = config.models[machine.model]
-    source, where = source_for(machine, model, time_scale=1.0)
+    source, where = source_for(machine, model, time_scale=1.0, buses=ModbusBuses(config.serial_lines))
     timeout = machine.driver.timeout if isinstance(machine.driver, ModbusDriver | OpcUaDriver) else 5.0
     try:
         await asyncio.wait_for(source.connect(), timeout)

@@ -44,9 +44,15 @@ class Signal(StrEnum):
     SPEED = "speed"  # in the model's speed unit
     TEMPERATURE = "temperature"  # °C
     SERVICE_HOURS = "service_hours"  # run hours since the last maintenance
+    # A stack-light (tower lamp) tap: each lamp read as off, steady or blinking (gateway/lamp.py).
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+    BLUE = "blue"
 
 
 COUNTERS = frozenset({Signal.UNITS, Signal.DEFECTS})
+LAMPS = (Signal.GREEN, Signal.YELLOW, Signal.RED, Signal.BLUE)
 FLAGS = frozenset({Signal.RUN, Signal.SETUP, Signal.MAINTENANCE})
 
 # Values beyond these are refused (with a counted reason) whatever the model declares: the contract's bounds.
@@ -221,6 +227,17 @@ class OpcUaMap(_Strict):
         return self
 
 
+class LampConfig(_Strict):
+    """How a stack-light tap's lamps are read over polls (gateway/lamp.py, docs/gateway.md 'A stack-light tap')."""
+
+    blink_phase_max_s: PlantSeconds = Field(
+        1.5, description="the longest on or off phase of a blinking lamp: a level held longer is steady"
+    )
+    debounce_s: float = Field(
+        0.0, ge=0, le=60, allow_inf_nan=False, description="a lamp's new level counts once read this long"
+    )
+
+
 class ModelConfig(_Strict):
     """A machine model: its nameplate and, for real controllers, its signal map (one of modbus / opcua)."""
 
@@ -232,6 +249,12 @@ class ModelConfig(_Strict):
     opcua: OpcUaMap | None = None
     faults: FaultTable = FaultTable()
     rule: list[RuleEntry] | None = Field(None, description="default: docs/gateway.md, 'The state rule'")
+    lamp: LampConfig | None = Field(None, description="a stack-light tap's timing; default LampConfig()")
+
+    @property
+    def lamps(self) -> list[Signal]:
+        """The stack-light lamps the Modbus map places (none: not a lamp tap)."""
+        return [lamp for lamp in LAMPS if lamp in (self.modbus or {})]
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -242,8 +265,13 @@ class ModelConfig(_Strict):
         if wrong:
             raise ValueError(f"{', '.join(wrong)} is not a {self.type.value} reason code (one of {', '.join(allowed)})")
         for name, register in (self.modbus or {}).items():
-            if name in COUNTERS and (register.type in (DataType.FLOAT32, DataType.FLOAT64, DataType.BOOL)):
+            pulses = name is Signal.UNITS and register.type is DataType.BOOL and bool(self.lamps)
+            if name in COUNTERS and not pulses and register.type in (DataType.FLOAT32, DataType.FLOAT64, DataType.BOOL):
                 raise ValueError(f"counter {name.value} must be an integer type, not {register.type.value}")
+            if name in LAMPS and register.type is not DataType.BOOL and register.bit is None:
+                raise ValueError(f"lamp {name.value} is one bit: a coil, a discrete input or a bit of a register")
+        if self.lamp is not None and not self.lamps:
+            raise ValueError("lamp settings, but the Modbus map places no lamp (green, yellow, red, blue)")
         signals = set(self.modbus or {}) | set(self.opcua.signals if self.opcua else {})
         machinery = self.opcua is not None and self.opcua.machinery
         for entry in self.rule or ():
@@ -252,8 +280,8 @@ class ModelConfig(_Strict):
                     raise ValueError(f"the rule reads {read}, which only OPC UA for Machinery offers")
                 if read not in (ITEM_STATE, OPERATION_MODE) and Signal(read) not in signals:
                     raise ValueError(f"the rule reads {read}, which the signal map does not place")
-        if self.rule is None and not machinery and Signal.RUN not in signals and Signal.STATE_CODE not in signals:
-            raise ValueError("without a rule the signal map needs at least run (or the Machinery building blocks)")
+        if self.rule is None and not machinery and not ({Signal.RUN, Signal.STATE_CODE, *LAMPS} & signals):
+            raise ValueError("without a rule the signal map needs at least run (or lamps, or the Machinery blocks)")
         return self
 
 
@@ -272,11 +300,44 @@ class _Polled(_Strict):
         return self.timeout_s if self.timeout_s is not None else self.poll_interval_s
 
 
+class Parity(StrEnum):
+    NONE = "none"
+    EVEN = "even"  # the Modbus serial line's default
+    ODD = "odd"
+
+
+class SerialLine(_Strict):
+    """One serial line (RS-485, or RS-232 to one unit) of Modbus RTU units, polled one request at a time."""
+
+    device: str = Field(min_length=1, description="/dev/ttyUSB0, /dev/serial/by-id/…, COM3, or a pyserial URL")
+    baudrate: int = Field(19_200, ge=300, le=1_000_000)
+    parity: Parity = Parity.EVEN
+    stop_bits: Literal[1, 2] = 1
+    local_echo: bool = Field(False, description="the adapter hears what it sends (2-wire without echo cancel)")
+
+
 class ModbusDriver(_Polled):
+    """A unit on Modbus TCP (``host``: its own address, or a Modbus TCP→RTU gateway's, shared by the units
+    behind it) or on a serial line of the file's ``serial_lines`` (``line``, Modbus RTU)."""
+
     kind: Literal["modbus"]
-    host: str = Field(min_length=1)
+    host: str | None = Field(None, min_length=1)
     port: int = Field(502, ge=1, le=65_535)
+    line: str | None = Field(None, min_length=1, description="a serial line under serial_lines (Modbus RTU)")
     unit_id: int = Field(1, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Self:
+        if (self.host is None) == (self.line is None):
+            raise ValueError("give either host (Modbus TCP) or line (a serial line under serial_lines, Modbus RTU)")
+        if self.line is not None and not 1 <= self.unit_id <= 247:
+            raise ValueError(f"unit_id {self.unit_id}: a unit on a serial line is 1…247 (0 is broadcast)")
+        return self
+
+    @property
+    def bus(self) -> str:
+        """What the unit shares with the other units on it: its serial line, or its TCP address."""
+        return f"line:{self.line}" if self.line is not None else f"tcp:{self.host}:{self.port}"
 
 
 class SecurityPolicy(StrEnum):
@@ -407,6 +468,7 @@ class GatewayConfig(_Strict):
     clock: ClockConfig | None = None
     timing: TimingConfig = TimingConfig()
     models: dict[str, ModelConfig] = {}
+    serial_lines: dict[str, SerialLine] = Field({}, description="Modbus RTU lines by name, for drivers' line")
     machines: list[MachineConfig] = Field(min_length=1, max_length=limits.MAX_MACHINES_PER_GATEWAY)
 
     @model_validator(mode="after")
@@ -430,9 +492,24 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"{where}: a modbus driver, but model {machine.model} has no modbus signal map")
             if kind == "opcua" and model.opcua is None:
                 raise ValueError(f"{where}: an opcua driver, but model {machine.model} has no opcua signal map")
+        self._units_apart()
         if any(m.driver.kind == "simulated" for m in self.machines) and self.clock is None:
             raise ValueError("simulated machines need clock (their simulation starts at clock.start_ms)")
         return self
+
+    def _units_apart(self) -> None:
+        """Each Modbus unit is one machine: its line (or TCP address) and unit id; lines named exist."""
+        seen: dict[tuple[str, int], str] = {}
+        for machine in self.machines:
+            driver = machine.driver
+            if not isinstance(driver, ModbusDriver):
+                continue
+            if driver.line is not None and driver.line not in self.serial_lines:
+                known = ", ".join(sorted(self.serial_lines)) or "none defined"
+                raise ValueError(f"{machine.id}: line {driver.line!r} is not under serial_lines (known: {known})")
+            other = seen.setdefault((driver.bus, driver.unit_id), machine.id)
+            if other != machine.id:
+                raise ValueError(f"{machine.id} and {other} are both unit {driver.unit_id} on {driver.bus}")
 
 
 # -- loading, with the line of each error ---------------------------------------------------------------------

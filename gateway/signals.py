@@ -29,6 +29,7 @@ from gateway.config import (
 )
 from gateway.counters import Count, CounterSpec, Step, advance
 from gateway.driver import Reading
+from gateway.lamp import Lamp, lamp_rule
 from gateway.registers import counter_bits
 
 RawValue = int | float | str
@@ -44,7 +45,8 @@ OPC_UA_COUNTER_BITS = 32  # UInt32, the usual type of an OPC UA counter variable
 
 
 def default_rule(model: ModelConfig) -> list[RuleEntry]:
-    """The rule when the model gives none: OPC 40001-1 building blocks if read, else the plain flags."""
+    """The rule when the model gives none: OPC 40001-1 building blocks if read, the lamp convention for a
+    stack-light tap, else the plain flags."""
     if model.opcua is not None and model.opcua.machinery:
         return [
             RuleEntry(state=MachineState.OFFLINE, when={ITEM_STATE: "NotAvailable"}),
@@ -54,6 +56,8 @@ def default_rule(model: ModelConfig) -> list[RuleEntry]:
             RuleEntry(state=MachineState.RUNNING, when={ITEM_STATE: "Executing"}),
             RuleEntry(state=MachineState.IDLE),
         ]
+    if model.lamps:
+        return lamp_rule(model)
     placed = set(model.modbus or {}) | set(model.opcua.signals if model.opcua else {})
     rule = [
         RuleEntry(state=MachineState.MAINTENANCE, when={Signal.MAINTENANCE.value: True}),
@@ -68,7 +72,7 @@ def matches(value: RawValue | None, expected: Match) -> bool:
     if value is None:
         return False
     if isinstance(expected, bool):
-        return (value not in (0, "", "0")) is expected
+        return (value not in (0, "", "0", Lamp.OFF)) is expected
     if isinstance(expected, list):
         return value in expected
     return value == expected
@@ -173,6 +177,14 @@ class SignalInterpreter:
         )
         self.last = reading
         return reading, refused
+
+    def readings(self, at_ms: int, sample: Sample, *, reconnected: bool = False) -> tuple[list[Reading], list[str]]:
+        """``interpret`` as a poll driver takes it (gateway/drivers/poll.py Interpreter)."""
+        reading, refused = self.interpret(at_ms, sample, reconnected=reconnected)
+        return ([reading] if reading is not None else []), refused
+
+    def offline(self, at_ms: int) -> list[Reading]:
+        return [self.went_offline(at_ms)]
 
     def went_offline(self, at_ms: int) -> Reading:
         """The machine stopped answering at ``at_ms``: OFFLINE, with the counters as last read."""

@@ -10,9 +10,11 @@ from gateway.config import GatewayConfig, MachineConfig, ModbusDriver, ModelConf
 from gateway.core import GatewayTiming
 from gateway.driver import MachineDriver, MachineInfo
 from gateway.drivers.errors import DriverError
+from gateway.drivers.lamp import LampInterpreter
 from gateway.drivers.modbus import ModbusSource
+from gateway.drivers.modbus_bus import ModbusBuses
 from gateway.drivers.opcua import OpcUaSource
-from gateway.drivers.poll import LoopClock, PolledMachine, PollLoop, PollTiming, Source
+from gateway.drivers.poll import Interpreter, LoopClock, PolledMachine, PollLoop, PollTiming, Source
 from gateway.signals import SignalInterpreter
 
 # Builds the driver of a ``simulated`` entry (given by the composition root).
@@ -45,13 +47,24 @@ def timing(config: GatewayConfig) -> GatewayTiming:
     return GatewayTiming(t.window_s * 1000, t.telemetry_interval_s * 1000, t.heartbeat_interval_s * 1000, t.tick_s)
 
 
-def source_for(machine: MachineConfig, model: ModelConfig, *, time_scale: float) -> tuple[Source, str]:
-    """The machine's source (time limits in wall seconds) and its resume key (what identifies the machine)."""
+def interpreter_for(model: ModelConfig) -> Interpreter:
+    """A stack-light tap's lamps are judged over polls; every other model's samples one by one."""
+    return LampInterpreter(model) if model.lamps else SignalInterpreter(model)
+
+
+def source_for(
+    machine: MachineConfig, model: ModelConfig, *, time_scale: float, buses: ModbusBuses | None = None
+) -> tuple[Source, str]:
+    """The machine's source (time limits in wall seconds) and its resume key (what identifies the machine).
+    Modbus units on one serial line or TCP address share its bus in ``buses`` (one for the whole gateway)."""
     driver = machine.driver
     if isinstance(driver, ModbusDriver):
         assert model.modbus is not None  # the configuration checked it
-        source: Source = ModbusSource(machine.id, driver, model.modbus, timeout_s=driver.timeout / time_scale)
-        return source, f"modbus:{driver.host}:{driver.port}:{driver.unit_id}"
+        timeout_s = driver.timeout / time_scale
+        bus = (buses or ModbusBuses({})).for_driver(driver, timeout_s=timeout_s)
+        source: Source = ModbusSource(machine.id, driver, model.modbus, bus=bus, timeout_s=timeout_s)
+        address = f"{driver.host}:{driver.port}" if driver.host is not None else f"rtu:{driver.line}"
+        return source, f"modbus:{address}:{driver.unit_id}"
     if isinstance(driver, OpcUaDriver):
         assert model.opcua is not None
         source = OpcUaSource(
@@ -75,6 +88,7 @@ def build_drivers(
     """Every machine's driver, in the order of the file; the polled ones share one (not yet started) loop."""
     drivers: list[MachineDriver] = []
     polled: list[PolledMachine] = []
+    buses = ModbusBuses(config.serial_lines)
     for machine in config.machines:
         driver = machine.driver
         if driver.kind == "simulated":
@@ -84,7 +98,7 @@ def build_drivers(
             continue
         assert isinstance(driver, ModbusDriver | OpcUaDriver)
         model = config.models[machine.model]
-        source, key = source_for(machine, model, time_scale=time_scale)
+        source, key = source_for(machine, model, time_scale=time_scale, buses=buses)
         poll = PollTiming(
             interval_s=driver.poll_interval_s,
             timeout_s=driver.timeout,
@@ -94,7 +108,7 @@ def build_drivers(
             subscribe=isinstance(driver, OpcUaDriver) and driver.subscribe,
         )
         machine_driver = PolledMachine(
-            machine_info(machine, model), source, poll, SignalInterpreter(model), resume_key=key
+            machine_info(machine, model), source, poll, interpreter_for(model), resume_key=key
         )
         polled.append(machine_driver)
         drivers.append(machine_driver)

@@ -1,20 +1,23 @@
-"""Modbus TCP (pymodbus's async client): one connection per machine, its signals read a table span at a time.
+"""Modbus (pymodbus's async clients): a unit's signals read a table span at a time, over the bus it shares
+with the other units at its address (modbus_bus.py: Modbus TCP, TCP→RTU gateways, RTU serial lines).
 
-pymodbus is translated here and nowhere else: its exceptions become SourceError, its responses numbers.
+pymodbus is translated here and in modbus_bus.py, nowhere else: its exceptions become SourceError, its
+responses numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from gateway.config import ModbusDriver, Register, Signal, Table, register_count
 from gateway.drivers.errors import SourceError
+from gateway.drivers.modbus_bus import Client, ModbusBus
 from gateway.registers import decode
 from gateway.signals import RawValue, Sample
 
@@ -58,57 +61,67 @@ def plan(signals: Mapping[Signal, Register]) -> list[tuple[Span, list[tuple[Sign
 
 
 class ModbusSource:
-    """One machine's Modbus TCP controller (or its unit behind a Modbus gateway)."""
+    """One unit: a Modbus TCP controller, a unit behind a Modbus TCP→RTU gateway, or a unit on a serial line,
+    on the bus it shares with the others at that address (modbus_bus.py)."""
 
-    def __init__(self, machine_id: str, driver: ModbusDriver, signals: Mapping[Signal, Register], *, timeout_s: float):
+    def __init__(
+        self,
+        machine_id: str,
+        driver: ModbusDriver,
+        signals: Mapping[Signal, Register],
+        *,
+        bus: ModbusBus,
+        timeout_s: float,
+    ):
         self._machine_id = machine_id
-        self._driver = driver
+        self._unit = driver.unit_id
         self._plan = plan(signals)
+        self._bus = bus
         self._timeout_s = timeout_s
-        self._client: AsyncModbusTcpClient | None = None
+        self._attached = False
 
     @property
     def where(self) -> str:
-        d = self._driver
-        return f"modbus://{d.host}:{d.port}/unit/{d.unit_id}"
+        return f"{self._bus.where}/unit/{self._unit}"
 
     async def connect(self) -> None:
         await self.close()
-        # Reconnecting is ours to do (with backoff, per machine), and so are retries: a poll that fails is
-        # counted, not hidden.
-        client = AsyncModbusTcpClient(
-            self._driver.host, port=self._driver.port, timeout=self._timeout_s, retries=0, reconnect_delay=0
-        )
-        self._client = client
         try:
-            connected = await client.connect()
-        except (ModbusException, OSError) as error:
-            raise SourceError(f"{self._machine_id}: cannot connect to {self.where}: {error}") from error
-        if not connected:
-            raise SourceError(f"{self._machine_id}: cannot connect to {self.where}")
+            await self._bus.attach(self._machine_id)
+        except SourceError as error:
+            raise SourceError(f"{self._machine_id}: {error}") from error
+        self._attached = True
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._bus.turn()
 
     async def read(self) -> Sample:
-        client = self._client
-        if client is None or not client.connected:
+        if not self._attached:
             raise SourceError(f"{self._machine_id}: not connected to {self.where}")
         sample: dict[str, RawValue] = {}
         for span, members in self._plan:
-            words = await self._read_span(client, span)
+            words = await self._read_span(span)
             for signal, register in members:
                 offset = register.address - span.address
                 sample[signal.value] = decode(register, words[offset : offset + register_count(register)])
         return sample
 
-    async def _read_span(self, client: AsyncModbusTcpClient, span: Span) -> list[int]:
-        unit = self._driver.unit_id
-        calls: dict[Table, Callable[..., object]] = {
-            Table.HOLDING: client.read_holding_registers,
-            Table.INPUT: client.read_input_registers,
-            Table.COIL: client.read_coils,
-            Table.DISCRETE: client.read_discrete_inputs,
-        }
+    async def _read_span(self, span: Span) -> list[int]:
+        unit = self._unit
+
+        def call(client: Client) -> Awaitable[ModbusPDU]:
+            read: dict[Table, Callable[..., Awaitable[ModbusPDU]]] = {
+                Table.HOLDING: client.read_holding_registers,
+                Table.INPUT: client.read_input_registers,
+                Table.COIL: client.read_coils,
+                Table.DISCRETE: client.read_discrete_inputs,
+            }
+            return read[span.table](span.address, count=span.count, device_id=unit)
+
         try:
-            response = await calls[span.table](span.address, count=span.count, device_id=unit)  # type: ignore[misc]
+            response = await self._bus.request(call, self._timeout_s)
+        except SourceError as error:
+            raise SourceError(f"{self._machine_id}: {error}") from error
         except ModbusException as error:
             raise SourceError(f"{self._machine_id}: {span.table.value} {span.address}+{span.count}: {error}") from error
         if not isinstance(response, ModbusPDU) or response.isError():
@@ -126,6 +139,6 @@ class ModbusSource:
         return False  # Modbus has no subscriptions: polling only
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        if self._attached:
+            self._attached = False
+            self._bus.detach(self._machine_id)

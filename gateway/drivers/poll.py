@@ -16,6 +16,9 @@ not answer never holds up another one or the runner.
 - Where the source offers it (OPC UA subscriptions), a change it reports triggers a poll at once, so state
   changes are seen sooner than the poll interval; the poll reads every signal together, so the state is
   decided from one consistent sample.
+- A source on a shared bus (units on one serial line, or behind one Modbus TCP→RTU gateway) takes its turn
+  before it is asked: the poll is stamped, and its time limit starts, when its turn comes, so the time spent
+  waiting behind the other units is neither a failure nor an error in the stamp.
 
 Timing in the configuration is plant time; with a simulated clock running ``time_scale`` times faster than the
 wall clock, waits and time limits are that much shorter in wall time.
@@ -29,12 +32,13 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.driver import MachineInfo, Reading
 from gateway.drivers.errors import DriverError, SourceError
-from gateway.signals import Sample, SignalInterpreter
+from gateway.signals import Sample
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,26 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class TakesTurns(Protocol):
+    """Optional for a source on a shared bus: its poll waits for its turn (and holds the bus through it)."""
+
+    def turn(self) -> AbstractAsyncContextManager[None]: ...
+
+
+class Interpreter(Protocol):
+    """A machine's samples → readings (gateway/signals.py, or gateway/lamp.py for a stack-light tap, whose
+    readings may come a little after their samples, in time order)."""
+
+    def readings(self, at_ms: int, sample: Sample, *, reconnected: bool) -> tuple[list[Reading], list[str]]:
+        """The readings this sample decides (each stamped with its own time) and what it refused, by reason."""
+        ...
+
+    def offline(self, at_ms: int) -> list[Reading]:
+        """The machine stopped answering at ``at_ms``: what is still held back, then OFFLINE."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +116,15 @@ class PolledMachine:
         info: MachineInfo,
         source: Source,
         timing: PollTiming,
-        interpreter: SignalInterpreter,
+        interpreter: Interpreter,
         *,
         resume_key: str,
     ) -> None:
         self._info = info
         self._source = source
+        self._turn: Callable[[], AbstractAsyncContextManager[None]] = (
+            source.turn if isinstance(source, TakesTurns) else nullcontext
+        )
         self._timing = timing
         self._interpreter = interpreter
         self._resume_key = resume_key
@@ -165,9 +192,9 @@ class PolledMachine:
         if self._offline:
             log.info("machine %s answers again", self._info.machine_id)
         self._failures, self._offline = 0, False
-        reading, refused = self._interpreter.interpret(at_ms, sample, reconnected=reconnected)
+        readings, refused = self._interpreter.readings(at_ms, sample, reconnected=reconnected)
         self._refuse(refused, at_ms)
-        if reading is not None:
+        for reading in readings:
             self._add(reading)
 
     def _failed(self, sent_ms: int, error: BaseException) -> None:
@@ -182,7 +209,8 @@ class PolledMachine:
                 _describe(error),
                 self._first_failure_ms,
             )
-            self._add(self._interpreter.went_offline(self._first_failure_ms))
+            for reading in self._interpreter.offline(self._first_failure_ms):
+                self._add(reading)
         else:
             log.debug("machine %s: poll failed: %s", self._info.machine_id, _describe(error))
 
@@ -210,24 +238,26 @@ class PolledMachine:
                     await _wait(stopping, None, clock.wall_s(wait))
                     next_poll = loop.time()
                     continue
-            sent, asked = clock.now_ms(), loop.time()
             changed.clear()
             limit = clock.wall_s(t.timeout_s)
-            try:
-                sample = await asyncio.wait_for(self._source.read(), limit)
-            except (SourceError, OSError, TimeoutError) as error:
-                if isinstance(error, TimeoutError) and loop.time() - asked > limit * (1 + STALL_FRACTION):
+            async with self._turn():
+                sent, asked = clock.now_ms(), loop.time()
+                outcome = await _attempt(self._source, limit)
+                took = loop.time() - asked
+            if isinstance(outcome, Exception):
+                failure = outcome
+                if isinstance(failure, TimeoutError) and took > limit * (1 + STALL_FRACTION):
                     self.stalls += 1
                     log.debug("machine %s: poll timed out while this host stalled; not counted", self._info.machine_id)
                 else:
-                    self._failed(sent, error)
+                    self._failed(sent, failure)
                     lost = True
                 connected = False
                 await self._close(clock)
             else:
                 # Stamped when asked: the answer tells the controller as it was between asking and answering,
                 # and the time of asking keeps its cadence whatever the answer's delay.
-                self._answered(sent, sample, reconnected=lost)
+                self._answered(sent, outcome, reconnected=lost)
                 lost = False
             next_poll = max(next_poll + clock.wall_s(t.interval_s), loop.time())
             await _wait(stopping, changed, next_poll - loop.time())
@@ -245,6 +275,14 @@ class PolledMachine:
     async def _close(self, clock: LoopClock) -> None:
         with contextlib.suppress(SourceError, OSError, TimeoutError):
             await asyncio.wait_for(self._source.close(), max(CLOSE_WAIT_S, clock.wall_s(self._timing.timeout_s)))
+
+
+async def _attempt(source: Source, limit_s: float) -> Sample | Exception:
+    """One read within ``limit_s``: its sample, or why it failed."""
+    try:
+        return await asyncio.wait_for(source.read(), limit_s)
+    except (SourceError, OSError, TimeoutError) as error:
+        return error
 
 
 def _describe(error: BaseException) -> str:
