@@ -180,13 +180,18 @@ def _zone(name: str) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Asia/Shanghai") from None
 
 
-def _pattern_problems(shifts: Sequence[Shift], loc: Loc) -> list[tuple[Loc, str]]:
-    """Shifts of one day's list that overlap, counting the next day's repetition (the usual pattern repeats)."""
-    problems: list[tuple[Loc, str]] = []
+def _repeated_names(shifts: Sequence[Shift], loc: Loc) -> list[tuple[Loc, str]]:
     names = [s.name for s in shifts]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            problems.append(((*loc, index, "name"), f"shift name {name!r} is used twice"))
+    return [
+        ((*loc, index, "name"), f"shift name {name!r} is used twice")
+        for index, name in enumerate(names)
+        if name in names[:index]
+    ]
+
+
+def _pattern_problems(shifts: Sequence[Shift], loc: Loc) -> list[tuple[Loc, str]]:
+    """Shifts of the usual day that overlap, counting the next day's repetition (the usual pattern repeats)."""
+    problems = _repeated_names(shifts, loc)
     if sum(s.duration_minutes for s in shifts) > MINUTES_PER_DAY:
         problems.append((loc, "the shifts add up to more than 24 hours"))
     for i, a in enumerate(shifts):
@@ -234,10 +239,9 @@ class Calendar(_Frozen):
             if override.date in seen:
                 problems.append(((*loc, "date"), f"{override.date} is overridden twice"))
             seen.add(override.date)
-            own = _pattern_problems(override.shifts, (*loc, "shifts"))
-            problems.extend(p for p in own if not p[1].startswith("the shifts add up"))
-            if own:
-                continue
+            # A one-off date does not repeat: its shifts are checked as they fall, against each other and the
+            # shifts of the days around it.
+            problems.extend(_repeated_names(override.shifts, (*loc, "shifts")))
             around = [t for d in (-1, 0, 1) for t in self.shifts_on(override.date + timedelta(days=d))]
             around.sort(key=lambda t: t.start_ms)
             for before, after in itertools.pairwise(around):

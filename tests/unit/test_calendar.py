@@ -158,3 +158,13 @@ def test_the_next_shift_start_skips_days_off_and_is_strictly_after_the_moment() 
     assert CALENDAR.next_shift_start(_ms("2026-03-14T19:59")) == _ms("2026-03-14T20:00")
     # The default calendar hands over at 00:00, 08:00 and 16:00 plant time: every 8 hours from midnight UTC.
     assert default_calendar().next_shift_start(1_794_787_200_000) == 1_794_787_200_000 + 8 * HOUR_MS
+
+
+def test_an_override_is_checked_as_it_falls_not_as_a_repeating_pattern() -> None:
+    # A long Saturday before a Sunday off: 08:00-20:00 and 22:00-10:00 would overlap if they repeated daily.
+    text = TWO_TWELVES + "  - date: 2026-03-14\n    shifts:\n      - {name: day, start: 08:00, end: 20:00}\n"
+    text += "      - {name: late, start: 22:00, end: 10:00}\n"
+    calendar = parse_calendar(text)
+    assert [s.name for s in calendar.shifts_on(date(2026, 3, 14))] == ["day", "late"]
+    with pytest.raises(ConfigError, match="shift 2026-03-14/late overlaps shift 2026-03-13/night"):
+        parse_calendar(text.replace("start: 22:00, end: 10:00", "start: 06:00, end: 07:00"))
