@@ -17,7 +17,7 @@ from alerts.grafana_rules import write_grafana_rules
 from alerts.lifecycle import AlertRecord
 from alerts.rules import AlertConfig, load_config, parse_config
 from alerts.worker import AckCommand, AlertWorker
-from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX
+from ftel.contract.topics import ACK_TOPIC, alerts_filter
 from ftel.errors import CliError
 from ftel.mqtt import aiomqtt_options
 from ftel.plant.calendar import Calendar, load_calendar
@@ -76,7 +76,7 @@ async def read_retained_alerts(mqtt: MqttSettings, *, quiet_s: float = LIST_QUIE
     found: dict[str, AlertRecord] = {}
     try:
         async with aiomqtt.Client(**aiomqtt_options(mqtt)) as client:
-            await client.subscribe(f"{ALERT_PREFIX}/+", qos=1)
+            await client.subscribe(alerts_filter(), qos=1)
             deadline = time.monotonic() + LIST_MAX_S
             messages = client.messages
             while time.monotonic() < deadline:
@@ -122,7 +122,7 @@ def _cmd_ack(args: argparse.Namespace, settings: Settings) -> int:
     alerts = {a.alert_id: a for a in asyncio.run(read_retained_alerts(settings.mqtt))}
     alert = alerts.get(args.alert_id)
     if alert is None:
-        raise CliError(f"no alert {args.alert_id!r} on {ALERT_PREFIX}/+ (see `ftel alerts list --all`)")
+        raise CliError(f"no alert {args.alert_id!r} on {alerts_filter()} (see `ftel alerts list --all`)")
     if not alert.is_open:
         raise CliError(f"alert {args.alert_id} is already resolved")
     try:

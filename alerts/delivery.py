@@ -17,7 +17,6 @@ from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
 from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses
 from ftel.contract.models import GatewayStatus
-from ftel.contract.topics import ALERT_PREFIX
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import death_points
 
@@ -29,10 +28,6 @@ DEATHS_SINK = "influx-deaths"
 WEBHOOK_BODY_VERSION = 1
 # Receivers one worker keeps connections to; a few webhooks per plant.
 WEBHOOK_CONNECTIONS = 8
-
-
-def alert_topic(alert_id: str) -> str:
-    return f"{ALERT_PREFIX}/{alert_id}"
 
 
 def webhook_sink(target: WebhookTarget) -> str:

@@ -41,7 +41,6 @@ from alerts.delivery import (
     INFLUX_SINK,
     MQTT_SINK,
     alert_point,
-    alert_topic,
     backoff_s,
     death_event_id,
     death_lines,
@@ -59,7 +58,17 @@ from alerts.rules import AlertConfig, WebhookTarget
 from alerts.store import OutboxItem, Store
 from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
 from ftel.contract import ContractError, Refused, data_filter, parse_json, read_message, shared
-from ftel.contract.topics import ACK_TOPIC, ALERT_PREFIX, PREFIX, dead_letter_topic
+from ftel.contract.topics import (
+    ACK_TOPIC,
+    GatewayKind,
+    MachineKind,
+    alert_topic,
+    alerts_filter,
+    dead_letter_topic,
+    gateway_kind_filter,
+    is_alert_topic,
+    machine_kind_filter,
+)
 from ftel.mqtt import aiomqtt_options
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch
@@ -192,15 +201,15 @@ class AlertWorker:
         site_filter = data_filter(self.site)
         await client.subscribe(shared(self.options.group, site_filter), qos=1)
         # Retained meta and status (a shared subscription gets no retained messages).
-        await client.subscribe(f"{PREFIX}/{self.site}/+/+/+/meta", qos=1)
-        await client.subscribe(f"{PREFIX}/{self.site}/+/gateway/+/status", qos=1)
+        await client.subscribe(machine_kind_filter(self.site, MachineKind.META), qos=1)
+        await client.subscribe(gateway_kind_filter(self.site, GatewayKind.STATUS), qos=1)
         await client.subscribe(ACK_TOPIC, qos=1)
         log.info("alert worker %s subscribed (group %s, site %s)", self.client_id, self.options.group, self.site)
         self.subscribed.set()
 
     async def _rebuild_from_retained(self, client: aiomqtt.Client) -> None:
         """Adopt the alerts the retained alert topics know (a worker that lost or never had local state)."""
-        topic = f"{ALERT_PREFIX}/+"
+        topic = alerts_filter()
         await client.subscribe(topic, qos=1)
         found: list[AlertRecord] = []
         deadline = time.monotonic() + self.options.rebuild_max_s
@@ -211,7 +220,7 @@ class AlertWorker:
             except TimeoutError:
                 break
             self._pending.acks.append((message.mid, message.qos))
-            if not str(message.topic).startswith(f"{ALERT_PREFIX}/") or not message.payload:
+            if not is_alert_topic(str(message.topic)) or not message.payload:
                 continue
             try:
                 record = AlertRecord.model_validate_json(_payload(message))
@@ -282,7 +291,7 @@ class AlertWorker:
             else:
                 self._pending.records.append(acked)
             return None
-        if topic.startswith(f"{ALERT_PREFIX}/"):
+        if is_alert_topic(topic):
             return None  # left over from a rebuild subscription
         judged = read_message(topic, payload)
         if isinstance(judged, Refused):

@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.reasoncodes import ReasonCode
 
 from alerts.lifecycle import AlertRecord
-from ftel.contract.topics import ALERT_PREFIX, GATEWAY_LEVEL, PREFIX, GatewayKind, health_topic
+from ftel.contract.topics import GatewayKind, alerts_filter, gateway_kind_filter, health_topic, is_alert_topic
 from ftel.mqtt import paho_client
 from ftel.settings import MqttSettings
 from loadtest.errors import LoadTestError
@@ -52,9 +52,9 @@ class Monitor:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._topics = (
-            f"{PREFIX}/{site}/+/{GATEWAY_LEVEL}/+/{GatewayKind.HEARTBEAT.value}",
+            gateway_kind_filter(site, GatewayKind.HEARTBEAT),
             health_topic("ingest", "+"),
-            f"{ALERT_PREFIX}/+",
+            alerts_filter(),
         )
 
     def start(self) -> None:
@@ -85,7 +85,7 @@ class Monitor:
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         topic, payload = message.topic, bytes(message.payload)
-        if topic.startswith(f"{ALERT_PREFIX}/"):
+        if is_alert_topic(topic):
             # A retained alert handed over at subscription is from before this run.
             record = None if message.retain else parse_alert(payload)
             if record is not None and record.site == self._site and is_firing(record):

@@ -27,7 +27,7 @@ from ftel.contract.models import (
     StateWindow,
     Telemetry,
 )
-from ftel.contract.topics import CONFIRM_PREFIX, GatewayKind, MachineKind, TopicAddress, check_id, parse_topic
+from ftel.contract.topics import GatewayKind, MachineKind, TopicAddress, check_id, confirm_topic, parse_topic
 
 # Larger payloads are refused before parsing: the biggest honest message (a window) is well under 4 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -195,7 +195,7 @@ class Sender:
 def decode_confirmation(topic: str, payload: bytes) -> Confirmation:
     confirmation = _validate(Confirmation, parse_json(payload), "invalid confirmation")
     assert isinstance(confirmation, Confirmation)
-    expected = f"{CONFIRM_PREFIX}/{confirmation.site}/{confirmation.workshop}/{confirmation.gateway_id}"
+    expected = confirm_topic(confirmation.site, confirmation.workshop, confirmation.gateway_id)
     if topic != expected:
         raise ContractError(f"confirmation for {expected!r} arrived on {topic!r}")
     return confirmation

@@ -94,6 +94,41 @@ def dead_letter_topic(worker: str) -> str:
     return f"{DEAD_LETTER_PREFIX}/{worker}"
 
 
+def alert_topic(alert_id: str) -> str:
+    """Where one alert's current record is kept (retained)."""
+    return f"{ALERT_PREFIX}/{alert_id}"
+
+
+def alerts_filter() -> str:
+    """Every alert's topic (not the commands to the alert worker)."""
+    return f"{ALERT_PREFIX}/+"
+
+
+def is_alert_topic(topic: str) -> bool:
+    return topic.startswith(f"{ALERT_PREFIX}/")
+
+
+def under(prefix: str) -> str:
+    """Everything below one of this scheme's prefixes (PREFIX, DEAD_LETTER_PREFIX, ...): an ACL's or a tap's
+    filter."""
+    return f"{prefix}/#"
+
+
+def workshop_filter(site: str, workshop: str) -> str:
+    """Every data topic of one workshop (what its gateway may publish)."""
+    return f"{PREFIX}/{site}/{workshop}/+/+/+"
+
+
+def machine_kind_filter(site: str, kind: MachineKind) -> str:
+    """One kind of machine message, every machine of a site (e.g. the retained metas)."""
+    return f"{PREFIX}/{site}/+/+/+/{kind.value}"
+
+
+def gateway_kind_filter(site: str, kind: GatewayKind) -> str:
+    """One kind of gateway message, every gateway of a site (e.g. the retained statuses, the heartbeats)."""
+    return f"{PREFIX}/{site}/+/{GATEWAY_LEVEL}/+/{kind.value}"
+
+
 def data_filter(site: str = "+") -> str:
     """The subscription filter for every data topic (optionally one site)."""
     return f"{PREFIX}/{site}/+/+/+/+"

@@ -23,7 +23,10 @@ from ftel.contract.topics import (
     PREFIX,
     RESERVED_SITES,
     confirm_topic,
+    data_filter,
     dead_letter_topic,
+    under,
+    workshop_filter,
 )
 
 __all__ = ["ACK_TOPIC", "RESERVED_SITES"]
@@ -31,7 +34,7 @@ from ftel.security.errors import AuthError
 
 _ID_RE = re.compile(ID_PATTERN)
 
-DATA_TOPICS = f"{PREFIX}/+/+/+/+/+"
+DATA_TOPICS = data_filter()
 
 
 class Role(StrEnum):
@@ -147,23 +150,23 @@ def grants(identity: Identity) -> Grants:
         case Role.GATEWAY:
             site, workshop = identity.binding
             return Grants(
-                publish=(f"{PREFIX}/{site}/{workshop}/+/+/+",),
+                publish=(workshop_filter(site, workshop),),
                 receive=(confirm_topic(site, workshop, identity.name),),
             )
         case Role.INGEST:
             return Grants(
-                publish=(f"{DEAD_LETTER_PREFIX}/#", f"{CONFIRM_PREFIX}/#", f"{HEALTH_PREFIX}/#"),
+                publish=(under(DEAD_LETTER_PREFIX), under(CONFIRM_PREFIX), under(HEALTH_PREFIX)),
                 receive=(DATA_TOPICS,),
             )
         case Role.ALERTS:
             return Grants(
-                publish=(f"{ALERT_PREFIX}/#", dead_letter_topic(identity.name)),
-                receive=(DATA_TOPICS, f"{ALERT_PREFIX}/#", ACK_TOPIC),
+                publish=(under(ALERT_PREFIX), dead_letter_topic(identity.name)),
+                receive=(DATA_TOPICS, under(ALERT_PREFIX), ACK_TOPIC),
             )
         case Role.SUPERVISOR:
-            return Grants(publish=(), receive=(f"{PREFIX}/#",))
+            return Grants(publish=(), receive=(under(PREFIX),))
         case Role.MAINTENANCE:
-            return Grants(publish=(ACK_TOPIC,), receive=(f"{PREFIX}/#",))
+            return Grants(publish=(ACK_TOPIC,), receive=(under(PREFIX),))
         case Role.ADMIN:
             # '#' does not match topics that begin with '$' (MQTT 4.7.2): the broker's $SYS tree is named.
             return Grants(publish=("#", "$SYS/#"), receive=("#", "$SYS/#"))
