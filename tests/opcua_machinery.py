@@ -82,7 +82,7 @@ class Change:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-class PasswordUsers(UserManager):
+class PasswordUsers(UserManager):  # type: ignore[misc]
     """Accept one user name and password (and, where given, one user certificate); refuse anonymous."""
 
     def __init__(self, users: dict[str, str], certificate_der: bytes | None = None) -> None:
@@ -145,6 +145,7 @@ class MachineryServer:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            self._loop.close()
 
     async def _start(self) -> None:
         server = self._server
