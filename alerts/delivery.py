@@ -17,10 +17,10 @@ from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
 from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses
 from ftel.contract.models import GatewayStatus
+from ftel.storage import points as storage_points
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import death_points
 
-MEASUREMENT = "alerts"
 MQTT_SINK = "mqtt"
 INFLUX_SINK = "influx"
 # InfluxDB again, for the deaths the engine decides (line protocol bodies): drained apart from the alerts.
@@ -51,25 +51,20 @@ def webhook_body(record: AlertRecord) -> str:
 
 
 def alert_point(record: AlertRecord) -> Point:
-    return Point(
-        measurement=MEASUREMENT,
-        tags={
-            "site": record.site,
-            "workshop": record.workshop,
-            "rule": record.rule,
-            "severity": record.severity,
-            "subject": record.subject,
-        },
-        fields={
-            "alert_id": record.alert_id,
-            "status": record.status.value,
-            "status_code": STATUS_CODES[record.status],
-            "summary": record.summary,
-            "started_ms": record.started_ms,
-            "resolved_ms": record.resolved_ms or 0,
-            "value": float(record.value),
-        },
-        time_ms=record.changed_ms,
+    return storage_points.alert_point(
+        site=record.site,
+        workshop=record.workshop,
+        rule=record.rule,
+        severity=record.severity,
+        subject=record.subject,
+        alert_id=record.alert_id,
+        status=record.status.value,
+        status_code=STATUS_CODES[record.status],
+        summary=record.summary,
+        started_ms=record.started_ms,
+        resolved_ms=record.resolved_ms,
+        value=record.value,
+        changed_ms=record.changed_ms,
     )
 
 

@@ -14,20 +14,20 @@ from ftel.contract.models import (
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 from ftel.storage.lineproto import Point
-from ftel.storage.schema import DEAD_LETTER_SLOTS, Measurement, Tag, resolution, state_fields
+from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
 
 
 def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -> dict[str, str]:
     return {
-        "site": message.site,
-        "workshop": message.workshop,
-        "machine_type": message.machine_type.value,
-        "machine_id": message.machine_id,
+        Tag.SITE: message.site,
+        Tag.WORKSHOP: message.workshop,
+        Tag.MACHINE_TYPE: message.machine_type.value,
+        Tag.MACHINE_ID: message.machine_id,
     }
 
 
 def gateway_tags(message: GatewayStatus | Heartbeat) -> dict[str, str]:
-    return {"site": message.site, "workshop": message.workshop, "gateway_id": message.gateway_id}
+    return {Tag.SITE: message.site, Tag.WORKSHOP: message.workshop, Tag.GATEWAY_ID: message.gateway_id}
 
 
 def to_points(message: Message) -> list[Point]:
@@ -35,11 +35,11 @@ def to_points(message: Message) -> list[Point]:
     if isinstance(message, StateChange):
         fields: dict[str, str | int | float | bool] = {
             **state_fields(message.state),
-            "reason": message.reason or "",
-            "prev_state": message.prev_state.value,
-            "prev_reason": message.prev_reason or "",
-            "prev_duration_ms": message.prev_duration_ms,
-            "seq": message.seq,
+            Field.REASON: message.reason or "",
+            Field.PREV_STATE: message.prev_state.value,
+            Field.PREV_REASON: message.prev_reason or "",
+            Field.PREV_DURATION_MS: message.prev_duration_ms,
+            Field.SEQ: message.seq,
         }
         return [Point(Measurement.MACHINE_STATE, machine_tags(message), fields, message.ts)]
     if isinstance(message, StateWindow):
@@ -51,7 +51,7 @@ def to_points(message: Message) -> list[Point]:
             Tag.MACHINE_TYPE: message.machine_type.value,
             Tag.RESOLUTION: resolution(message.window_ms),
         }
-        extra: dict[str, str | int | float | bool] = {"machines": message.machines}
+        extra: dict[str, str | int | float | bool] = {Field.MACHINES: message.machines}
         if message.machine_id is not None:
             tags[Tag.MACHINE_ID] = message.machine_id
             return _window_points(message, Measurement.MACHINE_HOURS, Measurement.MACHINE_HOURS_DOWNTIME, tags, extra)
@@ -59,38 +59,38 @@ def to_points(message: Message) -> list[Point]:
     if isinstance(message, Telemetry):
         telemetry_fields: dict[str, str | int | float | bool] = {
             **state_fields(message.state),
-            "speed": float(message.speed),
-            "temperature": float(message.temperature),
-            "units_total": message.units_total,
-            "defects_total": message.defects_total,
-            "run_ms_since_service": message.run_ms_since_service,
+            Field.SPEED: float(message.speed),
+            Field.TEMPERATURE: float(message.temperature),
+            Field.UNITS_TOTAL: message.units_total,
+            Field.DEFECTS_TOTAL: message.defects_total,
+            Field.RUN_MS_SINCE_SERVICE: message.run_ms_since_service,
         }
         return [Point(Measurement.TELEMETRY, machine_tags(message), telemetry_fields, message.ts)]
     if isinstance(message, MachineMeta):
         meta_fields: dict[str, str | int | float | bool] = {
-            "model": message.model,
-            "line": message.line,
-            "rated_speed": float(message.rated_speed),
-            "speed_unit": message.speed_unit,
-            "service_interval_h": float(message.service_interval_h),
+            Field.MODEL: message.model,
+            Field.LINE: message.line,
+            Field.RATED_SPEED: float(message.rated_speed),
+            Field.SPEED_UNIT: message.speed_unit,
+            Field.SERVICE_INTERVAL_H: float(message.service_interval_h),
         }
         return [Point(Measurement.MACHINE_INFO, machine_tags(message), meta_fields, message.ts)]
     if isinstance(message, GatewayStatus):
         if message.will:
             # Only a record: when the gateway died is judged from the stream (death_points, alert worker).
-            will_fields: dict[str, str | int | float | bool] = {"boot_id": message.boot_id, "seq": message.seq}
+            will_fields: dict[str, str | int | float | bool] = {Field.BOOT_ID: message.boot_id, Field.SEQ: message.seq}
             return [Point(Measurement.GATEWAY_WILL, gateway_tags(message), will_fields, message.ts)]
         if not message.online:
             return death_points(message, message.ts)
         return birth_points(message)
     heartbeat_fields: dict[str, str | int | float | bool] = {
-        "boot_id": message.boot_id,
-        "uptime_ms": message.uptime_ms,
-        "machines": message.machines,
-        "spool_depth": message.spool_depth,
-        "spool_dropped": message.spool_dropped,
-        "refused": sum(message.refused.values()),
-        "seq": message.seq,
+        Field.BOOT_ID: message.boot_id,
+        Field.UPTIME_MS: message.uptime_ms,
+        Field.MACHINES: message.machines,
+        Field.SPOOL_DEPTH: message.spool_depth,
+        Field.SPOOL_DROPPED: message.spool_dropped,
+        Field.REFUSED: sum(message.refused.values()),
+        Field.SEQ: message.seq,
     }
     return [Point(Measurement.GATEWAY_HEARTBEAT, gateway_tags(message), heartbeat_fields, message.ts)]
 
@@ -105,18 +105,18 @@ def _window_points(
     """A window's time per state (and its downtime per reason): a machine's, or a workshop's roll-up."""
     fields: dict[str, str | int | float | bool] = {state_field(state): window.state_ms[state] for state in STATE_ORDER}
     fields |= {
-        "window_ms": window.window_ms,
-        "observed_ms": sum(window.state_ms.values()),
-        "units": window.units,
-        "defects": window.defects,
-        "partial": window.partial,
+        Field.WINDOW_MS: window.window_ms,
+        Field.OBSERVED_MS: sum(window.state_ms.values()),
+        Field.UNITS: window.units,
+        Field.DEFECTS: window.defects,
+        Field.PARTIAL: window.partial,
         **extra,
     }
     points = [Point(measurement, tags, fields, window.window_start)]
     for reason in sorted(set(window.down_ms_by_reason) | set(window.stops_by_reason)):
         reason_fields: dict[str, str | int | float | bool] = {
-            "down_ms": window.down_ms_by_reason.get(reason, 0),
-            "stops": window.stops_by_reason.get(reason, 0),
+            Field.DOWN_MS: window.down_ms_by_reason.get(reason, 0),
+            Field.STOPS: window.stops_by_reason.get(reason, 0),
         }
         points.append(Point(downtime, {**tags, Tag.REASON: reason}, reason_fields, window.window_start))
     return points
@@ -124,9 +124,9 @@ def _window_points(
 
 def _status_point(status: GatewayStatus, *, online: bool, at_ms: int) -> Point:
     fields: dict[str, str | int | float | bool] = {
-        "online": online,
-        "boot_id": status.boot_id,
-        "machines": len(status.machines),
+        Field.ONLINE: online,
+        Field.BOOT_ID: status.boot_id,
+        Field.MACHINES: len(status.machines),
     }
     return Point(Measurement.GATEWAY_STATUS, gateway_tags(status), fields, at_ms)
 
@@ -146,8 +146,8 @@ def birth_points(birth: GatewayStatus) -> list[Point]:
     for machine_id, now in sorted(birth.states.items()):
         fields: dict[str, str | int | float | bool] = {
             **state_fields(now.state),
-            "reason": now.reason or "",
-            "since_ms": now.since_ms,
+            Field.REASON: now.reason or "",
+            Field.SINCE_MS: now.since_ms,
         }
         points.append(Point(Measurement.MACHINE_STATE, _machine_tags_of(birth, machine_id), fields, birth.ts))
     return points
@@ -161,6 +161,39 @@ def death_points(death: GatewayStatus, at_ms: int) -> list[Point]:
         tags = _machine_tags_of(death, machine_id)
         points.append(Point(Measurement.MACHINE_STATE, tags, state_fields(MachineState.OFFLINE), at_ms))
     return points
+
+
+def alert_point(
+    *,
+    site: str,
+    workshop: str,
+    rule: str,
+    severity: str,
+    subject: str,
+    alert_id: str,
+    status: str,
+    status_code: int,
+    summary: str,
+    started_ms: int,
+    resolved_ms: int | None,
+    value: float,
+    changed_ms: int,
+) -> Point:
+    """One transition of an alert (docs/alerts.md): the alert worker writes it, boards read it."""
+    return Point(
+        Measurement.ALERTS,
+        {Tag.SITE: site, Tag.WORKSHOP: workshop, Tag.RULE: rule, Tag.SEVERITY: severity, Tag.SUBJECT: subject},
+        {
+            Field.ALERT_ID: alert_id,
+            Field.STATUS: status,
+            Field.STATUS_CODE: status_code,
+            Field.SUMMARY: summary,
+            Field.STARTED_MS: started_ms,
+            Field.RESOLVED_MS: resolved_ms or 0,
+            Field.VALUE: float(value),
+        },
+        changed_ms,
+    )
 
 
 def dead_letter_point(
@@ -180,12 +213,12 @@ def dead_letter_point(
         Measurement.DEAD_LETTER,
         {Tag.WORKER: worker, Tag.SLOT: str(slot % DEAD_LETTER_SLOTS)},
         {
-            "topic": topic[:500],
-            "reason": reason[:1000],
-            "stage": stage[:100],
-            "error_type": error_type[:100],
-            "payload": payload[:keep_bytes].decode("utf-8", errors="replace"),
-            "size": len(payload),
+            Field.TOPIC: topic[:500],
+            Field.REASON: reason[:1000],
+            Field.STAGE: stage[:100],
+            Field.ERROR_TYPE: error_type[:100],
+            Field.PAYLOAD: payload[:keep_bytes].decode("utf-8", errors="replace"),
+            Field.SIZE: len(payload),
         },
         received_ms,
     )

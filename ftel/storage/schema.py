@@ -94,6 +94,25 @@ class Field:
     STATUS_CODE = "status_code"
     SUMMARY = "summary"
     VALUE = "value"
+    ALERT_ID = "alert_id"
+    STARTED_MS = "started_ms"
+    RESOLVED_MS = "resolved_ms"
+    # dead_letter (beside TOPIC and SIZE)
+    PAYLOAD = "payload"
+    STAGE = "stage"
+    ERROR_TYPE = "error_type"
+    # the rest of what points carry
+    BOOT_ID = "boot_id"
+    LINE = "line"
+    MODEL = "model"
+    PARTIAL = "partial"
+    REFUSED = "refused"
+    SEQ = "seq"
+    SINCE_MS = "since_ms"
+    SPEED_UNIT = "speed_unit"
+    SPOOL_DROPPED = "spool_dropped"
+    TEMPERATURE = "temperature"
+    UPTIME_MS = "uptime_ms"
 
 
 DEAD_LETTER_SLOTS = 1000
@@ -110,4 +129,4 @@ def resolution(window_ms: int) -> str:
 
 
 def state_fields(state: MachineState) -> dict[str, str | int]:
-    return {"state": state.value, "state_code": STATE_CODES[state]}
+    return {Field.STATE: state.value, Field.STATE_CODE: STATE_CODES[state]}
