@@ -26,15 +26,16 @@ from alerts.rules import (
     load_config,
 )
 from ftel.contract.states import STATE_ORDER, MachineState
+from ftel.storage.schema import GRAFANA_DATASOURCE_UID as DATASOURCE_UID
+from ftel.storage.schema import Field, Measurement, Tag
 
-DATASOURCE_UID = "ftel-influxdb"
 EXPRESSION_UID = "__expr__"
 FOLDER = "Maintenance"
 GROUP = "ftel-maintenance"
 EVALUATION_INTERVAL = "1m"
 RULES_FILE = Path("provisioning") / "alerting" / "ftel-alerts.yaml"
-MACHINE_TAGS = ("site", "workshop", "machine_type", "machine_id")
-GATEWAY_TAGS = ("site", "workshop", "gateway_id")
+MACHINE_TAGS = (Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID)
+GATEWAY_TAGS = (Tag.SITE, Tag.WORKSHOP, Tag.GATEWAY_ID)
 # Machine meta is written when a gateway starts; look back this far for it.
 META_LOOKBACK_S = 30 * 24 * 3600
 STATE_LOOKBACK_S = 7 * 24 * 3600
@@ -49,7 +50,7 @@ def _group_by(tags: tuple[str, ...]) -> str:
 def _type_filter(rule: Rule) -> str:
     if not rule.machine_types:
         return ""
-    return f' AND "machine_type" =~ /^({"|".join(t.value for t in rule.machine_types)})$/'
+    return f' AND "{Tag.MACHINE_TYPE}" =~ /^({"|".join(t.value for t in rule.machine_types)})$/'
 
 
 def influxql(ref: str, query: str, *, seconds: int) -> Json:
@@ -109,7 +110,7 @@ def threshold(ref: str, expression: str, kind: str, *params: float) -> Json:
 def _state_is(rule: Rule, state: MachineState) -> list[Json]:
     code = STATE_ORDER.index(state)
     query = (
-        f'SELECT last("state_code") FROM "machine_state" WHERE $timeFilter{_type_filter(rule)} '
+        f'SELECT last("{Field.STATE_CODE}") FROM "{Measurement.MACHINE_STATE}" WHERE $timeFilter{_type_filter(rule)} '
         f"GROUP BY {_group_by(MACHINE_TAGS)}"
     )
     return [
@@ -122,7 +123,7 @@ def _state_is(rule: Rule, state: MachineState) -> list[Json]:
 def _telemetry(rule: Rule, select: str, *, seconds: int, where: str = "") -> Json:
     return influxql(
         "A",
-        f'SELECT {select} FROM "telemetry" WHERE $timeFilter{where}{_type_filter(rule)} '
+        f'SELECT {select} FROM "{Measurement.TELEMETRY}" WHERE $timeFilter{where}{_type_filter(rule)} '
         f"GROUP BY {_group_by(MACHINE_TAGS)}",
         seconds=seconds,
     )
@@ -131,7 +132,7 @@ def _telemetry(rule: Rule, select: str, *, seconds: int, where: str = "") -> Jso
 def _meta(rule: Rule, field: str) -> Json:
     return influxql(
         "M",
-        f'SELECT last("{field}") FROM "machine_info" WHERE $timeFilter{_type_filter(rule)} '
+        f'SELECT last("{field}") FROM "{Measurement.MACHINE_INFO}" WHERE $timeFilter{_type_filter(rule)} '
         f"GROUP BY {_group_by(MACHINE_TAGS)}",
         seconds=META_LOOKBACK_S,
     )
@@ -146,10 +147,10 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
     if isinstance(rule, MachineOfflineRule):
         return _state_is(rule, MachineState.OFFLINE), int(rule.minutes * 60), "OK"
     if isinstance(rule, RepeatedStopsRule):
-        reasons = f' AND "reason" =~ /^({"|".join(rule.reasons)})$/' if rule.reasons else ""
+        reasons = f' AND "{Tag.REASON}" =~ /^({"|".join(rule.reasons)})$/' if rule.reasons else ""
         query = (
-            f'SELECT sum("stops") FROM "downtime" WHERE $timeFilter{reasons}{_type_filter(rule)} '
-            f'GROUP BY {_group_by(MACHINE_TAGS)}, "reason"'
+            f'SELECT sum("{Field.STOPS}") FROM "{Measurement.DOWNTIME}" WHERE $timeFilter{reasons}{_type_filter(rule)} '
+            f'GROUP BY {_group_by(MACHINE_TAGS)}, "{Tag.REASON}"'
         )
         return (
             [
@@ -161,7 +162,10 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
             "OK",
         )
     if isinstance(rule, GatewayOfflineRule):
-        query = f'SELECT count("seq") FROM "gateway_heartbeat" WHERE $timeFilter GROUP BY {_group_by(GATEWAY_TAGS)}'
+        query = (
+            f'SELECT count("{Field.SEQ}") FROM "{Measurement.GATEWAY_HEARTBEAT}" WHERE $timeFilter '
+            f"GROUP BY {_group_by(GATEWAY_TAGS)}"
+        )
         # No heartbeat at all in the window is no data: that is the alert.
         return (
             [
@@ -176,7 +180,7 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
         seconds = int(rule.minutes * 60)
         return (
             [
-                _telemetry(rule, 'min("temperature")', seconds=seconds),
+                _telemetry(rule, f'min("{Field.TEMPERATURE}")', seconds=seconds),
                 reduce("B", "A"),
                 threshold("C", "B", "gt", rule.limit_c),
             ],
@@ -187,9 +191,14 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
         seconds = int(rule.minutes * 60)
         return (
             [
-                _telemetry(rule, 'max("speed")', seconds=seconds, where=" AND \"state\" = 'RUNNING'"),
+                _telemetry(
+                    rule,
+                    f'max("{Field.SPEED}")',
+                    seconds=seconds,
+                    where=f" AND \"{Field.STATE}\" = '{MachineState.RUNNING.value}'",
+                ),
                 reduce("B", "A"),
-                _meta(rule, "rated_speed"),
+                _meta(rule, Field.RATED_SPEED),
                 reduce("R", "M"),
                 math("P", "$B / $R * 100"),
                 threshold("C", "P", "lt", rule.percent_of_rated),
@@ -200,9 +209,9 @@ def _data(rule: Rule) -> tuple[list[Json], int, str]:
     if isinstance(rule, ServiceOverdueRule):
         return (
             [
-                _telemetry(rule, 'last("run_ms_since_service") / 3600000', seconds=3600),
+                _telemetry(rule, f'last("{Field.RUN_MS_SINCE_SERVICE}") / 3600000', seconds=3600),
                 reduce("B", "A"),
-                _meta(rule, "service_interval_h"),
+                _meta(rule, Field.SERVICE_INTERVAL_H),
                 reduce("R", "M"),
                 math("P", f"$B - $R * {rule.factor:g}"),
                 threshold("C", "P", "gt", 0),

@@ -27,8 +27,9 @@ from dashboards.queries import (
     variable_values,
 )
 from ftel.contract.states import STATE_COLOURS, STATE_ORDER
+from ftel.storage.schema import GRAFANA_DATASOURCE_UID
 
-DATASOURCE_UID = "ftel-influxdb"
+DATASOURCE_UID = GRAFANA_DATASOURCE_UID
 DATASOURCE_TYPE = "influxdb"
 DATASOURCE = model.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 EXPRESSION = model.DataSourceRef(type_val="__expr__", uid="__expr__")

@@ -116,6 +116,8 @@ class Field:
 
 
 DEAD_LETTER_SLOTS = 1000
+# The InfluxDB data source's fixed uid in Grafana: every board panel and every exported alert rule names it.
+GRAFANA_DATASOURCE_UID = "ftel-influxdb"
 
 STATE_CODES: dict[MachineState, int] = {state: index for index, state in enumerate(STATE_ORDER)}
 
