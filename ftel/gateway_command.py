@@ -5,6 +5,7 @@
   gateway reads on that simulated plant clock.
 - ``--workshop ID``: a simulated workshop of a plant file, as `ftel simulate run` runs it (tests and load).
 - ``probe --config FILE``: read each machine's signals once and print the state they give.
+- ``discover --opcua URL``: browse equipment and print a draft gateway file (gateway/discover/); reads only.
 
 The gateway package never imports the simulators; this module wires the two.
 """
@@ -14,10 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ftel.errors import CliError
 from ftel.settings import Settings
 from gateway.cli import probe, run_configured
-from gateway.config import load_gateway_config
+from gateway.config import OpcUaSecurity, load_gateway_config
 from simulators.cli import add_run_options, print_progress, simulation_run, stop_on_signals, write_run_ledger
 from simulators.clock import SimClock, wall_ms
 from simulators.driver import configured_driver
@@ -55,9 +58,41 @@ def _simulated(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _opcua_security(args: argparse.Namespace) -> OpcUaSecurity:
+    user: dict[str, object] | None = None
+    if args.username:
+        secret = {"env": args.password_env} if args.password_env else {"file": args.password_file}
+        user = {"username": args.username, "password": secret}
+    elif args.user_certificate:
+        user = {"certificate": args.user_certificate, "private_key": args.user_key}
+    try:
+        return OpcUaSecurity.model_validate({"policy": args.policy, "mode": args.mode, "pki": args.pki, "user": user})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'security'}: {e['msg']}" for e in error.errors())
+        raise CliError(f"OPC UA security options: {problems}") from None
+
+
+def _discover(args: argparse.Namespace) -> int:
+    if args.opcua:
+        from gateway.discover.opcua import discover_command, security_entry
+        from gateway.discover.opcua_draft import DraftOptions
+
+        security = _opcua_security(args)
+        options = DraftOptions(
+            args.opcua,
+            workshop=args.draft_workshop,
+            gateway_id=args.draft_gateway_id,
+            security=security_entry(security),
+        )
+        return discover_command(args.opcua, security, options, out=args.out, timeout_s=args.timeout_s)
+    raise CliError("say what to discover: --opcua URL (an OPC UA endpoint)")
+
+
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     if args.gateway_action == "probe":
         return probe(load_gateway_config(args.probe_config), args.machine)
+    if args.gateway_action == "discover":
+        return _discover(args)
     if args.gateway_config and args.workshop:
         raise CliError("either --config FILE (the machines of a gateway configuration) or --workshop ID, not both")
     if args.gateway_config:
@@ -89,3 +124,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("--config", dest="probe_config", type=Path, required=True, help="gateway configuration")
     check.add_argument("--machine", action="append", help="only this machine (repeat for more)")
     parser.set_defaults(handler=_gateway, gateway_action=None)
+    discover = actions.add_parser(
+        "discover",
+        help="browse equipment and print a draft gateway file that probe then checks (reads only)",
+        description="OPC UA: lists the machines under Objects/Machines, their identification and building blocks, "
+        "and the variables under each with data types and values (candidates for counters, fault codes, speed, "
+        "temperature), then prints a draft gateway file. Only reads: nothing is written to a device.",
+    )
+    discover.add_argument("--opcua", metavar="URL", help="an OPC UA endpoint, opc.tcp://host:port/path")
+    discover.add_argument("--out", type=Path, help="write the draft here instead of printing it")
+    discover.add_argument("--workshop", dest="draft_workshop", default="workshop-1", help="the draft's workshop id")
+    discover.add_argument("--gateway-id", dest="draft_gateway_id", default="gw-1", help="the draft's gateway id")
+    discover.add_argument("--timeout-s", type=float, default=10.0, help="one request's time limit (default 10)")
+    ua = discover.add_argument_group("OPC UA security (as the driver's security: docs/gateway.md)")
+    ua.add_argument(
+        "--policy", default="None", help="None, Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss"
+    )
+    ua.add_argument("--mode", default="None", help="None, Sign or SignAndEncrypt")
+    ua.add_argument("--pki", type=Path, help="the directory `ftel auth opcua init` made")
+    ua.add_argument("--username", help="a user name (its password from --password-env or --password-file)")
+    ua.add_argument("--password-env", help="the environment variable that holds the password")
+    ua.add_argument("--password-file", type=Path, help="a file that holds the password")
+    ua.add_argument("--user-certificate", type=Path, help="an X.509 user certificate (with --user-key)")
+    ua.add_argument("--user-key", type=Path, help="the user certificate's private key")
