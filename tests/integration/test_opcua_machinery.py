@@ -389,3 +389,60 @@ def test_what_is_missing_is_named_with_what_was_found_instead(servers: list[Mach
     path = connect_error(f"{endpoint}, browse_name: KNIT-V001", signals='"v:Counters/v:Rejects"')
     assert f"no {server.vendor}:Rejects under {server.vendor}:KNIT-V001/{server.vendor}:Counters" in path
     assert f"{server.vendor}:Pieces" in path
+
+
+# -- discovery --------------------------------------------------------------------------------------------------
+
+
+def test_discover_drafts_a_file_that_probe_accepts_over_a_secured_channel(
+    tmp_path: Path, servers: list[MachineryServer]
+) -> None:
+    pki = make_pkis(tmp_path, trusted=True)
+    password = unique("pw")
+    server = secured_server(free_port(), pki, password).start()
+    servers.append(server)
+    env = {**ftel_env_minimal(), PASSWORD_ENV: password}
+    draft = tmp_path / "draft.yaml"
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ftel.cli",
+            "gateway",
+            "discover",
+            "--opcua",
+            server.endpoint,
+            "--out",
+            str(draft),
+            "--policy",
+            "Basic256Sha256",
+            "--mode",
+            "SignAndEncrypt",
+            "--pki",
+            str(pki.gateway.directory),
+            "--username",
+            "knit-gateway",
+            "--password-env",
+            PASSWORD_ENV,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    assert f"[{len(MACHINES)}/{len(MACHINES)}]" in found.stderr  # progress, machine by machine
+    assert password not in draft.read_text()  # the secret stays a reference
+    config = parse_gateway_config(draft.read_text())
+    assert [m.id for m in config.machines] == MACHINES
+    (model,) = config.models.values()  # one model serves every machine of the type
+    assert model.opcua is not None
+    assert model.opcua.machinery
+    paths = {signal.value: spec.path for signal, spec in model.opcua.signals.items()}
+    assert paths == {"fault_code": "v:Alarm/v:Code", "units": "v:Counters/v:Pieces", "speed": "v:CarriageSpeed"}
+    assert model.opcua.namespaces == {"v": VENDOR_URI}
+    server.set(MACHINES[1], item="Executing", mode="Processing", units=3)
+    probed = probe(draft, env)
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    assert f"{MACHINES[1]}: RUNNING" in probed.stdout + probed.stderr
