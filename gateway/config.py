@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftel.contract import limits
 from ftel.contract.states import DOWN_REASONS, UNKNOWN_FAULT, MachineState, MachineType
@@ -376,6 +376,15 @@ class OpcUaUser(_Strict):
     certificate: Path | None = Field(None, description="X.509 user certificate (DER or PEM)")
     private_key: Path | None = Field(None, description="its private key (PEM)")
     private_key_password: Secret | None = None
+
+    @field_validator("password", "private_key_password", mode="before")
+    @classmethod
+    def _never_inline(cls, value: object) -> object:
+        if isinstance(value, str | int):
+            raise ValueError(  # noqa: TRY004 (pydantic reports ValueError as a validation error, not TypeError)
+                "never the secret itself in the file: write {env: VARIABLE} or {file: PATH}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_token(self) -> Self:
