@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from asyncua import Node, Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.drivers.opcua.machinery import (
     DI_URI,
@@ -92,14 +94,11 @@ class PasswordUsers(UserManager):  # type: ignore[misc]
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> Any:
-        from asyncua.crypto.permission_rules import User, UserRole
-
         if username is not None and self._users.get(username) == password:
             return User(role=UserRole.User, name=username)
         if certificate is not None and self._certificate is not None:
-            from cryptography.hazmat.primitives import serialization
-
-            if certificate.public_bytes(serialization.Encoding.DER) == self._certificate:
+            der = certificate if isinstance(certificate, bytes) else certificate.public_bytes(Encoding.DER)
+            if der == self._certificate:
                 return User(role=UserRole.User, name="certificate")
         return None
 

@@ -446,3 +446,70 @@ def test_discover_drafts_a_file_that_probe_accepts_over_a_secured_channel(
     probed = probe(draft, env)
     assert probed.returncode == 0, probed.stdout + probed.stderr
     assert f"{MACHINES[1]}: RUNNING" in probed.stdout + probed.stderr
+
+
+# -- every policy and mode, and an X.509 user -------------------------------------------------------------------
+
+OFFERED = [
+    ua.SecurityPolicyType.Basic256Sha256_Sign,
+    ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+]
+
+
+def read_once(text: str) -> dict[str, object]:
+    config = parse_gateway_config(text)
+    source, _ = source_for(config.machines[0], config.models["Example knitting machine"], time_scale=1.0)
+
+    async def read() -> dict[str, object]:
+        try:
+            await source.connect()
+            return dict(await source.read())
+        finally:
+            await source.close()
+
+    return asyncio.run(read())
+
+
+def test_every_policy_and_mode_and_an_x509_user_read_the_machine(
+    tmp_path: Path, servers: list[MachineryServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = make_pkis(tmp_path, trusted=True)
+    user = make_application_certificate(
+        OpcUaPki(tmp_path / "user"), application_uri="urn:test:knit-operator", hosts=("127.0.0.1",)
+    )
+    password = unique("pw")
+    options = SecurityOptions(
+        certificate=pki.server.certificate,
+        private_key=pki.server.private_key,
+        policies=OFFERED,
+        users={"knit-gateway": password},
+        user_certificate_der=user.certificate.read_bytes(),
+    )
+    server = MachineryServer(free_port(), MACHINES[:1], security=options).start()
+    servers.append(server)
+    server.set(MACHINES[0], item="Executing", mode="Processing", units=11)
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    base = gateway_yaml("knit", "gw-knit", server.endpoint, "").split("machines:\n")[0]
+    password_user = f"{{username: knit-gateway, password: {{env: {PASSWORD_ENV}}}}}"
+    x509_user = f"{{certificate: {user.certificate}, private_key: {user.private_key}}}"
+    read = []
+    for policy in ("Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"):
+        for mode in ("Sign", "SignAndEncrypt"):
+            for who in (password_user, x509_user):
+                security = f"{{policy: {policy}, mode: {mode}, pki: {pki.gateway.directory}, user: {who}}}"
+                driver = (
+                    f'{{kind: opcua, endpoint: "{server.endpoint}", browse_name: {MACHINES[0]}, security: {security}}}'
+                )
+                text = (
+                    base
+                    + f"machines:\n  - id: {MACHINES[0]}\n    model: Example knitting machine\n    driver: {driver}\n"
+                )
+                sample = read_once(text)
+                assert sample["item_state"] == "Executing", (policy, mode, who)
+                assert sample["units"] == 11
+                read.append((policy, mode))
+    assert len(read) == 12
