@@ -143,7 +143,7 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def wait_for_text(terminal: Terminal, text: str, *, timeout_s: float = 120) -> None:
+def wait_for_text(terminal: Terminal, text: str, *, timeout_s: float = 300) -> None:
     try:
         wait_until(lambda: text in terminal.output, timeout_s=timeout_s, what=f"{text!r} on the terminal")
     except AssertionError:
