@@ -73,13 +73,14 @@ def make_application_certificate(
     application_uri: str,
     hosts: tuple[str, ...],
     days: int = DEFAULT_DAYS,
+    common_name: str = "ftel gateway",
     now: datetime.datetime | None = None,
 ) -> OpcUaPki:
     """Write a self-signed application instance certificate and its key under ``pki`` (replacing any)."""
     now = now or datetime.datetime.now(datetime.UTC)
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     name = x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ftel"), x509.NameAttribute(NameOID.COMMON_NAME, "ftel gateway")]
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ftel"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     )
     certificate = (
         x509.CertificateBuilder()
@@ -140,9 +141,8 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 def thumbprint(certificate: x509.Certificate) -> str:
-    """The SHA-1 thumbprint OPC UA tools show (hex pairs with colons)."""
-    digest = hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER), usedforsecurity=False).hexdigest()
-    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2)).upper()
+    """The SHA-1 thumbprint OPC UA tools show (upper-case hex; no colons, which terminals may take for markup)."""
+    return hashlib.sha1(certificate.public_bytes(serialization.Encoding.DER), usedforsecurity=False).hexdigest().upper()
 
 
 def application_uri(certificate: x509.Certificate) -> str | None:
@@ -186,7 +186,7 @@ def is_trusted(
 
 def reject(pki: OpcUaPki, certificate: x509.Certificate) -> Path:
     """Keep a refused server certificate under ``rejected/`` (so it can be trusted later); its path."""
-    digest = thumbprint(certificate).replace(":", "").lower()
+    digest = thumbprint(certificate).lower()
     path = pki.rejected / f"{digest}.der"
     pki.rejected.mkdir(parents=True, exist_ok=True)
     path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
@@ -197,7 +197,7 @@ def trust(pki: OpcUaPki, path: Path) -> Path:
     """Add the certificate at ``path`` to ``trusted/`` (as DER, named by its thumbprint); its new path. A
     rejected one leaves ``rejected/``."""
     certificate = load_certificate(path)
-    digest = thumbprint(certificate).replace(":", "").lower()
+    digest = thumbprint(certificate).lower()
     target = pki.trusted / f"{digest}.der"
     pki.trusted.mkdir(parents=True, exist_ok=True)
     target.write_bytes(certificate.public_bytes(serialization.Encoding.DER))

@@ -120,7 +120,10 @@ def make_pkis(root: Path, *, trusted: bool) -> Pki:
         OpcUaPki(root / "gateway-pki"), application_uri="urn:test:ftel:gateway", hosts=("127.0.0.1",)
     )
     server = make_application_certificate(
-        OpcUaPki(root / "server-pki"), application_uri="urn:freeopcua:python:server", hosts=("127.0.0.1",)
+        OpcUaPki(root / "server-pki"),
+        application_uri="urn:freeopcua:python:server",
+        hosts=("127.0.0.1",),
+        common_name="vendor line controller",
     )
     if trusted:
         trust(gateway, server.certificate)
