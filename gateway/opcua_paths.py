@@ -29,14 +29,15 @@ class Step:
         )
 
 
-def _split(text: str, separator: str) -> list[str]:
-    """``text`` cut at each unescaped ``separator``, escapes removed."""
+def _split(text: str, separator: str, *, keep_escapes: bool = False) -> list[str]:
+    """``text`` cut at each unescaped ``separator`` (escapes removed, or kept for a later split)."""
     parts, current, escaped = [], "", False
     for char in text:
         if escaped:
             current += char
             escaped = False
         elif char == "&":
+            current += char if keep_escapes else ""
             escaped = True
         elif char == separator:
             parts.append(current)
@@ -55,10 +56,6 @@ def _step(text: str, aliases: dict[str, str]) -> Step:
         if not separator or not uri or not name:
             raise BrowsePathError(f"step {text!r}: write nsu=<namespace URI>;<browse name>")
         return Step(uri, name)
-    if "&" not in text and ":" not in text:
-        if not text:
-            raise BrowsePathError("a path has an empty step (two '/' in a row, or one at an end)")
-        return Step(0, text)
     head, *rest = _split(text, ":")
     if not rest:
         return Step(0, head)
@@ -75,28 +72,9 @@ def _step(text: str, aliases: dict[str, str]) -> Step:
 
 def parse_path(path: str | list[str], aliases: dict[str, str]) -> tuple[Step, ...]:
     """The steps of ``path`` (a ``/``-separated string, or a list of steps), aliases replaced by their URIs."""
-    texts = path if isinstance(path, list) else _split_keeping_escapes(path)
+    texts = path if isinstance(path, list) else _split(path, "/", keep_escapes=True)
     if not texts:
         raise BrowsePathError("a path needs at least one step")
+    if any(not text for text in texts):
+        raise BrowsePathError(f"path {path!r} has an empty step (two '/' in a row, or one at an end)")
     return tuple(_step(text, aliases) for text in texts)
-
-
-def _split_keeping_escapes(text: str) -> list[str]:
-    """``text`` cut at each unescaped ``/``; escapes stay, for the step's own parse."""
-    parts, current, escaped = [], "", False
-    for char in text:
-        if escaped:
-            current += char
-            escaped = False
-        elif char == "&":
-            current += char
-            escaped = True
-        elif char == "/":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    if any(not part for part in parts):
-        raise BrowsePathError(f"path {text!r} has an empty step (two '/' in a row, or one at an end)")
-    return parts

@@ -7,6 +7,8 @@ import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ftel.errors import ConfigError
 from ftel.security.opcua import (
@@ -248,3 +250,9 @@ def test_the_draft_is_a_valid_gateway_file_with_one_model_per_type() -> None:
     assert not card.opcua.machinery  # no building blocks: the state from its fault code
     assert card.rule is not None
     assert "check" in text
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
+def test_a_drafted_path_parses_back_to_the_browse_names(names: list[str]) -> None:
+    written = path_text(variable(*names, data_type="UInt32"), {VENDOR: "v"})
+    assert parse_path(written, {"v": VENDOR}) == tuple(Step(VENDOR, n) for n in names)
