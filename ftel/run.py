@@ -97,6 +97,8 @@ class _Pipeline:
     gateway_thread: threading.Thread | None = None
     gateway_stop: threading.Event = field(default_factory=threading.Event)
     services_up: bool = False
+    run: SimulationRun | None = None
+    stopped_ms: int = 0  # plant time when the gateways stopped: where the next run continues
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,7 +108,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     interrupts = Interrupts()
     pipeline = _Pipeline(stack_from_settings(settings), interrupts)
     logs = settings.stack.dir / "logs"
-    run: SimulationRun | None = None
     fingerprint = ""
     try:
         with console.status("starting Mosquitto and InfluxDB…"):
@@ -134,6 +135,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         if not interrupts.stop.is_set():
             run, fingerprint, opening = _simulation(args, settings)
+            pipeline.run = run
             pipeline.gateway_thread = threading.Thread(
                 target=run_gateways,
                 args=(run, settings, pipeline.gateway_stop),
@@ -149,8 +151,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _watch(run, settings, header, seconds=args.seconds, stop=interrupts.stop)
     finally:
         stopped = _stop(pipeline, keep_stack=args.keep_stack, logs=logs)
-        if run is not None:
-            runstate.save(settings.stack.dir, runstate.RunState(fingerprint, run.start_ms, run.clock.now_ms()))
+        if pipeline.run is not None:
+            saved = runstate.RunState(fingerprint, pipeline.run.start_ms, pipeline.stopped_ms)
+            runstate.save(settings.stack.dir, saved)
         interrupts.restore()
     console.print(stopped, highlight=False)
     return 0
@@ -220,6 +223,8 @@ def _stop_gateways(pipeline: _Pipeline, say: Callable[[str], None]) -> None:
         waiting = sum(g.unconfirmed for g in pipeline.gateways)
         say(f"gateways: {waiting:,} messages waiting for confirmation by ingest" + (f" ({why})" if why else ""))
         thread.join(STOP_POLL_S)
+    if pipeline.run is not None:
+        pipeline.stopped_ms = pipeline.run.clock.now_ms()
     waiting = sum(g.unconfirmed for g in pipeline.gateways)
     outcome = "all confirmed" if not waiting else f"{waiting:,} messages unconfirmed" + (f", {why}" if why else "")
     console.print(f"  gateways: stopped, {outcome} ({time.monotonic() - began:.1f} s)", highlight=False)
