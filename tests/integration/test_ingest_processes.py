@@ -175,3 +175,44 @@ def test_a_worker_that_keeps_dying_backs_off_says_why_on_its_health_and_the_othe
     assert wait_for_exact(InfluxQuery(services.admin(database).influx), start, start + HOUR_MS) == []
     os.killpg(supervisor.pid, signal.SIGINT)
     assert supervisor.wait(timeout=90) == 0
+
+
+def test_a_second_ctrl_c_stops_the_workers_at_once(workers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids, env, _probe, processes = workers
+    log = tmp_path / "ingest.log"
+    supervisor = start_supervisor(env, ids[0], log)
+    processes.append(supervisor)
+    for worker_id in ids:
+        wait_for_log(log, f"worker {worker_id} subscribed")
+    children = psutil.Process(supervisor.pid).children()
+    frozen = worker_process(supervisor, ids[1])
+    assert frozen is not None
+    frozen.suspend()  # it cannot finish its stop: the supervisor waits for it
+    os.killpg(supervisor.pid, signal.SIGINT)
+    wait_for_log(log, f"ingest worker {ids[0]} stopped")
+    os.killpg(supervisor.pid, signal.SIGINT)
+    assert supervisor.wait(timeout=60) == 1  # a worker did not stop by itself
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == []
+    said = log.read_text()
+    assert f"ingest worker {ids[1]} killed by SIGKILL" in said
+    assert "stopped at once: what the workers held unacknowledged, the broker hands out again" in said
+
+
+def test_the_workers_stop_cleanly_by_themselves_when_the_supervisor_is_killed_outright(  # type: ignore[no-untyped-def]
+    workers, tmp_path: Path
+) -> None:
+    ids, env, _probe, processes = workers
+    log = tmp_path / "ingest.log"
+    supervisor = start_supervisor(env, ids[0], log)
+    processes.append(supervisor)
+    for worker_id in ids:
+        wait_for_log(log, f"worker {worker_id} subscribed")
+    children = psutil.Process(supervisor.pid).children()
+    supervisor.kill()
+    supervisor.wait()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == []
+    # Their own clean stop (the kernel's SIGTERM), each with its last word.
+    for worker_id in ids:
+        wait_for_log(log, f"worker {worker_id} stopped: IngestStats")
