@@ -31,6 +31,9 @@ QUIET_LOGGERS = ("asyncua", "pymodbus")
 def quiet_libraries() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # pymodbus logs each unanswered request at ERROR with a dump of the line's last frames; the gateway counts
+    # failed polls and says when a machine goes OFFLINE and comes back itself.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def run_configured(
