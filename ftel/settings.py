@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         description="the site's calendar (YAML: time zone, shifts, breaks, days off; docs/calendar.md); default: "
         "three 8-hour shifts every day at Asia/Shanghai, all time planned",
     )
+    orders: Path | None = Field(
+        None,
+        description="the plant's styles and orders (YAML: standard time per piece, target pieces, the controller's "
+        "program numbers or names; docs/orders.md); default: none, the boards show the jobs machines report",
+    )
     micro_stop_s: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MICRO_STOP_S),
         description="per machine type: a stop shorter than this many seconds is a micro-stop, counted apart",

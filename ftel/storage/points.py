@@ -13,6 +13,7 @@ from ftel.contract.models import (
     Telemetry,
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
+from ftel.plant.orders import JobChange
 from ftel.storage.lineproto import Point
 from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
 
@@ -222,3 +223,19 @@ def dead_letter_point(
         },
         received_ms,
     )
+
+
+def job_point(change: JobChange, *, site: str, workshop: str, machine_type: str) -> Point:
+    """A machine's job (style and order) from ``change.at_ms``, with what its window had made before it: the
+    simulator, the operator page and a controller reader write job changes this way (ftel/plant/orders.py)."""
+    tags = {Tag.SITE: site, Tag.WORKSHOP: workshop, Tag.MACHINE_TYPE: machine_type, Tag.MACHINE_ID: change.machine_id}
+    fields: dict[str, str | int | float | bool] = {
+        Field.STYLE: change.job.style,
+        Field.ORDER: change.job.order,
+        Field.UNITS_BEFORE: change.before.units,
+        Field.DEFECTS_BEFORE: change.before.defects,
+        Field.RUN_MS_BEFORE: change.before.run_ms,
+        Field.SOURCE: change.source,
+        Field.SET_BY: change.who,
+    }
+    return Point(Measurement.MACHINE_JOB, tags, fields, change.at_ms)

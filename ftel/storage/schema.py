@@ -31,6 +31,8 @@ class Measurement:
     # Per machine and hour, from the same windows: per-machine questions over long ranges or large fleets.
     MACHINE_HOURS = "rollup_machine_time"
     MACHINE_HOURS_DOWNTIME = "rollup_machine_downtime"
+    # Which style and order a machine is on from a moment, written by whoever sets it (ftel/plant/orders.py).
+    MACHINE_JOB = "machine_job"
 
 
 class Tag:
@@ -113,6 +115,14 @@ class Field:
     SPOOL_DROPPED = "spool_dropped"
     TEMPERATURE = "temperature"
     UPTIME_MS = "uptime_ms"
+    # machine_job: the job, and what the machine's window had made before the change (ftel/plant/orders.py)
+    STYLE = "style"
+    ORDER = "order"
+    UNITS_BEFORE = "units_before"
+    DEFECTS_BEFORE = "defects_before"
+    RUN_MS_BEFORE = "run_ms_before"
+    SOURCE = "source"
+    SET_BY = "set_by"
 
 
 DEAD_LETTER_SLOTS = 1000
