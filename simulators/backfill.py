@@ -10,13 +10,15 @@ from collections.abc import Callable, Sequence
 
 from ftel.contract.models import Message
 from ftel.plant.calendar import Calendar
+from ftel.plant.orders import OrderBook
 from ftel.settings import InfluxSettings
 from ftel.storage.lineproto import Point, encode_batch
-from ftel.storage.points import to_points
+from ftel.storage.points import job_point, to_points
 from ftel.storage.writer import RetryPolicy, make_writer, write_with_retry
 from gateway.core import GatewayCore, GatewayTiming
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
+from simulators.jobs import simulated_job_changes
 from simulators.machine import plant_models
 from simulators.plant import Plant
 
@@ -33,9 +35,11 @@ def backfill(
     telemetry_interval_ms: int,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     calendar: Calendar | None = None,
+    orders: OrderBook | None = None,
 ) -> int:
     """Returns the number of points written. ``on_progress(machines done, machines)``; with a ``calendar`` the
-    machines work only in its planned time."""
+    machines work only in its planned time; with ``orders`` knitting machines change jobs, each change written
+    as the point whoever set it would write (simulators/jobs.py)."""
     writer = make_writer(influx)
     pending: list[Point] = []
     written = 0
@@ -70,6 +74,12 @@ def backfill(
             for at in core.read_times(start_ms, end_ms):
                 read(at)
             emit(core.close(end_ms))
+            for w, model in models:
+                if w == workshop.id and orders is not None:
+                    pending.extend(
+                        job_point(change, site=plant.site, workshop=w, machine_type=model.spec.type.value)
+                        for change in simulated_job_changes(model, orders, end_ms=end_ms, window_ms=window_ms)
+                    )
             done += len(drivers)
             on_progress(done, len(models))
         if pending:

@@ -6,26 +6,33 @@ Ledger format (JSON Lines, one object per machine and window, documented in docs
  "state_ms": {STATE: ms}, "down_ms_by_reason": {reason: ms}, "stops_by_reason": {reason: n},
  "units": n, "defects": n,
  "planned_ms": ms, "planned_state_ms": {STATE: ms}, "micro_stops_by_reason": {reason: n},
- "micro_stop_ms_by_reason": {reason: ms}}
+ "micro_stop_ms_by_reason": {reason: ms},
+ "job_units": {job: n}, "job_defects": {job: n}, "job_run_ms": {job: ms}}
 
 ``planned_ms`` is the window's planned production time (the calendar's; all of it without a calendar) and
 ``planned_state_ms`` the state times inside it, so time outside shifts is ``state_ms - planned_state_ms``.
 A micro-stop is a DOWN stretch shorter than its machine type's threshold (settings: micro_stop_s); it is
 counted, with its whole duration, in the window where it ends: that is when anyone (the gateway too) knows it
 was short.
+
+``job_*`` are the pieces, defects and RUNNING time of the window per job ("<style>/<order>", job_key), split at
+the exact moment of each job change (simulators/jobs.py): a change mid-window cuts the window there.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ftel.contract.states import STATE_ORDER, MachineState
 from ftel.plant.calendar import Calendar
+from ftel.plant.orders import Job, JobChange, OrderBook
 from ftel.plant.stops import micro_stop_limits_ms
-from simulators.machine import MachineModel, count_defects, plant_models
+from simulators.jobs import simulated_job_changes
+from simulators.machine import MachineModel, Segment, count_defects, plant_models
 from simulators.plant import Plant
 from simulators.profiles import PROFILES
 
@@ -47,6 +54,13 @@ class LedgerRow:
     planned_state_ms: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in STATE_ORDER})
     micro_stops_by_reason: dict[str, int] = field(default_factory=dict)
     micro_stop_ms_by_reason: dict[str, int] = field(default_factory=dict)
+    job_units: dict[str, int] = field(default_factory=dict)
+    job_defects: dict[str, int] = field(default_factory=dict)
+    job_run_ms: dict[str, int] = field(default_factory=dict)
+
+
+def job_key(job: Job) -> str:
+    return f"{job.style}/{job.order}"
 
 
 def _planned(calendar: Calendar | None, start_ms: int, end_ms: int) -> int:
@@ -62,9 +76,11 @@ def machine_ledger(
     window_ms: int,
     calendar: Calendar | None = None,
     micro_stop_ms: int = 0,
+    job_changes: Sequence[JobChange] = (),
 ) -> Iterator[LedgerRow]:
     """``calendar``: planned time (None: all of it); ``micro_stop_ms``: a DOWN stretch shorter than this is a
-    micro-stop (0: none)."""
+    micro-stop (0: none); ``job_changes``: the machine's, in time order (only their moments and jobs are read)."""
+    change_times = [c.at_ms for c in job_changes]
     start = model.start_ms
     first_window = start - start % window_ms
     rows: dict[int, LedgerRow] = {}
@@ -109,11 +125,46 @@ def machine_ledger(
                 after = model.units_at(segment, piece_end)
                 r.units += after - before
                 r.defects += count_defects(model.seed, before, after, PROFILES[model.spec.type].defect_rate_bp)
+                _count_jobs(
+                    r,
+                    model,
+                    segment,
+                    start_ms=cursor,
+                    end_ms=piece_end,
+                    changes=job_changes,
+                    change_times=change_times,
+                )
             cursor = piece_end
     window = first_window
     while window < end_ms:
         yield row(window)
         window += window_ms
+
+
+def _count_jobs(
+    r: LedgerRow,
+    model: MachineModel,
+    segment: Segment,
+    *,
+    start_ms: int,
+    end_ms: int,
+    changes: Sequence[JobChange],
+    change_times: Sequence[int],
+) -> None:
+    """A running piece's units, defects and time, cut at the job changes inside it, to each job."""
+    index = bisect.bisect_right(change_times, start_ms)
+    cut = start_ms
+    while cut < end_ms:
+        until = min(end_ms, change_times[index]) if index < len(change_times) else end_ms
+        if index > 0:
+            key = job_key(changes[index - 1].job)
+            before, after = model.units_at(segment, cut), model.units_at(segment, until)
+            rate = PROFILES[model.spec.type].defect_rate_bp
+            r.job_units[key] = r.job_units.get(key, 0) + after - before
+            r.job_defects[key] = r.job_defects.get(key, 0) + count_defects(model.seed, before, after, rate)
+            r.job_run_ms[key] = r.job_run_ms.get(key, 0) + until - cut
+        cut = until
+        index += 1
 
 
 def plant_ledger(
@@ -125,9 +176,10 @@ def plant_ledger(
     workshop: str | None = None,
     calendar: Calendar | None = None,
     micro_stop_s: Mapping[str, float] | None = None,
+    orders: OrderBook | None = None,
 ) -> Iterator[LedgerRow]:
     """Every machine's windows; with a calendar, the machines work only in its planned time (as the simulation
-    given the same calendar does)."""
+    given the same calendar does); with ``orders``, knitting machines change jobs (simulators/jobs.py)."""
     limits = micro_stop_limits_ms(micro_stop_s)
     for workshop_id, model in plant_models(plant, start_ms=start_ms, workshop=workshop, calendar=calendar):
         yield from machine_ledger(
@@ -138,6 +190,9 @@ def plant_ledger(
             window_ms=window_ms,
             calendar=calendar,
             micro_stop_ms=limits.get(model.spec.type.value, 0),
+            job_changes=list(simulated_job_changes(model, orders, end_ms=end_ms, window_ms=window_ms))
+            if orders
+            else (),
         )
 
 
