@@ -6,6 +6,7 @@
 - ``--workshop ID``: a simulated workshop of a plant file, as `ftel simulate run` runs it (tests and load).
 - ``probe --config FILE``: read each machine's signals once and print the state they give.
 - ``discover --opcua URL``: browse equipment and print a draft gateway file (gateway/discover/); reads only.
+- ``discover --modbus TARGET``: read registers of given units a few times, show which change, draft a file.
 
 The gateway package never imports the simulators; this module wires the two.
 """
@@ -85,7 +86,34 @@ def _discover(args: argparse.Namespace) -> int:
             security=security_entry(security),
         )
         return discover_command(args.opcua, security, options, out=args.out, timeout_s=args.timeout_s)
-    raise CliError("say what to discover: --opcua URL (an OPC UA endpoint)")
+    if args.modbus:
+        return _discover_modbus(args)
+    raise CliError("say what to discover: --opcua URL (an OPC UA endpoint) or --modbus TARGET (a Modbus address)")
+
+
+def _discover_modbus(args: argparse.Namespace) -> int:
+    from gateway.config import Parity, Table
+    from gateway.discover.modbus import Target, discover_command
+
+    try:
+        target = Target.parse(args.modbus, baudrate=args.baudrate, parity=Parity(args.parity), stop_bits=args.stop_bits)
+        tables = [Table(t) for t in args.table or ["holding"]]
+    except ValueError as error:
+        raise CliError(f"--modbus {args.modbus}: {error}") from None
+    return discover_command(
+        target,
+        args.unit or [1],
+        tables,
+        start=args.start,
+        count=args.count,
+        reads=args.reads,
+        every_s=args.every_s,
+        timeout_s=args.timeout_s,
+        workshop=args.draft_workshop,
+        gateway_id=args.draft_gateway_id,
+        out=args.out,
+        command=f"ftel gateway discover --modbus {args.modbus}",
+    )
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -147,3 +175,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ua.add_argument("--password-file", type=Path, help="a file that holds the password")
     ua.add_argument("--user-certificate", type=Path, help="an X.509 user certificate (with --user-key)")
     ua.add_argument("--user-key", type=Path, help="the user certificate's private key")
+    mb = discover.add_argument_group("Modbus (reads only: functions 1-4)")
+    mb.add_argument(
+        "--modbus", metavar="TARGET", help="host[:port] (TCP, or a TCP→RTU gateway) or a serial device (RTU)"
+    )
+    mb.add_argument("--unit", type=int, action="append", help="a unit id to read (repeat; default 1)")
+    mb.add_argument(
+        "--table", action="append", choices=["holding", "input", "coil", "discrete"], help="repeat; default holding"
+    )
+    mb.add_argument("--start", type=int, default=0, help="first address (0-based, as on the wire; default 0)")
+    mb.add_argument("--count", type=int, default=20, help="registers or bits from there (default 20, at most 125)")
+    mb.add_argument("--reads", type=int, default=5, help="how many times to read them (default 5)")
+    mb.add_argument("--every-s", type=float, default=1.0, help="seconds between reads (default 1)")
+    mb.add_argument("--baudrate", type=int, default=19_200, help="serial: baud rate (default 19200)")
+    mb.add_argument("--parity", default="even", choices=["none", "even", "odd"], help="serial: parity (even)")
+    mb.add_argument("--stop-bits", type=int, default=1, choices=[1, 2], help="serial: stop bits (default 1)")

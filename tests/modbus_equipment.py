@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -58,6 +59,8 @@ class Record:
     changes: dict[str, list[tuple[int, MachineState, str | None]]] = field(default_factory=dict)
     units: dict[str, int] = field(default_factory=dict)
     answers: dict[tuple[str, int], int] = field(default_factory=dict)  # (server, unit) → responses sent
+    functions: set[int] = field(default_factory=set)  # the function codes of every request received
+    connections: dict[str, int] = field(default_factory=dict)  # server → connections made to it
 
     def change(self, machine: str, state: MachineState, reason: str | None = None) -> None:
         self.changes.setdefault(machine, []).append((wall_ms(), state, reason))
@@ -90,6 +93,18 @@ class Equipment:
 
         return trace
 
+    def _heard(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.record.functions.add(pdu.function_code)
+        return pdu
+
+    def _connected(self, name: str) -> Callable[[bool], None]:
+        def count(connected: bool) -> None:
+            if connected:
+                self.record.connections[name] = self.record.connections.get(name, 0) + 1
+
+        return count
+
     def serve_serial(self, name: str, port: Path, units: list[int], *, baudrate: int, stop_bits: int) -> None:
         async def start() -> None:
             server = ModbusSerialServer(
@@ -99,6 +114,7 @@ class Equipment:
                 parity="N",
                 stopbits=stop_bits,
                 trace_packet=self._tracer(name, 0),  # RTU: the unit id is the frame's first byte
+                trace_pdu=self._heard,
             )
             await server.serve_forever(background=True)
             self._servers[name] = server
@@ -111,6 +127,8 @@ class Equipment:
                 [device(u) for u in units],
                 address=("127.0.0.1", port),
                 trace_packet=self._tracer(name, 6),  # TCP: the unit id follows the 6-byte MBAP header
+                trace_pdu=self._heard,
+                trace_connect=self._connected(name),
             )
             await server.serve_forever(background=True)
             self._servers[name] = server
@@ -142,6 +160,7 @@ class Equipment:
             task.cancel()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:

@@ -344,6 +344,9 @@ def verdict(query: InfluxQuery, equipment: Equipment, start_ms: int, end_ms: int
         )
     }
     assert {m: units.get(m, 0) for m in record.units} == record.units
+    # The units behind the TCP→RTU gateway shared one connection; the gateway only read.
+    assert record.connections["gw"] == 1
+    assert record.functions <= {1, 2, 3, 4}
     assert record.units[LAMP_MACHINE] > 5
 
 
