@@ -47,14 +47,22 @@ def _start(
     """One `ftel` process of the pipeline, logging to ``log``, out of the terminal's reach (this command stops
     it, in order); waits until it logs ``ready`` or a stop is asked for."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    # The log goes on from the last run's: only what this process writes says it is ready.
+    since = log.stat().st_size if log.exists() else 0
     with log.open("ab") as out:
         process = spawn(args, env={**os.environ, **extra_env}, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + PROCESS_READY_TIMEOUT_S
-    while ready not in log.read_text(errors="replace") and not interrupts.stop.is_set():
+    while ready not in _written_since(log, since) and not interrupts.stop.is_set():
         if process.poll() is not None or time.monotonic() > deadline:
             raise CliError(f"the {name} did not start; see {log}")
         interrupts.stop.wait(0.1)
     return process
+
+
+def _written_since(log: Path, offset: int) -> str:
+    with log.open("rb") as text:
+        text.seek(offset)
+        return text.read().decode(errors="replace")
 
 
 def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[SimulationRun, str, str]:
