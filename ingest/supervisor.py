@@ -24,10 +24,11 @@ from typing import IO
 
 from ftel.children import Interrupts, describe_exit, spawn
 from ftel.contract.topics import health_topic
+from ftel.errors import FtelError
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
 from ftel.storage.writer import RetryPolicy
-from ingest.transport import PahoTransport, TransportError
+from ingest.transport import PahoTransport
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class Supervisor:
         )
         try:
             publish_down_health(self.settings, child.worker_id, health)
-        except TransportError as error:
+        except FtelError as error:  # the broker away, the identity missing: the log has said it
             log.warning("could not say so on %s: %s", health_topic("ingest", child.worker_id), error)
         child.process = None
         child.start_at = time.monotonic() + delay
