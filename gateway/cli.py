@@ -14,12 +14,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ftel.settings import Settings
-from gateway.config import GatewayConfig, MachineConfig, ModbusDriver, OpcUaDriver
+from gateway.config import GatewayConfig, LampConfig, MachineConfig, ModbusDriver, ModelConfig, OpcUaDriver
+from gateway.driver import Reading
 from gateway.drivers.build import SimulatedFactory, build_drivers, source_for, timing
 from gateway.drivers.errors import SourceError
+from gateway.drivers.lamp import LampInterpreter
 from gateway.drivers.modbus_bus import ModbusBuses
+from gateway.drivers.poll import Source
 from gateway.runner import Progress, build_gateway
-from gateway.signals import SignalInterpreter
+from gateway.signals import Sample, SignalInterpreter
 from gateway.tracker import Origin
 
 console = Console(stderr=True, soft_wrap=True)
@@ -96,21 +99,24 @@ async def _probe_all(config: GatewayConfig, machines: list[MachineConfig]) -> in
 async def _probe_one(config: GatewayConfig, machine: MachineConfig) -> bool:
     model = config.models[machine.model]
     source, where = source_for(machine, model, time_scale=1.0, buses=ModbusBuses(config.serial_lines))
-    timeout = machine.driver.timeout if isinstance(machine.driver, ModbusDriver | OpcUaDriver) else 5.0
+    driver = machine.driver
+    timeout = driver.timeout if isinstance(driver, ModbusDriver | OpcUaDriver) else 5.0
+    poll_s = driver.poll_interval_s if isinstance(driver, ModbusDriver | OpcUaDriver) else 1.0
     try:
         await asyncio.wait_for(source.connect(), timeout)
-        sample = await asyncio.wait_for(source.read(), timeout)
+        samples = await _watch(source, model, timeout_s=timeout, poll_s=poll_s)
     except (SourceError, OSError, TimeoutError) as error:
         console.print(f"[red]{machine.id}[/red] ({where}): no answer: {error or 'time limit passed'}")
         return False
     finally:
         await source.close()
-    reading, refused = SignalInterpreter(model).interpret(0, sample)
+    reading, refused, lamps = _interpret(model, samples)
     table = Table(title=f"{machine.id} — {machine.model} ({where})", show_lines=False)
     table.add_column("signal")
     table.add_column("raw", justify="right")
-    for name, raw in sample.items():
-        table.add_row(name, str(raw))
+    for name, raw in samples[-1][1].items():
+        read = " ".join(str(s[name]) for _, s in samples) if name in lamps else str(raw)
+        table.add_row(name, read + (f"  → {lamps[name]}" if name in lamps else ""))
     console.print(table)
     if reading is None:
         console.print(f"[red]{machine.id}: the signals give no state[/red]  refused: {refused}")
@@ -123,3 +129,33 @@ async def _probe_one(config: GatewayConfig, machine: MachineConfig) -> bool:
         + (f"  [yellow]refused: {refused}[/yellow]" if refused else "")
     )
     return not refused
+
+
+async def _watch(source: Source, model: ModelConfig, *, timeout_s: float, poll_s: float) -> list[tuple[int, Sample]]:
+    """One sample; a stack-light tap's lamps over two blink phases and two polls, so blinking can be told."""
+    window_s = 2 * (model.lamp or LampConfig()).blink_phase_max_s + 2 * poll_s if model.lamps else 0.0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    samples: list[tuple[int, Sample]] = []
+    while True:
+        at = loop.time() - started
+        samples.append((round(at * 1000), await asyncio.wait_for(source.read(), timeout_s)))
+        if at >= window_s:
+            return samples
+        await asyncio.sleep(max(0.0, started + at + poll_s - loop.time()))
+
+
+def _interpret(
+    model: ModelConfig, samples: list[tuple[int, Sample]]
+) -> tuple[Reading | None, list[str], dict[str, str]]:
+    """The last reading the samples give, what was refused, and each lamp's condition (a lamp tap)."""
+    if not model.lamps:
+        reading, refused = SignalInterpreter(model).interpret(samples[-1][0], samples[-1][1])
+        return reading, refused, {}
+    lamps = LampInterpreter(model)
+    readings, refused = [], []
+    for at_ms, sample in samples:
+        told, why = lamps.readings(at_ms, sample)
+        readings += told
+        refused += why
+    return (readings[-1] if readings else None), sorted(set(refused)), lamps.conditions()

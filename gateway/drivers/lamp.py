@@ -39,6 +39,10 @@ class LampInterpreter:
         """Polls read but not yet told (their lamps' conditions not yet decided)."""
         return len(self._held)
 
+    def conditions(self) -> dict[str, str]:
+        """Each lamp's condition as last decided (``undecided`` before any)."""
+        return {name: t.changes[-1][1].value if t.changes else "undecided" for name, t in self._lamps.items()}
+
     def readings(self, at_ms: int, sample: Sample, *, reconnected: bool = False) -> tuple[list[Reading], list[str]]:
         values = dict(sample)
         for name, tracker in self._lamps.items():

@@ -87,3 +87,31 @@ def test_discover_over_an_rtu_line_drafts_a_file_probe_accepts(equipment: Equipm
         discover_and_probe(equipment, "line", target, tmp_path)
         draft = load_gateway_config(tmp_path / "draft.yaml")
         assert draft.serial_lines["line-1"].device == str(gateway_end)
+
+
+async def flashing(eq: Equipment, server: str) -> None:
+    """A red lamp blinking: 0.4 s lit, 0.4 s dark (the tap's third input; the others dark)."""
+    lit = True
+    while True:
+        await eq.write(server, 1, "discrete", 0, [0, 0, int(lit)])
+        await asyncio.sleep(0.4)
+        lit = not lit
+
+
+def test_discover_drafts_a_lamp_tap_and_probe_tells_a_blinking_red(equipment: Equipment, tmp_path: Path) -> None:
+    port = free_port()
+    equipment.serve_tcp("lamp", port, [1])
+    equipment.run(flashing(equipment, "lamp"))
+    draft = tmp_path / "lamp.yaml"
+    found = ftel(
+        "discover", "--modbus", f"127.0.0.1:{port}", "--table", "discrete", "--count", "8", "--reads", "4",
+        "--every-s", "0.3", "--timeout-s", "0.5", "--out", str(draft),
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    model = load_gateway_config(draft).models["unit 1 (draft)"]
+    assert model.lamps == [Signal.GREEN, Signal.YELLOW, Signal.RED]
+    probed = ftel("probe", "--config", str(draft))
+    assert probed.returncode == 0, probed.stderr
+    assert "→ blinking" in probed.stderr
+    assert "DOWN (unknown_fault)" in probed.stderr
+    assert equipment.record.functions <= {1, 2, 3, 4}
