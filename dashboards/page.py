@@ -153,6 +153,46 @@ def _micro_stops(data: ReportData) -> str:
     return _table("micro-stops-table", ["Workshop", "Machine type", "Shorter than", "Stops", "Minutes"], rows, {3, 4})
 
 
+def _orders(data: ReportData, cal: Calendar) -> str:
+    """Per order: made in the period and to date against the target, the finish at the period's rate; per style:
+    time per piece against the standard (docs/boards.md)."""
+    if data.orders is None or not (data.orders.orders or data.orders.styles):
+        return '<p class="empty">No machine reported a style or an order.</p>'
+    orders = [
+        [
+            escape(o.order),
+            escape(o.style),
+            str(o.machines),
+            str(o.period.units),
+            str(o.period.defects),
+            str(o.good_to_date),
+            str(o.target) if o.target else "-",
+            _percent(o.progress),
+            f"{_when(f, cal)}" if (f := o.estimated_finish_ms) is not None else "-",
+        ]
+        for o in data.orders.orders
+    ]
+    styles = [
+        [
+            escape(s.style),
+            str(s.counts.units),
+            str(s.counts.defects),
+            f"{s.counts.run_ms / 3_600_000:.1f}",
+            f"{t:.0f}" if (t := s.seconds_per_piece) is not None else "-",
+            f"{s.standard_s:g}" if s.standard_s else "-",
+            _percent(s.performance),
+        ]
+        for s in data.orders.styles
+    ]
+    order_headers = ["Order", "Style", "Machines", "Pieces", "Defects", "Good to date", "Target", "Progress"]
+    return _table("orders-table", [*order_headers, "Estimated finish"], orders, {2, 3, 4, 5, 6, 7}) + _table(
+        "styles-table",
+        ["Style", "Pieces", "Defects", "Running hours", "s per piece", "Standard s", "Performance"],
+        styles,
+        {1, 2, 3, 4, 5, 6},
+    )
+
+
 def render(data: ReportData, *, title: str, period: str, generated_ms: int, calendar: Calendar | None = None) -> str:
     """The whole page, in the calendar's plant time (default: the default calendar's)."""
     cal = calendar or default_calendar()
@@ -216,6 +256,7 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int, cale
                 {1, 2, 3, 4},
             ),
         ),
+        _section("orders", "Orders and styles", _orders(data, cal)),
         _section(
             "worst",
             "Machines with most downtime",

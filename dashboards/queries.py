@@ -688,3 +688,56 @@ def variables_used(influxql: str) -> set[str]:
     """Dashboard variables a statement refers to (Grafana's builtins and alias patterns left out)."""
     names = {m.group(1) or m.group(3) for m in _VARIABLE.finditer(influxql)}
     return {n for n in names if n not in BUILTIN_VARIABLES and not n.startswith("tag_") and n != "col"}
+
+
+# --- styles and orders (ftel/plant/orders.py, docs/orders.md) ---------------------------------------------
+
+# How far back a machine's job changes are read: an order runs for days or weeks, rarely past this.
+JOB_LOOKBACK = "400d"
+JOB_FIELDS = (
+    Field.STYLE,
+    Field.ORDER,
+    Field.UNITS_BEFORE,
+    Field.DEFECTS_BEFORE,
+    Field.RUN_MS_BEFORE,
+    Field.SOURCE,
+    Field.SET_BY,
+)
+
+
+def job_changes(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Every job change of the selected machines at or before the range end (looked back ``JOB_LOOKBACK``)."""
+    fields = ", ".join(_n(f) for f in JOB_FIELDS)
+    return Query(
+        "job_changes",
+        f"SELECT {fields} FROM {_n(Measurement.MACHINE_JOB)} WHERE {looking_back(JOB_LOOKBACK)} "
+        f"AND {matches(variables)} GROUP BY {_group_by(Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def current_jobs(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Each machine's job at the range end, stamped when it began: what the operator page keeps of a job when
+    it changes only the order or only the style."""
+    return Query(
+        "current_jobs",
+        f"SELECT last({_n(Field.STYLE)}) AS {_n(Field.STYLE)}, {_n(Field.ORDER)}, {_n(Field.SOURCE)}, "
+        f"{_n(Field.SET_BY)} FROM {_n(Measurement.MACHINE_JOB)} WHERE {looking_back(JOB_LOOKBACK)} "
+        f"AND {matches(variables)} GROUP BY {_group_by(Tag.WORKSHOP, Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def machine_counts(hourly: bool, variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Each machine's windows in the range (or, ``hourly``, its machine hours): units, defects, RUNNING time;
+    what the windows are split at job changes from (ftel/plant/orders.py)."""
+    measurement = Measurement.MACHINE_HOURS if hourly else Measurement.STATE_TIME
+    resolution_condition = f" AND {_n(Tag.RESOLUTION)} = '{HOUR}'" if hourly else ""
+    running = state_field(MachineState.RUNNING)
+    return Query(
+        "machine_hours_made" if hourly else "machine_windows_made",
+        f"SELECT {_n(Field.WINDOW_MS)}, {_n(Field.UNITS)}, {_n(Field.DEFECTS)}, {_n(running)} "
+        f"FROM {_n(measurement)} WHERE $timeFilter AND {matches(variables)}{resolution_condition} "
+        f"GROUP BY {_n(Tag.MACHINE_ID)}",
+        "table",
+    )

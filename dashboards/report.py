@@ -11,6 +11,7 @@ from dashboards.queries import Binding
 from dashboards.report_data import ReportData, collect
 from dashboards.shifts import Period
 from ftel.plant.calendar import Calendar, site_calendar
+from ftel.plant.orders import load_order_book
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
 
@@ -27,6 +28,7 @@ def report_data(
         Binding(period.start_ms, period.end_ms, variables=variables),
         calendar=calendar or site_calendar(settings.calendar),
         micro_stop_s=settings.micro_stop_s,
+        orders=load_order_book(settings.orders) if settings.orders else None,
     )
 
 

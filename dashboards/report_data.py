@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboards import queries as q
+from dashboards.orders_data import OrdersData, collect_orders
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
+from ftel.plant.orders import OrderBook
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.settings import DEFAULT_MICRO_STOP_S
 from ftel.storage.query import InfluxQuery
@@ -98,6 +100,7 @@ class ReportData:
     timelines_worst_only: bool = False
     planned: PlannedTime | None = None
     micro_stops: list[MicroStops] = field(default_factory=list)
+    orders: OrdersData | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,11 +255,13 @@ def collect(
     timeline_machines: int | None = TIMELINE_MACHINES,
     calendar: Calendar | None = None,
     micro_stop_s: Mapping[str, float] | None = None,
+    orders: OrderBook | None = None,
 ) -> ReportData:
     """The report's figures. ``readings``: where to read (default ``report_readings``; the benchmark compares
     with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all);
     ``calendar``: planned time (default: the default calendar, all time planned); ``micro_stop_s``: micro-stop
-    thresholds per machine type (default: the settings' defaults)."""
+    thresholds per machine type (default: the settings' defaults); ``orders``: the styles' standard times and the
+    orders' targets (default: none known, the jobs the machines report are shown without them)."""
     readings = readings or report_readings(binding)
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
@@ -291,4 +296,5 @@ def collect(
         timelines_worst_only=worst_only,
         planned=planned,
         micro_stops=micro_stops(client, binding, micro_stop_s or DEFAULT_MICRO_STOP_S),
+        orders=collect_orders(client, binding, orders or OrderBook()),
     )
