@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -38,8 +40,16 @@ def line_timing(line: SerialLine) -> LineTiming:
 class ModbusBus:
     """One connection and the turns of the units that share it (see the module docstring)."""
 
-    def __init__(self, where: str, make_client: Callable[[float], Client], *, gap_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        where: str,
+        make_client: Callable[[float], Client],
+        *,
+        gap_s: float = 0.0,
+        diagnose: Callable[[], str] | None = None,
+    ) -> None:
         self.where = where
+        self._diagnose = diagnose or (lambda: "check the address, the port, a firewall")
         self._make_client = make_client
         self._gap_s = gap_s
         self._timeout_s = 0.0
@@ -72,7 +82,7 @@ class ModbusBus:
                 raise SourceError(f"cannot connect to {self.where}: {error}") from error
             if not connected:
                 self._drop()
-                raise SourceError(f"cannot connect to {self.where}: check the address, the device, its settings")
+                raise SourceError(f"cannot connect to {self.where}: {self._diagnose()}")
 
     def detach(self, member: str) -> None:
         """``member`` is done with the bus (or failed): the last one out closes the connection."""
@@ -146,4 +156,18 @@ class ModbusBuses:
                 reconnect_delay=0,
             )
 
-        return ModbusBus(f"modbus-rtu://{line.device}", serial, gap_s=line_timing(line).gap_s)
+        return ModbusBus(
+            f"modbus-rtu://{line.device}", serial, gap_s=line_timing(line).gap_s, diagnose=lambda: why_not(line.device)
+        )
+
+
+def why_not(device: str) -> str:
+    """Why a serial device could not be opened, as far as the file system tells (pymodbus only logs it)."""
+    path = Path(device)
+    if not device.startswith("/") or "://" in device:
+        return "check the device name and that no other program holds it"
+    if not path.exists():
+        return "no such device (unplugged, or renamed: use its /dev/serial/by-id/… name)"
+    if not os.access(path, os.R_OK | os.W_OK):
+        return "permission denied (add the gateway's user to the dialout group)"
+    return "the port is busy or refused its settings (another program holding it? one master per line)"
