@@ -73,6 +73,14 @@ def _change(row: Mapping[str, Any]) -> JobChange:
     )
 
 
+def current_job(client: InfluxQuery, machine_id: str, at_ms: int) -> Job | None:
+    """The job ``machine_id`` is on at ``at_ms`` (None: never set): what the operator page keeps of a job when it
+    changes only the style."""
+    binding = q.Binding(at_ms, at_ms + 1, variables={q.MACHINE: (machine_id,)})
+    rows = client.rows(q.bind(q.current_jobs().influxql, binding))
+    return Job(rows[0][Field.STYLE] or "", rows[0][Field.ORDER] or "") if rows else None
+
+
 def _windows(client: InfluxQuery, binding: q.Binding, *, hourly: bool) -> list[WindowCounts]:
     running = state_field(MachineState.RUNNING)
     return [

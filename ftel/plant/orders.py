@@ -7,10 +7,11 @@ a machine's job, a controller reader when the program it reads changes. A change
 machine's current gateway window (the one holding ``at_ms``) had accumulated before it: units, defects and
 RUNNING time. With these the windows split exactly at the change, and nothing else needs to (see ``split``).
 
-How the operator page writes a change: read the machine's current job (``current_job`` in dashboards/queries.py)
-to keep the part it does not change, then write ``job_point(..., change=JobChange(at_ms=next_window_edge(now,
-window_ms), ..., before=Counts()))``: a change entered by hand takes effect at the next window edge, where the
-window has accumulated nothing yet (nobody at the page knows the counters mid-window), so ``before`` is zero.
+How the operator page writes a change: read the machine's current job (``current_job`` in dashboards/orders_data.py),
+make the change with ``hand_set_change`` (it checks the order and style against the book and keeps the part the
+operator did not change), and write ``job_point(change, ...)`` with the storage writer. A change entered by hand
+takes effect at the next window edge, where the window has accumulated nothing yet (nobody at the page knows the
+counters mid-window), so its ``before`` is zero.
 """
 
 from __future__ import annotations
@@ -164,6 +165,36 @@ class WindowCounts:
 def next_window_edge(at_ms: int, window_ms: int) -> int:
     """The first window edge at or after ``at_ms``: where a change entered by hand takes effect."""
     return -(-at_ms // window_ms) * window_ms
+
+
+def hand_set_change(
+    book: OrderBook,
+    *,
+    machine_id: str,
+    now_ms: int,
+    window_ms: int,
+    current: Job | None,
+    order: str | None = None,
+    style: str | None = None,
+    who: str,
+) -> JobChange:
+    """An operator's change: ``order`` (its style comes with it), or ``style`` alone (the order kept only when it
+    is of that style), taking effect at the next window edge."""
+    if order is not None:
+        known = book.order(order)
+        if known is None:
+            raise OrdersError(f"{machine_id}: no order {order!r} in the orders file; add it there first")
+        if style is not None and style != known.style:
+            raise OrdersError(f"{machine_id}: order {order} is for style {known.style}, not {style}")
+        job = Job(known.style, known.id)
+    elif style is not None:
+        if book.style(style) is None:
+            raise OrdersError(f"{machine_id}: no style {style!r} in the orders file; add it there first")
+        kept = current.order if current is not None and (o := book.order(current.order)) and o.style == style else ""
+        job = Job(style, kept)
+    else:
+        raise OrdersError(f"{machine_id}: say which order or which style the machine is on")
+    return JobChange(machine_id, next_window_edge(now_ms, window_ms), job, source="operator", who=who)
 
 
 def split(windows: Iterable[WindowCounts], changes: Iterable[JobChange]) -> Iterator[tuple[Job, WindowCounts]]:

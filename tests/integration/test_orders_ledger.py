@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards import queries as q
-from dashboards.orders_data import collect_orders, read_changes
+from dashboards.orders_data import collect_orders, current_job, read_changes
 from dashboards.page import render
 from dashboards.report_data import collect
 from ftel.plant.calendar import Calendar
@@ -143,6 +143,9 @@ def test_each_machines_job_now_is_its_last_change_and_the_report_shows_orders(fi
     assert {(j.machine_id, j.job, j.since_ms) for j in data.orders.jobs_now} == {
         (m, c.job, c.at_ms) for m, c in last.items()
     }
+    # What the operator page reads before a change: the job at a moment.
+    assert current_job(filled.client, "KNIT-003", end - 1) == last["KNIT-003"].job
+    assert current_job(filled.client, "KNIT-003", START - 1) is None
     page = render(data, title="Shift report", period="test", generated_ms=end, calendar=filled.calendar)
     assert 'id="orders-table"' in page
     assert 'id="styles-table"' in page

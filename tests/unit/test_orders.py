@@ -14,6 +14,7 @@ from ftel.plant.orders import (
     JobChange,
     OrdersError,
     WindowCounts,
+    hand_set_change,
     next_window_edge,
     order_figures,
     parse_order_book,
@@ -170,3 +171,41 @@ def test_a_job_change_is_one_point_of_the_machine_with_its_counts_before() -> No
     assert point.fields[Field.UNITS_BEFORE] == 4
     assert point.fields[Field.SET_BY] == "li"
     assert point.time_ms == 90_000
+
+
+def test_an_operator_setting_an_order_puts_the_machine_on_its_style_at_the_next_window_edge() -> None:
+    change = hand_set_change(
+        BOOK, machine_id="K1", now_ms=61_000, window_ms=60_000, current=A, order="PO-1002", who="li"
+    )
+    assert (change.at_ms, change.job, change.before, change.source, change.who) == (
+        120_000,
+        B,
+        Counts(),
+        "operator",
+        "li",
+    )
+
+
+def test_an_operator_changing_only_the_style_keeps_no_order_of_another_style() -> None:
+    kept = hand_set_change(BOOK, machine_id="K1", now_ms=0, window_ms=60_000, current=A, style="V-NECK-12G", who="li")
+    assert kept.job == A
+    dropped = hand_set_change(
+        BOOK, machine_id="K1", now_ms=0, window_ms=60_000, current=A, style="CARDIGAN-7G", who="li"
+    )
+    assert dropped.job == Job("CARDIGAN-7G", "")
+
+
+def test_an_unknown_order_or_a_mismatched_style_is_refused_with_what_to_do() -> None:
+    with pytest.raises(OrdersError, match="no order 'PO-9' in the orders file; add it there first"):
+        hand_set_change(BOOK, machine_id="K1", now_ms=0, window_ms=60_000, current=None, order="PO-9", who="li")
+    with pytest.raises(OrdersError, match="order PO-1001 is for style V-NECK-12G, not CARDIGAN-7G"):
+        hand_set_change(
+            BOOK,
+            machine_id="K1",
+            now_ms=0,
+            window_ms=60_000,
+            current=None,
+            order="PO-1001",
+            style="CARDIGAN-7G",
+            who="li",
+        )
