@@ -53,6 +53,7 @@ class Signal(StrEnum):
 
 COUNTERS = frozenset({Signal.UNITS, Signal.DEFECTS})
 LAMPS = (Signal.GREEN, Signal.YELLOW, Signal.RED, Signal.BLUE)
+LAMP_CONDITIONS = ("off", "steady", "blinking")  # a lamp as a rule reads it (gateway/lamp.py Lamp)
 FLAGS = frozenset({Signal.RUN, Signal.SETUP, Signal.MAINTENANCE})
 
 # Values beyond these are refused (with a counted reason) whatever the model declares: the contract's bounds.
@@ -280,6 +281,10 @@ class ModelConfig(_Strict):
                     raise ValueError(f"the rule reads {read}, which only OPC UA for Machinery offers")
                 if read not in (ITEM_STATE, OPERATION_MODE) and Signal(read) not in signals:
                     raise ValueError(f"the rule reads {read}, which the signal map does not place")
+                expected = entry.when[read]
+                named = expected if isinstance(expected, list) else [expected]
+                if read in LAMPS and any(not isinstance(e, bool) and e not in LAMP_CONDITIONS for e in named):
+                    raise ValueError(f"the rule reads lamp {read} as {expected!r}: off, steady, blinking, true, false")
         if self.rule is None and not machinery and not ({Signal.RUN, Signal.STATE_CODE, *LAMPS} & signals):
             raise ValueError("without a rule the signal map needs at least run (or lamps, or the Machinery blocks)")
         return self

@@ -29,7 +29,7 @@ from ftel.contract.states import UNKNOWN_FAULT, MachineState
 from gateway.config import LampConfig, ModelConfig, RuleEntry, Signal
 
 
-class Lamp(StrEnum):
+class Lamp(StrEnum):  # its values are config.LAMP_CONDITIONS
     """A lamp's condition, as a rule reads it: ``red: blinking``, ``green: steady``; ``true`` is lit (steady
     or blinking), ``false`` off."""
 

@@ -190,3 +190,10 @@ def test_two_machines_cannot_be_one_unit_on_one_line() -> None:
     )
     with pytest.raises(Exception, match="both unit 3 on line:rs485-1"):
         parse_gateway_config(text)
+
+
+def test_a_rule_reads_a_lamp_by_its_conditions_only() -> None:
+    rule = "    rule:\n      - {state: DOWN, when: {red: flashing}, reason: feed_empty}\n      - {state: IDLE}\n"
+    with pytest.raises(Exception, match="off, steady, blinking, true, false"):
+        parse_gateway_config(LAMP_FILE.replace("    lamp: {blink_phase_max_s: 1.0}\n", rule))
+    assert [c.value for c in Lamp] == ["off", "steady", "blinking"]
