@@ -54,10 +54,17 @@ class OrdersData:
     jobs_now: list[MachineJob]
 
 
-def read_changes(client: InfluxQuery, binding: q.Binding) -> list[tuple[str, JobChange]]:
-    """(workshop, change) for every job change of the selected machines at or before the end."""
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    workshop: str
+    machine_type: str
+    change: JobChange
+
+
+def read_changes(client: InfluxQuery, binding: q.Binding) -> list[StoredChange]:
+    """Every job change of the selected machines at or before the end, with the machine's workshop and type."""
     rows = client.rows(q.bind(q.job_changes().influxql, binding))
-    return [(r[Tag.WORKSHOP], _change(r)) for r in rows]
+    return [StoredChange(r[Tag.WORKSHOP], r[Tag.MACHINE_TYPE], _change(r)) for r in rows]
 
 
 def _change(row: Mapping[str, Any]) -> JobChange:
@@ -81,7 +88,7 @@ def current_job(client: InfluxQuery, machine_id: str, at_ms: int) -> Job | None:
     return Job(rows[0][Field.STYLE] or "", rows[0][Field.ORDER] or "") if rows else None
 
 
-def _windows(client: InfluxQuery, binding: q.Binding, *, hourly: bool) -> list[WindowCounts]:
+def windows(client: InfluxQuery, binding: q.Binding, *, hourly: bool) -> list[WindowCounts]:
     running = state_field(MachineState.RUNNING)
     return [
         WindowCounts(
@@ -104,21 +111,21 @@ def windows_made(
     last_hour = end_ms // q.MS_PER_HOUR * q.MS_PER_HOUR
     if first_hour >= last_hour:
         return [
-            w for w in _windows(client, _narrowed(binding, start_ms, end_ms), hourly=False) if w.machine_id in machines
+            w for w in windows(client, _narrowed(binding, start_ms, end_ms), hourly=False) if w.machine_id in machines
         ]
     changed = {(c.machine_id, c.at_ms - c.at_ms % q.MS_PER_HOUR) for c in changes}
     out = [
         w
-        for w in _windows(client, _narrowed(binding, first_hour, last_hour), hourly=True)
+        for w in windows(client, _narrowed(binding, first_hour, last_hour), hourly=True)
         if w.machine_id in machines and (w.machine_id, w.window_start) not in changed
     ]
     for span_start, span_end in ((start_ms, first_hour), (last_hour, end_ms)):
         if span_start < span_end:
-            found = _windows(client, _narrowed(binding, span_start, span_end), hourly=False)
+            found = windows(client, _narrowed(binding, span_start, span_end), hourly=False)
             out.extend(w for w in found if w.machine_id in machines)
     for hour in sorted({h for _, h in changed if first_hour <= h < last_hour}):
         in_hour = {m for m, h in changed if h == hour}
-        found = _windows(client, _narrowed(binding, hour, hour + q.MS_PER_HOUR), hourly=False)
+        found = windows(client, _narrowed(binding, hour, hour + q.MS_PER_HOUR), hourly=False)
         out.extend(w for w in found if w.machine_id in in_hour)
     return out
 
@@ -139,8 +146,8 @@ def _machines_per_order(parts: Iterable[tuple[Job, WindowCounts]]) -> dict[str, 
 def collect_orders(client: InfluxQuery, binding: q.Binding, book: OrderBook) -> OrdersData:
     """Per style and per order over the binding's range, and to date; each machine's job at the end."""
     found = read_changes(client, binding)
-    changes = [c for _, c in found]
-    workshop_of = {c.machine_id: w for w, c in found}
+    changes = [f.change for f in found]
+    workshop_of = {f.change.machine_id: f.workshop for f in found}
     if not changes:
         return OrdersData([], order_figures(book, {}, {}, {}, period_ms=0, as_of_ms=binding.end_ms), [])
     period_parts = list(split(windows_made(client, binding, changes, binding.start_ms, binding.end_ms), changes))

@@ -741,3 +741,50 @@ def machine_counts(hourly: bool, variables: Sequence[str] = MACHINE_VARIABLES) -
         f"GROUP BY {_n(Tag.MACHINE_ID)}",
         "table",
     )
+
+
+def _job_time(select: str, *by: str) -> str:
+    return (
+        f"SELECT {select} FROM {_n(Measurement.JOB_TIME)} WHERE $timeFilter AND {matches(MACHINE_VARIABLES)}"
+        f"{_grouped(*by)}"
+    )
+
+
+def style_performance() -> Query:
+    """Per style over the range: pieces, defects, running hours, seconds per piece and performance (standard
+    time of the pieces made / their running time), from the windows split at job changes."""
+    run, units = f"sum({_n(Field.RUN_MS)})", f"sum({_n(Field.UNITS)})"
+    return Query(
+        "style_performance",
+        _job_time(
+            f'{units} AS "pieces", {_sum(Field.DEFECTS)}, {run} / {MS_PER_HOUR} AS "running_hours", '
+            f'{run} / 1000 / {units} AS "s_per_piece", sum({_n(Field.STANDARD_MS)}) / {run} AS "performance"',
+            Tag.STYLE,
+        ),
+        "table",
+    )
+
+
+def order_pieces() -> Query:
+    """Per order over the range: pieces, defects, good pieces and how many machines worked on it."""
+    per_machine = _job_time(f"{_sum(Field.UNITS)}, {_sum(Field.DEFECTS)}", Tag.ORDER, Tag.MACHINE_ID)
+    units, defects = _n(Field.UNITS), _n(Field.DEFECTS)
+    return Query(
+        "order_pieces",
+        f'SELECT sum({units}) AS "pieces", sum({defects}) AS "defects", sum({units}) - sum({defects}) AS "good", '
+        f'count({units}) AS "machines" FROM ({per_machine}) GROUP BY {_n(Tag.ORDER)}',
+        "table",
+    )
+
+
+def order_progress() -> Query:
+    """Each order's last status at or before the range end: good pieces to date, target, progress, estimated
+    finish (epoch ms; 0 when not known) and machines, as last settled (dashboards/orders_rollup.py)."""
+    fields = ", ".join(_n(f) for f in (Field.TARGET, Field.PROGRESS, Field.ESTIMATED_FINISH_MS, Field.MACHINES))
+    return Query(
+        "order_progress",
+        f"SELECT last({_n(Field.GOOD_TO_DATE)}) AS {_n(Field.GOOD_TO_DATE)}, {fields} "
+        f"FROM {_n(Measurement.ORDER_STATUS)} WHERE {looking_back(JOB_LOOKBACK)} AND {matches((SITE,))} "
+        f"GROUP BY {_n(Tag.ORDER)}, {_n(Tag.STYLE)}",
+        "table",
+    )

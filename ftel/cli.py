@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "ftel.gateway_command",
     "ingest.cli",
     "dashboards.cli",
+    "dashboards.orders_cli",
     "alerts.cli",
     "loadtest.cli",
 )

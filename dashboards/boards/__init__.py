@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dashboards.board import Board
-from dashboards.boards import floor, machine, maintenance, overview, pipeline
+from dashboards.boards import floor, machine, maintenance, orders, overview, pipeline
 
 BOARDS: tuple[Callable[[], Board], ...] = (
     overview.board,
@@ -13,4 +13,5 @@ BOARDS: tuple[Callable[[], Board], ...] = (
     machine.board,
     maintenance.board,
     pipeline.board,
+    orders.board,
 )

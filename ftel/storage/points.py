@@ -13,7 +13,7 @@ from ftel.contract.models import (
     Telemetry,
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
-from ftel.plant.orders import JobChange
+from ftel.plant.orders import JobChange, OrderFigures, WindowCounts
 from ftel.storage.lineproto import Point
 from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
 
@@ -239,3 +239,43 @@ def job_point(change: JobChange, *, site: str, workshop: str, machine_type: str)
         Field.SET_BY: change.who,
     }
     return Point(Measurement.MACHINE_JOB, tags, fields, change.at_ms)
+
+
+def job_time_point(
+    part: WindowCounts, *, site: str, workshop: str, machine_type: str, style: str, order: str, standard_s: float
+) -> Point:
+    """What one machine made for one job in (part of) one window: pieces, defects, RUNNING time, and the standard
+    time of those pieces (0 when the style has none), so a board sums performance per style or order."""
+    tags = {
+        Tag.SITE: site,
+        Tag.WORKSHOP: workshop,
+        Tag.MACHINE_TYPE: machine_type,
+        Tag.MACHINE_ID: part.machine_id,
+        Tag.STYLE: style,
+        Tag.ORDER: order,
+    }
+    fields: dict[str, str | int | float | bool] = {
+        Field.UNITS: part.counts.units,
+        Field.DEFECTS: part.counts.defects,
+        Field.RUN_MS: part.counts.run_ms,
+        Field.STANDARD_MS: float(standard_s * 1000 * part.counts.units),
+    }
+    return Point(Measurement.JOB_TIME, tags, fields, part.window_start)
+
+
+def order_status_point(figures: OrderFigures, *, site: str) -> Point:
+    """An order's progress as of ``figures.as_of_ms``: good pieces to date, target, and the estimated finish at
+    the rate of the period it was computed over; what is not known (an order not in the orders file has no
+    target, an order nothing good was made for in the period no finish) is left out, and reads as empty."""
+    known = {
+        Field.TARGET: figures.target,
+        Field.PROGRESS: figures.progress,
+        Field.ESTIMATED_FINISH_MS: figures.estimated_finish_ms,
+    }
+    fields: dict[str, str | int | float | bool] = {
+        Field.GOOD_TO_DATE: figures.good_to_date,
+        Field.MACHINES: figures.machines,
+        **{name: value for name, value in known.items() if value is not None},
+    }
+    tags = {Tag.SITE: site, Tag.ORDER: figures.order, Tag.STYLE: figures.style}
+    return Point(Measurement.ORDER_STATUS, tags, fields, figures.as_of_ms)

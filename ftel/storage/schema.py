@@ -33,6 +33,10 @@ class Measurement:
     MACHINE_HOURS_DOWNTIME = "rollup_machine_downtime"
     # Which style and order a machine is on from a moment, written by whoever sets it (ftel/plant/orders.py).
     MACHINE_JOB = "machine_job"
+    # Made from the windows split at job changes (dashboards/orders_rollup.py): per machine, window and job; and
+    # each order's progress as of a moment. The orders board reads them.
+    JOB_TIME = "job_time"
+    ORDER_STATUS = "order_status"
 
 
 class Tag:
@@ -52,6 +56,9 @@ class Tag:
     RULE = "rule"
     SEVERITY = "severity"
     SUBJECT = "subject"
+    # Of job_time and order_status (in machine_job they are fields: a change's job is not a series of its own).
+    STYLE = "style"
+    ORDER = "order"
 
 
 class Field:
@@ -123,6 +130,13 @@ class Field:
     RUN_MS_BEFORE = "run_ms_before"
     SOURCE = "source"
     SET_BY = "set_by"
+    # job_time and order_status
+    RUN_MS = "run_ms"
+    STANDARD_MS = "standard_ms"
+    TARGET = "target"
+    GOOD_TO_DATE = "good_to_date"
+    PROGRESS = "progress"
+    ESTIMATED_FINISH_MS = "estimated_finish_ms"
 
 
 DEAD_LETTER_SLOTS = 1000

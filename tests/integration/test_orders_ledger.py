@@ -14,11 +14,14 @@ import pytest
 
 from dashboards import queries as q
 from dashboards.orders_data import collect_orders, current_job, read_changes
+from dashboards.orders_rollup import settle_orders
 from dashboards.page import render
 from dashboards.report_data import collect
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import Counts, Job, JobChange, order_figures, style_figures
+from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
+from ftel.storage.writer import make_writer
 from simulators.backfill import backfill
 from simulators.jobs import default_order_book, simulated_job_changes
 from simulators.ledger import LedgerRow, plant_ledger
@@ -39,6 +42,7 @@ BOOK = default_order_book()
 
 @dataclass(frozen=True)
 class Filled:
+    settings: Settings
     client: InfluxQuery
     calendar: Calendar
     ledger: list[LedgerRow]
@@ -70,7 +74,7 @@ def filled(services: Services) -> Filled:
         for _, model in plant_models(plant, start_ms=START, calendar=calendar)
         for c in simulated_job_changes(model, BOOK, end_ms=END, window_ms=WINDOW_MS)
     ]
-    return Filled(InfluxQuery(settings.influx), calendar, ledger, changes)
+    return Filled(settings, InfluxQuery(settings.influx), calendar, ledger, changes)
 
 
 def _job(key: str) -> Job:
@@ -126,7 +130,7 @@ def test_figures_per_style_and_per_order_equal_the_ledger(filled: Filled, start_
 
 
 def test_job_changes_inside_windows_are_read_back_with_what_the_window_had_made(filled: Filled) -> None:
-    stored = sorted((c for _, c in read_changes(filled.client, q.Binding(START, END))), key=lambda c: c.at_ms)
+    stored = sorted((f.change for f in read_changes(filled.client, q.Binding(START, END))), key=lambda c: c.at_ms)
     assert stored == sorted(filled.changes, key=lambda c: c.at_ms)
     inside = [c for c in stored if c.at_ms % WINDOW_MS and c.at_ms > START]
     assert any(c.before.units for c in inside)
@@ -150,3 +154,49 @@ def test_each_machines_job_now_is_its_last_change_and_the_report_shows_orders(fi
     assert 'id="orders-table"' in page
     assert 'id="styles-table"' in page
     assert "PO-2613" in page
+
+
+def test_the_orders_board_reads_the_settled_figures_equal_to_the_ledger(filled: Filled) -> None:
+    """Settled over a period (as ``ftel orders settle`` does every few minutes), the board's per-style,
+    per-order and progress tables equal the ledger's figures for any range inside it."""
+    start, end = START + 17 * WINDOW_MS, END - 23 * WINDOW_MS
+    writer = make_writer(filled.settings.influx)
+    try:
+        written = settle_orders(filled.client, writer, q.Binding(start, end), BOOK, site="qinghe")
+    finally:
+        writer.close()
+    assert written > 0
+    inner = q.Binding(start + 61 * WINDOW_MS, end - 45 * WINDOW_MS)
+    period = _ledger_jobs(filled.ledger, inner.start_ms, inner.end_ms)
+    by_style = {s.style: s for s in style_figures(BOOK, period)}
+    rows = filled.client.rows(q.bind(q.style_performance().influxql, inner))
+    assert {r["style"]: (r["pieces"], r["defects"]) for r in rows} == {
+        name: (f.counts.units, f.counts.defects) for name, f in by_style.items()
+    }
+    for r in rows:
+        figures = by_style[r["style"]]
+        assert r["running_hours"] == pytest.approx(figures.counts.run_ms / HOUR_MS, rel=1e-12)
+        assert r["s_per_piece"] == pytest.approx(figures.seconds_per_piece, rel=1e-12)
+        assert r["performance"] == pytest.approx(figures.performance, rel=1e-12)
+    machines = _ledger_machines(filled.ledger, inner.start_ms, inner.end_ms)
+    per_order: dict[str, Counts] = {}
+    for job, counts in period.items():
+        per_order[job.order] = per_order.get(job.order, Counts()) + counts
+    rows = filled.client.rows(q.bind(q.order_pieces().influxql, inner))
+    assert {r["order"]: (r["pieces"], r["defects"], r["good"], r["machines"]) for r in rows} == {
+        order: (c.units, c.defects, c.units - c.defects, machines[order]) for order, c in per_order.items()
+    }
+    # Progress as of the settled period's end, at that period's rate.
+    expected = order_figures(
+        BOOK,
+        _ledger_jobs(filled.ledger, start, end),
+        _ledger_jobs(filled.ledger, START, end),
+        _ledger_machines(filled.ledger, start, end),
+        period_ms=end - start,
+        as_of_ms=end,
+    )
+    rows = filled.client.rows(q.bind(q.order_progress().influxql, q.Binding(start, end + HOUR_MS)))
+    assert {r["order"]: (r["style"], r["good_to_date"], r["target"], r["estimated_finish_ms"]) for r in rows} == {
+        o.order: (o.style, o.good_to_date, o.target, o.estimated_finish_ms) for o in expected
+    }
+    assert {r["order"]: r["progress"] for r in rows} == pytest.approx({o.order: o.progress for o in expected})

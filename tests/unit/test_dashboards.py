@@ -23,7 +23,7 @@ from ftel.contract.states import STATE_COLOURS, STATE_ORDER
 from ftel.plant.calendar import default_calendar
 from ftel.settings import InfluxSettings, Settings
 
-EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline"}
+EXPECTED_UIDS = {"ftel-overview", "ftel-floor", "ftel-machine", "ftel-maintenance", "ftel-pipeline", "ftel-orders"}
 # Without a calendar file, plant time is the default calendar's zone.
 PLANT_TIME = default_calendar().time_label
 
