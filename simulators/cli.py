@@ -11,10 +11,12 @@ from pathlib import Path
 from rich.console import Console
 
 from ftel.plant.calendar import load_calendar
+from ftel.plant.orders import OrderBook, load_order_book
 from ftel.settings import Settings
 from gateway.runner import Progress
 from simulators.backfill import backfill
 from simulators.clock import SimClock, wall_ms
+from simulators.jobs import default_order_book
 from simulators.ledger import plant_ledger, write_ledger
 from simulators.plant import dump_plant, generate_plant
 from simulators.session import SimulationRun, plant_from_settings, run_gateways
@@ -100,10 +102,17 @@ def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, worksho
             workshop=w,
             calendar=run.calendar,
             micro_stop_s=settings.micro_stop_s,
+            orders=simulated_orders(settings),
         )
     )
     count = write_ledger(rows, path)
     console.print(f"ledger: {count} machine-windows → {path}")
+
+
+def simulated_orders(settings: Settings) -> OrderBook:
+    """The styles and orders the simulated knitting machines work on: the settings' orders file, or the
+    simulation's own (simulators/jobs.py)."""
+    return load_order_book(settings.orders) if settings.orders else default_order_book()
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,6 +148,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                 telemetry_interval_ms=settings.simulation.telemetry_interval_s * 1000,
                 on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"),
                 calendar=run.calendar,
+                orders=simulated_orders(settings),
             )
         console.print(f"wrote {points} points for {run.plant.machine_count} machines into {settings.influx.database}")
         return 0
