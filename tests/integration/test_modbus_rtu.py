@@ -98,6 +98,7 @@ def gateway_file(site: str, gateway_id: str, line: Path, gateway_port: int, lamp
     return (
         f"site: {site}\nworkshop: yarn\ngateway_id: {gateway_id}\n"
         "timing: {window_s: 5, telemetry_interval_s: 5, heartbeat_interval_s: 5, tick_s: 0.05}\n"
+        # A pseudo-terminal refuses parity (termios EINVAL), so the pair runs 8N2, the specification's no-parity form.
         "serial_lines:\n"
         f"  rs485-1: {{device: {line}, baudrate: 19200, parity: none, stop_bits: 2}}\n"
         f"models:{MODEL}machines:\n" + "\n".join(machines) + "\n"
