@@ -27,6 +27,7 @@ from ftel.plant.orders import (
     StyleFigures,
     WindowCounts,
     order_figures,
+    resolve_programs,
     split,
     style_figures,
     totals,
@@ -61,10 +62,13 @@ class StoredChange:
     change: JobChange
 
 
-def read_changes(client: InfluxQuery, binding: q.Binding) -> list[StoredChange]:
-    """Every job change of the selected machines at or before the end, with the machine's workshop and type."""
+def read_changes(client: InfluxQuery, binding: q.Binding, book: OrderBook | None = None) -> list[StoredChange]:
+    """Every job change of the selected machines at or before the end, with the machine's workshop and type;
+    those read from a controller given their style by ``book`` (``resolve_programs``)."""
     rows = client.rows(q.bind(q.job_changes().influxql, binding))
-    return [StoredChange(r[Tag.WORKSHOP], r[Tag.MACHINE_TYPE], _change(r)) for r in rows]
+    stored = {r[Tag.MACHINE_ID]: (r[Tag.WORKSHOP], r[Tag.MACHINE_TYPE]) for r in rows}
+    resolved = resolve_programs((_change(r) for r in rows), book or OrderBook())
+    return [StoredChange(*stored[c.machine_id], c) for c in resolved]
 
 
 def _change(row: Mapping[str, Any]) -> JobChange:
@@ -77,6 +81,7 @@ def _change(row: Mapping[str, Any]) -> JobChange:
         ),
         source=row[Field.SOURCE] or "",
         who=row[Field.SET_BY] or "",
+        program=row.get(Field.PROGRAM) or "",
     )
 
 
@@ -145,7 +150,7 @@ def _machines_per_order(parts: Iterable[tuple[Job, WindowCounts]]) -> dict[str, 
 
 def collect_orders(client: InfluxQuery, binding: q.Binding, book: OrderBook) -> OrdersData:
     """Per style and per order over the binding's range, and to date; each machine's job at the end."""
-    found = read_changes(client, binding)
+    found = read_changes(client, binding, book)
     changes = [f.change for f in found]
     workshop_of = {f.change.machine_id: f.workshop for f in found}
     if not changes:

@@ -24,7 +24,7 @@ SETTLE_BATCH_POINTS = 5_000
 
 def settled_points(client: InfluxQuery, binding: q.Binding, book: OrderBook, *, site: str) -> list[Point]:
     """The job_time points of the binding's range and the order_status points at its end."""
-    found = read_changes(client, binding)
+    found = read_changes(client, binding, book)
     if not found:
         return []
     machines = {f.change.machine_id: f for f in found}

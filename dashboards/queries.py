@@ -702,6 +702,7 @@ JOB_FIELDS = (
     Field.RUN_MS_BEFORE,
     Field.SOURCE,
     Field.SET_BY,
+    Field.PROGRAM,
 )
 
 

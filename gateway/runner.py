@@ -43,6 +43,7 @@ KIND_OF: dict[str, MachineKind] = {
     "StateChange": MachineKind.EVENT,
     "StateWindow": MachineKind.WINDOW,
     "Telemetry": MachineKind.TELEMETRY,
+    "ProgramChange": MachineKind.JOB,
 }
 
 

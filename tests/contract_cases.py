@@ -56,6 +56,7 @@ ENTANGLED = frozenset(
         "stops_by_reason",
         "units",
         "defects",
+        "defects_before",
         "machines",
         "states",
         "online",
@@ -126,6 +127,13 @@ def base_messages(ts: int) -> dict[str, dict[str, Any]]:
             "units_total": 120,
             "defects_total": 2,
             "run_ms_since_service": 3_600_000,
+        },
+        MachineKind.JOB: {
+            **machine,
+            "program": "17",
+            "units_before": 2,
+            "defects_before": 0,
+            "run_ms_before": 30_000,
         },
         GatewayKind.STATUS: {
             **header,

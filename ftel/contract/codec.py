@@ -20,8 +20,10 @@ from ftel.contract.models import (
     Confirmation,
     GatewayStatus,
     Heartbeat,
+    MachineMessage,
     MachineMeta,
     Message,
+    ProgramChange,
     Rollup,
     StateChange,
     StateWindow,
@@ -43,6 +45,7 @@ MODEL_BY_KIND: dict[str, type[BaseModel]] = {
     MachineKind.EVENT: StateChange,
     MachineKind.WINDOW: StateWindow,
     MachineKind.TELEMETRY: Telemetry,
+    MachineKind.JOB: ProgramChange,
     GatewayKind.STATUS: GatewayStatus,
     GatewayKind.HEARTBEAT: Heartbeat,
     GatewayKind.ROLLUP: Rollup,
@@ -148,7 +151,7 @@ def _check_topic_matches(address: TopicAddress, message: Message) -> None:
     ]
     if address.is_gateway:
         pairs.append(("gateway_id", address.machine_id, message.gateway_id))
-    elif isinstance(message, MachineMeta | StateChange | StateWindow | Telemetry):
+    elif isinstance(message, MachineMessage):
         pairs.append(("machine_type", address.machine_type, message.machine_type))
         pairs.append(("machine_id", address.machine_id, message.machine_id))
     for name, in_topic, in_payload in pairs:

@@ -232,6 +232,24 @@ class Telemetry(_MachinePayload):
     run_ms_since_service: Millis
 
 
+class ProgramChange(_MachinePayload):
+    """The machine's controller shows ``program`` (a program number or name) from ``ts`` on: the style it knits
+    (docs/orders.md). ``*_before`` is what the machine's current window (the one holding ``ts``) had made before
+    ``ts``, so a window is split exactly at the change. Sent at the first reading of a program and at each
+    change; a gateway that reads no program never sends it."""
+
+    program: Text
+    units_before: Count
+    defects_before: Count
+    run_ms_before: Annotated[int, Field(ge=0, le=limits.MAX_WINDOW_MS)]
+
+    @model_validator(mode="after")
+    def _believable(self) -> Self:
+        if self.defects_before > self.units_before:
+            raise ValueError(f"defects_before ({self.defects_before}) exceed units_before ({self.units_before})")
+        return self
+
+
 class Confirmation(BaseModel):
     """Ingest → one gateway: these sequence numbers of yours are stored (or dead-lettered with a reason).
     Sent after the write and before the MQTT acknowledgement; the gateway lets go of them only then."""
@@ -256,6 +274,6 @@ class Confirmation(BaseModel):
         return [seq for first, last in self.ranges for seq in range(first, last + 1)]
 
 
-MachineMessage = MachineMeta | StateChange | StateWindow | Telemetry
+MachineMessage = MachineMeta | StateChange | StateWindow | Telemetry | ProgramChange
 GatewayMessage = GatewayStatus | Heartbeat | Rollup
 Message = MachineMessage | GatewayMessage

@@ -39,6 +39,8 @@ class MachineKind(StrEnum):
     EVENT = "event"
     WINDOW = "window"
     TELEMETRY = "telemetry"
+    # The program the controller runs (docs/orders.md); an older reader dead-letters it, nothing else changes.
+    JOB = "job"
 
 
 class GatewayKind(StrEnum):

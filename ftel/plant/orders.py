@@ -17,7 +17,7 @@ counters mid-window), so its ``before`` is zero.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -98,6 +98,12 @@ class OrderBook(BaseModel):
             return next((s for s in self.styles if s.program == program), None)
         return next((s for s in self.styles if s.program_name == program), None)
 
+    def style_for_text(self, program: str) -> Style | None:
+        """As a change read from a controller carries it: a number (a register's) or a name (an OPC UA
+        variable's)."""
+        text = program.strip()
+        return self.style_for_program(int(text)) if text.isdigit() else self.style_for_program(text)
+
 
 def _repeated(values: Sequence[object]) -> str:
     return ", ".join(sorted({str(v) for v in values if values.count(v) > 1}))
@@ -142,7 +148,8 @@ class Job:
 @dataclass(frozen=True, slots=True)
 class JobChange:
     """From ``at_ms`` the machine is on ``job``; ``before`` is what its window holding ``at_ms`` had made before
-    ``at_ms`` (zero at a window's edge)."""
+    ``at_ms`` (zero at a window's edge). A change read from a controller names its ``program`` and no job yet:
+    ``resolve_programs`` gives it one from the orders file, at read time."""
 
     machine_id: str
     at_ms: int
@@ -150,6 +157,7 @@ class JobChange:
     before: Counts = Counts()
     source: str = "operator"
     who: str = ""
+    program: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +203,33 @@ def hand_set_change(
     else:
         raise OrdersError(f"{machine_id}: say which order or which style the machine is on")
     return JobChange(machine_id, next_window_edge(now_ms, window_ms), job, source="operator", who=who)
+
+
+def unknown_program_style(program: str) -> str:
+    """The style a program the orders file does not know is shown as: the program itself, so it is seen."""
+    return f"program {program}"
+
+
+def resolve_programs(changes: Iterable[JobChange], book: OrderBook) -> list[JobChange]:
+    """Changes read from a controller (a ``program``, no job) given their job from the orders file, at read time
+    (a table corrected later applies to the past too): the program's style, keeping the machine's order when it
+    is for that style (an operator set the order; the controller only knows the program). A change that leaves
+    the machine on the job it is on (a gateway re-stating the program after a restart) is dropped. In time order
+    per machine."""
+    out: list[JobChange] = []
+    current: dict[str, Job] = {}
+    for change in sorted(changes, key=lambda c: (c.machine_id, c.at_ms)):
+        job = change.job
+        if change.program and not job.style:
+            style = book.style_for_text(change.program)
+            name = style.id if style else unknown_program_style(change.program)
+            now = current.get(change.machine_id)
+            job = Job(name, now.order if now is not None and now.style == name else "")
+        if current.get(change.machine_id) == job and change.program:
+            continue
+        current[change.machine_id] = job
+        out.append(replace(change, job=job))
+    return out
 
 
 def split(windows: Iterable[WindowCounts], changes: Iterable[JobChange]) -> Iterator[tuple[Job, WindowCounts]]:

@@ -7,13 +7,14 @@ from ftel.contract.models import (
     Heartbeat,
     MachineMeta,
     Message,
+    ProgramChange,
     Rollup,
     StateChange,
     StateWindow,
     Telemetry,
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
-from ftel.plant.orders import JobChange, OrderFigures, WindowCounts
+from ftel.plant.orders import Counts, Job, JobChange, OrderFigures, WindowCounts
 from ftel.storage.lineproto import Point
 from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
 
@@ -25,6 +26,10 @@ def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -
         Tag.MACHINE_TYPE: message.machine_type.value,
         Tag.MACHINE_ID: message.machine_id,
     }
+
+
+def _type_tags(message: ProgramChange) -> dict[str, str]:
+    return {"site": message.site, "workshop": message.workshop, "machine_type": message.machine_type.value}
 
 
 def gateway_tags(message: GatewayStatus | Heartbeat) -> dict[str, str]:
@@ -67,6 +72,17 @@ def to_points(message: Message) -> list[Point]:
             Field.RUN_MS_SINCE_SERVICE: message.run_ms_since_service,
         }
         return [Point(Measurement.TELEMETRY, machine_tags(message), telemetry_fields, message.ts)]
+    if isinstance(message, ProgramChange):
+        change = JobChange(
+            message.machine_id,
+            message.ts,
+            Job(""),  # the style comes from the orders file at read time (ftel/plant/orders.py resolve_programs)
+            before=Counts(message.units_before, message.defects_before, message.run_ms_before),
+            source="controller",
+            who=message.gateway_id,
+            program=message.program,
+        )
+        return [job_point(change, **_type_tags(message))]
     if isinstance(message, MachineMeta):
         meta_fields: dict[str, str | int | float | bool] = {
             Field.MODEL: message.model,
@@ -237,6 +253,7 @@ def job_point(change: JobChange, *, site: str, workshop: str, machine_type: str)
         Field.RUN_MS_BEFORE: change.before.run_ms,
         Field.SOURCE: change.source,
         Field.SET_BY: change.who,
+        Field.PROGRAM: change.program,
     }
     return Point(Measurement.MACHINE_JOB, tags, fields, change.at_ms)
 

@@ -130,6 +130,7 @@ class Field:
     RUN_MS_BEFORE = "run_ms_before"
     SOURCE = "source"
     SET_BY = "set_by"
+    PROGRAM = "program"
     # job_time and order_status
     RUN_MS = "run_ms"
     STANDARD_MS = "standard_ms"

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ftel.contract.models import ProgramChange
+from ftel.contract.states import MachineType
 from ftel.errors import ConfigError
 from ftel.plant.orders import (
     Counts,
@@ -18,11 +20,12 @@ from ftel.plant.orders import (
     next_window_edge,
     order_figures,
     parse_order_book,
+    resolve_programs,
     split,
     style_figures,
     totals,
 )
-from ftel.storage.points import job_point
+from ftel.storage.points import job_point, to_points
 from ftel.storage.schema import Field, Measurement
 
 BOOK = parse_order_book(
@@ -209,3 +212,48 @@ def test_an_unknown_order_or_a_mismatched_style_is_refused_with_what_to_do() -> 
             style="CARDIGAN-7G",
             who="li",
         )
+
+
+def test_a_controllers_program_is_resolved_to_its_style_keeping_an_order_of_that_style() -> None:
+    read = [
+        JobChange("K1", 0, Job(""), source="controller", program="17"),
+        JobChange("K1", 60_000, A, source="operator", who="li"),
+        # The gateway restarts and re-states the program: nothing changes, the order stays.
+        JobChange("K1", 90_000, Job(""), before=Counts(1, 0, 20_000), source="controller", program="17"),
+        JobChange("K1", 120_000, Job(""), source="controller", program="23"),
+        JobChange("K1", 180_000, Job(""), source="controller", program="99"),
+        JobChange("K2", 0, Job(""), source="controller", program="VNECK12"),
+    ]
+    assert [(c.machine_id, c.at_ms, c.job) for c in resolve_programs(read, BOOK)] == [
+        ("K1", 0, Job("V-NECK-12G", "")),
+        ("K1", 60_000, A),
+        ("K1", 120_000, Job("CARDIGAN-7G", "")),
+        ("K1", 180_000, Job("program 99", "")),
+        ("K2", 0, Job("V-NECK-12G", "")),
+    ]
+
+
+def test_a_program_change_from_a_gateway_is_stored_as_a_controller_job_change() -> None:
+    message = ProgramChange(
+        site="qinghe",
+        workshop="knit",
+        gateway_id="gw-knit",
+        seq=7,
+        ts=1_790_000_030_000,
+        machine_type=MachineType.KNITTING,
+        machine_id="KNIT-001",
+        program="23",
+        units_before=1,
+        defects_before=0,
+        run_ms_before=25_000,
+    )
+    [point] = to_points(message)
+    assert point.measurement == Measurement.MACHINE_JOB
+    assert point.time_ms == message.ts
+    assert {k: point.fields[k] for k in (Field.PROGRAM, Field.STYLE, Field.SOURCE, Field.SET_BY)} == {
+        Field.PROGRAM: "23",
+        Field.STYLE: "",
+        Field.SOURCE: "controller",
+        Field.SET_BY: "gw-knit",
+    }
+    assert (point.fields[Field.UNITS_BEFORE], point.fields[Field.RUN_MS_BEFORE]) == (1, 25_000)
