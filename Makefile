@@ -1,7 +1,7 @@
 # The README's two commands: `make run` (the whole pipeline, live) and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := mosquitto influxdb chromium python3-venv socat
+DEBIAN_PACKAGES := mosquitto influxdb chromium chromium-driver python3-venv socat
 
 .PHONY: setup run test faults bench lint clean
 
