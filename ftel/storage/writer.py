@@ -24,8 +24,8 @@ from typing import Protocol
 
 import httpx
 
-from ftel.settings import InfluxSettings
 from ftel.errors import MachineryError
+from ftel.settings import InfluxSettings
 from ftel.storage.errors import StorageError
 from ftel.storage.http import http_client
 
