@@ -67,14 +67,18 @@ def _written_since(log: Path, offset: int) -> str:
 
 def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[SimulationRun, str, str]:
     """The simulated plant to run: the last run's, continued from where it stopped, or a new history."""
+    from ftel.plant.calendar import load_calendar
     from simulators.cli import parse_duration
     from simulators.clock import SimClock, wall_ms
     from simulators.session import SimulationRun, plant_from_settings
 
     plant = plant_from_settings(settings)
+    # With the site's calendar (FTEL_CALENDAR) machines work only in its planned time.
+    calendar = load_calendar(settings.calendar) if settings.calendar else None
     speedup = args.speedup or settings.simulation.speedup
     now = wall_ms()
-    fingerprint = runstate.plant_fingerprint(plant.model_dump_json())
+    # A different calendar is a different history: the plant is not continued across a calendar change.
+    fingerprint = runstate.plant_fingerprint(plant.model_dump_json() + (calendar.model_dump_json() if calendar else ""))
     saved = runstate.load(settings.stack.dir)
     previous = None if args.fresh else runstate.continues(saved, plant=fingerprint, now_ms=now)
     if previous is not None:
@@ -90,7 +94,8 @@ def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[Simulatio
         clock_from = start
         opening = f"{history_ms // 60000} min of history at {speedup:g}×, then live"
     runstate.save(settings.stack.dir, runstate.RunState(fingerprint, start, clock_from))
-    return SimulationRun(plant, start, None, SimClock(clock_from, speedup, now)), fingerprint, opening
+    run = SimulationRun(plant, start, None, SimClock(clock_from, speedup, now), calendar=calendar)
+    return run, fingerprint, opening
 
 
 @dataclass
