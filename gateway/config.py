@@ -44,6 +44,7 @@ class Signal(StrEnum):
     SPEED = "speed"  # in the model's speed unit
     TEMPERATURE = "temperature"  # °C
     SERVICE_HOURS = "service_hours"  # run hours since the last maintenance
+    PROGRAM = "program"  # the program (pattern) it runs: a number (register) or a name (OPC UA); docs/orders.md
     # A stack-light (tower lamp) tap: each lamp read as off, steady or blinking (gateway/lamp.py).
     GREEN = "green"
     YELLOW = "yellow"

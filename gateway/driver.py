@@ -21,6 +21,8 @@ class Reading:
     speed: float
     temperature: float
     run_ms_since_service: int
+    # The program the controller runs (a number or a name, as text), where the model reads one (docs/orders.md).
+    program: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

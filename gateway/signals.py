@@ -174,6 +174,7 @@ class SignalInterpreter:
             speed=float(_number(self.accepted.get(Signal.SPEED.value), 0.0)),
             temperature=float(_number(self.accepted.get(Signal.TEMPERATURE.value), 0.0)),
             run_ms_since_service=self._service(at_ms, state),
+            program=program_text(self.accepted.get(Signal.PROGRAM.value)),
         )
         self.last = reading
         return reading, refused
@@ -235,6 +236,16 @@ class SignalInterpreter:
             self.service_ms = 0
         self.service_ms = min(self.service_ms, limits.MAX_DURATION_MS)
         return self.service_ms
+
+
+def program_text(value: RawValue | None) -> str | None:
+    """A program as the contract carries it: a register's number as its digits, a name as it is (trimmed)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()[: limits.MAX_TEXT_CHARS]
+    return text or None
 
 
 def _number(value: RawValue | None, default: float) -> float:

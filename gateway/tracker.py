@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ftel.contract.models import MachineMessage, MachineMeta, MachineNow, StateChange, StateWindow, Telemetry
+from ftel.contract.models import (
+    MachineMessage,
+    MachineMeta,
+    MachineNow,
+    ProgramChange,
+    StateChange,
+    StateWindow,
+    Telemetry,
+)
 from ftel.contract.states import STATE_ORDER, MachineState
 from gateway.driver import MachineInfo, Reading
 
@@ -125,6 +133,8 @@ class MachineTracker:
                 out.append(self._change(reading, last.state, last.reason, reading.at_ms - st.since_ms))
                 st.since_ms = reading.at_ms
                 self._count_stop(reading, last)
+        if reading.program is not None and (last is None or reading.program != last.program):
+            out.append(self._program(reading, reading.program))
         if reading.at_ms >= st.next_telemetry_ms:
             out.append(self._telemetry(reading))
             interval, phase = self._telemetry_interval_ms, self._telemetry_phase_ms
@@ -220,6 +230,19 @@ class MachineTracker:
             prev_state=prev_state,
             prev_reason=prev_reason,
             prev_duration_ms=prev_duration_ms,
+        )
+
+    def _program(self, reading: Reading, program: str) -> ProgramChange:
+        """The controller shows another program (or one for the first time): with what the current window has
+        made up to now, so the window splits exactly here (the time up to ``reading`` is already accounted)."""
+        st = self.state
+        units = reading.units_total - st.units_at_window_start
+        return ProgramChange(
+            **self._common(reading.at_ms),  # type: ignore[arg-type]
+            program=program,
+            units_before=units,
+            defects_before=min(reading.defects_total - st.defects_at_window_start, units),
+            run_ms_before=st.state_ms[MachineState.RUNNING],
         )
 
     def _telemetry(self, reading: Reading) -> Telemetry:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,9 +18,14 @@ from simulators.plant import default_plant, load_plant
 
 
 class SimulatedDriver:
-    def __init__(self, model: MachineModel, *, info: MachineInfo | None = None) -> None:
-        """``info``: what the gateway calls the machine (default: the plant's spec)."""
+    def __init__(
+        self, model: MachineModel, *, info: MachineInfo | None = None, programs: Sequence[tuple[int, str]] = ()
+    ) -> None:
+        """``info``: what the gateway calls the machine (default: the plant's spec); ``programs``: (from when,
+        program) in time order, what its controller shows it runs (simulators/jobs.py; none: it shows none)."""
         self._model = model
+        self._program_times = [at for at, _ in programs]
+        self._programs = [program for _, program in programs]
         self._segments: Iterator[Segment] = model.segments()
         self._current = next(self._segments)
         self._last_ms = model.start_ms - 1
@@ -45,7 +51,11 @@ class SimulatedDriver:
         return f"simulated:{self._model.seed}:{self._model.start_ms}"
 
     def next_change_ms(self) -> int:
-        """When the current segment ends: until then, reading this machine tells nothing new (KnowsNextChange)."""
+        """When the current segment ends or the program changes: until then, reading this machine tells nothing
+        new (KnowsNextChange)."""
+        index = bisect.bisect_right(self._program_times, self._last_ms)
+        if index < len(self._program_times):
+            return min(self._current.end_ms, self._program_times[index])
         return self._current.end_ms
 
     def resume(self, at_ms: int) -> bool:
@@ -61,13 +71,29 @@ class SimulatedDriver:
             return []
         first_call = self._last_ms < self._model.start_ms
         readings: list[Reading] = []
+        changes = [] if first_call else self._program_changes(at_ms)
         while self._current.end_ms <= at_ms:
-            self._current = next(self._segments)
+            following = next(self._segments)
+            while changes and changes[0] < following.start_ms:
+                readings.append(self._reading(changes.pop(0)))
+            self._current = following
             if not first_call and self._last_ms < self._current.start_ms < at_ms:
                 readings.append(self._reading(self._current.start_ms))
+                changes = [t for t in changes if t != self._current.start_ms]
+        readings.extend(self._reading(t) for t in changes)
         readings.append(self._reading(at_ms))
         self._last_ms = at_ms
         return readings
+
+    def _program_changes(self, at_ms: int) -> list[int]:
+        """Program changes in (the last read, ``at_ms``): each one is reported at its own time."""
+        first = bisect.bisect_right(self._program_times, self._last_ms)
+        last = bisect.bisect_left(self._program_times, at_ms)
+        return self._program_times[first:last]
+
+    def _program_at(self, at_ms: int) -> str | None:
+        index = bisect.bisect_right(self._program_times, at_ms) - 1
+        return self._programs[index] if index >= 0 else None
 
     def _reading(self, at_ms: int) -> Reading:
         model, segment = self._model, self._current
@@ -96,6 +122,7 @@ class SimulatedDriver:
             speed=round(speed, 3),
             temperature=round(temperature, 2),
             run_ms_since_service=model.service_at(segment, at_ms),
+            program=self._program_at(at_ms),
         )
 
 

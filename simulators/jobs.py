@@ -92,6 +92,27 @@ class _Counter:
         return Counts(units - units_start, count_defects(self.model.seed, units_start, units, rate), run - run_start)
 
 
+def program_of(book: OrderBook, style_id: str) -> str:
+    """What the controller shows for a style: its program number, else its program name, else its id."""
+    style = book.style(style_id)
+    if style is not None and style.program is not None:
+        return str(style.program)
+    if style is not None and style.program_name is not None:
+        return style.program_name
+    return style_id
+
+
+def simulated_programs(model: MachineModel, book: OrderBook, *, end_ms: int) -> list[tuple[int, str]]:
+    """(from when, program) of the machine's controller: its style's program at each change of style (a change
+    of order within a style does not show on the controller)."""
+    out: list[tuple[int, str]] = []
+    for change in simulated_job_changes(model, book, end_ms=end_ms, window_ms=60_000):
+        program = program_of(book, change.job.style)
+        if not out or out[-1][1] != program:
+            out.append((change.at_ms, program))
+    return out
+
+
 def simulated_job_changes(model: MachineModel, book: OrderBook, *, end_ms: int, window_ms: int) -> Iterator[JobChange]:
     """The machine's job changes before ``end_ms`` (none for a type that does not knit, or an empty book): the
     first at its start, then at some changeovers and some long running stretches."""

@@ -25,3 +25,5 @@ MAX_SERVICE_INTERVAL_H = 100_000.0
 # One gateway per workshop; its birth lists every machine with its state, and must fit one payload.
 MAX_MACHINES_PER_GATEWAY = 600
 MAX_CONFIRM_RANGES = 10_000
+# Free text in a message (model and line names, a controller's program name).
+MAX_TEXT_CHARS = 200

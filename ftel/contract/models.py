@@ -27,7 +27,7 @@ Count = Annotated[int, Field(ge=0, le=limits.INT64_MAX)]
 Celsius = Annotated[float, Field(ge=limits.TEMPERATURE_MIN_C, le=limits.TEMPERATURE_MAX_C, allow_inf_nan=False)]
 Speed = Annotated[float, Field(ge=0, le=limits.MAX_SPEED, allow_inf_nan=False)]
 # Free text (model names, line names) may hold anything printable; InfluxDB escaping takes care of it.
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=limits.MAX_TEXT_CHARS)]
 SeqRange = Annotated[tuple[Count, Count], Strict(False)]
 
 

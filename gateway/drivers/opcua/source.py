@@ -205,6 +205,8 @@ class OpcUaSource:
                 named = state_name(raw, ITEM_STATE_IDS, self._machinery_index)
             elif name == OPERATION_MODE:
                 named = state_name(raw, OPERATION_MODE_IDS, self._machinery_index)
+            elif name == Signal.PROGRAM.value and isinstance(raw, str):
+                named = raw  # a program-name variable: the name is the value (docs/orders.md)
             else:
                 number = _number(raw)
                 if number is not None:
