@@ -17,6 +17,7 @@ from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
 from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses
 from ftel.contract.models import GatewayStatus
+from ftel.retry import parse_retry_after
 from ftel.storage import points as storage_points
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import death_points
@@ -153,9 +154,8 @@ def post_webhook(
         except httpx.HTTPError as error:
             raise DeliveryError(f"webhook {target.name} at {target.url} unreachable: {error}") from error
         if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"webhook {target.name} answered {response.status_code}")
+            raise DeliveryError(
+                f"webhook {target.name} answered {response.status_code}",
+                retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+            )
         return
-
-
-def backoff_s(attempts: int, *, initial_s: float, max_s: float, base: float) -> float:
-    return float(min(max_s, initial_s * base**attempts))

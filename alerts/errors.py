@@ -10,4 +10,9 @@ class RulesError(AlertError):
 
 
 class DeliveryError(AlertError):
-    """One delivery attempt (webhook, InfluxDB, MQTT) failed; the outbox retries it later."""
+    """One delivery attempt (webhook, InfluxDB, MQTT) failed; the outbox retries it later, not sooner than
+    ``retry_after_s`` when the receiver said so."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

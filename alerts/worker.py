@@ -41,7 +41,6 @@ from alerts.delivery import (
     INFLUX_SINK,
     MQTT_SINK,
     alert_point,
-    backoff_s,
     death_event_id,
     death_lines,
     post_webhook,
@@ -70,6 +69,7 @@ from ftel.contract.topics import (
     machine_kind_filter,
 )
 from ftel.mqtt import aiomqtt_options
+from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch
 from ftel.storage.writer import WriteError, make_writer
@@ -378,9 +378,8 @@ class AlertWorker:
             try:
                 await asyncio.to_thread(writer.write, lines(items))
             except WriteError as error:
-                delay = backoff_s(
-                    items[0].attempts, initial_s=o.influx_retry_initial_s, max_s=o.influx_retry_max_s, base=2.0
-                )
+                policy = RetryPolicy(o.influx_retry_initial_s, o.influx_retry_max_s)
+                delay = policy.delay(items[0].attempts, retry_after_s=error.retry_after_s)
                 log.warning("%s not written to InfluxDB (%s); retrying in %.1f s", sink, error, delay)
                 self.store.failed(items[0], retry_in_s=delay, error=str(error))
                 await self._idle(sink, stop)
@@ -400,12 +399,8 @@ class AlertWorker:
         try:
             await asyncio.to_thread(post_webhook, target, item.body, client=self._webhooks)
         except DeliveryError as error:
-            delay = backoff_s(
-                item.attempts,
-                initial_s=target.retry_initial_s,
-                max_s=target.retry_max_s,
-                base=target.retry_exponential_base,
-            )
+            policy = RetryPolicy(target.retry_initial_s, target.retry_max_s, target.retry_exponential_base)
+            delay = policy.delay(item.attempts, retry_after_s=error.retry_after_s)
             log.warning("%s (attempt %d); retrying in %.1f s", error, item.attempts + 1, delay)
             self.store.failed(item, retry_in_s=delay, error=str(error))
         else:

@@ -26,11 +26,12 @@ from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
 from ftel.contract.codec import Sender
 from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
+from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
 from ftel.storage.schema import Measurement, Tag
-from ftel.storage.writer import LineWriter, RetryPolicy, WriteError, make_writer
+from ftel.storage.writer import LineWriter, WriteError, make_writer
 from ingest.batch import Batch, confirmations
 from ingest.route import Accepted, Rejected, route
 from ingest.store import StoreOutcome, store_lines
@@ -39,7 +40,8 @@ from ingest.transport import MqttTransport, PahoTransport, TransportError
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
-RECONNECT_DELAY_S = 1.0
+# Reconnecting to a broker that went away: from 1 s, doubling with jitter, to at most 10 s between tries.
+RECONNECT = RetryPolicy(initial_s=1.0, max_s=10.0)
 SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
 BLOCKED_RETRY_INITIAL_S = 1.0
 
@@ -105,6 +107,7 @@ class IngestWorker:
         # Dead-letter points are made in the main thread and (for lines InfluxDB refuses) the writer thread: a
         # shared counter whose next() is atomic gives each its slot.
         self._slots = itertools.count(1)
+        self._reconnects = 0  # failed connections in a row
 
     # -- receiving -----------------------------------------------------------------------------------------
 
@@ -317,8 +320,10 @@ class IngestWorker:
                 except TransportError as error:
                     if stop.is_set():
                         break
-                    log.warning("%s; reconnecting in %.0f s", error, RECONNECT_DELAY_S)
-                    stop.wait(RECONNECT_DELAY_S)
+                    delay = RECONNECT.delay(self._reconnects)
+                    self._reconnects += 1
+                    log.warning("%s; reconnecting in %.1f s", error, delay)
+                    stop.wait(delay)
         except Exception:
             # Not one message's fault (those are dead-lettered inside their boundary): the worker's own.
             log.critical(
@@ -337,6 +342,7 @@ class IngestWorker:
     def _session(self, stop: threading.Event) -> None:
         transport = self._transport
         session_present = transport.connect()
+        self._reconnects = 0  # the broker answered: the next loss starts the backoff afresh
         # A new connection: what was received and not acknowledged is handed out again by the broker.
         self._generation += 1
         self._batch = Batch(self._generation)
@@ -383,14 +389,17 @@ class IngestWorker:
         assert self._blocked is not None
         batch, _ = self._blocked
         probe = batch.lines[: max(1, min(len(batch.lines), 1))]
-        delay = BLOCKED_RETRY_INITIAL_S
+        policy = RetryPolicy(BLOCKED_RETRY_INITIAL_S, self._ingest.blocked_retry_max_s)
+        attempt = 0
+        delay = policy.backoff(attempt)
         while not stop.is_set():
             stop.wait(delay)
             try:
                 store_lines(self._writer, probe, RetryPolicy(max_total_s=0.0))
             except WriteError as error:
+                attempt += 1
+                delay = policy.delay(attempt, retry_after_s=error.retry_after_s)
                 log.warning("InfluxDB still does not take writes (%s); trying again in %.0f s", error, delay)
-                delay = min(self._ingest.blocked_retry_max_s, delay * 2)
                 continue
             log.warning(
                 "InfluxDB takes writes again after %.0f s; worker %s resumes",

@@ -15,19 +15,32 @@ depends on it, and "gave up" is never "written":
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 import httpx
 
 from ftel.errors import MachineryError
+from ftel.retry import RetryPolicy, parse_retry_after
 from ftel.settings import InfluxSettings
 from ftel.storage.errors import StorageError
 from ftel.storage.http import http_client
+
+# The policy lives in ftel/retry.py (every loop uses it); writers take it, so it is named here too.
+__all__ = [
+    "LineWriter",
+    "Refusal",
+    "RetryPolicy",
+    "V1Writer",
+    "V2Writer",
+    "WriteError",
+    "classify",
+    "make_writer",
+    "refused",
+    "write_with_retry",
+]
 
 
 class Refusal(StrEnum):
@@ -68,19 +81,11 @@ class WriteError(StorageError, MachineryError):
         return self.refusal is Refusal.TRANSIENT
 
 
-def _retry_after(value: str | None) -> float | None:
-    # Only the delta-seconds form: InfluxDB and the proxies in front of it send that.
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 def refused(status: int, body: str, *, retry_after: str | None = None) -> WriteError:
     refusal = classify(status)
     advice = ADVICE.get(status, "")
     text = f"InfluxDB answered {status}: {body.strip()[:500]}" + (f" ({advice})" if advice else "")
-    return WriteError(text, refusal=refusal, status=status, retry_after_s=_retry_after(retry_after))
+    return WriteError(text, refusal=refusal, status=status, retry_after_s=parse_retry_after(retry_after))
 
 
 class LineWriter(Protocol):
@@ -156,25 +161,6 @@ def make_writer(settings: InfluxSettings) -> LineWriter:
     return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures are retried, like influxdb-client's ``WritesRetry``: exponential with jitter,
-    at least what ``Retry-After`` asks, and a cap on the total time after which the writer gives up."""
-
-    initial_s: float = 0.2
-    max_s: float = 10.0
-    exponential_base: float = 2.0
-    jitter: float = 0.2  # each delay is stretched by up to this fraction, so workers do not retry in step
-    max_total_s: float | None = None  # None: retry transient failures until they pass
-
-    def backoff(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
-        """The wait before attempt ``attempt + 1`` (0: after the first failure)."""
-        return min(self.max_s, self.initial_s * self.exponential_base**attempt) * (1 + self.jitter * draw())
-
-    def delay(self, attempt: int, error: WriteError, draw: Callable[[], float] = random.random) -> float:
-        return max(self.backoff(attempt, draw), error.retry_after_s or 0.0)
-
-
 def write_with_retry(
     writer: LineWriter,
     body: bytes,
@@ -194,8 +180,8 @@ def write_with_retry(
         except WriteError as error:
             if not error.transient:
                 raise
-            delay = policy.delay(attempt, error)
-            if policy.max_total_s is not None and clock() + delay - started > policy.max_total_s:
+            delay = policy.delay(attempt, retry_after_s=error.retry_after_s)
+            if policy.spent(started, clock(), delay):
                 raise
             on_retry(attempt, error, delay)
             sleep(delay)
