@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from ftel.contract import encode
 from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup
 from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
+from ftel.retry import RetryPolicy
 from ftel.security.credentials import with_identity
 from ftel.settings import MqttSettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
@@ -237,7 +238,9 @@ class Gateway:
                 break  # held in seq order: nothing later can be a gap yet
             if pending.sent_at is None:
                 continue
-            wait = min(d.resend_max_s, grace * 2 ** min(pending.attempts - 1, 10))
+            # The project's one policy; no jitter here: the wait is judged again at every look, and messages
+            # are already spread by when they were sent.
+            wait = RetryPolicy(grace, d.resend_max_s, jitter=0.0).backoff(min(pending.attempts - 1, 10))
             if now - pending.sent_at >= wait:
                 pending.sent_at = None
                 resend.append(seq)
