@@ -137,6 +137,26 @@ class AuthSettings(BaseModel):
     ingest_workers: int = Field(8, ge=1, description="identities ingest-1 … ingest-N that `ftel auth init` creates")
 
 
+class OperatorSettings(BaseModel):
+    """The operator page (docs/operators.md)."""
+
+    reasons: Path | None = Field(
+        None,
+        description="the plant's own reason codes (YAML, grouped planned / unplanned / changeover); default: a "
+        "few common ones",
+    )
+    idle_unexplained_s: float = Field(
+        900.0, gt=0, description="an IDLE with at least this much planned time and no reason is an unexplained stop"
+    )
+    host: str = Field("127.0.0.1", description="address the page listens on")
+    port: int = Field(8090, description="port the page listens on")
+    recent_h: float = Field(24.0, gt=0, description="the page lists stops that ended this many hours back")
+    session_idle_s: float = Field(8 * 3600.0, gt=0, description="a signed-in session ends after this long unused")
+    secure_cookies: bool = Field(
+        False, description="mark the session cookie Secure (on when the page is served over HTTPS by a proxy)"
+    )
+
+
 # A stop shorter than this is a micro-stop (docs/boards.md): a yarn break a knitter ties in seconds, ends pieced
 # up on a ring frame, a card's feed topped up; longer stops need someone to find and fix a fault.
 DEFAULT_MICRO_STOP_S: dict[str, float] = {"knitting": 30.0, "spinning": 30.0, "carding": 60.0}
@@ -160,6 +180,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_MICRO_STOP_S),
         description="per machine type: a stop shorter than this many seconds is a micro-stop, counted apart",
     )
+    operators: OperatorSettings = OperatorSettings()
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()

@@ -212,8 +212,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
-    add.add_argument("--site", help="a gateway's site")
-    add.add_argument("--workshop", help="a gateway's workshop")
+    add.add_argument("--site", help="a gateway's or an operator's site")
+    add.add_argument("--workshop", help="a gateway's workshop, or an operator's workshops (comma-separated)")
     add.set_defaults(handler=_add)
 
     show = sub.add_parser(

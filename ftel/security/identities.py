@@ -44,6 +44,8 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     MAINTENANCE = "maintenance"
     ADMIN = "admin"
+    # A person at the workshop's operator page (operators/), bound to a site and its workshops.
+    OPERATOR = "operator"
 
 
 class InfluxUser(StrEnum):
@@ -53,6 +55,8 @@ class InfluxUser(StrEnum):
     INGEST = "ftel_ingest"
     ALERTS = "ftel_alerts"
     READER = "ftel_reader"
+    # The operator page writes people's reasons with it (InfluxDB 1.x grants per database: WRITE is the least).
+    OPERATOR = "ftel_operator"
 
 
 # What each InfluxDB user may do on the database (ALL: the server's admin, created first).
@@ -61,6 +65,7 @@ INFLUX_PRIVILEGES: dict[InfluxUser, str] = {
     InfluxUser.INGEST: "WRITE",
     InfluxUser.ALERTS: "WRITE",
     InfluxUser.READER: "READ",
+    InfluxUser.OPERATOR: "WRITE",
 }
 ROLE_INFLUX_USER: dict[Role, InfluxUser | None] = {
     Role.GATEWAY: None,  # gateways never talk to InfluxDB
@@ -69,6 +74,7 @@ ROLE_INFLUX_USER: dict[Role, InfluxUser | None] = {
     Role.SUPERVISOR: InfluxUser.READER,
     Role.MAINTENANCE: InfluxUser.READER,
     Role.ADMIN: InfluxUser.ADMIN,
+    Role.OPERATOR: InfluxUser.OPERATOR,
 }
 
 # The identities every installation has besides its gateways and ingest workers.
@@ -94,7 +100,8 @@ def check_name(name: str, what: str = "identity") -> str:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """One MQTT username (= client id) with its role; a gateway is bound to one site and workshop."""
+    """One MQTT username (= client id) with its role; a gateway is bound to one site and workshop, an operator
+    to one site and one or more workshops (``workshop`` lists them with commas)."""
 
     name: str
     role: Role
@@ -103,11 +110,14 @@ class Identity:
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        if self.role is Role.GATEWAY:
+        if self.role in (Role.GATEWAY, Role.OPERATOR):
             if self.site is None or self.workshop is None:
-                raise AuthError(f"gateway {self.name} needs its site and workshop")
+                raise AuthError(f"{self.role.value} {self.name} needs its site and workshop")
             check_name(self.site, "site")
-            check_name(self.workshop, "workshop")
+            if self.role is Role.GATEWAY:
+                check_name(self.workshop, "workshop")
+            for workshop in self.workshops:
+                check_name(workshop, "workshop")
             if self.site in RESERVED_SITES:
                 raise AuthError(
                     f"gateway {self.name}: site {self.site!r} is reserved (it names the topics "
@@ -124,11 +134,16 @@ class Identity:
         return self.site, self.workshop
 
     @property
+    def workshops(self) -> tuple[str, ...]:
+        """The workshops an operator (or a gateway) is bound to."""
+        return tuple(w.strip() for w in (self.workshop or "").split(","))
+
+    @property
     def influx_user(self) -> InfluxUser | None:
         return ROLE_INFLUX_USER[self.role]
 
     def describe(self) -> str:
-        where = f" of {self.site}/{self.workshop}" if self.role is Role.GATEWAY else ""
+        where = f" of {self.site}/{self.workshop}" if self.role in (Role.GATEWAY, Role.OPERATOR) else ""
         return f"{self.name} ({self.role}{where})"
 
 
@@ -167,6 +182,8 @@ def grants(identity: Identity) -> Grants:
             return Grants(publish=(), receive=(under(PREFIX),))
         case Role.MAINTENANCE:
             return Grants(publish=(ACK_TOPIC,), receive=(under(PREFIX),))
+        case Role.OPERATOR:
+            return Grants(publish=(), receive=())  # the page talks to InfluxDB only
         case Role.ADMIN:
             # '#' does not match topics that begin with '$' (MQTT 4.7.2): the broker's $SYS tree is named.
             return Grants(publish=("#", "$SYS/#"), receive=("#", "$SYS/#"))

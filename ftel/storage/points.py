@@ -15,6 +15,7 @@ from ftel.contract.models import (
 )
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 from ftel.plant.orders import Counts, Job, JobChange, OrderFigures, WindowCounts
+from ftel.plant.reasons import Choice
 from ftel.storage.lineproto import Point
 from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
 
@@ -296,3 +297,27 @@ def order_status_point(figures: OrderFigures, *, site: str) -> Point:
     }
     tags = {Tag.SITE: site, Tag.ORDER: figures.order, Tag.STYLE: figures.style}
     return Point(Measurement.ORDER_STATUS, tags, fields, figures.as_of_ms)
+
+
+def reason_points(choice: Choice) -> list[Point]:
+    """An operator's reason for a stop: the standing one, stamped at the stop's start (a correction overwrites it,
+    so the stop's time goes to one reason), and the choice in the log, stamped when it was made."""
+    machine = choice.machine
+    tags = {
+        Tag.SITE: machine.site,
+        Tag.WORKSHOP: machine.workshop,
+        Tag.MACHINE_TYPE: machine.machine_type.value,
+        Tag.MACHINE_ID: machine.machine_id,
+    }
+    fields: dict[str, str | int | float | bool] = {
+        Field.REASON: choice.reason,
+        Field.REASON_GROUP: choice.group.value,
+        Field.STOP_STATE: choice.stop_state.value,
+        Field.SET_BY: choice.who,
+        Field.SET_AT_MS: choice.at_ms,
+        Field.STOP_START_MS: choice.stop_start_ms,
+    }
+    return [
+        Point(Measurement.STOP_REASON, tags, fields, choice.stop_start_ms),
+        Point(Measurement.STOP_REASON_LOG, tags, fields, choice.at_ms),
+    ]

@@ -37,6 +37,10 @@ class Measurement:
     # each order's progress as of a moment. The orders board reads them.
     JOB_TIME = "job_time"
     ORDER_STATUS = "order_status"
+    # An operator's reason for a stop without a machine reason, stamped at the stop's start: one point per stop,
+    # so a correction overwrites it (ftel/plant/reasons.py). The log keeps every choice, stamped when it was made.
+    STOP_REASON = "stop_reason"
+    STOP_REASON_LOG = "stop_reason_log"
 
 
 class Tag:
@@ -138,6 +142,11 @@ class Field:
     GOOD_TO_DATE = "good_to_date"
     PROGRESS = "progress"
     ESTIMATED_FINISH_MS = "estimated_finish_ms"
+    # stop_reason and stop_reason_log (beside REASON and SET_BY)
+    STOP_STATE = "stop_state"
+    REASON_GROUP = "reason_group"
+    SET_AT_MS = "set_at_ms"
+    STOP_START_MS = "stop_start_ms"
 
 
 DEAD_LETTER_SLOTS = 1000

@@ -238,11 +238,13 @@ def test_influx_statements_create_missing_users_reset_the_others_and_grant_by_ac
         "CREATE USER \"ftel_ingest\" WITH PASSWORD 'p\\'ftel_ingest'",
         "CREATE USER \"ftel_alerts\" WITH PASSWORD 'p\\'ftel_alerts'",
         "SET PASSWORD FOR \"ftel_reader\" = 'p\\'ftel_reader'",
+        "CREATE USER \"ftel_operator\" WITH PASSWORD 'p\\'ftel_operator'",
     ]
     assert grant_statements('my"db') == [
         'GRANT WRITE ON "my\\"db" TO "ftel_ingest"',
         'GRANT WRITE ON "my\\"db" TO "ftel_alerts"',
         'GRANT READ ON "my\\"db" TO "ftel_reader"',
+        'GRANT WRITE ON "my\\"db" TO "ftel_operator"',
     ]
     assert quote_string("a\\b") == "'a\\\\b'"
 

@@ -1,0 +1,147 @@
+"""Operator reasons (pure): which stops are unexplained, the reason lists, choices attributed exactly once."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from ftel.contract.states import UNKNOWN_FAULT, MachineState, MachineType
+from ftel.errors import ConfigError
+from ftel.plant.calendar import parse_calendar
+from ftel.plant.reasons import (
+    Choice,
+    MachineRef,
+    ReasonBook,
+    ReasonError,
+    ReasonGroup,
+    Stop,
+    classified_downtime,
+    latest_choices,
+    make_choice,
+    parse_reasons,
+    stop_figures,
+    unexplained_ms,
+)
+from ftel.security.errors import AuthError
+from ftel.security.identities import Identity, InfluxUser, Role, grants
+from ftel.storage.lineproto import encode_point
+from ftel.storage.points import reason_points
+from ftel.storage.schema import Measurement
+from tests.calendars import TWO_TWELVES
+
+KNIT = MachineRef("qinghe", "knit-1", MachineType.KNITTING, "KNIT-001")
+MIN = 60_000
+LIMIT = 15 * MIN
+
+
+def _stop(state: MachineState, reason: str, start: int, end: int | None) -> Stop:
+    return Stop(KNIT, state, reason, start, end)
+
+
+def test_down_with_unknown_fault_and_long_idles_are_unexplained_and_nothing_else_is() -> None:
+    def unexplained(stop: Stop) -> int | None:
+        return unexplained_ms(stop, calendar=None, idle_limit_ms=LIMIT, now_ms=100 * MIN)
+
+    assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 0, 3 * MIN)) == 3 * MIN
+    assert unexplained(_stop(MachineState.DOWN, "yarn_break", 0, 3 * MIN)) is None
+    assert unexplained(_stop(MachineState.IDLE, "", 0, LIMIT)) == LIMIT
+    assert unexplained(_stop(MachineState.IDLE, "", 0, LIMIT - 1)) is None
+    assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 40 * MIN, None)) == 60 * MIN  # open: until now
+
+
+def test_an_idle_counts_only_its_planned_time() -> None:
+    calendar = parse_calendar(TWO_TWELVES)
+    day = calendar.shifts_on(date(2026, 3, 6))[0]
+    # Across the shift change (both sides planned): 20 minutes; 30 are asked for, so it needs no reason.
+    idle = _stop(MachineState.IDLE, "", day.end_ms - 10 * MIN, day.end_ms + 10 * MIN)
+    assert unexplained_ms(idle, calendar=calendar, idle_limit_ms=LIMIT, now_ms=day.end_ms) == 20 * MIN
+    assert unexplained_ms(idle, calendar=calendar, idle_limit_ms=30 * MIN, now_ms=day.end_ms) is None
+
+
+def test_the_list_is_the_machine_types_faults_and_the_plants_codes_grouped() -> None:
+    book = parse_reasons(
+        "reasons:\n"
+        "  - {code: no_yarn, label: No yarn, group: unplanned}\n"
+        "  - {code: style_change, label: Style change, group: changeover, machine_types: [knitting]}\n"
+    )
+    knitting = {r.code: r.group for r in book.choices(MachineType.KNITTING)}
+    assert knitting["yarn_break"] is ReasonGroup.UNPLANNED
+    assert knitting["style_change"] is ReasonGroup.CHANGEOVER
+    assert UNKNOWN_FAULT not in knitting
+    assert "style_change" not in {r.code for r in book.choices(MachineType.CARDING)}
+    with pytest.raises(ReasonError, match="not a reason for a carding machine"):
+        book.reason(MachineType.CARDING, "yarn_break")
+
+
+def test_a_bad_reasons_file_is_refused_naming_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"line 3, reasons\[1\]\.group"):
+        parse_reasons("reasons:\n  - {code: a, label: A, group: planned}\n  - {code: b, label: B, group: lunch}\n")
+    with pytest.raises(ConfigError, match="machine reason already"):
+        parse_reasons("reasons:\n  - {code: yarn_break, label: Y, group: unplanned}\n")
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_reasons("reasons:\n  - {code: a, label: A, group: planned}\n  - {code: a, label: B, group: planned}\n")
+
+
+def test_a_choice_for_a_stop_with_a_machine_reason_is_refused() -> None:
+    book = ReasonBook()
+    stop = _stop(MachineState.DOWN, "needle_break", 0, MIN)
+    with pytest.raises(ReasonError, match="has a machine reason"):
+        make_choice(book, stop, "no_yarn", who="op", at_ms=2 * MIN, calendar=None, idle_limit_ms=LIMIT)
+
+
+def test_a_correction_replaces_the_choice_so_the_stop_counts_once() -> None:
+    book = ReasonBook()
+    stops = [
+        _stop(MachineState.DOWN, UNKNOWN_FAULT, 0, 10 * MIN),
+        _stop(MachineState.IDLE, "", 20 * MIN, 50 * MIN),
+        _stop(MachineState.DOWN, UNKNOWN_FAULT, 60 * MIN, 65 * MIN),
+    ]
+    first = make_choice(book, stops[0], "no_yarn", who="li", at_ms=11 * MIN, calendar=None, idle_limit_ms=LIMIT)
+    fixed = make_choice(book, stops[0], "needle_break", who="wang", at_ms=30 * MIN, calendar=None, idle_limit_ms=LIMIT)
+    idle = make_choice(book, stops[1], "meeting", who="li", at_ms=51 * MIN, calendar=None, idle_limit_ms=LIMIT)
+    standing = {key: c.reason for key, c in latest_choices([fixed, idle, first]).items()}
+    assert standing == {(KNIT.machine_id, 0): "needle_break", (KNIT.machine_id, 20 * MIN): "meeting"}
+    figures = stop_figures(stops, standing, calendar=None, idle_limit_ms=LIMIT)
+    assert (figures.classified.count, figures.classified.ms) == (2, 40 * MIN)
+    assert (figures.unexplained.count, figures.unexplained.ms) == (1, 5 * MIN)
+    assert {code: (t.count, t.ms) for code, t in figures.by_reason.items()} == {
+        "meeting": (1, 30 * MIN),
+        "needle_break": (1, 10 * MIN),
+    }
+    assert figures.unexplained_share == pytest.approx(5 / 45)
+    # The Pareto over [5, 62) min: the classified DOWN's part inside moves from unknown_fault to its reason.
+    down = {UNKNOWN_FAULT: 7 * MIN, "yarn_break": MIN}
+    assert classified_downtime(down, stops, standing, start_ms=5 * MIN, end_ms=62 * MIN) == {
+        UNKNOWN_FAULT: 2 * MIN,
+        "needle_break": 5 * MIN,
+        "yarn_break": MIN,
+    }
+
+
+def test_a_choice_is_stored_at_the_stops_start_so_a_correction_overwrites_it() -> None:
+    def choice(reason: str, at_ms: int) -> Choice:
+        return Choice(KNIT, 5 * MIN, MachineState.DOWN, reason, ReasonGroup.UNPLANNED, "li", at_ms)
+
+    first, second = reason_points(choice("no_yarn", 6 * MIN)), reason_points(choice("needle_break", 9 * MIN))
+    assert [p.measurement for p in first] == [Measurement.STOP_REASON, Measurement.STOP_REASON_LOG]
+    standing = (first[0], second[0])
+    assert (standing[0].measurement, standing[0].tags, standing[0].time_ms) == (
+        standing[1].measurement,
+        standing[1].tags,
+        standing[1].time_ms,
+    )
+    assert first[1].time_ms != second[1].time_ms  # the log keeps both
+    assert 'reason="needle_break"' in encode_point(second[0])
+
+
+def test_an_operator_is_bound_to_a_site_and_its_workshops_and_writes_only_to_influxdb() -> None:
+    operator = Identity("li", Role.OPERATOR, "qinghe", "knit-1,knit-2")
+    assert operator.workshops == ("knit-1", "knit-2")
+    assert operator.influx_user is InfluxUser.OPERATOR
+    assert grants(operator).publish == ()
+    assert grants(operator).receive == ()
+    with pytest.raises(AuthError, match="needs its site and workshop"):
+        Identity("li", Role.OPERATOR)
+    with pytest.raises(AuthError, match="not a valid name"):
+        Identity("li", Role.OPERATOR, "qinghe", "knit 1")
