@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import shutil
 import subprocess
 import threading
@@ -61,6 +62,17 @@ class Record:
     answers: dict[tuple[str, int], int] = field(default_factory=dict)  # (server, unit) → responses sent
     functions: set[int] = field(default_factory=set)  # the function codes of every request received
     connections: dict[str, int] = field(default_factory=dict)  # server → connections made to it
+    # server → when each response began to be sent and the next request began to arrive (monotonic seconds)
+    wire: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
+
+    def silences_s(self, server: str) -> list[float]:
+        """The line's silence before each request that followed a response: from the response being sent to
+        the next request arriving (an upper estimate of the gateway's own wait)."""
+        events = self.record_wire(server)
+        return [rx - tx for (tx, sent), (rx, got) in itertools.pairwise(events) if sent and not got]
+
+    def record_wire(self, server: str) -> list[tuple[float, bool]]:
+        return list(self.wire.get(server, []))
 
     def change(self, machine: str, state: MachineState, reason: str | None = None) -> None:
         self.changes.setdefault(machine, []).append((wall_ms(), state, reason))
@@ -84,14 +96,21 @@ class Equipment:
     def _tracer(self, name: str, unit_at: int) -> Callable[[bool, bytes], bytes]:
         def trace(sending: bool, packet: bytes) -> bytes:
             if not sending or len(packet) <= unit_at:
+                self._wire(name, sending=False)
                 return packet
             key = (name, packet[unit_at])
             if key in self.silent:
                 return b""  # nothing on the wire
             self.record.answers[key] = self.record.answers.get(key, 0) + 1
+            self._wire(name, sending=True)
             return packet
 
         return trace
+
+    def _wire(self, name: str, *, sending: bool) -> None:
+        events = self.record.wire.setdefault(name, [])
+        if not events or events[-1][1] != sending:  # the first chunk of each frame
+            events.append((time.monotonic(), sending))
 
     def _heard(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:

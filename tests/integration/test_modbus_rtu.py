@@ -26,6 +26,7 @@ from ftel.contract.states import MachineState
 from ftel.security.identities import Role
 from ftel.stack import free_port
 from ftel.storage.query import InfluxQuery
+from gateway.drivers.rtu_timing import LineTiming
 from tests.modbus_equipment import (
     DI_UNITS,
     FAULT_CODES,
@@ -47,6 +48,7 @@ TIMEOUT_S = 0.25
 LAMP_POLL_S = 0.1
 BLINK_PHASE_S = 0.4  # the tap's red and yellow blink: 0.4 s on, 0.4 s off
 HOST_SLACK_MS = 300
+LINE = LineTiming(19_200, parity=False, stop_bits=2)
 SCRIPT_S = 30
 
 RTU = {"CARD-R1": 1, "CARD-R2": 2, "CARD-R3": 3}
@@ -248,7 +250,9 @@ def test_rtu_units_a_tcp_to_rtu_gateway_and_a_lamp_tap_equal_the_equipments_reco
     with serial_pair(tmp_path) as (equipment_end, gateway_end):
         try:
             gateway_port, lamp_port = free_port(), free_port()
-            equipment.serve_serial("line", equipment_end, list(RTU.values()), baudrate=19_200, stop_bits=2)
+            equipment.serve_serial(
+                "line", equipment_end, list(RTU.values()), baudrate=LINE.baudrate, stop_bits=LINE.stop_bits
+            )
             equipment.serve_tcp("gw", gateway_port, list(BEHIND_GATEWAY.values()))
             equipment.serve_tcp("lamp", lamp_port, [1])
             # Before the script: R1, R2, G4 running, R3 and G5 idle, the lamp green.
@@ -345,6 +349,11 @@ def verdict(query: InfluxQuery, equipment: Equipment, start_ms: int, end_ms: int
         )
     }
     assert {m: units.get(m, 0) for m in record.units} == record.units
+    # On the serial line the gateway kept t3.5 of silence after each response before its next request.
+    silences = record.silences_s("line")
+    print(f"line silences: {len(silences)}, shortest {min(silences) * 1000:.2f} ms (t3.5 {LINE.gap_s * 1000:.2f} ms)")
+    assert len(silences) > 50
+    assert min(silences) >= LINE.gap_s
     # The units behind the TCP→RTU gateway shared one connection; the gateway only read.
     assert record.connections["gw"] == 1
     assert record.functions <= {1, 2, 3, 4}
