@@ -140,10 +140,10 @@ class Equipment:
 
         self.call(start())
 
-    def serve_tcp(self, name: str, port: int, units: list[int]) -> None:
+    def serve_tcp(self, name: str, port: int, units: list[int], *, devices: list[SimDevice] | None = None) -> None:
         async def start() -> None:
             server = ModbusTcpServer(
-                [device(u) for u in units],
+                devices or [device(u) for u in units],
                 address=("127.0.0.1", port),
                 trace_packet=self._tracer(name, 6),  # TCP: the unit id follows the 6-byte MBAP header
                 trace_pdu=self._heard,

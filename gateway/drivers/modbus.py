@@ -23,6 +23,8 @@ from gateway.signals import RawValue, Sample
 
 log = logging.getLogger(__name__)
 
+# A unit's answer to a read of addresses it does not have (Modbus exception code 2).
+ILLEGAL_ADDRESS = 2
 # The most registers one read may ask for (Modbus: 125 registers, 2000 bits).
 MAX_REGISTERS = 125
 MAX_BITS = 2000
@@ -58,6 +60,10 @@ def plan(signals: Mapping[Signal, Register]) -> list[tuple[Span, list[tuple[Sign
         if group:
             out.append((Span(table, start, end - start), group))
     return out
+
+
+class _NoSuchAddress(SourceError):
+    """The unit refused a read with exception 2 (illegal data address)."""
 
 
 class ModbusSource:
@@ -99,11 +105,23 @@ class ModbusSource:
         if not self._attached:
             raise SourceError(f"{self._machine_id}: not connected to {self.where}")
         sample: dict[str, RawValue] = {}
-        for span, members in self._plan:
-            words = await self._read_span(span)
+        index = 0
+        while index < len(self._plan):
+            span, members = self._plan[index]
+            try:
+                words = await self._read_span(span)
+            except _NoSuchAddress:
+                if len(members) == 1:
+                    raise
+                # A span over a hole in the unit's map: from now on, one request per signal.
+                log.info("machine %s: %s has holes in %s %s+%d; reading each signal apart", self._machine_id,
+                         self.where, span.table.value, span.address, span.count)  # fmt: skip
+                self._plan[index : index + 1] = plan(dict(members[:1])) + plan(dict(members[1:]))
+                continue
             for signal, register in members:
                 offset = register.address - span.address
                 sample[signal.value] = decode(register, words[offset : offset + register_count(register)])
+            index += 1
         return sample
 
     async def _read_span(self, span: Span) -> list[int]:
@@ -124,6 +142,11 @@ class ModbusSource:
             raise SourceError(f"{self._machine_id}: {error}") from error
         except ModbusException as error:
             raise SourceError(f"{self._machine_id}: {span.table.value} {span.address}+{span.count}: {error}") from error
+        if isinstance(response, ModbusPDU) and getattr(response, "exception_code", None) == ILLEGAL_ADDRESS:
+            raise _NoSuchAddress(
+                f"{self._machine_id}: {self.where} has no {span.table.value} {span.address}+{span.count} "
+                f"(exception 2, illegal data address): check the addresses (0-based, as sent) and the table"
+            )
         if not isinstance(response, ModbusPDU) or response.isError():
             raise SourceError(
                 f"{self._machine_id}: {self.where} refused {span.table.value} {span.address}+{span.count}: {response}"
