@@ -9,11 +9,14 @@ that reads past the end sees exactly what the ledger counts up to it.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 
 from ftel.contract.states import MachineState, MachineType
+from ftel.plant.orders import OrderBook
 from gateway.driver import Reading
 from simulators.driver import SimulatedDriver
+from simulators.jobs import simulated_job_changes
 from simulators.machine import MachineModel
 from simulators.serve.faults import Faults
 from simulators.serve.layout import fault_code
@@ -30,10 +33,25 @@ class Shown:
     speed: float
     temperature: float
     service_hours: float
+    program: int = 0  # the style's program number (0: none), as a register shows it
+    program_name: str = ""  # its program name, as an OPC UA variable shows it
+
+
+# How far ahead a served controller without an end knows its styles: past it, it keeps its last one.
+PROGRAM_HORIZON_MS = 2 * 86_400_000
 
 
 class SimulatedController:
-    def __init__(self, model: MachineModel, *, end_ms: int | None, faults: Faults, counter_start: int = 0) -> None:
+    def __init__(
+        self,
+        model: MachineModel,
+        *,
+        end_ms: int | None,
+        faults: Faults,
+        counter_start: int = 0,
+        orders: OrderBook | None = None,
+    ) -> None:
+        """``orders``: the styles its knitting machine changes between (simulators/jobs.py); none: no program."""
         self.machine_id = model.spec.id
         self.machine_type: MachineType = model.spec.type
         self._driver = SimulatedDriver(model)
@@ -51,6 +69,15 @@ class SimulatedController:
         self._restarts = sorted(ms(f.at_s) for f in faults.restart if f.machine == mine)
         self._units_offset = counter_start
         self._defects_offset = counter_start
+        horizon = end_ms if end_ms is not None else model.start_ms + PROGRAM_HORIZON_MS
+        jobs = simulated_job_changes(model, orders, end_ms=horizon, window_ms=60_000) if orders else iter(())
+        self._programs: list[tuple[int, int, str]] = []
+        for change in jobs:
+            style = orders.style(change.job.style) if orders else None
+            shown = (style.program or 0, style.program_name or "") if style else (0, "")
+            if not self._programs or self._programs[-1][1:] != shown:
+                self._programs.append((change.at_ms, *shown))
+        self._program_times = [at for at, _, _ in self._programs]
 
     def _read(self, t: int) -> Reading:
         readings = self._driver.read(t)
@@ -85,6 +112,8 @@ class SimulatedController:
         reading = self._reading(now_ms)
         t = self._t
         code = fault_code(self.machine_type, reading.reason) if reading.state is MachineState.DOWN else 0
+        index = bisect.bisect_right(self._program_times, t) - 1
+        program = self._programs[index] if index >= 0 else None
         temperature = reading.temperature
         for start, end, garble in self._garbles:
             if start <= t < end:
@@ -102,6 +131,8 @@ class SimulatedController:
             speed=reading.speed,
             temperature=temperature,
             service_hours=reading.run_ms_since_service / 3_600_000,
+            program=program[1] if program else 0,
+            program_name=program[2] if program else "",
         )
 
     def silent_until(self, now_ms: int) -> int | None:

@@ -46,7 +46,8 @@ REG_DEFECTS = 4  # uint16: defect counter (wraps at 65536)
 REG_SPEED = 5  # float32, 2 registers, most significant word first ("ABCD")
 REG_TEMPERATURE = 7  # int16, tenths of °C
 REG_SERVICE_MIN = 8  # uint32, 2 registers, least significant word first ("CDAB"): run minutes since service
-MODBUS_REGISTERS = 10
+REG_PROGRAM = 10  # uint16: the program (pattern) number a knitting machine runs, 0 none (docs/orders.md)
+MODBUS_REGISTERS = 11
 MODBUS_UNIT = 1
 COUNTER_BITS_MODBUS = 16
 
@@ -62,7 +63,10 @@ MODBUS_MAP: dict[Signal, Register] = {
     Signal.SERVICE_HOURS: Register(
         address=REG_SERVICE_MIN, type=DataType.UINT32, word_order=Order.LITTLE, scale=1 / 60, min=0
     ),
+    Signal.PROGRAM: Register(address=REG_PROGRAM, min=1),
 }
+# Machine types whose controllers show a program (simulators/jobs.py JOB_TYPES).
+PROGRAM_TYPES = (MachineType.KNITTING,)
 
 # -- OPC UA: the Machinery building blocks, and these variables of each machine -----------------------------
 VENDOR_URI = "urn:ftel:simulated-controller"
@@ -73,6 +77,7 @@ NODE_NAMES: dict[Signal, str] = {
     Signal.SPEED: "Speed",  # Double
     Signal.TEMPERATURE: "Temperature",  # Double, °C
     Signal.SERVICE_HOURS: "ServiceHours",  # Double
+    Signal.PROGRAM: "Program",  # String: the program name a knitting machine runs, "" none
 }
 COUNTER_BITS_OPCUA = 32
 
@@ -94,14 +99,22 @@ OPCUA_MAP = OpcUaMap(
 )
 
 
+def _without_program(signals: dict[Signal, Any]) -> dict[Signal, Any]:
+    return {signal: spec for signal, spec in signals.items() if signal is not Signal.PROGRAM}
+
+
 def model_config(spec: MachineSpec, protocol: str) -> ModelConfig:
+    """Knitting machines' models read the program too (their styles: docs/orders.md); the others' do not."""
+    knits = spec.type in PROGRAM_TYPES
+    modbus = MODBUS_MAP if knits else _without_program(MODBUS_MAP)
+    opcua = OPCUA_MAP if knits else OpcUaMap(machinery=True, signals=_without_program(dict(OPCUA_MAP.signals)))
     return ModelConfig(
         type=spec.type,
         rated_speed=spec.rated_speed,
         speed_unit=spec.speed_unit,
         service_interval_h=spec.service_interval_h,
-        modbus=MODBUS_MAP if protocol == "modbus" else None,
-        opcua=OPCUA_MAP if protocol == "opcua" else None,
+        modbus=modbus if protocol == "modbus" else None,
+        opcua=opcua if protocol == "opcua" else None,
         faults=FaultTable(codes=fault_codes(spec.type)),
     )
 

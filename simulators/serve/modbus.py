@@ -18,7 +18,7 @@ from simulators.serve.controller import Shown, SimulatedController
 
 
 def registers(shown: Shown) -> list[int]:
-    """The holding registers 0…9 that show ``shown`` (layout.py), encoded with struct, word by word."""
+    """The holding registers 0…10 that show ``shown`` (layout.py), encoded with struct, word by word."""
     words = [0] * layout.MODBUS_REGISTERS
     words[layout.REG_RUN] = int(shown.state is MachineState.RUNNING)
     words[layout.REG_FLAGS] = int(shown.state is MachineState.SETUP) | int(shown.state is MachineState.MAINTENANCE) << 1
@@ -29,6 +29,7 @@ def registers(shown: Shown) -> list[int]:
     (words[layout.REG_TEMPERATURE],) = struct.unpack(">H", struct.pack(">h", round(shown.temperature * 10)))
     high, low = struct.unpack(">HH", struct.pack(">I", round(shown.service_hours * 60)))
     words[layout.REG_SERVICE_MIN : layout.REG_SERVICE_MIN + 2] = [low, high]  # least significant word first
+    words[layout.REG_PROGRAM] = shown.program
     return words
 
 

@@ -43,9 +43,16 @@ VARIANTS: dict[Signal, ua.VariantType] = {
     Signal.SPEED: ua.VariantType.Double,
     Signal.TEMPERATURE: ua.VariantType.Double,
     Signal.SERVICE_HOURS: ua.VariantType.Double,
+    Signal.PROGRAM: ua.VariantType.String,
 }
 # Refresh: how often (wall seconds) the server looks for changed values.
 REFRESH_S = 0.02
+
+
+def _initial(variant: ua.VariantType) -> int | float | str:
+    if variant is ua.VariantType.Double:
+        return 0.0
+    return "" if variant is ua.VariantType.String else 0
 
 
 def _ids(names: dict[int, str]) -> dict[str, int]:
@@ -127,7 +134,7 @@ class OpcUaWorkshopServer:
             variable = await machine.add_variable(
                 ua.NodeId(layout.node_id(machine_id, signal), vendor),
                 f"{vendor}:{layout.NODE_NAMES[signal]}",
-                ua.Variant(0 if variant is not ua.VariantType.Double else 0.0, variant),
+                ua.Variant(_initial(variant), variant),
             )
             nodes[signal.value] = variable.nodeid
         self._nodes[machine_id] = nodes
@@ -155,6 +162,7 @@ class OpcUaWorkshopServer:
             (Signal.SPEED.value, ua.Variant(float(shown.speed), ua.VariantType.Double)),
             (Signal.TEMPERATURE.value, ua.Variant(float(shown.temperature), ua.VariantType.Double)),
             (Signal.SERVICE_HOURS.value, ua.Variant(round(shown.service_hours, 4), ua.VariantType.Double)),
+            (Signal.PROGRAM.value, ua.Variant(shown.program_name, ua.VariantType.String)),
         ]
 
     async def _show(self, controller: SimulatedController, now: int) -> None:

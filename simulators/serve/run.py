@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
+from ftel.plant.orders import OrderBook
 from ftel.stack import free_port
 from simulators.clock import SimClock
+from simulators.jobs import default_order_book
 from simulators.machine import plant_models
 from simulators.plant import Plant
 from simulators.serve import layout
@@ -70,6 +72,8 @@ class ServeOptions:
     poll: PollSettings = field(default_factory=PollSettings)
     overrun_ms: int = 60_000
     gateway_config: Path | None = None
+    # The styles the knitting machines change between, shown as their program (default: the simulation's own).
+    orders: OrderBook = field(default_factory=default_order_book)
 
 
 class Served:
@@ -79,7 +83,7 @@ class Served:
         self.options = options
         o = options
         self.controllers = [
-            SimulatedController(model, end_ms=o.end_ms, faults=o.faults, counter_start=o.counter_start)
+            SimulatedController(model, end_ms=o.end_ms, faults=o.faults, counter_start=o.counter_start, orders=o.orders)
             for _, model in plant_models(o.plant, start_ms=o.start_ms, workshop=o.workshop)
         ]
         self.addresses: dict[str, dict[str, Any]] = {}
