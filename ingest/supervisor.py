@@ -25,10 +25,10 @@ from typing import IO
 from ftel.children import Interrupts, describe_exit, spawn
 from ftel.contract.topics import health_topic
 from ftel.errors import FtelError
+from ftel.mqtt_transport import PahoTransport
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
 from ftel.storage.writer import RetryPolicy
-from ingest.transport import PahoTransport
 
 log = logging.getLogger(__name__)
 

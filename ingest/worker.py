@@ -1,6 +1,6 @@
 """The ingest worker: shared subscription → route → batch → InfluxDB → confirm → acknowledge.
 
-* The main thread drives the MQTT connection (ingest/transport.py), routes each message into the filling
+* The main thread drives the MQTT connection (ftel/mqtt_transport.py), routes each message into the filling
   batch and stops reading while ``max_unacked`` messages are unacknowledged, so memory stays bounded whatever
   the backlog. A writer thread stores one batch at a time; when it is stored the main thread publishes the
   confirmations (per gateway: these sequence numbers are stored), the dead letters, and only then acknowledges
@@ -26,6 +26,7 @@ from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
 from ftel.contract.codec import Sender
 from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
+from ftel.mqtt_transport import MqttTransport, PahoTransport, TransportError
 from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
@@ -35,7 +36,6 @@ from ftel.storage.writer import LineWriter, WriteError, make_writer
 from ingest.batch import Batch, confirmations
 from ingest.route import Accepted, Rejected, route
 from ingest.store import StoreOutcome, store_lines
-from ingest.transport import MqttTransport, PahoTransport, TransportError
 
 log = logging.getLogger(__name__)
 

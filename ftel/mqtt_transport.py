@@ -1,9 +1,11 @@
-"""The ingest worker's MQTT connection (paho-mqtt 2.x, MQTT 5), with a network loop the worker drives itself.
+"""A consuming worker's MQTT connection (paho-mqtt 2.x, MQTT 5), with a network loop the worker drives itself.
 
-Driving the loop is what lets the worker stop reading the socket while too much is unacknowledged (flow
-control that does not trust the broker's Receive Maximum), and acknowledge each message only after its batch
-is stored (paho's manual acknowledgement). ``MqttTransport`` is the port the worker talks to; a fake one
-unit-tests the worker's logic, and the integration tests prove the same on the real broker.
+Used by the ingest and the alert worker. Driving the loop is what lets a worker stop reading the socket while
+too much is unacknowledged (flow control that does not trust the broker's Receive Maximum: Mosquitto stops
+honouring it), and acknowledge each message only after what it caused is stored (paho's manual
+acknowledgement, a supported switch of the library). A publication is tracked until the broker's PUBACK, so a
+worker can tell what the broker really has. ``MqttTransport`` is the port the workers talk to; fakes unit-test
+their logic, and the integration tests prove the same on the real broker.
 """
 
 from __future__ import annotations
@@ -38,18 +40,29 @@ class TransportError(MachineryError):
     """The broker went away or refused us; the text says which and what to do."""
 
 
+class Publication(Protocol):
+    def is_published(self) -> bool:
+        """Whether the broker acknowledged it (PUBACK). Never, once its connection is gone."""
+        ...
+
+
 class MqttTransport(Protocol):
     def connect(self) -> bool:
         """Connect; return whether the broker still had our session."""
         ...
 
+    on_message: OnMessage | None
+
     def subscribe(self, topic_filter: str) -> None:
         """Ask for the subscription and return at once: a resumed session's backlog may arrive before the
-        broker's answer, and is read (within the worker's limit) while it comes."""
+        broker's answer, and is read (within the worker's limit) while it comes. Several may be asked for."""
         ...
 
+    def unsubscribe(self, topic_filter: str) -> None: ...
+
     def subscribed(self) -> bool:
-        """Whether the broker has granted the subscription; raises TransportError when it refused it."""
+        """Whether the broker has granted every subscription asked for on this connection; raises
+        TransportError when it refused one."""
         ...
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
@@ -59,7 +72,9 @@ class MqttTransport(Protocol):
 
     def ack(self, mid: int) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> Publication:
+        """QoS 1; the answer says when the broker has it."""
+        ...
 
     def disconnect(self) -> None: ...
 
@@ -78,11 +93,11 @@ class PahoTransport:
         client_id: str,
         session_expiry_s: int,
         receive_maximum: int,
-        on_message: OnMessage,
+        on_message: OnMessage | None = None,
     ) -> None:
         self._settings = settings
         self._client_id = client_id
-        self._on_message = on_message
+        self.on_message = on_message
         self._session_expiry_s = session_expiry_s
         self._receive_maximum = receive_maximum
         self._wake_r, self._wake_w = socket.socketpair()
@@ -90,8 +105,9 @@ class PahoTransport:
         self._wake_w.setblocking(False)
         self._client: mqtt.Client | None = None
         self._connack: tuple[bool, ReasonCode] | None = None
-        self._suback: list[ReasonCode] | None = None
-        self._topic_filter = ""
+        # Subscriptions asked for on this connection and not yet answered (mid -> filter), and those refused.
+        self._asked: dict[int, str] = {}
+        self._refused: list[tuple[str, ReasonCode]] = []
         self._received = 0
         # Published on this connection, not yet acknowledged by the broker (oldest first).
         self._unacknowledged: deque[mqtt.MQTTMessageInfo] = deque()
@@ -102,12 +118,15 @@ class PahoTransport:
         client.manual_ack_set(True)
         client.on_connect = self._handle_connect
         client.on_subscribe = self._handle_subscribe
+        client.on_unsubscribe = self._handle_unsubscribe
         client.on_message = self._handle_message
         return client
 
     def connect(self) -> bool:
         self._client = self._new_client()
         self._unacknowledged.clear()
+        self._asked.clear()
+        self._refused.clear()
         self._closing = False
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # Without a session expiry an MQTT 5 session ends with the connection; with one, a restarted worker
@@ -144,19 +163,24 @@ class PahoTransport:
         return f"{self._settings.host}:{self._settings.port}"
 
     def subscribe(self, topic_filter: str) -> None:
-        self._suback = None
-        self._topic_filter = topic_filter
-        self._require().subscribe(topic_filter, qos=1)
+        rc, mid = self._require().subscribe(topic_filter, qos=1)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise TransportError(f"cannot subscribe to {topic_filter}: {mqtt.error_string(rc)}")
+        self._asked[mid] = topic_filter
+
+    def unsubscribe(self, topic_filter: str) -> None:
+        rc, _ = self._require().unsubscribe(topic_filter)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise TransportError(f"cannot unsubscribe from {topic_filter}: {mqtt.error_string(rc)}")
 
     def subscribed(self) -> bool:
-        if self._suback is None:
-            return False
-        if any(code.is_failure for code in self._suback):
+        if self._refused:
+            topic_filter, reason = self._refused[0]
             raise TransportError(
-                f"the broker refused the subscription to {self._topic_filter} ({self._suback[0]}): check this "
-                f"worker's rights (docs/security.md)"
+                f"the broker refused the subscription to {topic_filter} ({reason}): check this worker's rights "
+                f"(docs/security.md)"
             )
-        return True
+        return not self._asked
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
         client = self._require()
@@ -182,13 +206,14 @@ class PahoTransport:
     def ack(self, mid: int) -> None:
         self._require().ack(mid, 1)
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> Publication:
         info = self._require().publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise TransportError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._unacknowledged.append(info)
         self._forget_acknowledged()
+        return info
 
     def _forget_acknowledged(self) -> None:
         while self._unacknowledged and self._unacknowledged[0].is_published():
@@ -248,10 +273,18 @@ class PahoTransport:
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
     ) -> None:
-        self._suback = reasons
+        topic_filter = self._asked.pop(mid, "?")
+        self._refused.extend((topic_filter, code) for code in reasons if code.is_failure)
+
+    def _handle_unsubscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
+    ) -> None:
+        pass  # nothing waits for it: messages still on their way for that filter are the worker's to judge
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._closing:
             return
         self._received += 1
-        self._on_message(message.topic, bytes(message.payload), message.mid, message.qos)
+        if self.on_message is None:
+            raise TransportError("a message arrived and nothing takes it (the worker set no on_message)")
+        self.on_message(message.topic, bytes(message.payload), message.mid, message.qos)
