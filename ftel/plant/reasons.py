@@ -107,6 +107,14 @@ class ReasonBook:
         )
         return own + plant
 
+    def label(self, code: str) -> str:
+        """A code's label, whatever machine type it is for (the code itself when no list has it)."""
+        for machine_type in MachineType:
+            for reason in self.choices(machine_type):
+                if reason.code == code:
+                    return reason.label
+        return code
+
     def reason(self, machine_type: MachineType, code: str) -> Reason:
         for reason in self.choices(machine_type):
             if reason.code == code:

@@ -1,0 +1,13 @@
+"""The one way a person's reason is stored: the page and the simulated operators both write through here."""
+
+from __future__ import annotations
+
+from ftel.plant.reasons import Choice
+from ftel.storage.lineproto import encode_batch
+from ftel.storage.points import reason_points
+from ftel.storage.writer import LineWriter, RetryPolicy, write_with_retry
+
+
+def record_choice(writer: LineWriter, choice: Choice, policy: RetryPolicy | None = None) -> None:
+    """Write the stop's standing reason (overwriting an earlier one) and the choice's log entry."""
+    write_with_retry(writer, encode_batch(reason_points(choice)), policy or RetryPolicy())

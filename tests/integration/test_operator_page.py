@@ -1,0 +1,170 @@
+"""The operator page in a real browser (Debian's chromium driven through chromedriver), on a real InfluxDB filled
+by the simulated plant: an operator signs in on a phone-sized window, sees the workshop's unexplained stops,
+gives one a reason and corrects it; the stored point is one per stop with the last reason, the log keeps both.
+Refusals over plain HTTP: not signed in, another workshop, a POST without or with a wrong CSRF token."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from ftel.security.identities import Role
+from ftel.storage.query import InfluxQuery
+from ftel.storage.schema import Field, Measurement
+from operators.cli import build_page
+from operators.server import page_server
+from simulators.backfill import backfill
+from simulators.plant import default_plant
+from tests.support import Services, unique
+
+pytestmark = pytest.mark.integration
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "operator-page.png"
+START = int(datetime(2026, 11, 16, 8, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
+END = START + 6 * 3_600_000
+OPERATOR, OTHER = "op-knit", "op-yarn"
+
+
+@dataclass(frozen=True)
+class Page:
+    url: str
+    password: str
+    client: InfluxQuery
+
+
+@pytest.fixture(scope="module")
+def page(services: Services) -> Iterator[Page]:
+    plant = default_plant()
+    database = unique("operators")
+    settings = services.settings(database)
+    backfill(
+        plant,
+        services.admin(database).influx,
+        start_ms=START,
+        end_ms=END,
+        window_ms=60_000,
+        telemetry_interval_ms=600_000,
+    )
+    services.grant(OPERATOR, Role.OPERATOR, site=plant.site, workshop="knit")
+    services.grant(OTHER, Role.OPERATOR, site=plant.site, workshop="yarn")
+    credentials = services.stack.credentials()
+    # Idle stops from 5 minutes: the simulated knitting shop has some in six hours.
+    settings = settings.model_copy(
+        update={"operators": settings.operators.model_copy(update={"idle_unexplained_s": 300.0})}
+    )
+    # The plant's clock runs on from the end of the simulated period.
+    began = time.monotonic()
+    clock = lambda: END + int((time.monotonic() - began) * 1000)  # noqa: E731
+    server = page_server(build_page(settings, credentials, now_ms=clock), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Page(
+            f"http://127.0.0.1:{server.server_port}",
+            credentials.identities[OPERATOR].password.get_secret_value(),
+            InfluxQuery(services.admin(database).influx),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=412,915"):
+        options.add_argument(argument)
+    # The Debian driver named explicitly: selenium's own driver download never runs.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _sign_in(browser: webdriver.Chrome, page: Page) -> None:
+    browser.get(page.url + "/")
+    assert browser.current_url == page.url + "/login"
+    browser.find_element(By.NAME, "name").send_keys(OPERATOR)
+    browser.find_element(By.NAME, "password").send_keys(page.password)
+    browser.find_element(By.TAG_NAME, "button").click()
+    assert browser.current_url == page.url + "/w/knit"
+
+
+def _reasons(page: Page, measurement: str) -> list[dict[str, object]]:
+    return page.client.rows(
+        f'SELECT "{Field.REASON}", "{Field.SET_BY}", "{Field.STOP_START_MS}" FROM "{measurement}" GROUP BY *'
+    )
+
+
+def test_an_operator_classifies_a_stop_and_corrects_it_in_a_real_browser(
+    page: Page, browser: webdriver.Chrome
+) -> None:
+    _sign_in(browser, page)
+    cards = browser.find_elements(By.CSS_SELECTOR, "a.stop")
+    assert cards, "the knitting shop has unexplained stops in six hours"
+    assert all("KNIT-" in card.text for card in cards)
+    first = cards[0].get_attribute("href") or ""
+    start_ms = int(first.rsplit("/", 1)[1])
+    machine = first.rsplit("/", 2)[1]
+    card = f'a[href="{first.removeprefix(page.url)}"]'
+    browser.get(first)
+    browser.find_element(By.CSS_SELECTOR, "button[value=no_yarn]").click()
+    assert browser.current_url == page.url + "/w/knit"
+    assert "No yarn / material (op-knit)" in browser.find_element(By.CSS_SELECTOR, card).text
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT))
+
+    browser.get(first)
+    assert "Tap another reason to correct it" in browser.page_source
+    browser.find_element(By.CSS_SELECTOR, "button[value=meeting]").click()
+    assert "Meeting / training (op-knit)" in browser.find_element(By.CSS_SELECTOR, card).text
+
+    standing = _reasons(page, Measurement.STOP_REASON)
+    assert [(r["machine_id"], r["time"], r[Field.REASON], r[Field.SET_BY]) for r in standing] == [
+        (machine, start_ms, "meeting", OPERATOR)
+    ]
+    log = _reasons(page, Measurement.STOP_REASON_LOG)
+    assert sorted(str(r[Field.REASON]) for r in log) == ["meeting", "no_yarn"]
+    assert {r[Field.STOP_START_MS] for r in log} == {start_ms}
+
+
+def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> None:
+    written = len(_reasons(page, Measurement.STOP_REASON_LOG))
+    with httpx.Client(base_url=page.url) as anonymous:
+        assert anonymous.get("/w/knit").status_code == 303
+        assert anonymous.get("/w/knit").headers["location"] == "/login"
+        assert anonymous.post("/w/knit/stop/KNIT-001/1", data={"reason": "no_yarn"}).status_code == 401
+    with httpx.Client(base_url=page.url) as client:
+        form = client.get("/login")
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.post("/login", data={"name": OPERATOR, "password": page.password}).status_code == 403
+        wrong = client.post("/login", data={"name": OPERATOR, "password": "guess", "csrf": csrf})
+        assert wrong.status_code == 401
+        signed_in = client.post("/login", data={"name": OPERATOR, "password": page.password, "csrf": csrf})
+        assert signed_in.status_code == 303
+        listing = client.get("/w/knit")
+        assert listing.status_code == 200
+        csrf = listing.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        assert client.get("/w/yarn").status_code == 403
+        assert client.post("/w/yarn/stop/CARD-001/1", data={"reason": "no_yarn", "csrf": csrf}).status_code == 403
+        stop = listing.text.split('href="/w/knit/stop/', 1)[1].split('"', 1)[0]
+        assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn"}).status_code == 403
+        assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn", "csrf": "x" * 43}).status_code == 403
+        assert client.post(f"/w/knit/stop/{stop}", data={"reason": "fibre_choke", "csrf": csrf}).status_code == 400
+    assert len(_reasons(page, Measurement.STOP_REASON_LOG)) == written  # nothing refused was written
