@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,18 +18,19 @@ from dashboards.orders_data import collect_orders, current_job, read_changes
 from dashboards.orders_rollup import settle_orders
 from dashboards.page import render
 from dashboards.report_data import collect
+from ftel.cli import main
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import Counts, Job, JobChange, order_figures, style_figures
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
 from ftel.storage.writer import make_writer
 from simulators.backfill import backfill
-from simulators.jobs import default_order_book, simulated_job_changes
+from simulators.jobs import DEFAULT_ORDERS, default_order_book, simulated_job_changes
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.machine import plant_models
 from simulators.plant import Plant, default_plant
 from tests.calendars import two_twelves
-from tests.support import Services, unique
+from tests.support import Services, ftel_env, unique
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +77,10 @@ def filled(services: Services) -> Filled:
         for c in simulated_job_changes(model, BOOK, end_ms=END, window_ms=WINDOW_MS)
     ]
     return Filled(settings, InfluxQuery(settings.influx), calendar, ledger, changes)
+
+
+def _when_and_where(change: JobChange) -> tuple[int, str]:
+    return change.at_ms, change.machine_id
 
 
 def _job(key: str) -> Job:
@@ -130,8 +136,8 @@ def test_figures_per_style_and_per_order_equal_the_ledger(filled: Filled, start_
 
 
 def test_job_changes_inside_windows_are_read_back_with_what_the_window_had_made(filled: Filled) -> None:
-    stored = sorted((f.change for f in read_changes(filled.client, q.Binding(START, END))), key=lambda c: c.at_ms)
-    assert stored == sorted(filled.changes, key=lambda c: c.at_ms)
+    stored = sorted((f.change for f in read_changes(filled.client, q.Binding(START, END))), key=_when_and_where)
+    assert stored == sorted(filled.changes, key=_when_and_where)
     inside = [c for c in stored if c.at_ms % WINDOW_MS and c.at_ms > START]
     assert any(c.before.units for c in inside)
 
@@ -200,3 +206,29 @@ def test_the_orders_board_reads_the_settled_figures_equal_to_the_ledger(filled: 
         o.order: (o.style, o.good_to_date, o.target, o.estimated_finish_ms) for o in expected
     }
     assert {r["order"]: r["progress"] for r in rows} == pytest.approx({o.order: o.progress for o in expected})
+
+
+def test_ftel_orders_checks_the_file_and_settles_the_board_from_the_command_line(
+    services: Services,
+    filled: Filled,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orders_file = tmp_path / "orders.yaml"
+    orders_file.write_text(DEFAULT_ORDERS)
+    for name, value in ftel_env(services.settings(filled.settings.influx.database)).items():
+        if name.startswith("FTEL_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FTEL_ORDERS", str(orders_file))
+    assert main(["orders", "check"]) == 0
+    assert f"{orders_file}: ok; 3 styles, 4 orders" in capsys.readouterr().out
+    end = START + 300 * WINDOW_MS
+    assert main(["orders", "settle", "--hours", "2", "--end-ms", str(end)]) == 0
+    assert "settled " in capsys.readouterr().out
+    rows = filled.client.rows(q.bind(q.order_progress().influxql, q.Binding(end - 1, end + 1)))
+    assert {r["order"] for r in rows} == {o.id for o in BOOK.orders}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("styles:\n  - id: S1\n    standard_s: 0\n")
+    assert main(["orders", "check", "--file", str(bad)]) == 2
+    assert "line 3, styles[0].standard_s" in capsys.readouterr().err
