@@ -128,15 +128,25 @@ def windows_made(
         if span_start < span_end:
             found = windows(client, _narrowed(binding, span_start, span_end), hourly=False)
             out.extend(w for w in found if w.machine_id in machines)
-    for hour in sorted({h for _, h in changed if first_hour <= h < last_hour}):
-        in_hour = {m for m, h in changed if h == hour}
-        found = windows(client, _narrowed(binding, hour, hour + q.MS_PER_HOUR), hourly=False)
+    by_hour: dict[int, set[str]] = {}
+    for machine_id, hour in changed:
+        if first_hour <= hour < last_hour:
+            by_hour.setdefault(hour, set()).add(machine_id)
+    for hour, in_hour in sorted(by_hour.items()):
+        found = windows(client, _narrowed(binding, hour, hour + q.MS_PER_HOUR, in_hour), hourly=False)
         out.extend(w for w in found if w.machine_id in in_hour)
     return out
 
 
-def _narrowed(binding: q.Binding, start_ms: int, end_ms: int) -> q.Binding:
-    return q.Binding(start_ms, end_ms, binding.interval_ms, binding.variables, binding.resolution)
+# An hour's one-minute windows are asked for by machine when so few changed jobs in it; past this many, for all.
+NAMED_MACHINES = 100
+
+
+def _narrowed(binding: q.Binding, start_ms: int, end_ms: int, machines: set[str] | None = None) -> q.Binding:
+    variables = dict(binding.variables or {})
+    if machines is not None and len(machines) <= NAMED_MACHINES:
+        variables[q.MACHINE] = tuple(sorted(machines))
+    return q.Binding(start_ms, end_ms, binding.interval_ms, variables, binding.resolution)
 
 
 def _machines_per_order(parts: Iterable[tuple[Job, WindowCounts]]) -> dict[str, int]:
