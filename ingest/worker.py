@@ -52,6 +52,12 @@ def wall_ms() -> int:
 
 @dataclass(slots=True)
 class IngestStats:
+    """Counters with one writer thread each, so no update is lost (``+=`` is not atomic across threads): the
+    main thread (the one that runs ``run``: receiving, releasing, blocking) writes every counter but
+    ``retries``, which only the writer thread's ``_on_retry`` writes. Other threads only read them (health);
+    dead letters refused by InfluxDB are counted by the main thread when it releases the batch. A new counter
+    written from another thread needs a lock."""
+
     messages_in: int = 0
     points_written: int = 0
     batches: int = 0
@@ -203,7 +209,7 @@ class IngestWorker:
         return found
 
     def _on_retry(self, attempt: int, error: WriteError, delay: float) -> None:
-        self.stats.retries += 1
+        self.stats.retries += 1  # the writer thread: the only writer of this counter (see IngestStats)
         log.warning("write failed (%s); retry %d in %.1f s", error, attempt + 1, delay)
 
     # -- releasing (main thread) ---------------------------------------------------------------------------
