@@ -153,6 +153,36 @@ def _micro_stops(data: ReportData) -> str:
     return _table("micro-stops-table", ["Workshop", "Machine type", "Shorter than", "Stops", "Minutes"], rows, {3, 4})
 
 
+def _unexplained(data: ReportData) -> str:
+    """Stops the controller gave no reason for, per workshop: still unexplained, or classified by an operator."""
+    if data.stops is None or not data.stops.by_workshop:
+        return '<p class="empty">No stop without a machine reason ended in this period.</p>'
+    rows = [
+        [
+            escape(workshop),
+            str(f.unexplained.count),
+            f"{f.unexplained.ms / 60_000:.1f}",
+            str(f.classified.count),
+            f"{f.classified.ms / 60_000:.1f}",
+            _percent(f.unexplained_share),
+        ]
+        for workshop, f in data.stops.by_workshop.items()
+    ]
+    headers = ["Workshop", "Unexplained stops", "Minutes", "Classified stops", "Minutes", "Unexplained share"]
+    reasons: dict[str, tuple[int, int]] = {}
+    for f in data.stops.by_workshop.values():
+        for code, tally in f.by_reason.items():
+            count, ms = reasons.get(code, (0, 0))
+            reasons[code] = (count + tally.count, ms + tally.ms)
+    by_reason = [
+        [escape(code), str(count), f"{ms / 60_000:.1f}"]
+        for code, (count, ms) in sorted(reasons.items(), key=lambda item: -item[1][1])
+    ]
+    return _table("unexplained-table", headers, rows, {1, 2, 3, 4, 5}) + _table(
+        "classified-table", ["Operators' reason", "Stops", "Minutes"], by_reason, {1, 2}
+    )
+
+
 def _orders(data: ReportData, cal: Calendar) -> str:
     """Per order: made in the period and to date against the target, the finish at the period's rate; per style:
     time per piece against the standard (docs/boards.md)."""
@@ -215,7 +245,7 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int, cale
         ),
         _section(
             "pareto",
-            "Where the downtime went",
+            "Where the downtime went (the machine's reason, or the operator's where the machine gave none)",
             (
                 _image(charts.pareto_chart(data.downtime), "chart-pareto", "Downtime by reason, Pareto")
                 if data.downtime
@@ -230,6 +260,11 @@ def render(data: ReportData, *, title: str, period: str, generated_ms: int, cale
                 ],
                 {1, 2},
             ),
+        ),
+        _section(
+            "unexplained",
+            "Stops without a machine reason (DOWN unknown_fault, long IDLE): unexplained and classified",
+            _unexplained(data),
         ),
         _section("planned", "Planned time and time outside shifts", _planned(data.planned)),
         _section(

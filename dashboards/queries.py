@@ -460,6 +460,29 @@ def micro_stops(limits_ms: Mapping[str, int], *by: str, variables: Sequence[str]
     )
 
 
+def stops_ended(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Every DOWN and IDLE stop that ended in the range, whole (stamped at its end, with its exact duration): the
+    report keeps those without a machine reason (ftel/plant/reasons.py)."""
+    states = " OR ".join(f"{_n(Field.PREV_STATE)} = '{s.value}'" for s in (MachineState.DOWN, MachineState.IDLE))
+    return Query(
+        "stops_ended",
+        f"SELECT {_n(Field.PREV_STATE)}, {_n(Field.PREV_REASON)}, {_n(Field.PREV_DURATION_MS)} "
+        f"FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND {matches(variables)} AND ({states})"
+        f"{_grouped(Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def stop_reasons(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """People's reasons for stops that started in the range (one point per stop, at its start)."""
+    return Query(
+        "stop_reasons",
+        f"SELECT {_n(Field.REASON)}, {_n(Field.SET_BY)} FROM {_n(Measurement.STOP_REASON)} "
+        f"WHERE $timeFilter AND {matches(variables)}{_grouped(Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
 def mttr(reading: Reading = ONE_MACHINE) -> Query:
     return Query(
         "mttr",

@@ -29,6 +29,7 @@ def report_data(
         calendar=calendar or site_calendar(settings.calendar),
         micro_stop_s=settings.micro_stop_s,
         orders=load_order_book(settings.orders) if settings.orders else None,
+        idle_unexplained_s=settings.operators.idle_unexplained_s,
     )
 
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from dashboards import queries as q
 from dashboards.orders_data import OrdersData, collect_orders
+from dashboards.stops_data import StopsData, collect_stops
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
 from ftel.plant.orders import OrderBook
 from ftel.plant.stops import micro_stop_limits_ms
-from ftel.settings import DEFAULT_MICRO_STOP_S
+from ftel.settings import DEFAULT_MICRO_STOP_S, OperatorSettings
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field, Tag, state_field
 
@@ -101,6 +102,7 @@ class ReportData:
     planned: PlannedTime | None = None
     micro_stops: list[MicroStops] = field(default_factory=list)
     orders: OrdersData | None = None
+    stops: StopsData | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,12 +258,15 @@ def collect(
     calendar: Calendar | None = None,
     micro_stop_s: Mapping[str, float] | None = None,
     orders: OrderBook | None = None,
+    idle_unexplained_s: float = OperatorSettings().idle_unexplained_s,
 ) -> ReportData:
     """The report's figures. ``readings``: where to read (default ``report_readings``; the benchmark compares
     with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all);
     ``calendar``: planned time (default: the default calendar, all time planned); ``micro_stop_s``: micro-stop
     thresholds per machine type (default: the settings' defaults); ``orders``: the styles' standard times and the
-    orders' targets (default: none known, the jobs the machines report are shown without them)."""
+    orders' targets (default: none known, the jobs the machines report are shown without them);
+    ``idle_unexplained_s``: an IDLE with this much planned time and no reason is unexplained. The downtime is
+    per classified reason: the controller's, or an operator's where the controller gave none."""
     readings = readings or report_readings(binding)
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
@@ -270,9 +275,18 @@ def collect(
     # state as the boards' counts): the machines by state, and the timelines' workshops.
     now = _rows(client, q.current_states(), binding)
     by_state = _machines_by_state(now)
+    by_reason = _rows(client, q.downtime_by_reason(workshops), binding)
+    stops = collect_stops(
+        client,
+        binding,
+        calendar=calendar,
+        idle_limit_ms=int(idle_unexplained_s * 1000),
+        down_ms_by_reason={r["reason"]: round(float(r["minutes"]) * q.MS_PER_MINUTE) for r in by_reason},
+        stop_counts={r["reason"]: int(r["stops"]) for r in by_reason},
+    )
     downtime = [
-        Downtime(r["reason"], float(r["minutes"]), int(r["stops"]))
-        for r in _rows(client, q.downtime_by_reason(workshops), binding)
+        Downtime(reason, ms / q.MS_PER_MINUTE, stops.classified_stop_counts.get(reason, 0))
+        for reason, ms in stops.classified_downtime_ms.items()
     ]
     worst = worst_machines(client, binding, readings.machines)
     worst_only = timeline_machines is not None and len(now) > timeline_machines
@@ -297,4 +311,5 @@ def collect(
         planned=planned,
         micro_stops=micro_stops(client, binding, micro_stop_s or DEFAULT_MICRO_STOP_S),
         orders=collect_orders(client, binding, orders or OrderBook()),
+        stops=stops,
     )

@@ -11,15 +11,18 @@ from collections.abc import Callable, Sequence
 from ftel.contract.models import Message
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import OrderBook
+from ftel.plant.reasons import MachineRef
 from ftel.settings import InfluxSettings
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import job_point, to_points
 from ftel.storage.writer import RetryPolicy, make_writer, write_with_retry
 from gateway.core import GatewayCore, GatewayTiming
 from gateway.tracker import Origin
+from operators.record import record_choice
 from simulators.driver import SimulatedDriver
 from simulators.jobs import simulated_job_changes
 from simulators.machine import plant_models
+from simulators.operators import OperatorPlay, simulated_choices
 from simulators.plant import Plant
 
 BACKFILL_BATCH_POINTS = 20_000
@@ -36,10 +39,12 @@ def backfill(
     on_progress: Callable[[int, int], None] = lambda done, total: None,
     calendar: Calendar | None = None,
     orders: OrderBook | None = None,
+    operators: OperatorPlay | None = None,
 ) -> int:
     """Returns the number of points written. ``on_progress(machines done, machines)``; with a ``calendar`` the
     machines work only in its planned time; with ``orders`` knitting machines change jobs, each change written
-    as the point whoever set it would write (simulators/jobs.py)."""
+    as the point whoever set it would write (simulators/jobs.py); with ``operators`` simulated operators give
+    some unexplained stops a reason and correct a few, written as the operator page writes them."""
     writer = make_writer(influx)
     pending: list[Point] = []
     written = 0
@@ -80,6 +85,12 @@ def backfill(
                         job_point(change, site=plant.site, workshop=w, machine_type=model.spec.type.value)
                         for change in simulated_job_changes(model, orders, end_ms=end_ms, window_ms=window_ms)
                     )
+            for w, model in models:
+                if w == workshop.id and operators is not None:
+                    machine = MachineRef(plant.site, w, model.spec.type, model.spec.id)
+                    for choice in simulated_choices(model, machine, operators, end_ms=end_ms):
+                        record_choice(writer, choice)  # the page's own write
+                        written += 2
             done += len(drivers)
             on_progress(done, len(models))
         if pending:

@@ -7,7 +7,10 @@ Ledger format (JSON Lines, one object per machine and window, documented in docs
  "units": n, "defects": n,
  "planned_ms": ms, "planned_state_ms": {STATE: ms}, "micro_stops_by_reason": {reason: n},
  "micro_stop_ms_by_reason": {reason: ms},
- "job_units": {job: n}, "job_defects": {job: n}, "job_run_ms": {job: ms}}
+ "job_units": {job: n}, "job_defects": {job: n}, "job_run_ms": {job: ms},
+ "unexplained_stops": n, "unexplained_ms": ms, "classified_stops_by_reason": {reason: n},
+ "classified_ms_by_reason": {reason: ms}, "operator_down_ms_by_reason": {reason: ms},
+ "operator_stops_by_reason": {reason: n}}
 
 ``planned_ms`` is the window's planned production time (the calendar's; all of it without a calendar) and
 ``planned_state_ms`` the state times inside it, so time outside shifts is ``state_ms - planned_state_ms``.
@@ -17,22 +20,30 @@ was short.
 
 ``job_*`` are the pieces, defects and RUNNING time of the window per job ("<style>/<order>", job_key), split at
 the exact moment of each job change (simulators/jobs.py): a change mid-window cuts the window there.
+
+With simulated operators (simulators/operators.py), the stops without a machine reason that ended in the window
+(each whole, as micro-stops are): still ``unexplained_*``, or classified by the reason standing at the end of the
+period (``classified_*_by_reason``: a correction replaces the first choice); and ``operator_down_ms_by_reason``,
+the window's DOWN time of classified ``unknown_fault`` stops under the operator's reason (the Pareto moves it),
+and ``operator_stops_by_reason`` those stops, counted where they began (as ``stops_by_reason`` counts them).
 """
 
 from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ftel.contract.states import STATE_ORDER, MachineState
+from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import Job, JobChange, OrderBook
+from ftel.plant.reasons import MachineRef, latest_choices, unexplained_ms
 from ftel.plant.stops import micro_stop_limits_ms
 from simulators.jobs import simulated_job_changes
 from simulators.machine import MachineModel, Segment, count_defects, plant_models
+from simulators.operators import OperatorPlay, segment_stop, simulated_choices
 from simulators.plant import Plant
 from simulators.profiles import PROFILES
 
@@ -57,6 +68,12 @@ class LedgerRow:
     job_units: dict[str, int] = field(default_factory=dict)
     job_defects: dict[str, int] = field(default_factory=dict)
     job_run_ms: dict[str, int] = field(default_factory=dict)
+    unexplained_stops: int = 0
+    unexplained_ms: int = 0
+    classified_stops_by_reason: dict[str, int] = field(default_factory=dict)
+    classified_ms_by_reason: dict[str, int] = field(default_factory=dict)
+    operator_down_ms_by_reason: dict[str, int] = field(default_factory=dict)
+    operator_stops_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def job_key(job: Job) -> str:
@@ -77,10 +94,20 @@ def machine_ledger(
     calendar: Calendar | None = None,
     micro_stop_ms: int = 0,
     job_changes: Sequence[JobChange] = (),
+    operators: OperatorPlay | None = None,
 ) -> Iterator[LedgerRow]:
     """``calendar``: planned time (None: all of it); ``micro_stop_ms``: a DOWN stretch shorter than this is a
     micro-stop (0: none); ``job_changes``: the machine's, in time order (only their moments and jobs are read)."""
     change_times = [c.at_ms for c in job_changes]
+    machine = MachineRef(site, workshop, model.spec.type, model.spec.id)
+    standing = (
+        {
+            c.stop_start_ms: c.reason
+            for c in latest_choices(simulated_choices(model, machine, operators, end_ms=end_ms)).values()
+        }
+        if operators is not None
+        else {}
+    )
     start = model.start_ms
     first_window = start - start % window_ms
     rows: dict[int, LedgerRow] = {}
@@ -111,6 +138,12 @@ def machine_ledger(
             r = row(segment.end_ms - segment.end_ms % window_ms)
             r.micro_stops_by_reason[segment.reason] = r.micro_stops_by_reason.get(segment.reason, 0) + 1
             r.micro_stop_ms_by_reason[segment.reason] = r.micro_stop_ms_by_reason.get(segment.reason, 0) + length
+        if operators is not None:
+            _count_unexplained(row, segment, machine, operators, standing, end_ms=end_ms, window_ms=window_ms)
+        moved_to = standing.get(segment.start_ms) if segment.reason == UNKNOWN_FAULT else None
+        if moved_to is not None and segment.start_ms > start:
+            r = row(segment.start_ms - segment.start_ms % window_ms)
+            r.operator_stops_by_reason[moved_to] = r.operator_stops_by_reason.get(moved_to, 0) + 1
         cursor = segment.start_ms
         while cursor < seg_end:
             window_start = cursor - cursor % window_ms
@@ -120,6 +153,9 @@ def machine_ledger(
             r.planned_state_ms[segment.state.value] += _planned(calendar, cursor, piece_end)
             if segment.state is MachineState.DOWN and segment.reason:
                 r.down_ms_by_reason[segment.reason] = r.down_ms_by_reason.get(segment.reason, 0) + piece_end - cursor
+                if moved_to is not None:
+                    moved = r.operator_down_ms_by_reason
+                    moved[moved_to] = moved.get(moved_to, 0) + piece_end - cursor
             if segment.state is MachineState.RUNNING:
                 before = model.units_at(segment, cursor)
                 after = model.units_at(segment, piece_end)
@@ -139,6 +175,33 @@ def machine_ledger(
     while window < end_ms:
         yield row(window)
         window += window_ms
+
+
+def _count_unexplained(
+    row: Callable[[int], LedgerRow],
+    segment: Segment,
+    machine: MachineRef,
+    operators: OperatorPlay,
+    standing: Mapping[int, str],
+    *,
+    end_ms: int,
+    window_ms: int,
+) -> None:
+    """A finished stop without a machine reason, whole, in the window where it ended."""
+    stop = segment_stop(machine, segment, end_ms=end_ms)
+    if stop is None or stop.end_ms is None:
+        return
+    ms = unexplained_ms(stop, calendar=operators.calendar, idle_limit_ms=operators.idle_limit_ms, now_ms=stop.end_ms)
+    if ms is None:
+        return
+    r = row(stop.end_ms - stop.end_ms % window_ms)
+    code = standing.get(stop.start_ms)
+    if code is None:
+        r.unexplained_stops += 1
+        r.unexplained_ms += ms
+    else:
+        r.classified_stops_by_reason[code] = r.classified_stops_by_reason.get(code, 0) + 1
+        r.classified_ms_by_reason[code] = r.classified_ms_by_reason.get(code, 0) + ms
 
 
 def _count_jobs(
@@ -177,6 +240,7 @@ def plant_ledger(
     calendar: Calendar | None = None,
     micro_stop_s: Mapping[str, float] | None = None,
     orders: OrderBook | None = None,
+    operators: OperatorPlay | None = None,
 ) -> Iterator[LedgerRow]:
     """Every machine's windows; with a calendar, the machines work only in its planned time (as the simulation
     given the same calendar does); with ``orders``, knitting machines change jobs (simulators/jobs.py)."""
@@ -193,6 +257,7 @@ def plant_ledger(
             job_changes=list(simulated_job_changes(model, orders, end_ms=end_ms, window_ms=window_ms))
             if orders
             else (),
+            operators=operators,
         )
 
 
