@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.storage.schema import Field, Measurement, Tag, resolution, state_field
 
 # How far back "now" questions look for the last state change, telemetry sample or machine description.
@@ -469,6 +469,30 @@ def stops_ended(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
         f"SELECT {_n(Field.PREV_STATE)}, {_n(Field.PREV_REASON)}, {_n(Field.PREV_DURATION_MS)} "
         f"FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND {matches(variables)} AND ({states})"
         f"{_grouped(Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID)}",
+        "table",
+    )
+
+
+def without_machine_reason(idle_limit_ms: int, *by: str, variables: Sequence[str] = WORKSHOP_VARIABLES) -> Query:
+    """Stops without a machine reason that ended in the range, whole, over observed time (a board does not know
+    the calendar): DOWN with unknown_fault, and IDLE at least ``idle_limit_ms`` long. How many, and how long."""
+    duration = _n(Field.PREV_DURATION_MS)
+    down = f"({_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' AND {_n(Field.PREV_REASON)} = '{UNKNOWN_FAULT}')"
+    idle = f"({_n(Field.PREV_STATE)} = '{MachineState.IDLE.value}' AND {duration} >= {idle_limit_ms})"
+    return Query(
+        "without_machine_reason" + _suffix(*by),
+        f'SELECT count({duration}) AS "stops", sum({duration}) AS "ms" FROM {_n(Measurement.MACHINE_STATE)} '
+        f"WHERE $timeFilter AND {matches(variables)} AND ({down} OR {idle}){_grouped(*by)}",
+        "table",
+    )
+
+
+def classified_stops(*by: str, variables: Sequence[str] = WORKSHOP_VARIABLES) -> Query:
+    """Stops an operator gave a reason, begun in the range (one point per stop: a correction counts once)."""
+    return Query(
+        "classified_stops" + _suffix(*by),
+        f'SELECT count({_n(Field.REASON)}) AS "stops" FROM {_n(Measurement.STOP_REASON)} '
+        f"WHERE $timeFilter AND {matches(variables)}{_grouped(*by)}",
         "table",
     )
 

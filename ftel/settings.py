@@ -137,6 +137,11 @@ class AuthSettings(BaseModel):
     ingest_workers: int = Field(8, ge=1, description="identities ingest-1 … ingest-N that `ftel auth init` creates")
 
 
+# An IDLE with this much planned time and no reason is an unexplained stop: a short wait for yarn or a doffer is
+# ordinary; a quarter of an hour is worth someone saying why.
+DEFAULT_IDLE_UNEXPLAINED_S = 900.0
+
+
 class OperatorSettings(BaseModel):
     """The operator page (docs/operators.md)."""
 
@@ -146,7 +151,9 @@ class OperatorSettings(BaseModel):
         "few common ones",
     )
     idle_unexplained_s: float = Field(
-        900.0, gt=0, description="an IDLE with at least this much planned time and no reason is an unexplained stop"
+        DEFAULT_IDLE_UNEXPLAINED_S,
+        gt=0,
+        description="an IDLE with at least this much planned time and no reason is an unexplained stop",
     )
     host: str = Field("127.0.0.1", description="address the page listens on")
     port: int = Field(8090, description="port the page listens on")

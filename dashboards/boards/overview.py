@@ -13,7 +13,7 @@ from dashboards import queries as q
 from dashboards.board import Board, Row
 from ftel.contract.states import STATE_ORDER, MachineType
 from ftel.plant.stops import micro_stop_limits_ms
-from ftel.settings import DEFAULT_MICRO_STOP_S
+from ftel.settings import DEFAULT_IDLE_UNEXPLAINED_S, DEFAULT_MICRO_STOP_S
 from ftel.storage.schema import Tag
 
 UID = "ftel-overview"
@@ -82,7 +82,31 @@ def downtime_row() -> Row:
             p.organise({"down_ms": "Down", "machine_id": "Machine", "workshop": "Workshop"}),
         ],
     ).override_by_name("Down", p.unit_is("ms"))
-    return Row("Downtime", [pareto, worst, micro_stops_table()])
+    return Row("Downtime", [pareto, worst, micro_stops_table(), *unexplained_panels()])
+
+
+def unexplained_panels() -> tuple[table.Panel, stat.Panel]:
+    limit = f"{DEFAULT_IDLE_UNEXPLAINED_S / 60:g} min"
+    without = p.table_panel(
+        "Stops without a machine reason per workshop (observed time)",
+        f"Stops that ended in the range with no reason from the machine: DOWN with unknown_fault (an unknown fault "
+        f"code, a stack-light tap's red) and IDLE of {limit} or more, how many and how long. Over observed time: "
+        "the shift report counts only the planned time of an IDLE and splits them into unexplained and classified "
+        "(docs/boards.md).",
+        q.without_machine_reason(int(DEFAULT_IDLE_UNEXPLAINED_S * 1000), Tag.WORKSHOP),
+        w=16,
+        h=6,
+        transformations=[p.organise({"workshop": "Workshop", "stops": "Stops", "ms": "Time"})],
+    ).override_by_name("Time", p.unit_is("ms"))
+    classified = p.stat_panel(
+        "Stops classified by operators",
+        "Stops without a machine reason that began in the range and that an operator gave a reason on the operator "
+        "page (docs/operators.md); a correction replaces a reason, so each stop counts once.",
+        q.classified_stops(),
+        w=8,
+        h=6,
+    )
+    return without, classified
 
 
 def micro_stops_table() -> table.Panel:

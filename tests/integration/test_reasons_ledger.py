@@ -19,7 +19,7 @@ from ftel.contract.states import UNKNOWN_FAULT
 from ftel.plant.calendar import Calendar
 from ftel.plant.reasons import ReasonBook
 from ftel.storage.query import InfluxQuery
-from ftel.storage.schema import Measurement
+from ftel.storage.schema import Measurement, Tag
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.operators import OperatorPlay
@@ -132,3 +132,23 @@ def test_the_simulated_operators_left_stops_of_each_kind_and_corrected_some(fill
     log = filled.client.rows(f'SELECT count("reason") FROM "{Measurement.STOP_REASON_LOG}"')
     assert standing[0]["count"] == classified  # every classified stop has one standing reason
     assert log[0]["count"] > classified  # and some were corrected
+
+
+def test_the_boards_stops_without_a_machine_reason_and_classified_equal_the_ledger(filled: Filled) -> None:
+    """The overview's panels, over observed time: the ledger judged without the calendar (every IDLE whole)."""
+    observed = OperatorPlay(ReasonBook(), int(IDLE_LIMIT_S * 1000), None)
+    ledger = plant_ledger(
+        default_plant(), start_ms=START, end_ms=END, window_ms=WINDOW_MS, calendar=filled.calendar, operators=observed
+    )
+    expected: dict[str, tuple[int, int]] = {}
+    for r in ledger:
+        n, ms = expected.get(r.workshop, (0, 0))
+        n += r.unexplained_stops + sum(r.classified_stops_by_reason.values())
+        ms += r.unexplained_ms + sum(r.classified_ms_by_reason.values())
+        expected[r.workshop] = (n, ms)
+    binding = q.Binding(START, END)
+    query = q.without_machine_reason(int(IDLE_LIMIT_S * 1000), Tag.WORKSHOP)
+    measured = {r["workshop"]: (r["stops"], r["ms"]) for r in filled.client.rows(q.bind(query.influxql, binding))}
+    assert measured == {w: t for w, t in expected.items() if t[0]}
+    classified = filled.client.rows(q.bind(q.classified_stops().influxql, binding))
+    assert classified[0]["stops"] == sum(sum(r.classified_stops_by_reason.values()) for r in filled.ledger)
