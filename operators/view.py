@@ -154,11 +154,11 @@ def choose(
             f"at {_clock(listed.standing.at_ms, zone)}. Tap another reason to correct it.</p>"
         )
     action = stop_link(workshop, listed)
-    for group in ReasonGroup:
+    for group, heading in GROUP_LABELS.items():  # unplanned first: most stops that want a reason are
         in_group = [r for r in book.choices(stop.machine.machine_type) if r.group is group]
         if not in_group:
             continue
-        parts.append(f"<h2>{GROUP_LABELS[group]}</h2>")
+        parts.append(f"<h2>{heading}</h2>")
         for reason in in_group:
             mark = ' class="current"' if reason.code == current else ""
             parts.append(
