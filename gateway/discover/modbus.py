@@ -222,11 +222,15 @@ def draft(target: Target, seen: dict[int, list[Seen]], *, workshop: str, gateway
             lines.append(f"      {guess.signal.value}: {body}  # check: {guess.why}")
         if any(g.signal is Signal.FAULT_CODE for g in found):
             lines.append("    faults: {codes: {}}     # check: the vendor's fault codes -> reason codes")
-        machines.append((unit, name))
+        machines.append((unit, name, any(g.signal in LAMPS for g in found)))
     lines.append("machines:")
-    for unit, name in machines:
+    for unit, name, lamps in machines:
         where = f"host: {target.host}, port: {target.port}" if target.host else "line: line-1"
-        lines.append(f"  - {{id: UNIT-{unit:03d}, model: {name}, driver: {{kind: modbus, {where}, unit_id: {unit}}}}}")
+        # A lamp tap is polled faster than a blink's shortest phase, so blinking can be told (docs/gateway.md).
+        fast = ", poll_interval_s: 0.2, timeout_s: 0.2" if lamps else ""
+        note = "  # check: poll faster than the lamps' shortest blink phase" if lamps else ""
+        driver = f"{{kind: modbus, {where}, unit_id: {unit}{fast}}}"
+        lines.append(f"  - {{id: UNIT-{unit:03d}, model: {name}, driver: {driver}}}{note}")
     return "\n".join(lines) + "\n"
 
 

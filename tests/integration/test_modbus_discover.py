@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftel.stack import free_port
-from gateway.config import Signal, load_gateway_config
+from gateway.config import ModbusDriver, Signal, load_gateway_config
 from tests.modbus_equipment import REG_FAULT, REG_RUN, REG_UNITS, Equipment, serial_pair
 
 pytestmark = pytest.mark.integration
@@ -30,14 +30,15 @@ def equipment() -> Iterator[Equipment]:
 
 
 async def working(eq: Equipment, server: str) -> None:
-    """Run, stop with fault 12, run again; a unit made every 0.2 s while running; fault cleared at the end."""
-    made = 0
-    for step in range(40):
-        running = step % 10 < 7
+    """Over and over, until stopped: running 1.4 s (a unit every 0.2 s), stopped with fault 12 for 1.0 s. Each
+    stretch is longer than the reads' spacing (with unit 9's time-outs, at most 0.9 s), so the reads see both."""
+    made, step = 0, 0
+    while True:
+        running = step % 12 < 7
         made += running
         await eq.write(server, UNIT, "holding", REG_RUN, [int(running), 0, 0 if running else 12, made])
         await asyncio.sleep(0.2)
-    await eq.write(server, UNIT, "holding", REG_FAULT, [0])
+        step += 1
 
 
 def ftel(*args: str) -> subprocess.CompletedProcess[str]:
@@ -110,6 +111,9 @@ def test_discover_drafts_a_lamp_tap_and_probe_tells_a_blinking_red(equipment: Eq
     assert found.returncode == 0, found.stderr
     model = load_gateway_config(draft).models["unit 1 (draft)"]
     assert model.lamps == [Signal.GREEN, Signal.YELLOW, Signal.RED]
+    driver = load_gateway_config(draft).machines[0].driver
+    assert isinstance(driver, ModbusDriver)
+    assert driver.poll_interval_s == 0.2  # faster than the blink's phases
     probed = ftel("probe", "--config", str(draft))
     assert probed.returncode == 0, probed.stderr
     assert "→ blinking" in probed.stderr
