@@ -20,6 +20,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from ftel.plant.reasons import MachineRef, unexplained_ms
 from ftel.security.identities import Role
@@ -31,7 +33,7 @@ from simulators.backfill import backfill
 from simulators.machine import plant_models
 from simulators.operators import segment_stop
 from simulators.plant import default_plant
-from tests.support import Services, unique
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +52,11 @@ class Page:
     url: str
     password: str
     client: InfluxQuery
+    database: str
+
+
+def _csrf(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +90,7 @@ def page(services: Services) -> Iterator[Page]:
             f"http://127.0.0.1:{server.server_port}",
             credentials.identities[OPERATOR].password.get_secret_value(),
             InfluxQuery(services.admin(database).influx),
+            database,
         )
     finally:
         server.shutdown()
@@ -108,8 +116,13 @@ def _sign_in(browser: webdriver.Chrome, page: Page) -> None:
     assert browser.current_url == page.url + "/login"
     browser.find_element(By.NAME, "name").send_keys(OPERATOR)
     browser.find_element(By.NAME, "password").send_keys(page.password)
-    browser.find_element(By.TAG_NAME, "button").click()
-    assert browser.current_url == page.url + "/w/knit"
+    _submit(browser, "button", page.url + "/w/knit")
+
+
+def _submit(browser: webdriver.Chrome, button: str, lands_on: str) -> None:
+    """Tap a form's button and wait for the page it leads to (the click returns before the navigation ends)."""
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    WebDriverWait(browser, timeout=30).until(expected_conditions.url_to_be(lands_on))
 
 
 def _simulated_unexplained(workshop: str) -> set[tuple[str, int]]:
@@ -147,14 +160,13 @@ def test_an_operator_classifies_a_stop_and_corrects_it_in_a_real_browser(page: P
     browser.get(first)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT.with_name("operator-page-reasons.png")))
-    browser.find_element(By.CSS_SELECTOR, "button[value=no_yarn]").click()
-    assert browser.current_url == page.url + "/w/knit"
+    _submit(browser, "button[value=no_yarn]", page.url + "/w/knit")
     assert "No yarn / material (op-knit)" in browser.find_element(By.CSS_SELECTOR, card).text
     browser.save_screenshot(str(SCREENSHOT))
 
     browser.get(first)
     assert "Tap another reason to correct it" in browser.page_source
-    browser.find_element(By.CSS_SELECTOR, "button[value=meeting]").click()
+    _submit(browser, "button[value=meeting]", page.url + "/w/knit")
     assert "Meeting / training (op-knit)" in browser.find_element(By.CSS_SELECTOR, card).text
 
     standing = _reasons(page, Measurement.STOP_REASON)
@@ -174,7 +186,7 @@ def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> 
         assert anonymous.post("/w/knit/stop/KNIT-001/1", data={"reason": "no_yarn"}).status_code == 401
     with httpx.Client(base_url=page.url) as client:
         form = client.get("/login")
-        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        csrf = _csrf(form.text)
         assert client.post("/login", data={"name": OPERATOR, "password": page.password}).status_code == 403
         wrong = client.post("/login", data={"name": OPERATOR, "password": "guess", "csrf": csrf})
         assert wrong.status_code == 401
@@ -182,7 +194,7 @@ def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> 
         assert signed_in.status_code == 303
         listing = client.get("/w/knit")
         assert listing.status_code == 200
-        csrf = listing.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        csrf = _csrf(listing.text)
         assert client.get("/w/yarn").status_code == 403
         assert client.post("/w/yarn/stop/CARD-001/1", data={"reason": "no_yarn", "csrf": csrf}).status_code == 403
         stop = listing.text.split('href="/w/knit/stop/', 1)[1].split('"', 1)[0]
@@ -190,3 +202,24 @@ def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> 
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn", "csrf": "x" * 43}).status_code == 403
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "fibre_choke", "csrf": csrf}).status_code == 400
     assert len(_reasons(page, Measurement.STOP_REASON_LOG)) == written  # nothing refused was written
+
+
+def test_ftel_operators_serve_signs_an_operator_in_and_lists_the_stops(
+    services: Services, page: Page, tmp_path: Path
+) -> None:
+    """The command end to end: credentials from the file, the page on a free port, sign-in and the listing."""
+    settings = services.settings(page.database)
+    log = tmp_path / "operators.log"
+    process = start_ftel(["operators", "serve", "--port", "0"], ftel_env(settings), log)
+    try:
+        wait_for_log(log, "operator page on http://")
+        url = log.read_text().split("operator page on ", 1)[1].split()[0].rstrip("/")
+        with httpx.Client(base_url=url) as client:
+            csrf = _csrf(client.get("/login").text)
+            signed_in = client.post("/login", data={"name": OPERATOR, "password": page.password, "csrf": csrf})
+            assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/")
+            listing = client.get("/w/knit")
+            assert listing.status_code == 200
+            assert "Stops in knit" in listing.text
+    finally:
+        stop_processes([process], timeout_s=10)
