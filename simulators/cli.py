@@ -10,14 +10,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ftel.plant.calendar import load_calendar
+from ftel.plant.calendar import Calendar, load_calendar
 from ftel.plant.orders import OrderBook, load_order_book
+from ftel.plant.reasons import load_reasons
 from ftel.settings import Settings
 from gateway.runner import Progress
 from simulators.backfill import backfill
 from simulators.clock import SimClock, wall_ms
 from simulators.jobs import default_order_book
 from simulators.ledger import plant_ledger, write_ledger
+from simulators.operators import OperatorPlay
 from simulators.plant import dump_plant, generate_plant
 from simulators.session import SimulationRun, plant_from_settings, run_gateways
 
@@ -103,10 +105,17 @@ def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, worksho
             calendar=run.calendar,
             micro_stop_s=settings.micro_stop_s,
             orders=simulated_orders(settings),
+            operators=simulated_operators(settings, run.calendar),
         )
     )
     count = write_ledger(rows, path)
     console.print(f"ledger: {count} machine-windows → {path}")
+
+
+def simulated_operators(settings: Settings, calendar: Calendar | None) -> OperatorPlay:
+    """How the simulated operators judge stops: the settings' reasons and idle limit, the run's calendar."""
+    limit_ms = int(settings.operators.idle_unexplained_s * 1000)
+    return OperatorPlay(load_reasons(settings.operators.reasons), limit_ms, calendar)
 
 
 def simulated_orders(settings: Settings) -> OrderBook:
@@ -149,6 +158,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                 on_progress=lambda done, total: status.update(f"backfilling machine {done}/{total}"),
                 calendar=run.calendar,
                 orders=simulated_orders(settings),
+                operators=simulated_operators(settings, run.calendar),
             )
         console.print(f"wrote {points} points for {run.plant.machine_count} machines into {settings.influx.database}")
         return 0
