@@ -23,11 +23,14 @@ from ftel.plant.reasons import (
     stop_figures,
     unexplained_ms,
 )
+from ftel.security.credentials import Credentials
 from ftel.security.errors import AuthError
 from ftel.security.identities import Identity, InfluxUser, Role, grants
 from ftel.storage.lineproto import encode_point
 from ftel.storage.points import reason_points
 from ftel.storage.schema import Measurement
+from operators.accounts import Accounts
+from operators.sessions import Sessions
 from tests.calendars import TWO_TWELVES
 
 KNIT = MachineRef("qinghe", "knit-1", MachineType.KNITTING, "KNIT-001")
@@ -145,3 +148,37 @@ def test_an_operator_is_bound_to_a_site_and_its_workshops_and_writes_only_to_inf
         Identity("li", Role.OPERATOR)
     with pytest.raises(AuthError, match="not a valid name"):
         Identity("li", Role.OPERATOR, "qinghe", "knit 1")
+
+
+def test_operator_accounts_keep_only_hashes_and_sign_in_by_name_and_password() -> None:
+    operator = Identity("li", Role.OPERATOR, "qinghe", "knit")
+    credentials = Credentials.model_validate(
+        {
+            "identities": {
+                "li": {"role": "operator", "password": "s3cret", "site": "qinghe", "workshop": "knit"},
+                "supervisor": {"role": "supervisor", "password": "other"},
+            }
+        }
+    )
+    accounts = Accounts.from_credentials(credentials)
+    assert set(accounts.by_name) == {"li"}  # only operators sign in to the page
+    assert b"s3cret" not in accounts.by_name["li"].digest
+    assert accounts.sign_in("li", "s3cret") == operator
+    assert accounts.sign_in("li", "S3cret") is None
+    assert accounts.sign_in("supervisor", "other") is None
+
+
+def test_a_session_ends_after_its_idle_time_and_checks_its_csrf_token() -> None:
+    now = [0.0]
+    sessions = Sessions(idle_s=60, clock=lambda: now[0])
+    session = sessions.new()
+    assert session.csrf_ok(session.csrf)
+    assert not session.csrf_ok(None)
+    assert not session.csrf_ok(session.csrf[:-1] + "x")
+    now[0] = 59
+    assert sessions.get(session.id) is session  # used: its idle time starts again
+    now[0] = 118
+    assert sessions.get(session.id) is session
+    now[0] = 179
+    assert sessions.get(session.id) is None
+    assert sessions.get("made-up") is None
