@@ -473,11 +473,21 @@ def stops_ended(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     )
 
 
-def without_machine_reason(idle_limit_ms: int, *by: str, variables: Sequence[str] = WORKSHOP_VARIABLES) -> Query:
+def without_machine_reason(
+    idle_limit_ms: int, micro_stop_ms: Mapping[str, int], *by: str, variables: Sequence[str] = WORKSHOP_VARIABLES
+) -> Query:
     """Stops without a machine reason that ended in the range, whole, over observed time (a board does not know
-    the calendar): DOWN with unknown_fault, and IDLE at least ``idle_limit_ms`` long. How many, and how long."""
+    the calendar): DOWN with unknown_fault (micro-stops apart: at least its machine type's ``micro_stop_ms``), and
+    IDLE at least ``idle_limit_ms`` long. How many, and how long."""
     duration = _n(Field.PREV_DURATION_MS)
-    down = f"({_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' AND {_n(Field.PREV_REASON)} = '{UNKNOWN_FAULT}')"
+    long_enough = " OR ".join(
+        f"({_n(Tag.MACHINE_TYPE)} = '{t.value}' AND {duration} >= {micro_stop_ms.get(t.value, 0)})"
+        for t in MachineType
+    )
+    down = (
+        f"({_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' AND {_n(Field.PREV_REASON)} = '{UNKNOWN_FAULT}' "
+        f"AND ({long_enough}))"
+    )
     idle = f"({_n(Field.PREV_STATE)} = '{MachineState.IDLE.value}' AND {duration} >= {idle_limit_ms})"
     return Query(
         "without_machine_reason" + _suffix(*by),

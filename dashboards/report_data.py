@@ -24,6 +24,7 @@ from dashboards.stops_data import StopsData, collect_stops
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
 from ftel.plant.orders import OrderBook
+from ftel.plant.reasons import UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.settings import DEFAULT_MICRO_STOP_S, OperatorSettings
 from ftel.storage.query import InfluxQuery
@@ -279,8 +280,9 @@ def collect(
     stops = collect_stops(
         client,
         binding,
-        calendar=calendar,
-        idle_limit_ms=int(idle_unexplained_s * 1000),
+        rule=UnexplainedRule(
+            int(idle_unexplained_s * 1000), calendar, micro_stop_limits_ms(micro_stop_s or DEFAULT_MICRO_STOP_S)
+        ),
         down_ms_by_reason={r["reason"]: round(float(r["minutes"]) * q.MS_PER_MINUTE) for r in by_reason},
         stop_counts={r["reason"]: int(r["stops"]) for r in by_reason},
     )

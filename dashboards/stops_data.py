@@ -10,8 +10,7 @@ from typing import Any
 
 from dashboards import queries as q
 from ftel.contract.states import UNKNOWN_FAULT, MachineState, MachineType
-from ftel.plant.calendar import Calendar
-from ftel.plant.reasons import MachineRef, Stop, StopFigures, classified_downtime, stop_figures
+from ftel.plant.reasons import MachineRef, Stop, StopFigures, UnexplainedRule, classified_downtime, stop_figures
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field, Tag
 from ftel.storage.stops import OPEN_STOP_LOOKBACK_MS
@@ -62,8 +61,7 @@ def collect_stops(
     client: InfluxQuery,
     binding: q.Binding,
     *,
-    calendar: Calendar | None,
-    idle_limit_ms: int,
+    rule: UnexplainedRule,
     down_ms_by_reason: dict[str, int],
     stop_counts: dict[str, int],
 ) -> StopsData:
@@ -75,8 +73,7 @@ def collect_stops(
         workshop: stop_figures(
             [s for s in ended if s.machine.workshop == workshop],
             reasons,
-            calendar=calendar,
-            idle_limit_ms=idle_limit_ms,
+            rule=rule,
         )
         for workshop in sorted({s.machine.workshop for s in ended})
     }

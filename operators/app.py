@@ -225,8 +225,7 @@ class OperatorPage:
                 request.form.get("reason", ""),
                 who=identity.name,
                 at_ms=now,
-                calendar=self._reader.calendar,
-                idle_limit_ms=self._reader.idle_limit_ms,
+                rule=self._reader.rule,
             )
         except ReasonError as error:
             return Response(HTTPStatus.BAD_REQUEST, view.refusal("Not a reason for this machine", str(error)))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftel.plant.calendar import Calendar
-from ftel.plant.reasons import Stop, unexplained_ms
+from ftel.plant.reasons import Stop, UnexplainedRule
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field
 from ftel.storage.stops import finished_stops, open_stops, stop_reasons
@@ -31,8 +30,7 @@ class StopReader:
 
     client: InfluxQuery
     site: str
-    calendar: Calendar
-    idle_limit_ms: int
+    rule: UnexplainedRule
     recent_ms: int
 
     def listed(self, workshop: str, now_ms: int) -> list[ListedStop]:
@@ -40,12 +38,7 @@ class StopReader:
         stops = open_stops(self.client, self.site, [workshop], now_ms) + finished_stops(
             self.client, self.site, [workshop], now_ms - self.recent_ms, now_ms + 1
         )
-        wanted = [
-            (stop, ms)
-            for stop in stops
-            if (ms := unexplained_ms(stop, calendar=self.calendar, idle_limit_ms=self.idle_limit_ms, now_ms=now_ms))
-            is not None
-        ]
+        wanted = [(stop, ms) for stop in stops if (ms := self.rule.ms(stop, now_ms)) is not None]
         if not wanted:
             return []
         first = min(stop.start_ms for stop, _ in wanted)

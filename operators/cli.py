@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from ftel.errors import CliError
 from ftel.plant.calendar import site_calendar
-from ftel.plant.reasons import load_reasons
+from ftel.plant.reasons import load_reasons, unexplained_rule
 from ftel.security.credentials import Credentials, load_credentials, with_identity
 from ftel.security.identities import SUPERVISOR, InfluxUser
 from ftel.settings import InfluxSettings, Settings
@@ -42,8 +42,7 @@ def build_page(
     reader = StopReader(
         InfluxQuery(with_identity(settings, SUPERVISOR).influx),
         settings.site,
-        calendar,
-        int(settings.operators.idle_unexplained_s * 1000),
+        unexplained_rule(settings, calendar),
         int(settings.operators.recent_h * 3_600_000),
     )
     return OperatorPage(

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ftel.plant.calendar import Calendar, load_calendar
 from ftel.plant.orders import OrderBook, load_order_book
-from ftel.plant.reasons import load_reasons
+from ftel.plant.reasons import load_reasons, unexplained_rule
 from ftel.settings import Settings
 from gateway.runner import Progress
 from simulators.backfill import backfill
@@ -113,9 +113,8 @@ def write_run_ledger(run: SimulationRun, settings: Settings, path: Path, worksho
 
 
 def simulated_operators(settings: Settings, calendar: Calendar | None) -> OperatorPlay:
-    """How the simulated operators judge stops: the settings' reasons and idle limit, the run's calendar."""
-    limit_ms = int(settings.operators.idle_unexplained_s * 1000)
-    return OperatorPlay(load_reasons(settings.operators.reasons), limit_ms, calendar)
+    """How the simulated operators judge stops: the settings' reasons and rule, on the run's calendar."""
+    return OperatorPlay(load_reasons(settings.operators.reasons), unexplained_rule(settings, calendar))
 
 
 def simulated_orders(settings: Settings) -> OrderBook:

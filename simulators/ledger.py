@@ -39,7 +39,7 @@ from pathlib import Path
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import Job, JobChange, OrderBook
-from ftel.plant.reasons import MachineRef, latest_choices, unexplained_ms
+from ftel.plant.reasons import MachineRef, latest_choices
 from ftel.plant.stops import micro_stop_limits_ms
 from simulators.jobs import simulated_job_changes
 from simulators.machine import MachineModel, Segment, count_defects, plant_models
@@ -191,7 +191,7 @@ def _count_unexplained(
     stop = segment_stop(machine, segment, end_ms=end_ms)
     if stop is None or stop.end_ms is None:
         return
-    ms = unexplained_ms(stop, calendar=operators.calendar, idle_limit_ms=operators.idle_limit_ms, now_ms=stop.end_ms)
+    ms = operators.rule.ms(stop, stop.end_ms)
     if ms is None:
         return
     r = row(stop.end_ms - stop.end_ms % window_ms)

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ftel.contract.states import MachineState
-from ftel.plant.calendar import Calendar
-from ftel.plant.reasons import Choice, MachineRef, ReasonBook, Stop, make_choice, unexplained_ms
+from ftel.plant.reasons import Choice, MachineRef, ReasonBook, Stop, UnexplainedRule, make_choice
 from simulators.machine import MachineModel, Segment, stable_seed
 
 # Of the unexplained stops, how many in a hundred someone explains, and how many of those choices are corrected.
@@ -27,11 +26,10 @@ OPERATORS = ("op-li", "op-wang", "op-zhang")
 
 @dataclass(frozen=True, slots=True)
 class OperatorPlay:
-    """How the simulated operators judge stops: as the page does (its reasons, its idle limit, the calendar)."""
+    """How the simulated operators judge stops: as the page does (its reasons and its rule)."""
 
     book: ReasonBook
-    idle_limit_ms: int
-    calendar: Calendar | None = None
+    rule: UnexplainedRule
 
 
 def segment_stop(machine: MachineRef, segment: Segment, *, end_ms: int) -> Stop | None:
@@ -56,7 +54,7 @@ def simulated_choices(model: MachineModel, machine: MachineRef, play: OperatorPl
         stop = segment_stop(machine, segment, end_ms=end_ms)
         if stop is None or stop.end_ms is None:
             continue
-        if unexplained_ms(stop, calendar=play.calendar, idle_limit_ms=play.idle_limit_ms, now_ms=stop.end_ms) is None:
+        if play.rule.ms(stop, stop.end_ms) is None:
             continue
         draw = stable_seed(model.seed, "operator", stop.start_ms)
         if draw % 100 >= CLASSIFIED_PERCENT:
@@ -66,9 +64,7 @@ def simulated_choices(model: MachineModel, machine: MachineRef, play: OperatorPl
             continue
         who = OPERATORS[draw % len(OPERATORS)]
         first = choices[(draw // 100) % len(choices)]
-        yield make_choice(
-            play.book, stop, first.code, who=who, at_ms=at, calendar=play.calendar, idle_limit_ms=play.idle_limit_ms
-        )
+        yield make_choice(play.book, stop, first.code, who=who, at_ms=at, rule=play.rule)
         if (draw // 10_000) % 100 >= CORRECTED_PERCENT:
             continue
         later = at + _delay(model.seed, "correction", stop.start_ms)
@@ -80,6 +76,5 @@ def simulated_choices(model: MachineModel, machine: MachineRef, play: OperatorPl
                 corrected.code,
                 who=OPERATORS[(draw + 1) % len(OPERATORS)],
                 at_ms=later,
-                calendar=play.calendar,
-                idle_limit_ms=play.idle_limit_ms,
+                rule=play.rule,
             )

@@ -90,10 +90,11 @@ def unexplained_panels() -> tuple[table.Panel, stat.Panel]:
     without = p.table_panel(
         "Stops without a machine reason per workshop (observed time)",
         f"Stops that ended in the range with no reason from the machine: DOWN with unknown_fault (an unknown fault "
-        f"code, a stack-light tap's red) and IDLE of {limit} or more, how many and how long. Over observed time: "
+        f"code, a stack-light tap's red; micro-stops apart) and IDLE of {limit} or more, how many and how long. "
+        "Over observed time: "
         "the shift report counts only the planned time of an IDLE and splits them into unexplained and classified "
         "(docs/boards.md).",
-        q.without_machine_reason(int(DEFAULT_IDLE_UNEXPLAINED_S * 1000), Tag.WORKSHOP),
+        q.without_machine_reason(int(DEFAULT_IDLE_UNEXPLAINED_S * 1000), micro_stop_limits_ms(), Tag.WORKSHOP),
         w=16,
         h=6,
         transformations=[p.organise({"workshop": "Workshop", "stops": "Stops", "ms": "Time"})],

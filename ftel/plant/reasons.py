@@ -4,7 +4,8 @@ A stop is one stretch of a machine in DOWN or IDLE, ``[start_ms, end_ms)``; it i
 start (the gateway's state change out of it carries ``prev_duration_ms``, so ``start = ts - prev_duration_ms``,
 and an open stop's start is the current state's change time). It is **unexplained** when the controller gave no
 reason that says why: DOWN with ``unknown_fault`` (an unknown fault code, or a stack-light tap's red), or an
-IDLE with at least the idle limit of planned time (settings: ``operators.idle_unexplained_s``).
+IDLE with at least the idle limit of planned time (settings: ``operators.idle_unexplained_s``); a micro-stop
+(a DOWN shorter than its machine type's ``micro_stop_s``) is counted apart and asked about by nobody.
 
 An operator's **choice** names the stop by machine and start, and is stored as a point with exactly that
 identity (``reason_point``), so a correction overwrites the earlier choice: a stop has at most one reason, and
@@ -15,7 +16,7 @@ choice (the simulator's ground truth).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -25,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ftel.contract.states import DOWN_REASONS, REASON_LABELS, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.errors import ConfigError
 from ftel.plant.calendar import Calendar
+from ftel.plant.stops import micro_stop_limits_ms
 from ftel.plant.yamlfile import parse_yaml
+from ftel.settings import Settings
 
 Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 STOP_STATES = (MachineState.DOWN, MachineState.IDLE)
@@ -163,17 +166,35 @@ class Stop:
         return (self.end_ms if self.end_ms is not None else now_ms) - self.start_ms
 
 
-def unexplained_ms(stop: Stop, *, calendar: Calendar | None, idle_limit_ms: int, now_ms: int) -> int | None:
-    """The stop's time that wants a reason from a person, or None when it needs none: a DOWN with
-    ``unknown_fault`` all of its time; an IDLE its planned time, when that is at least ``idle_limit_ms`` (time
-    outside shifts is its own category, never anyone's stop)."""
-    end = stop.end_ms if stop.end_ms is not None else now_ms
-    if stop.state is MachineState.DOWN:
-        return end - stop.start_ms if stop.reason in ("", UNKNOWN_FAULT) else None
-    if stop.state is MachineState.IDLE:
-        planned = end - stop.start_ms if calendar is None else calendar.planned_ms(stop.start_ms, end)
-        return planned if planned >= idle_limit_ms else None
-    return None
+@dataclass(frozen=True, slots=True)
+class UnexplainedRule:
+    """Which stops want a reason from a person (docs/boards.md, "unexplained stop")."""
+
+    idle_limit_ms: int
+    calendar: Calendar | None = None  # None: every moment planned
+    # Per machine type: a DOWN shorter than this is a micro-stop, counted apart, and nobody is asked about it.
+    micro_stop_ms: Mapping[str, int] = field(default_factory=dict)
+
+    def ms(self, stop: Stop, now_ms: int) -> int | None:
+        """The stop's time that wants a reason, or None when it needs none: a DOWN with ``unknown_fault`` (not a
+        micro-stop) all of its time; an IDLE its planned time, when that is at least the idle limit (time outside
+        shifts is its own category, never anyone's stop). An open stop is judged as it stands at ``now_ms``."""
+        end = stop.end_ms if stop.end_ms is not None else now_ms
+        if stop.state is MachineState.DOWN:
+            if stop.reason not in ("", UNKNOWN_FAULT):
+                return None
+            length = end - stop.start_ms
+            return length if length >= self.micro_stop_ms.get(stop.machine.machine_type.value, 0) else None
+        if stop.state is MachineState.IDLE:
+            planned = end - stop.start_ms if self.calendar is None else self.calendar.planned_ms(stop.start_ms, end)
+            return planned if planned >= self.idle_limit_ms else None
+        return None
+
+
+def unexplained_rule(settings: Settings, calendar: Calendar | None) -> UnexplainedRule:
+    """The settings' idle limit and micro-stop thresholds, on ``calendar``."""
+    limit_ms = int(settings.operators.idle_unexplained_s * 1000)
+    return UnexplainedRule(limit_ms, calendar, micro_stop_limits_ms(settings.micro_stop_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +214,12 @@ class Choice:
         return self.machine.machine_id, self.stop_start_ms
 
 
-def make_choice(
-    book: ReasonBook, stop: Stop, code: str, *, who: str, at_ms: int, calendar: Calendar | None, idle_limit_ms: int
-) -> Choice:
+def make_choice(book: ReasonBook, stop: Stop, code: str, *, who: str, at_ms: int, rule: UnexplainedRule) -> Choice:
     """A choice for ``stop``, refused when the stop needs no reason or the code is not on its machine's list."""
-    if unexplained_ms(stop, calendar=calendar, idle_limit_ms=idle_limit_ms, now_ms=at_ms) is None:
+    if rule.ms(stop, at_ms) is None:
         raise ReasonError(
             f"the {stop.state.value} stop of {stop.machine.machine_id} from {stop.start_ms} has a machine reason "
-            f"({stop.reason or 'none'}) or is too short to need one"
+            f"({stop.reason or 'none'}) or is too short to need one (a micro-stop, a short IDLE)"
         )
     reason = book.reason(stop.machine.machine_type, code)
     return Choice(stop.machine, stop.start_ms, stop.state, reason.code, reason.group, who, at_ms)
@@ -242,8 +261,7 @@ def stop_figures(
     stops: Iterable[Stop],
     choices: Mapping[tuple[str, int], str],
     *,
-    calendar: Calendar | None,
-    idle_limit_ms: int,
+    rule: UnexplainedRule,
 ) -> StopFigures:
     """Finished stops only (``choices``: stop key → reason code); each stop counted once, whole."""
     unexplained, classified = Tally(), Tally()
@@ -251,7 +269,7 @@ def stop_figures(
     for stop in stops:
         if stop.end_ms is None:
             continue
-        ms = unexplained_ms(stop, calendar=calendar, idle_limit_ms=idle_limit_ms, now_ms=stop.end_ms)
+        ms = rule.ms(stop, stop.end_ms)
         if ms is None:
             continue
         code = choices.get(stop.key)

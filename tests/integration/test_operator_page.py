@@ -23,7 +23,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from ftel.plant.reasons import MachineRef, unexplained_ms
+from ftel.plant.reasons import MachineRef, UnexplainedRule
+from ftel.plant.stops import micro_stop_limits_ms
 from ftel.security.identities import Role
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field, Measurement
@@ -130,13 +131,14 @@ def _simulated_unexplained(workshop: str) -> set[tuple[str, int]]:
     as without a calendar file)."""
     found = set()
     plant = default_plant()
+    rule = UnexplainedRule(IDLE_LIMIT_MS, None, micro_stop_limits_ms())
     for w, model in plant_models(plant, start_ms=START, workshop=workshop):
         machine = MachineRef(plant.site, w, model.spec.type, model.spec.id)
         for segment in model.segments():
             if segment.start_ms >= END:
                 break
             stop = segment_stop(machine, segment, end_ms=END)
-            if stop is not None and unexplained_ms(stop, calendar=None, idle_limit_ms=IDLE_LIMIT_MS, now_ms=END):
+            if stop is not None and rule.ms(stop, END):
                 found.add(stop.key)
     return found
 

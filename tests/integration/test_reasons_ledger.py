@@ -17,7 +17,8 @@ from dashboards import queries as q
 from dashboards.report_data import collect
 from ftel.contract.states import UNKNOWN_FAULT
 from ftel.plant.calendar import Calendar
-from ftel.plant.reasons import ReasonBook
+from ftel.plant.reasons import ReasonBook, UnexplainedRule
+from ftel.plant.stops import micro_stop_limits_ms
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Measurement, Tag
 from simulators.backfill import backfill
@@ -48,7 +49,7 @@ def filled(services: Services) -> Filled:
     plant = default_plant()
     database = unique("reasons")
     settings = services.admin(database)
-    play = OperatorPlay(ReasonBook(), int(IDLE_LIMIT_S * 1000), calendar)
+    play = OperatorPlay(ReasonBook(), UnexplainedRule(int(IDLE_LIMIT_S * 1000), calendar, micro_stop_limits_ms()))
     backfill(
         plant,
         settings.influx,
@@ -136,7 +137,7 @@ def test_the_simulated_operators_left_stops_of_each_kind_and_corrected_some(fill
 
 def test_the_boards_stops_without_a_machine_reason_and_classified_equal_the_ledger(filled: Filled) -> None:
     """The overview's panels, over observed time: the ledger judged without the calendar (every IDLE whole)."""
-    observed = OperatorPlay(ReasonBook(), int(IDLE_LIMIT_S * 1000), None)
+    observed = OperatorPlay(ReasonBook(), UnexplainedRule(int(IDLE_LIMIT_S * 1000), None, micro_stop_limits_ms()))
     ledger = plant_ledger(
         default_plant(), start_ms=START, end_ms=END, window_ms=WINDOW_MS, calendar=filled.calendar, operators=observed
     )
@@ -147,7 +148,7 @@ def test_the_boards_stops_without_a_machine_reason_and_classified_equal_the_ledg
         ms += r.unexplained_ms + sum(r.classified_ms_by_reason.values())
         expected[r.workshop] = (n, ms)
     binding = q.Binding(START, END)
-    query = q.without_machine_reason(int(IDLE_LIMIT_S * 1000), Tag.WORKSHOP)
+    query = q.without_machine_reason(int(IDLE_LIMIT_S * 1000), micro_stop_limits_ms(), Tag.WORKSHOP)
     measured = {r["workshop"]: (r["stops"], r["ms"]) for r in filled.client.rows(q.bind(query.influxql, binding))}
     assert measured == {w: t for w, t in expected.items() if t[0]}
     classified = filled.client.rows(q.bind(q.classified_stops().influxql, binding))

@@ -16,12 +16,12 @@ from ftel.plant.reasons import (
     ReasonError,
     ReasonGroup,
     Stop,
+    UnexplainedRule,
     classified_downtime,
     latest_choices,
     make_choice,
     parse_reasons,
     stop_figures,
-    unexplained_ms,
 )
 from ftel.security.credentials import Credentials
 from ftel.security.errors import AuthError
@@ -36,6 +36,7 @@ from tests.calendars import TWO_TWELVES
 KNIT = MachineRef("qinghe", "knit-1", MachineType.KNITTING, "KNIT-001")
 MIN = 60_000
 LIMIT = 15 * MIN
+RULE = UnexplainedRule(LIMIT, None, {"knitting": 30_000})
 
 
 def _stop(state: MachineState, reason: str, start: int, end: int | None) -> Stop:
@@ -44,13 +45,15 @@ def _stop(state: MachineState, reason: str, start: int, end: int | None) -> Stop
 
 def test_down_with_unknown_fault_and_long_idles_are_unexplained_and_nothing_else_is() -> None:
     def unexplained(stop: Stop) -> int | None:
-        return unexplained_ms(stop, calendar=None, idle_limit_ms=LIMIT, now_ms=100 * MIN)
+        return RULE.ms(stop, 100 * MIN)
 
     assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 0, 3 * MIN)) == 3 * MIN
     assert unexplained(_stop(MachineState.DOWN, "yarn_break", 0, 3 * MIN)) is None
     assert unexplained(_stop(MachineState.IDLE, "", 0, LIMIT)) == LIMIT
     assert unexplained(_stop(MachineState.IDLE, "", 0, LIMIT - 1)) is None
     assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 40 * MIN, None)) == 60 * MIN  # open: until now
+    assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 0, 29_999)) is None  # a micro-stop: counted apart
+    assert unexplained(_stop(MachineState.DOWN, UNKNOWN_FAULT, 0, 30_000)) == 30_000
 
 
 def test_an_idle_counts_only_its_planned_time() -> None:
@@ -58,8 +61,8 @@ def test_an_idle_counts_only_its_planned_time() -> None:
     day = calendar.shifts_on(date(2026, 3, 6))[0]
     # Across the shift change (both sides planned): 20 minutes; 30 are asked for, so it needs no reason.
     idle = _stop(MachineState.IDLE, "", day.end_ms - 10 * MIN, day.end_ms + 10 * MIN)
-    assert unexplained_ms(idle, calendar=calendar, idle_limit_ms=LIMIT, now_ms=day.end_ms) == 20 * MIN
-    assert unexplained_ms(idle, calendar=calendar, idle_limit_ms=30 * MIN, now_ms=day.end_ms) is None
+    assert UnexplainedRule(LIMIT, calendar).ms(idle, day.end_ms) == 20 * MIN
+    assert UnexplainedRule(30 * MIN, calendar).ms(idle, day.end_ms) is None
 
 
 def test_the_list_is_the_machine_types_faults_and_the_plants_codes_grouped() -> None:
@@ -90,7 +93,7 @@ def test_a_choice_for_a_stop_with_a_machine_reason_is_refused() -> None:
     book = ReasonBook()
     stop = _stop(MachineState.DOWN, "needle_break", 0, MIN)
     with pytest.raises(ReasonError, match="has a machine reason"):
-        make_choice(book, stop, "no_yarn", who="op", at_ms=2 * MIN, calendar=None, idle_limit_ms=LIMIT)
+        make_choice(book, stop, "no_yarn", who="op", at_ms=2 * MIN, rule=RULE)
 
 
 def test_a_correction_replaces_the_choice_so_the_stop_counts_once() -> None:
@@ -100,12 +103,12 @@ def test_a_correction_replaces_the_choice_so_the_stop_counts_once() -> None:
         _stop(MachineState.IDLE, "", 20 * MIN, 50 * MIN),
         _stop(MachineState.DOWN, UNKNOWN_FAULT, 60 * MIN, 65 * MIN),
     ]
-    first = make_choice(book, stops[0], "no_yarn", who="li", at_ms=11 * MIN, calendar=None, idle_limit_ms=LIMIT)
-    fixed = make_choice(book, stops[0], "needle_break", who="wang", at_ms=30 * MIN, calendar=None, idle_limit_ms=LIMIT)
-    idle = make_choice(book, stops[1], "meeting", who="li", at_ms=51 * MIN, calendar=None, idle_limit_ms=LIMIT)
+    first = make_choice(book, stops[0], "no_yarn", who="li", at_ms=11 * MIN, rule=RULE)
+    fixed = make_choice(book, stops[0], "needle_break", who="wang", at_ms=30 * MIN, rule=RULE)
+    idle = make_choice(book, stops[1], "meeting", who="li", at_ms=51 * MIN, rule=RULE)
     standing = {key: c.reason for key, c in latest_choices([fixed, idle, first]).items()}
     assert standing == {(KNIT.machine_id, 0): "needle_break", (KNIT.machine_id, 20 * MIN): "meeting"}
-    figures = stop_figures(stops, standing, calendar=None, idle_limit_ms=LIMIT)
+    figures = stop_figures(stops, standing, rule=RULE)
     assert (figures.classified.count, figures.classified.ms) == (2, 40 * MIN)
     assert (figures.unexplained.count, figures.unexplained.ms) == (1, 5 * MIN)
     assert {code: (t.count, t.ms) for code, t in figures.by_reason.items()} == {
