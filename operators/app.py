@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # A form is a few fields; anything larger is not ours.
 MAX_FORM_BYTES = 4096
+MAX_FORM_FIELDS = 10
 SECURITY_HEADERS = [
     (
         "Content-Security-Policy",
@@ -115,10 +116,13 @@ class OperatorPage:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 raise _BadRequest("the request's length is not a number") from None
-            if length > MAX_FORM_BYTES:
+            if not 0 <= length <= MAX_FORM_BYTES:
                 raise _BadRequest("the form is too large")
             raw = environ["wsgi.input"].read(length).decode("utf-8", errors="replace")
-            form = {k: v[0] for k, v in parse_qs(raw, max_num_fields=10).items()}
+            try:
+                form = {k: v[0] for k, v in parse_qs(raw, max_num_fields=MAX_FORM_FIELDS).items()}
+            except ValueError:
+                raise _BadRequest("the form has too many fields") from None
         cookies: SimpleCookie = SimpleCookie()
         with contextlib.suppress(CookieError):  # a malformed cookie is no session
             cookies.load(environ.get("HTTP_COOKIE", ""))

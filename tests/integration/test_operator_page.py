@@ -203,6 +203,8 @@ def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> 
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn"}).status_code == 403
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn", "csrf": "x" * 43}).status_code == 403
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "fibre_choke", "csrf": csrf}).status_code == 400
+        crowded = {f"f{n}": "x" for n in range(20)} | {"reason": "no_yarn", "csrf": csrf}
+        assert client.post(f"/w/knit/stop/{stop}", data=crowded).status_code == 400
     assert len(_reasons(page, Measurement.STOP_REASON_LOG)) == written  # nothing refused was written
 
 
