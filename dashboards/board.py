@@ -30,8 +30,9 @@ class Board:
     variables: Sequence[cogbuilder.Builder[model.VariableModel]]
     rows: Sequence[Row]
 
-    def dashboard(self) -> model.Dashboard:
-        """Grafana's dashboard model: panels numbered in order, laid out row by row on the 24-column grid."""
+    def dashboard(self, time_zone: str) -> model.Dashboard:
+        """Grafana's dashboard model: panels numbered in order, laid out row by row on the 24-column grid, times
+        shown in ``time_zone`` (the plant calendar's: a supervisor abroad sees the shifts as the plant does)."""
         builder = (
             dashboard.Dashboard(self.title)
             .uid(self.uid)
@@ -40,7 +41,7 @@ class Board:
             .editable()
             .time(*DEFAULT_RANGE)
             .refresh(REFRESH)
-            .timezone("browser")
+            .timezone(time_zone)
             .tooltip(model.DashboardCursorSync.CROSSHAIR)
             .variables(list(self.variables))
             .link(

@@ -29,6 +29,8 @@ from dashboards.board import Board
 from dashboards.boards import BOARDS
 from dashboards.check import check_dashboard
 from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
+from dashboards.queries import WINDOW_MS
+from ftel.plant.calendar import Calendar, default_calendar, site_calendar
 from ftel.settings import Settings
 
 DATASOURCE_NAME = "ftel InfluxDB"
@@ -41,8 +43,8 @@ PROVIDERS_FILE = Path("provisioning/dashboards/ftel.yaml")
 DASHBOARDS_DIR = Path("dashboards")
 # Grafana polls the dashboards directory this often for changes (seconds).
 PROVIDER_POLL_S = 30
-# InfluxDB points are at most one per minute per machine for state time: never ask for finer buckets.
-MIN_TIME_INTERVAL = "60s"
+# InfluxDB points are at most one per gateway window per machine for state time: never ask for finer buckets.
+MIN_TIME_INTERVAL = f"{WINDOW_MS // 1000}s"
 
 Json = dict[str, Any]
 Secrets = Literal["environment", "inline"]
@@ -52,9 +54,9 @@ class BoardError(ValueError):
     """A board failed its structural checks; nothing is written."""
 
 
-def dashboard_json(board: Board) -> Json:
+def dashboard_json(board: Board, time_zone: str) -> Json:
     """The board as Grafana's dashboard JSON (plain dicts and lists)."""
-    result: Json = json.loads(json.dumps(board.dashboard(), cls=JSONEncoder))
+    result: Json = json.loads(json.dumps(board.dashboard(time_zone), cls=JSONEncoder))
     return result
 
 
@@ -62,9 +64,11 @@ def dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
 
 
-def all_dashboards() -> list[Json]:
-    """Every board, checked; raises BoardError listing every problem."""
-    boards = [dashboard_json(make()) for make in BOARDS]
+def all_dashboards(calendar: Calendar | None = None) -> list[Json]:
+    """Every board, checked, in the plant calendar's time zone (the default calendar's without one); raises
+    BoardError listing every problem."""
+    time_zone = (calendar or default_calendar()).time_zone
+    boards = [dashboard_json(make(), time_zone) for make in BOARDS]
     problems = [f"{b['uid']}: {problem}" for b in boards for problem in check_dashboard(b)]
     if problems:
         raise BoardError("boards failed their checks:\n  " + "\n  ".join(problems))
@@ -154,7 +158,7 @@ def _write(path: Path, text: str) -> Path:
 
 def build_tree(out: Path, settings: Settings, *, datasource_url: str | None = None) -> list[Path]:
     """Write the provisioning tree under ``out`` (layout in the module docstring); return its files."""
-    boards = all_dashboards()
+    boards = all_dashboards(site_calendar(settings.calendar))
     target = DataSourceTarget.from_settings(settings, datasource_url)
     written = [
         _write(out / DATASOURCES_FILE, yaml.safe_dump(datasources_file(settings, target), sort_keys=True)),

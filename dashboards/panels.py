@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from dashboards.queries import (
     DEFAULT_RESOLUTION,
     MACHINE_VARIABLES,
+    MINUTE,
     RESOLUTION,
     RESOLUTION_PATTERNS,
     WORKSHOP_VARIABLES,
@@ -33,8 +34,8 @@ DATASOURCE_UID = GRAFANA_DATASOURCE_UID
 DATASOURCE_TYPE = "influxdb"
 DATASOURCE = model.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 EXPRESSION = model.DataSourceRef(type_val="__expr__", uid="__expr__")
-# The gateway accumulates state time in one-minute windows: a finer bucket only shows empty slots.
-MIN_INTERVAL = "1m"
+# The gateway accumulates state time in windows (one minute by default): a finer bucket only shows empty slots.
+MIN_INTERVAL = MINUTE
 VARIABLE_LABELS = {
     "site": "Site",
     "workshop": "Workshop",

@@ -15,6 +15,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
 
 from dashboards.build import FOLDER_TITLE, FOLDER_UID, DataSourceTarget, all_dashboards, datasource
+from ftel.plant.calendar import site_calendar
 from ftel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def publish(
         ),
         publisher.folder(),
     ]
-    changes += [publisher.dashboard(board) for board in all_dashboards()]
+    changes += [publisher.dashboard(board) for board in all_dashboards(site_calendar(settings.calendar))]
     for group in alert_rule_groups(tree):
         changes += [publisher.alert_rule(rule, FOLDER_UID, group["name"]) for rule in group.get("rules", [])]
     return changes

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, MachineType
+from ftel.settings import DEFAULT_WINDOW_S
 from ftel.storage.schema import Field, Measurement, Tag, resolution, state_field
 
 # How far back "now" questions look for the last state change, telemetry sample or machine description.
@@ -62,9 +63,12 @@ RATED_UNITS_PER_HOUR: Mapping[MachineType, float] = {
 MS_PER_HOUR = 3_600_000
 MS_PER_MINUTE = 60_000
 
-# Roll-up resolutions. MINUTE is the gateways' window (60 s, their default; the boards' buckets assume it
-# too): a 1m roll-up holds the same windows as the raw points. HOUR is the gateways' hourly roll-up.
-MINUTE = resolution(MS_PER_MINUTE)
+# The gateways' window (the settings' default; the boards assume every gateway keeps it), the boards' smallest
+# bucket.
+WINDOW_MS = DEFAULT_WINDOW_S * 1000
+# Roll-up resolutions. MINUTE is the gateways' window: a 1m roll-up holds the same windows as the raw points.
+# HOUR is the gateways' hourly roll-up.
+MINUTE = resolution(WINDOW_MS)
 HOUR = resolution(MS_PER_HOUR)
 RESOLUTION = "resolution"  # the boards' dashboard variable
 DEFAULT_RESOLUTION = MINUTE
@@ -688,7 +692,7 @@ class Binding:
 
     start_ms: int
     end_ms: int
-    interval_ms: int = 60_000
+    interval_ms: int = WINDOW_MS
     variables: Mapping[str, Sequence[str]] | None = None
     resolution: str = DEFAULT_RESOLUTION
 

@@ -10,8 +10,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER, MachineState
+from ftel.contract.states import REASON_LABELS, STATE_COLOURS, STATE_ORDER, MachineState, state_field
 from ftel.storage.query import InfluxQuery, QueryError
+from ftel.storage.schema import Field, Measurement, Tag
 
 UTILISATION_WINDOW_MIN = 30
 
@@ -32,25 +33,31 @@ def read_snapshot(query: InfluxQuery, sim_now_ms: int) -> LiveSnapshot:
     snap = LiveSnapshot(sim_now_ms)
     since = sim_now_ms - UTILISATION_WINDOW_MIN * 60_000
     try:
-        for row in query.rows("SELECT last(state) AS state FROM machine_state GROUP BY workshop, machine_id"):
-            per = snap.states.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))
-            per[MachineState(row["state"])] += 1
         for row in query.rows(
-            f"SELECT sum(running_ms) AS run, sum(observed_ms) AS seen, sum(offline_ms) AS off FROM state_time "
-            f"WHERE time >= {since}ms GROUP BY workshop"
+            f'SELECT last("{Field.STATE}") AS state FROM "{Measurement.MACHINE_STATE}" '
+            f'GROUP BY "{Tag.WORKSHOP}", "{Tag.MACHINE_ID}"'
+        ):
+            per = snap.states.setdefault(row[Tag.WORKSHOP], dict.fromkeys(STATE_ORDER, 0))
+            per[MachineState(row["state"])] += 1
+        running, offline = state_field(MachineState.RUNNING), state_field(MachineState.OFFLINE)
+        for row in query.rows(
+            f'SELECT sum("{running}") AS run, sum("{Field.OBSERVED_MS}") AS seen, sum("{offline}") AS off '
+            f'FROM "{Measurement.STATE_TIME}" WHERE time >= {since}ms GROUP BY "{Tag.WORKSHOP}"'
         ):
             known = (row["seen"] or 0) - (row["off"] or 0)
-            snap.utilisation[row["workshop"]] = (row["run"] or 0) / known if known else 0.0
+            snap.utilisation[row[Tag.WORKSHOP]] = (row["run"] or 0) / known if known else 0.0
         rows = query.rows(
-            f"SELECT sum(stops) AS stops, sum(down_ms) AS down FROM downtime WHERE time >= {since}ms GROUP BY reason"
+            f'SELECT sum("{Field.STOPS}") AS stops, sum("{Field.DOWN_MS}") AS down FROM "{Measurement.DOWNTIME}" '
+            f'WHERE time >= {since}ms GROUP BY "{Tag.REASON}"'
         )
         snap.stops = sorted(
-            ((r["reason"], int(r["stops"] or 0), (r["down"] or 0) / 60_000) for r in rows),
+            ((r[Tag.REASON], int(r["stops"] or 0), (r["down"] or 0) / 60_000) for r in rows),
             key=lambda r: -r[2],
         )
         for row in query.rows(
-            "SELECT last(messages_in) AS m, last(points_written) AS p, last(dead_letters) AS d "
-            "FROM ingest_health WHERE time > now() - 1h GROUP BY worker"
+            f'SELECT last("{Field.MESSAGES_IN}") AS m, last("{Field.POINTS_WRITTEN}") AS p, '
+            f'last("{Field.DEAD_LETTERS}") AS d FROM "{Measurement.INGEST_HEALTH}" WHERE time > now() - 1h '
+            f'GROUP BY "{Tag.WORKER}"'
         ):
             snap.messages_in += int(row["m"] or 0)
             snap.points_written += int(row["p"] or 0)

@@ -91,13 +91,38 @@ class IngestSettings(BaseModel):
     dead_letter_text_bytes: int = Field(2048, description="how much of a rejected payload a dead letter keeps")
 
 
-class SimulationSettings(BaseModel):
+# A gateway's window: the boards' finest roll-up and their smallest bucket are this long (dashboards/queries.py).
+DEFAULT_WINDOW_S = 60
+
+
+class TimingSettings(BaseModel):
+    """A gateway's windows and sampling, plant seconds: the simulated gateways' (FTEL_SIMULATION__…) and a
+    configured gateway's (its file's ``timing``, each value defaulting to these). The boards' one-minute buckets
+    assume the default window."""
+
+    window_s: int = Field(DEFAULT_WINDOW_S, ge=1, le=86_400, description="accumulator window length")
+    telemetry_interval_s: int = Field(30, ge=1, le=86_400, description="a machine's telemetry sample every")
+    heartbeat_interval_s: int = Field(10, ge=1, le=86_400, description="the gateway's heartbeat every")
+    tick_s: float = Field(0.1, gt=0, le=10, description="wall seconds between two turns of the gateway's loop")
+
+
+class SimulationSettings(TimingSettings):
     plant: Path | None = Field(None, description="plant YAML; the built-in default plant when unset")
     speedup: float = Field(60.0, description="simulated seconds per wall-clock second (capped at real time)")
-    window_s: int = Field(60, description="accumulator window length, simulated seconds")
-    telemetry_interval_s: int = 30
-    heartbeat_interval_s: int = 10
-    tick_s: float = Field(0.1, description="wall-clock seconds between gateway polls")
+
+
+class PollSettings(BaseModel):
+    """How a gateway polls a controller (Modbus, OPC UA), plant seconds: the defaults of each driver entry of a
+    gateway file (docs/gateway.md)."""
+
+    poll_interval_s: float = Field(1.0, gt=0, le=86_400, allow_inf_nan=False)
+    offline_after: int = Field(2, ge=1, le=100, description="failed polls in a row that make the machine OFFLINE")
+    reconnect_min_s: float = Field(
+        1.0, gt=0, le=86_400, allow_inf_nan=False, description="first wait before connecting again"
+    )
+    reconnect_max_s: float = Field(
+        30.0, gt=0, le=86_400, allow_inf_nan=False, description="the wait doubles up to this"
+    )
 
 
 class GatewaySettings(BaseModel):

@@ -8,20 +8,20 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from ftel.settings import Settings
 from gateway.config import GatewayConfig, LampConfig, MachineConfig, ModbusDriver, ModelConfig, OpcUaDriver
-from gateway.driver import Reading
+from gateway.driver import MachineDriver, Reading
 from gateway.drivers.build import SimulatedFactory, build_drivers, source_for, timing
 from gateway.drivers.errors import SourceError
 from gateway.drivers.lamp import LampInterpreter
 from gateway.drivers.modbus_bus import ModbusBuses
 from gateway.drivers.poll import Source
-from gateway.runner import Progress, build_gateway
+from gateway.runner import Gateway, Progress, build_gateway
 from gateway.signals import Sample, SignalInterpreter
 from gateway.tracker import Origin
 
@@ -39,6 +39,21 @@ def quiet_libraries() -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
+def configured_gateway(
+    config: GatewayConfig,
+    settings: Settings,
+    drivers: Sequence[MachineDriver],
+    *,
+    now_ms: Callable[[], int],
+    durable: bool = True,
+) -> Gateway:
+    """The configured workshop's gateway (not started): its file's identity and timing, the settings' delivery."""
+    origin = Origin(config.site or settings.site, config.workshop, config.gateway_id)
+    return build_gateway(
+        settings, origin, drivers, now_ms=now_ms, timing=timing(config, settings.gateway), durable=durable
+    )
+
+
 def run_configured(
     config: GatewayConfig,
     settings: Settings,
@@ -52,8 +67,7 @@ def run_configured(
     """Run the configured workshop's gateway until ``stop`` (or ``end_ms``, plant time)."""
     quiet_libraries()
     built = build_drivers(config, now_ms=now_ms, time_scale=time_scale, simulated=simulated)
-    origin = Origin(config.site or settings.site, config.workshop, config.gateway_id)
-    gateway = build_gateway(settings, origin, built.drivers, now_ms=now_ms, timing=timing(config))
+    gateway = configured_gateway(config, settings, built.drivers, now_ms=now_ms)
     loop = built.poll_loop
 
     def report(p: Progress) -> None:

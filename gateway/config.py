@@ -21,6 +21,7 @@ from ftel.contract import limits
 from ftel.contract.states import DOWN_REASONS, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.contract.topics import ID_PATTERN
 from ftel.errors import ConfigError
+from ftel.settings import PollSettings, TimingSettings
 from gateway.opcua_paths import BrowsePathError, parse_path
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -294,12 +295,8 @@ class ModelConfig(_Strict):
 # -- drivers --------------------------------------------------------------------------------------------------
 
 
-class _Polled(_Strict):
-    poll_interval_s: PlantSeconds = 1.0
+class _Polled(_Strict, PollSettings):  # poll interval, offline_after, reconnect waits: the settings' defaults
     timeout_s: PlantSeconds | None = Field(None, description="one request's time limit; default the poll interval")
-    offline_after: int = Field(2, ge=1, le=100, description="failed polls in a row that make the machine OFFLINE")
-    reconnect_min_s: PlantSeconds = Field(1.0, description="first wait before connecting again")
-    reconnect_max_s: PlantSeconds = Field(30.0, description="the wait doubles up to this")
 
     @property
     def timeout(self) -> float:
@@ -469,11 +466,8 @@ class ClockConfig(_Strict):
     end_ms: int | None = Field(None, description="the gateway stops here (plant time)")
 
 
-class TimingConfig(_Strict):
-    window_s: int = Field(60, ge=1, le=86_400)
-    telemetry_interval_s: int = Field(30, ge=1, le=86_400)
-    heartbeat_interval_s: int = Field(10, ge=1, le=86_400)
-    tick_s: float = Field(0.1, gt=0, le=10, description="wall seconds between two turns of the gateway's loop")
+class TimingConfig(_Strict, TimingSettings):
+    """Windows, telemetry, heartbeat and tick: the settings' defaults (ftel/settings.py)."""
 
 
 class GatewayConfig(_Strict):

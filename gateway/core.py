@@ -26,7 +26,8 @@ class GatewayTiming:
     tick_s: float
     # Each machine samples its telemetry at its own offset in the interval instead of all at once on the edge:
     # a county's fleet does not send every sample in the same second (windows stay on the edge: they must).
-    telemetry_spread: bool = False
+    # No default here: the settings decide it (FTEL_GATEWAY__TELEMETRY_SPREAD) and every shell passes it down.
+    telemetry_spread: bool
 
 
 def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:

@@ -28,7 +28,7 @@ from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup
 from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
 from ftel.retry import RetryPolicy
 from ftel.security.credentials import with_identity
-from ftel.settings import MqttSettings, Settings
+from ftel.settings import GatewaySettings, MqttSettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
 from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink
@@ -52,18 +52,24 @@ KIND_OF: dict[str, MachineKind] = {
 DRAIN_GRACE_S = 5.0
 
 
+_DEFAULTS = GatewaySettings()
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOptions:
+    """The settings' delivery bounds (ftel/settings.py ``GatewaySettings`` says what each is for) and two
+    cadences of the loop itself."""
+
     # Sending many QoS 1 messages without waiting for each PUBACK is what makes draining a spool fast; the
     # bound keeps paho's own memory small.
-    max_in_flight: int = 1000
+    max_in_flight: int = _DEFAULTS.max_in_flight
     # Confirmations of two workers may come a batch apart; only after this is a gap a loss.
-    hole_grace_s: float = 30.0
+    hole_grace_s: float = _DEFAULTS.hole_grace_s
     # A message that keeps going missing is sent again at most this rarely.
-    resend_max_s: float = 600.0
+    resend_max_s: float = _DEFAULTS.resend_max_s
     # At shutdown, wait for confirmations while they keep coming; after this long without one, stop (what is
     # left stays in the spool for the next start).
-    drain_stall_s: float = 60.0
+    drain_stall_s: float = _DEFAULTS.drain_stall_s
     # The core's checkpoint is written with every message; with none to send, at least this often.
     checkpoint_every_s: float = 1.0
     # How often the spool is searched for gaps.
@@ -178,8 +184,8 @@ class Gateway:
         kept = self.spool.commit(entries, checkpoint)
         if len(kept) < len(entries):
             log.error(
-                "gateway %s: spool full (%d messages): %d new messages dropped; raise "
-                "FTEL_SIMULATION__SPOOL_MAX_MESSAGES or bring the pipeline back",
+                "gateway %s: spool full (%d messages): %d new messages dropped; bring the pipeline back (ingest, "
+                "the broker) or raise FTEL_GATEWAY__SPOOL_MAX_MESSAGES",
                 self.origin.gateway_id,
                 self.spool.max_messages,
                 len(entries) - len(kept),

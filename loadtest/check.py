@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ftel.contract.states import STATE_ORDER, state_field
+from ftel.security.influx import quote_string
 from ftel.storage.query import InfluxQuery
+from ftel.storage.schema import Field, Measurement, Tag
 from loadtest.verdict import Figures, MachineFigures, add_ledger_row
 from simulators.ledger import machine_ledger
 from simulators.machine import plant_models
@@ -33,10 +35,6 @@ def expected_figures(
     return figures
 
 
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")
-
-
 def stored_figures(
     query: InfluxQuery,
     plant: Plant,
@@ -50,29 +48,30 @@ def stored_figures(
     figures: Figures = {}
     sums = ", ".join(f'sum("{state_field(s)}") AS "{s.value}"' for s in STATE_ORDER)
     for index, workshop in enumerate(plant.workshops):
-        where = f"site = '{_quote(plant.site)}' AND workshop = '{_quote(workshop.id)}'"
+        where = f'"{Tag.SITE}" = {quote_string(plant.site)} AND "{Tag.WORKSHOP}" = {quote_string(workshop.id)}'
         span = f"time >= {start_ms}ms AND time < {end_ms}ms"
         for row in query.rows(
-            f'SELECT {sums}, sum("units") AS "units", sum("defects") AS "defects", count("window_ms") AS "windows" '
-            f'FROM "state_time" WHERE {where} AND {span} GROUP BY "machine_id"'
+            f'SELECT {sums}, sum("{Field.UNITS}") AS "units", sum("{Field.DEFECTS}") AS "defects", '
+            f'count("{Field.WINDOW_MS}") AS "windows" '
+            f'FROM "{Measurement.STATE_TIME}" WHERE {where} AND {span} GROUP BY "{Tag.MACHINE_ID}"'
         ):
-            machine = figures.setdefault(row["machine_id"], MachineFigures())
+            machine = figures.setdefault(row[Tag.MACHINE_ID], MachineFigures())
             for name in [s.value for s in STATE_ORDER] + ["units", "defects"]:
                 machine.quantities[name] += int(row[name] or 0)
             machine.windows += int(row["windows"] or 0)
         for row in query.rows(
-            f'SELECT sum("stops") AS "stops", sum("down_ms") AS "down" FROM "downtime" WHERE {where} AND {span} '
-            'GROUP BY "machine_id", "reason"'
+            f'SELECT sum("{Field.STOPS}") AS "stops", sum("{Field.DOWN_MS}") AS "down" FROM "{Measurement.DOWNTIME}" '
+            f'WHERE {where} AND {span} GROUP BY "{Tag.MACHINE_ID}", "{Tag.REASON}"'
         ):
-            machine = figures.setdefault(row["machine_id"], MachineFigures())
-            machine.quantities[f"stops:{row['reason']}"] += int(row["stops"] or 0)
-            machine.quantities[f"down:{row['reason']}"] += int(row["down"] or 0)
+            machine = figures.setdefault(row[Tag.MACHINE_ID], MachineFigures())
+            machine.quantities[f"stops:{row[Tag.REASON]}"] += int(row["stops"] or 0)
+            machine.quantities[f"down:{row[Tag.REASON]}"] += int(row["down"] or 0)
         # A state change carries prev_duration_ms; a birth's re-statement and a death's OFFLINE do not.
         for row in query.rows(
-            f'SELECT count("prev_duration_ms") AS "n" FROM "machine_state" WHERE {where} '
-            f'AND time > {start_ms}ms AND time < {end_ms}ms GROUP BY "machine_id"'
+            f'SELECT count("{Field.PREV_DURATION_MS}") AS "n" FROM "{Measurement.MACHINE_STATE}" WHERE {where} '
+            f'AND time > {start_ms}ms AND time < {end_ms}ms GROUP BY "{Tag.MACHINE_ID}"'
         ):
-            figures.setdefault(row["machine_id"], MachineFigures()).changes += int(row["n"] or 0)
+            figures.setdefault(row[Tag.MACHINE_ID], MachineFigures()).changes += int(row["n"] or 0)
         if on_workshop:
             on_workshop(index + 1)
     return figures

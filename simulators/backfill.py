@@ -59,7 +59,10 @@ def backfill(
             pending.clear()
 
     models = plant_models(plant, start_ms=start_ms, calendar=calendar)
-    timing = GatewayTiming(window_ms, telemetry_interval_ms, heartbeat_interval_ms=window_ms, tick_s=0.0)
+    # Every machine is read together at each edge (nothing schedules a machine's own sample): telemetry on the edge.
+    timing = GatewayTiming(
+        window_ms, telemetry_interval_ms, heartbeat_interval_ms=window_ms, tick_s=0.0, telemetry_spread=False
+    )
     done = 0
     try:
         for workshop in plant.workshops:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ftel.settings import GatewaySettings
 from gateway.config import GatewayConfig, MachineConfig, ModbusDriver, ModelConfig, OpcUaDriver
 from gateway.core import GatewayTiming
 from gateway.driver import MachineDriver, MachineInfo
@@ -42,9 +43,17 @@ def machine_info(machine: MachineConfig, nameplate: ModelConfig | MachineInfo) -
     )
 
 
-def timing(config: GatewayConfig) -> GatewayTiming:
+def timing(config: GatewayConfig, gateway: GatewaySettings) -> GatewayTiming:
+    """The file's windows and sampling; whether telemetry is spread is the settings' (as for simulated
+    gateways)."""
     t = config.timing
-    return GatewayTiming(t.window_s * 1000, t.telemetry_interval_s * 1000, t.heartbeat_interval_s * 1000, t.tick_s)
+    return GatewayTiming(
+        t.window_s * 1000,
+        t.telemetry_interval_s * 1000,
+        t.heartbeat_interval_s * 1000,
+        t.tick_s,
+        telemetry_spread=gateway.telemetry_spread,
+    )
 
 
 def interpreter_for(model: ModelConfig) -> Interpreter:

@@ -36,6 +36,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
+from ftel.settings import PollSettings
 from gateway.driver import MachineInfo, Reading
 from gateway.drivers.errors import DriverError, SourceError
 from gateway.signals import Sample
@@ -87,15 +88,18 @@ class Interpreter(Protocol):
         ...
 
 
+_DEFAULTS = PollSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class PollTiming:
-    """Plant seconds (see the module docstring)."""
+    """Plant seconds (see the module docstring); the defaults are the settings'."""
 
     interval_s: float
     timeout_s: float
-    offline_after: int = 2
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
+    offline_after: int = _DEFAULTS.offline_after
+    reconnect_min_s: float = _DEFAULTS.reconnect_min_s
+    reconnect_max_s: float = _DEFAULTS.reconnect_max_s
     subscribe: bool = False
 
 

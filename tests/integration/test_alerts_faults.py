@@ -165,7 +165,11 @@ def scenario(plant: Plant, *, speedup: float, tick_s: float, lead_s: float = 0.0
     start = sim_start.start_ms(span_ms=24 * HOUR_MS)
     clock = SimClock(start, speedup, wall_ms() + int(lead_s * 1000))
     timing = GatewayTiming(
-        window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS, tick_s=tick_s
+        window_ms=60_000,
+        telemetry_interval_ms=30_000,
+        heartbeat_interval_ms=HEARTBEAT_MS,
+        tick_s=tick_s,
+        telemetry_spread=False,
     )
     return Scenario(plant, start, clock, timing)
 
@@ -277,7 +281,7 @@ while first != "-" and (clock.allowed_ms() or int(first)) < int(first):
 models = plant_models(plant, start_ms=int(start), workshop=workshop)
 ws = plant.workshop(workshop)
 gateway = Gateway(Origin(plant.site, workshop, ws.gateway_id), [SimulatedDriver(m) for _, m in models],
-                  now_ms=clock.now_ms, timing=GatewayTiming(60000, 30000, 10000, 0.005),
+                  now_ms=clock.now_ms, timing=GatewayTiming(60000, 30000, 10000, 0.005, False),
                   mqtt_settings=with_identity(Settings(), ws.gateway_id).mqtt, spool_max_messages=100000,
                   delivery=DeliveryOptions(drain_stall_s=0.5))
 print("gateway child up", flush=True)

@@ -28,7 +28,9 @@ from tests.fault_story import (
 )
 from tests.plant_replay import Arrival, received, run_gateway
 
-TIMING = GatewayTiming(window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS, tick_s=0)
+TIMING = GatewayTiming(
+    window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS, tick_s=0, telemetry_spread=False
+)
 MINUTE_MS = 60_000
 # Starts anywhere in 2020-2035, on a whole minute (as the pinned starts of the integration tests are).
 STARTS = st.integers(1_577_836_800_000 // MINUTE_MS, 2_082_758_400_000 // MINUTE_MS).map(lambda m: m * MINUTE_MS)

@@ -216,3 +216,13 @@ def test_a_data_source_as_grafana_returns_it_counts_as_unchanged() -> None:
     assert _datasource_matches(wanted, stored)
     assert not _datasource_matches(wanted, {**stored, "url": "http://elsewhere:8086"})
     assert not _datasource_matches(wanted, {**stored, "secureJsonFields": {}})
+
+
+def test_boards_show_times_in_the_plant_calendars_zone_not_the_browsers(tmp_path: Path) -> None:
+    assert {b["timezone"] for b in all_dashboards()} == {default_calendar().time_zone}
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text("time_zone: Europe/Berlin\nshifts: [{name: day, start: '06:00', end: '18:00'}]\n")
+    written = build_tree(tmp_path / "tree", Settings(calendar=calendar))
+    boards = [json.loads(p.read_text()) for p in written if p.parent.name == "dashboards" and p.suffix == ".json"]
+    assert len(boards) == len(EXPECTED_UIDS)
+    assert {b["timezone"] for b in boards} == {"Europe/Berlin"}

@@ -21,7 +21,7 @@ from simulators.plant import default_plant
 
 WINDOW = 60_000
 START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
-TIMING = GatewayTiming(WINDOW, 30_000, 10_000, 0.1)
+TIMING = GatewayTiming(WINDOW, 30_000, 10_000, 0.1, telemetry_spread=False)
 
 
 def workshop_core(

@@ -14,7 +14,9 @@ from simulators.plant import generate_plant
 from tests.plant_replay import received, run_gateway
 
 MINUTE_S = 60
-TIMING = GatewayTiming(window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=10_000, tick_s=0)
+TIMING = GatewayTiming(
+    window_ms=60_000, telemetry_interval_ms=30_000, heartbeat_interval_ms=10_000, tick_s=0, telemetry_spread=False
+)
 # Pinned starts on whole minutes (each is another plant history around the faults).
 STARTS = (1_795_402_800_000, 1_795_447_260_000)
 

@@ -79,7 +79,7 @@ def test_the_gateway_sees_the_ledgers_micro_stops_at_their_end() -> None:
         core = GatewayCore(
             Origin(plant.site, workshop.id, workshop.gateway_id),
             [d.info for d in drivers.values()],
-            GatewayTiming(WINDOW, 30_000, 10_000, 0.1),
+            GatewayTiming(WINDOW, 30_000, 10_000, 0.1, telemetry_spread=False),
             boot_id=START,
         )
         for at in [START, *core.read_times(START, END)]:

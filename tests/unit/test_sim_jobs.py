@@ -39,7 +39,7 @@ def test_the_gateways_windows_split_at_the_simulated_changes_equal_the_ledgers_j
     core = GatewayCore(
         Origin(plant.site, "knit", "gw-knit"),
         [d.info for d in drivers.values()],
-        GatewayTiming(WINDOW, 600_000, 60_000, 0.0),
+        GatewayTiming(WINDOW, 600_000, 60_000, 0.0, telemetry_spread=False),
         boot_id=START,
     )
     windows: list[WindowCounts] = []
@@ -84,7 +84,7 @@ def test_a_gateway_reading_the_controllers_program_splits_its_windows_per_style_
     core = GatewayCore(
         Origin(plant.site, "knit", "gw-knit"),
         [d.info for d in drivers.values()],
-        GatewayTiming(WINDOW, 600_000, 60_000, 0.0),
+        GatewayTiming(WINDOW, 600_000, 60_000, 0.0, telemetry_spread=False),
         boot_id=START,
     )
     windows: list[WindowCounts] = []
