@@ -187,6 +187,12 @@ class OperatorSettings(BaseModel):
     secure_cookies: bool = Field(
         False, description="mark the session cookie Secure (on when the page is served over HTTPS by a proxy)"
     )
+    window_s: int = Field(
+        60,
+        gt=0,
+        description="the workshop gateways' window (gateway file window_s): a job set on the page starts "
+        "at its next edge",
+    )
 
 
 # A stop shorter than this is a micro-stop (docs/boards.md): a yarn break a knitter ties in seconds, ends pieced

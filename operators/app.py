@@ -16,12 +16,14 @@ from urllib.parse import parse_qs, quote
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from ftel.errors import FtelError
+from ftel.plant.orders import OrdersError
 from ftel.plant.reasons import ReasonBook, ReasonError, make_choice
 from ftel.security.identities import Identity
-from ftel.storage.writer import LineWriter
+from ftel.storage.writer import LineWriter, RetryPolicy
 from operators import view
 from operators.accounts import Accounts
 from operators.board import StopReader
+from operators.jobs import JobDesk, record_job_change
 from operators.record import record_choice
 from operators.sessions import COOKIE, Session, Sessions
 
@@ -68,7 +70,9 @@ class OperatorPage:
         accounts: Accounts,
         sessions: Sessions,
         reader: StopReader,
+        desk: JobDesk,
         writer: LineWriter,
+        write_policy: RetryPolicy,
         book: ReasonBook,
         zone: tzinfo,
         secure_cookies: bool = False,
@@ -77,7 +81,9 @@ class OperatorPage:
         self._accounts = accounts
         self._sessions = sessions
         self._reader = reader
+        self._desk = desk
         self._writer = writer
+        self._write_policy = write_policy
         self._book = book
         self._zone = zone
         self._secure = secure_cookies
@@ -158,6 +164,10 @@ class OperatorPage:
                 )
             if len(parts) == 2 and request.method == "GET":
                 return self._list(identity, workshop, session)
+            if len(parts) == 3 and parts[2] == "jobs" and request.method == "GET":
+                return self._jobs(identity, workshop, session)
+            if len(parts) == 4 and parts[2] == "job":
+                return self._job(request, identity, workshop, parts[3], session=session)
             if len(parts) == 5 and parts[2] == "stop" and parts[4].isdigit():
                 return self._stop(request, identity, workshop, parts[3], int(parts[4]), session=session)
         return Response(HTTPStatus.NOT_FOUND, view.refusal("Not found", "There is no such page."))
@@ -233,9 +243,51 @@ class OperatorPage:
             )
         except ReasonError as error:
             return Response(HTTPStatus.BAD_REQUEST, view.refusal("Not a reason for this machine", str(error)))
-        record_choice(self._writer, choice)
+        record_choice(self._writer, choice, self._write_policy)
         log.info("%s gave %s to the stop of %s from %d", identity.name, choice.reason, machine_id, start_ms)
         return _redirect(f"/w/{quote(workshop)}")
+
+    def _jobs(self, identity: Identity, workshop: str, session: Session) -> Response:
+        machines = self._desk.machines(workshop, self._now_ms())
+        html = view.jobs(
+            who=identity.name, workshops=identity.workshops, workshop=workshop, machines=machines, csrf=session.csrf
+        )
+        return Response(HTTPStatus.OK, html)
+
+    def _job(
+        self, request: Request, identity: Identity, workshop: str, machine_id: str, *, session: Session
+    ) -> Response:
+        now = self._now_ms()
+        machine = self._desk.machine(workshop, machine_id, now)
+        if machine is None:
+            return Response(
+                HTTPStatus.NOT_FOUND, view.refusal("No such machine", f"{machine_id} is not knitting here.")
+            )
+        if request.method == "GET":
+            html = view.job_picker(
+                who=identity.name,
+                workshops=identity.workshops,
+                workshop=workshop,
+                machine=machine,
+                book=self._desk.book,
+                csrf=session.csrf,
+            )
+            return Response(HTTPStatus.OK, html)
+        if request.method != "POST":
+            return Response(HTTPStatus.METHOD_NOT_ALLOWED, view.refusal("Not allowed", "Use the buttons."))
+        try:
+            change = self._desk.change(
+                machine,
+                order=request.form.get("order"),
+                style=request.form.get("style"),
+                who=identity.name,
+                now_ms=now,
+            )
+        except OrdersError as error:
+            return Response(HTTPStatus.BAD_REQUEST, view.refusal("Not in the orders file", str(error)))
+        record_job_change(self._writer, machine.machine, change)
+        log.info("%s set %s on %s from %d", identity.name, change.job, machine_id, change.at_ms)
+        return _redirect(f"/w/{quote(workshop)}/jobs")
 
 
 class _BadRequest(Exception):

@@ -11,15 +11,17 @@ from pydantic import SecretStr
 
 from ftel.errors import CliError
 from ftel.plant.calendar import site_calendar
+from ftel.plant.orders import OrderBook, load_order_book
 from ftel.plant.reasons import load_reasons, unexplained_rule
 from ftel.security.credentials import Credentials, load_credentials, with_identity
 from ftel.security.identities import SUPERVISOR, InfluxUser
 from ftel.settings import InfluxSettings, Settings
 from ftel.storage.query import InfluxQuery
-from ftel.storage.writer import make_writer
+from ftel.storage.writer import direct_write_policy, make_writer
 from operators.accounts import Accounts
 from operators.app import OperatorPage
 from operators.board import StopReader
+from operators.jobs import JobDesk
 from operators.server import page_server
 from operators.sessions import Sessions
 
@@ -49,7 +51,14 @@ def build_page(
         accounts=Accounts.from_credentials(credentials),
         sessions=Sessions(settings.operators.session_idle_s, time.monotonic),
         reader=reader,
+        desk=JobDesk(
+            reader.client,
+            settings.site,
+            load_order_book(settings.orders) if settings.orders else OrderBook(),
+            settings.operators.window_s * 1000,
+        ),
         writer=make_writer(writer_influx(settings, credentials)),
+        write_policy=direct_write_policy(settings.influx),
         book=load_reasons(settings.operators.reasons),
         zone=calendar.zone,
         secure_cookies=settings.operators.secure_cookies,

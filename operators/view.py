@@ -9,8 +9,10 @@ from html import escape
 from urllib.parse import quote
 
 from ftel.contract.states import MACHINE_TYPE_LABELS, MachineState
+from ftel.plant.orders import Job, OrderBook
 from ftel.plant.reasons import ReasonBook, ReasonGroup
 from operators.board import ListedStop
+from operators.jobs import MachineJob
 
 GROUP_LABELS = {
     ReasonGroup.UNPLANNED: "Unplanned",
@@ -81,6 +83,7 @@ def duration(ms: int) -> str:
 
 def _header(who: str, workshops: Sequence[str], here: str, csrf: str) -> str:
     links = "".join(f'<a href="/w/{quote(w)}"{" class=here" if w == here else ""}>{escape(w)}</a>' for w in workshops)
+    links += f'<a href="/w/{quote(here)}/jobs">Styles &amp; orders</a>'
     return (
         f"<nav>{links}</nav><form method=post action=/logout>{csrf_field(csrf)}"
         f"<button>Sign out {escape(who)}</button></form>"
@@ -173,3 +176,49 @@ def choose(
 
 def refusal(title: str, text: str) -> str:
     return page(title, f'<p class="msg">{escape(text)}</p><a class="btn" href="/">Back to my stops</a>')
+
+
+def _job_text(job: Job | None) -> str:
+    if job is None or not (job.style or job.order):
+        return "no style or order set"
+    return f"style {job.style or '–'}, order {job.order or '–'}"
+
+
+def jobs(*, who: str, workshops: Sequence[str], workshop: str, machines: Sequence[MachineJob], csrf: str) -> str:
+    cards = [
+        f'<a class="stop" href="/w/{quote(workshop)}/job/{quote(m.machine.machine_id)}">'
+        f"<b>{escape(m.machine.machine_id)}</b><br>"
+        f'<span class="muted">{escape(_job_text(m.job))}</span></a>'
+        for m in machines
+    ]
+    body = "".join(cards) or "<p>No knitting machine in this workshop.</p>"
+    return page(f"Styles and orders in {workshop}", body, header=_header(who, workshops, workshop, csrf))
+
+
+def job_picker(
+    *, who: str, workshops: Sequence[str], workshop: str, machine: MachineJob, book: OrderBook, csrf: str
+) -> str:
+    action = f"/w/{quote(workshop)}/job/{quote(machine.machine.machine_id)}"
+    parts = [
+        f"<p><b>{escape(machine.machine.machine_id)}</b> is on {escape(_job_text(machine.job))}. "
+        "A new choice starts at the next minute.</p>"
+    ]
+    if not book.orders and not book.styles:
+        parts.append('<p class="msg">The plant has no orders file yet (FTEL_ORDERS): nothing to choose.</p>')
+    if book.orders:
+        parts.append("<h2>Order</h2>")
+        parts += [
+            f'<form method="post" action="{action}">{csrf_field(csrf)}'
+            f'<button name="order" value="{escape(o.id)}">{escape(o.id)} · style {escape(o.style)}</button></form>'
+            for o in book.orders
+        ]
+    if book.styles:
+        parts.append("<h2>Style only</h2>")
+        parts += [
+            f'<form method="post" action="{action}">{csrf_field(csrf)}'
+            f'<button name="style" value="{escape(s.id)}">{escape(s.name or s.id)}</button></form>'
+            for s in book.styles
+        ]
+    parts.append(f'<a class="btn" href="/w/{quote(workshop)}/jobs">Back</a>')
+    title = f"What is {machine.machine.machine_id} knitting?"
+    return page(title, "".join(parts), header=_header(who, workshops, workshop, csrf))

@@ -63,21 +63,29 @@ def finished_stops(client: InfluxQuery, site: str, workshops: Iterable[str], sta
     ]
 
 
-def open_stops(client: InfluxQuery, site: str, workshops: Iterable[str], now_ms: int) -> list[Stop]:
-    """Machines DOWN or IDLE now, from when."""
+def latest_states(client: InfluxQuery, site: str, workshops: Iterable[str], now_ms: int) -> list[Stop]:
+    """Each machine's state now, from when (whatever the state: a "stop" of RUNNING is just where it stands)."""
     rows = client.rows(
         f"SELECT {_ident(Field.STATE)}, {_ident(Field.REASON)}, {_ident(Field.SINCE_MS)} "
         f"FROM {_ident(Measurement.MACHINE_STATE)} "
         f"WHERE {_where(site, workshops, now_ms - OPEN_STOP_LOOKBACK_MS, now_ms + 1)} "
         f"GROUP BY {_group()} ORDER BY time DESC LIMIT 1"
     )
-    stops = []
-    for row in rows:
-        state = MachineState(row[Field.STATE])
-        if state in STOP_STATES:
-            start = int(row[Field.SINCE_MS] or row["time"])
-            stops.append(Stop(_machine(site, row), state, row[Field.REASON] or "", start, None))
-    return stops
+    return [
+        Stop(
+            _machine(site, row),
+            MachineState(row[Field.STATE]),
+            row[Field.REASON] or "",
+            int(row[Field.SINCE_MS] or row["time"]),
+            None,
+        )
+        for row in rows
+    ]
+
+
+def open_stops(client: InfluxQuery, site: str, workshops: Iterable[str], now_ms: int) -> list[Stop]:
+    """Machines DOWN or IDLE now, from when."""
+    return [s for s in latest_states(client, site, workshops, now_ms) if s.state in STOP_STATES]
 
 
 def stop_reasons(

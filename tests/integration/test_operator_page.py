@@ -31,6 +31,7 @@ from ftel.storage.schema import Field, Measurement
 from operators.cli import build_page
 from operators.server import page_server
 from simulators.backfill import backfill
+from simulators.jobs import DEFAULT_ORDERS
 from simulators.machine import plant_models
 from simulators.operators import segment_stop
 from simulators.plant import default_plant
@@ -61,7 +62,7 @@ def _csrf(html: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def page(services: Services) -> Iterator[Page]:
+def page(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
     plant = default_plant()
     database = unique("operators")
     settings = services.settings(database)
@@ -77,8 +78,13 @@ def page(services: Services) -> Iterator[Page]:
     services.grant(OTHER, Role.OPERATOR, site=plant.site, workshop="yarn")
     credentials = services.stack.credentials()
     # Idle stops from 5 minutes: the simulated knitting shop has some in six hours.
+    orders = tmp_path_factory.mktemp("orders") / "orders.yaml"
+    orders.write_text(DEFAULT_ORDERS)
     settings = settings.model_copy(
-        update={"operators": settings.operators.model_copy(update={"idle_unexplained_s": IDLE_LIMIT_MS / 1000})}
+        update={
+            "operators": settings.operators.model_copy(update={"idle_unexplained_s": IDLE_LIMIT_MS / 1000}),
+            "orders": orders,
+        }
     )
     # The plant's clock runs on from the end of the simulated period.
     began = time.monotonic()
@@ -180,6 +186,27 @@ def test_an_operator_classifies_a_stop_and_corrects_it_in_a_real_browser(page: P
     assert {r[Field.STOP_START_MS] for r in log} == {start_ms}
 
 
+def test_an_operator_sets_the_order_a_knitting_machine_is_on(page: Page, browser: webdriver.Chrome) -> None:
+    _sign_in(browser, page)
+    browser.find_element(By.LINK_TEXT, "Styles & orders").click()
+    WebDriverWait(browser, timeout=30).until(expected_conditions.url_to_be(page.url + "/w/knit/jobs"))
+    machines = [c.text.split("\n")[0] for c in browser.find_elements(By.CSS_SELECTOR, "a.stop")]
+    assert machines == sorted(machines)
+    assert machines[0] == "KNIT-001"
+    assert "CARD-" not in browser.page_source  # only the workshop's knitting machines
+    browser.get(page.url + "/w/knit/job/KNIT-004")
+    _submit(browser, "button[value=PO-2613]", page.url + "/w/knit/jobs")
+    rows = page.client.rows(
+        f'SELECT "{Field.STYLE}", "{Field.ORDER}", "{Field.SOURCE}", "{Field.SET_BY}" FROM "{Measurement.MACHINE_JOB}" '
+        "WHERE \"machine_id\" = 'KNIT-004'"
+    )
+    assert [(r[Field.STYLE], r[Field.ORDER], r[Field.SOURCE], r[Field.SET_BY]) for r in rows] == [
+        ("CREW-12G", "PO-2613", "operator", OPERATOR)
+    ]
+    assert rows[0]["time"] % 60_000 == 0  # from the next window edge
+    assert rows[0]["time"] > END
+
+
 def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> None:
     written = len(_reasons(page, Measurement.STOP_REASON_LOG))
     with httpx.Client(base_url=page.url) as anonymous:
@@ -203,6 +230,9 @@ def test_the_page_refuses_anyone_not_signed_in_for_that_workshop(page: Page) -> 
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn"}).status_code == 403
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "no_yarn", "csrf": "x" * 43}).status_code == 403
         assert client.post(f"/w/knit/stop/{stop}", data={"reason": "fibre_choke", "csrf": csrf}).status_code == 400
+        assert client.post("/w/knit/job/KNIT-004", data={"order": "PO-2611"}).status_code == 403
+        assert client.post("/w/yarn/job/CARD-001", data={"order": "PO-2611", "csrf": csrf}).status_code == 403
+        assert client.post("/w/knit/job/KNIT-004", data={"order": "PO-9999", "csrf": csrf}).status_code == 400
         crowded = {f"f{n}": "x" for n in range(20)} | {"reason": "no_yarn", "csrf": csrf}
         assert client.post(f"/w/knit/stop/{stop}", data=crowded).status_code == 400
     assert len(_reasons(page, Measurement.STOP_REASON_LOG)) == written  # nothing refused was written
