@@ -48,7 +48,7 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
     from ftel.security.credentials import with_identity
     from ftel.security.identities import ALERTS, SUPERVISOR
     from ftel.storage.query import InfluxQuery, QueryError
-    from ftel.storage.writer import WriteError, make_writer
+    from ftel.storage.writer import WriteError, direct_write_policy, make_writer
 
     _, book = _book(args, settings)
     end = int(args.end_ms if args.end_ms is not None else time.time() * 1000) // q.MS_PER_MINUTE * q.MS_PER_MINUTE
@@ -57,7 +57,12 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
     writer = make_writer(with_identity(settings, ALERTS).influx)
     try:
         written = settle_orders(
-            InfluxQuery(with_identity(settings, SUPERVISOR).influx), writer, binding, book, site=settings.site
+            InfluxQuery(with_identity(settings, SUPERVISOR).influx),
+            writer,
+            binding,
+            book,
+            site=settings.site,
+            policy=direct_write_policy(settings.influx),
         )
     except (QueryError, WriteError) as error:
         raise CliError(f"cannot settle orders ({error}); check FTEL_INFLUX__URL and the credentials") from error

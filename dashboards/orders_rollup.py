@@ -58,10 +58,11 @@ def settle_orders(
     book: OrderBook,
     *,
     site: str,
-    policy: RetryPolicy | None = None,
+    policy: RetryPolicy,
 ) -> int:
-    """Write what ``settled_points`` makes; returns how many points."""
+    """Write what ``settled_points`` makes, each batch retried by ``policy`` (a WriteError when it gives up);
+    returns how many points."""
     points = settled_points(client, binding, book, site=site)
     for first in range(0, len(points), SETTLE_BATCH_POINTS):
-        write_with_retry(writer, encode_batch(points[first : first + SETTLE_BATCH_POINTS]), policy or RetryPolicy())
+        write_with_retry(writer, encode_batch(points[first : first + SETTLE_BATCH_POINTS]), policy)
     return len(points)

@@ -29,6 +29,11 @@ class MqttSettings(BaseModel):
     ca_file: Path | None = Field(None, description="CA certificate that signed the broker's certificate")
     cert_file: Path | None = Field(None, description="client certificate, for brokers that require one")
     key_file: Path | None = Field(None, description="the client certificate's private key")
+    # Every client (gateways, ingest) that lost the broker tries again after reconnect_min_s, doubling (with
+    # jitter where the loop is ours) up to reconnect_max_s, for as long as it runs: a broker comes back. Whole
+    # seconds: paho's own reconnect loop (the gateway's) counts in them.
+    reconnect_min_s: int = Field(1, ge=1, description="first wait before connecting to the broker again")
+    reconnect_max_s: int = Field(10, ge=1, description="the wait doubles up to this")
 
 
 class InfluxSettings(BaseModel):
@@ -45,6 +50,13 @@ class InfluxSettings(BaseModel):
     timeout_s: float = 30.0
     ca_file: Path | None = Field(None, description="CA certificate that signed InfluxDB's HTTPS certificate")
     verify_tls: bool = Field(True, description="verify InfluxDB's certificate (only ever off for a lab)")
+    # A command that writes straight to InfluxDB (backfill, settling orders, the operator page) retries a write
+    # that failed for a passing reason (unreachable, 5xx, 429), then gives up and says so: a person is waiting.
+    write_retry_initial_s: float = Field(0.2, gt=0, description="first wait before writing again")
+    write_retry_max_s: float = Field(10.0, gt=0, description="the wait doubles up to this")
+    write_retry_max_total_s: float = Field(
+        60.0, ge=0, description="a write still failing after this long is given up, with the reason"
+    )
 
 
 class IngestSettings(BaseModel):

@@ -20,8 +20,6 @@ from ftel.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 10
 # paho's own queue only ever holds what the runner let in flight (it paces by PUBACKs).
 PAHO_MAX_INFLIGHT = 65_535
 
@@ -38,7 +36,8 @@ class GatewayLink:
         self.refused: str | None = None  # why the broker refused us, for the progress line
         self._client = paho_client(settings, client_id=client_id)
         self._client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
-        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        # paho's own loop reconnects (no jitter of its own), with the settings' bounds, as long as the link runs.
+        self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         will_topic, will_payload = will
         self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         self._client.on_connect = self._on_connect

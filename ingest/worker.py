@@ -40,8 +40,6 @@ from ingest.store import StoreOutcome, store_lines
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05
-# Reconnecting to a broker that went away: from 1 s, doubling with jitter, to at most 10 s between tries.
-RECONNECT = RetryPolicy(initial_s=1.0, max_s=10.0)
 SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
 BLOCKED_RETRY_INITIAL_S = 1.0
 
@@ -101,6 +99,8 @@ class IngestWorker:
         self._policy = RetryPolicy(
             i.retry_initial_s, i.retry_max_s, i.retry_exponential_base, max_total_s=i.retry_max_total_s
         )
+        # Reconnecting to a broker that went away: doubling with jitter between the settings' bounds.
+        self._reconnect = RetryPolicy(settings.mqtt.reconnect_min_s, settings.mqtt.reconnect_max_s)
         self._limits = i.time_limits()
         self._generation = 0
         self._batch = Batch(0)
@@ -326,7 +326,7 @@ class IngestWorker:
                 except TransportError as error:
                     if stop.is_set():
                         break
-                    delay = RECONNECT.delay(self._reconnects)
+                    delay = self._reconnect.delay(self._reconnects)
                     self._reconnects += 1
                     log.warning("%s; reconnecting in %.1f s", error, delay)
                     stop.wait(delay)

@@ -17,7 +17,7 @@ from ftel.security.credentials import Credentials, load_credentials, with_identi
 from ftel.security.identities import SUPERVISOR, InfluxUser
 from ftel.settings import InfluxSettings, Settings
 from ftel.storage.query import InfluxQuery
-from ftel.storage.writer import RetryPolicy, make_writer
+from ftel.storage.writer import direct_write_policy, make_writer
 from operators.accounts import Accounts
 from operators.app import OperatorPage
 from operators.board import StopReader
@@ -58,7 +58,7 @@ def build_page(
             settings.operators.window_s * 1000,
         ),
         writer=make_writer(writer_influx(settings, credentials)),
-        write_policy=RetryPolicy(),
+        write_policy=direct_write_policy(settings.influx),
         book=load_reasons(settings.operators.reasons),
         zone=calendar.zone,
         secure_cookies=settings.operators.secure_cookies,

@@ -8,6 +8,7 @@ from ftel.storage.points import reason_points
 from ftel.storage.writer import LineWriter, RetryPolicy, write_with_retry
 
 
-def record_choice(writer: LineWriter, choice: Choice, policy: RetryPolicy | None = None) -> None:
-    """Write the stop's standing reason (overwriting an earlier one) and the choice's log entry."""
-    write_with_retry(writer, encode_batch(reason_points(choice)), policy or RetryPolicy())
+def record_choice(writer: LineWriter, choice: Choice, policy: RetryPolicy) -> None:
+    """Write the stop's standing reason (overwriting an earlier one) and the choice's log entry; retried by
+    ``policy`` (the settings' ``direct_write_policy``), a WriteError when it gives up."""
+    write_with_retry(writer, encode_batch(reason_points(choice)), policy)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ftel.contract.models import Message
+from ftel.errors import FtelError
 from ftel.plant.calendar import Calendar
 from ftel.plant.orders import OrderBook
 from ftel.plant.reasons import MachineRef
 from ftel.settings import InfluxSettings
 from ftel.storage.lineproto import Point, encode_batch
 from ftel.storage.points import job_point, to_points
-from ftel.storage.writer import RetryPolicy, make_writer, write_with_retry
+from ftel.storage.writer import WriteError, direct_write_policy, make_writer, write_with_retry
 from gateway.core import GatewayCore, GatewayTiming
 from gateway.tracker import Origin
 from operators.record import record_choice
@@ -26,6 +27,10 @@ from simulators.operators import OperatorPlay, simulated_choices
 from simulators.plant import Plant
 
 BACKFILL_BATCH_POINTS = 20_000
+
+
+class BackfillError(FtelError):
+    """InfluxDB did not store a batch of the backfill (refused it, or kept failing past the settings' cap)."""
 
 
 def backfill(
@@ -44,8 +49,10 @@ def backfill(
     """Returns the number of points written. ``on_progress(machines done, machines)``; with a ``calendar`` the
     machines work only in its planned time; with ``orders`` knitting machines change jobs, each change written
     as the point whoever set it would write (simulators/jobs.py); with ``operators`` simulated operators give
-    some unexplained stops a reason and correct a few, written as the operator page writes them."""
+    some unexplained stops a reason and correct a few, written as the operator page writes them. Each write is
+    retried by the settings' ``direct_write_policy``; a BackfillError says when it gives up."""
     writer = make_writer(influx)
+    policy = direct_write_policy(influx)
     pending: list[Point] = []
     written = 0
 
@@ -54,7 +61,7 @@ def backfill(
         for message in messages:
             pending.extend(to_points(message))
         if len(pending) >= BACKFILL_BATCH_POINTS:
-            write_with_retry(writer, encode_batch(pending), RetryPolicy())
+            write_with_retry(writer, encode_batch(pending), policy)
             written += len(pending)
             pending.clear()
 
@@ -92,13 +99,21 @@ def backfill(
                 if w == workshop.id and operators is not None:
                     machine = MachineRef(plant.site, w, model.spec.type, model.spec.id)
                     for choice in simulated_choices(model, machine, operators, end_ms=end_ms):
-                        record_choice(writer, choice)  # the page's own write
+                        record_choice(writer, choice, policy)  # the page's own write
                         written += 2
             done += len(drivers)
             on_progress(done, len(models))
         if pending:
-            write_with_retry(writer, encode_batch(pending), RetryPolicy())
+            write_with_retry(writer, encode_batch(pending), policy)
             written += len(pending)
+    except WriteError as error:
+        given_up = f"still failing after {influx.write_retry_max_total_s:g} s, given up" if error.transient else ""
+        raise BackfillError(
+            f"backfill stopped: InfluxDB did not store a batch ({error}{'; ' + given_up if given_up else ''}); "
+            f"{written} points were stored before it. Run the same backfill again once InfluxDB takes writes (points "
+            "are idempotent: nothing counts twice)"
+            + (", or allow longer with FTEL_INFLUX__WRITE_RETRY_MAX_TOTAL_S" if error.transient else "")
+        ) from error
     finally:
         writer.close()
     return written

@@ -37,6 +37,7 @@ __all__ = [
     "V2Writer",
     "WriteError",
     "classify",
+    "direct_write_policy",
     "make_writer",
     "refused",
     "write_with_retry",
@@ -159,6 +160,14 @@ class V2Writer:
 
 def make_writer(settings: InfluxSettings) -> LineWriter:
     return V2Writer(settings) if settings.api == "v2" else V1Writer(settings)
+
+
+def direct_write_policy(influx: InfluxSettings) -> RetryPolicy:
+    """How a command that writes straight to InfluxDB (backfill, settling orders, the operator page) retries:
+    the settings' bounds, and a cap after which it gives up (``write_with_retry`` then raises)."""
+    return RetryPolicy(
+        influx.write_retry_initial_s, influx.write_retry_max_s, max_total_s=influx.write_retry_max_total_s
+    )
 
 
 def write_with_retry(

@@ -12,7 +12,8 @@ not answer never holds up another one or the runner.
   machine, a long pause of the process): an answer may have been waiting unread. Such a poll proves nothing:
   it is not counted as a failure, and the next poll asks again.
 - After a failure the connection is dropped and made again at the next poll; a connection that cannot be made
-  is tried again after ``reconnect_min_s``, doubling up to ``reconnect_max_s`` (with jitter).
+  is tried again after ``reconnect_min_s``, doubling up to ``reconnect_max_s`` (with jitter: the project's one
+  ``RetryPolicy``), for as long as the gateway runs: the machine is OFFLINE meanwhile, and comes back.
 - Where the source offers it (OPC UA subscriptions), a change it reports triggers a poll at once, so state
   changes are seen sooner than the poll interval; the poll reads every signal together, so the state is
   decided from one consistent sample.
@@ -29,13 +30,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
+from ftel.retry import RetryPolicy
 from ftel.settings import PollSettings
 from gateway.driver import MachineInfo, Reading
 from gateway.drivers.errors import DriverError, SourceError
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 # A stopping loop gives each source this long (wall seconds) to close its connection.
 CLOSE_WAIT_S = 2.0
-# Reconnect waits vary by this fraction, so machines that failed together do not all retry together.
-RECONNECT_JITTER = 0.2
 # Connecting takes several round trips (an OPC UA session, browsing for the machine): it may take at least this
 # long in wall seconds, whatever the poll's time limit. A controller that refuses a connection fails at once.
 CONNECT_MIN_S = 5.0
@@ -101,6 +100,12 @@ class PollTiming:
     reconnect_min_s: float = _DEFAULTS.reconnect_min_s
     reconnect_max_s: float = _DEFAULTS.reconnect_max_s
     subscribe: bool = False
+
+    @property
+    def reconnect(self) -> RetryPolicy:
+        """Waits between connection attempts (plant seconds): the policy's jitter spreads machines that failed
+        together."""
+        return RetryPolicy(self.reconnect_min_s, self.reconnect_max_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,21 +229,21 @@ class PolledMachine:
         t = self._timing
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-        connected, lost, backoff = False, False, t.reconnect_min_s
+        connected, lost, attempts = False, False, 0
         next_poll = loop.time()
         while not stopping.is_set():
             if not connected:
                 sent = clock.now_ms()
                 try:
                     await asyncio.wait_for(self._source.connect(), max(CONNECT_MIN_S, clock.wall_s(t.timeout_s)))
-                    connected, backoff = True, t.reconnect_min_s
+                    connected, attempts = True, 0
                     if t.subscribe:
                         await self._watch(clock, changed)
                 except (SourceError, OSError, TimeoutError) as error:
                     self._failed(sent, error)
                     await self._close(clock)
-                    wait = backoff * random.uniform(1 - RECONNECT_JITTER, 1 + RECONNECT_JITTER)
-                    backoff = min(backoff * 2, t.reconnect_max_s)
+                    wait = t.reconnect.delay(attempts)
+                    attempts += 1
                     await _wait(stopping, None, clock.wall_s(wait))
                     next_poll = loop.time()
                     continue

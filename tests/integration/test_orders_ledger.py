@@ -23,7 +23,7 @@ from ftel.plant.calendar import Calendar
 from ftel.plant.orders import Counts, Job, JobChange, order_figures, style_figures
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
-from ftel.storage.writer import make_writer
+from ftel.storage.writer import direct_write_policy, make_writer
 from simulators.backfill import backfill
 from simulators.jobs import DEFAULT_ORDERS, default_order_book, simulated_job_changes
 from simulators.ledger import LedgerRow, plant_ledger
@@ -168,7 +168,14 @@ def test_the_orders_board_reads_the_settled_figures_equal_to_the_ledger(filled: 
     start, end = START + 17 * WINDOW_MS, END - 23 * WINDOW_MS
     writer = make_writer(filled.settings.influx)
     try:
-        written = settle_orders(filled.client, writer, q.Binding(start, end), BOOK, site="qinghe")
+        written = settle_orders(
+            filled.client,
+            writer,
+            q.Binding(start, end),
+            BOOK,
+            site="qinghe",
+            policy=direct_write_policy(filled.settings.influx),
+        )
     finally:
         writer.close()
     assert written > 0
