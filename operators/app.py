@@ -285,7 +285,7 @@ class OperatorPage:
             )
         except OrdersError as error:
             return Response(HTTPStatus.BAD_REQUEST, view.refusal("Not in the orders file", str(error)))
-        record_job_change(self._writer, machine.machine, change)
+        record_job_change(self._writer, machine.machine, change, self._write_policy)
         log.info("%s set %s on %s from %d", identity.name, change.job, machine_id, change.at_ms)
         return _redirect(f"/w/{quote(workshop)}/jobs")
 

@@ -58,6 +58,7 @@ class JobDesk:
         )
 
 
-def record_job_change(writer: LineWriter, machine: MachineRef, change: JobChange) -> None:
+def record_job_change(writer: LineWriter, machine: MachineRef, change: JobChange, policy: RetryPolicy) -> None:
+    """Write the change as a job point, retried by ``policy`` (the settings' ``direct_write_policy``)."""
     point = job_point(change, site=machine.site, workshop=machine.workshop, machine_type=machine.machine_type.value)
-    write_with_retry(writer, encode_batch([point]), RetryPolicy())
+    write_with_retry(writer, encode_batch([point]), policy)
