@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from dashboards import queries as q
+from dashboards.orders_data import read_changes
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.security.identities import Role
 from ftel.storage.query import InfluxQuery
 from simulators.clock import wall_ms
 from simulators.driver import SimulatedDriver
+from simulators.jobs import default_order_book, simulated_job_changes
 from simulators.ledger import plant_ledger
 from simulators.machine import MachineModel, plant_models
 from simulators.plant import MachineSpec, Plant, Workshop, dump_plant
@@ -172,6 +175,32 @@ class Rig:
         print(f"{workshop}: largest state-time error = {worst:.2f} of its bound (periods × {POLL_MS} ms)")
         return out
 
+    def style_errors(self, workshop: str) -> list[str]:
+        """Per machine: the styles stored from its controller's program against the simulated ones, in order, each
+        change stored at most one poll interval after it happened (the first one when the gateway first read the
+        controller: before the plant's start, the controller shows the machine as at its start)."""
+        book = default_order_book()
+        stored: dict[str, list[tuple[int, str]]] = {}
+        binding = q.Binding(self.start_ms, self.end_ms + OVERRUN_MS, variables={q.WORKSHOP: (workshop,)})
+        for found in read_changes(self.query, binding, book):
+            stored.setdefault(found.change.machine_id, []).append((found.change.at_ms, found.change.job.style))
+        out = []
+        for machine_id, model in self.models(workshop).items():
+            expected: list[tuple[int, str]] = []
+            for change in simulated_job_changes(model, book, end_ms=self.end_ms, window_ms=WINDOW_MS):
+                if not expected or expected[-1][1] != change.job.style:
+                    expected.append((change.at_ms, change.job.style))
+            got = stored.get(machine_id, [])
+            if [s for _, s in got] != [s for _, s in expected]:
+                out.append(f"{machine_id}: styles {[s for _, s in got]}, simulated {[s for _, s in expected]}")
+                continue
+            out += [
+                f"{machine_id}: {style} stored at {seen}, changed at {at}"
+                for index, ((at, style), (seen, _)) in enumerate(zip(expected, got, strict=True))
+                if not (at if index else 0) <= seen <= at + POLL_MS
+            ]
+        return out
+
     def periods(self, workshop: str) -> dict[str, Counter[str]]:
         """How many periods of each state (and DOWN reason) each machine has in [start, end)."""
         out: dict[str, Counter[str]] = {}
@@ -240,6 +269,9 @@ def test_a_modbus_and_an_opcua_workshop_equal_the_ledger_for_an_hour(rig_factory
         assert sum(t["units"] for t in expected.values()) > 6, "too few units to have wrapped a counter"
         assert rig.state_time_errors(workshop, expected, stored) == []
         assert all(stored[m][MachineState.OFFLINE.value] == 0 for m in ids), "a machine went OFFLINE"
+    # The knitting controllers' program (an OPC UA program-name variable) as styles: each change seen within a
+    # poll interval, as a state change is (docs/orders.md).
+    assert rig.style_errors("knit") == []
 
 
 def quiet_stretch(model: MachineModel, start_ms: int, end_ms: int) -> int | None:
