@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -56,18 +57,14 @@ def _config(args: argparse.Namespace, calendar: Calendar | None = None) -> Alert
         raise CliError(str(error)) from error
 
 
-async def _run(settings: Settings, config: AlertConfig, site: str | None) -> None:
-    worker = AlertWorker(settings, config, site=site)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await worker.run(stop)
-
-
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     calendar = load_calendar(settings.calendar) if settings.calendar else None
-    asyncio.run(_run(with_identity(settings, args.identity), _config(args, calendar), args.site))
+    # The real ports (broker, store, InfluxDB writers, webhook client) are the worker's defaults.
+    worker = AlertWorker(with_identity(settings, args.identity), _config(args, calendar), site=args.site)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.run(stop)
     return 0
 
 

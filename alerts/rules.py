@@ -189,6 +189,9 @@ class WorkerOptions(BaseModel):
     session_expiry_s: int = Field(7 * 24 * 3600, description="how long the broker queues for a stopped one")
     flush_interval_s: float = Field(0.2, description="commit state and ack MQTT at least this often")
     flush_max_messages: int = Field(500, description="or after this many messages")
+    # Flow control in the worker itself, as ingest's: Mosquitto stops honouring Receive Maximum once
+    # acknowledgements flow, so the worker stops reading the socket while this many wait for their commit.
+    max_unacked: int = Field(5000, ge=1, description="messages held unacknowledged before the worker stops reading")
     rebuild_quiet_s: float = Field(0.5, description="retained-alert rebuild ends after this long without one")
     rebuild_max_s: float = Field(5.0, description="and at the latest after this long")
     reconnect_s: float = 1.0

@@ -6,15 +6,21 @@ rows of the transitions and deaths they caused, in one transaction; only then do
 MQTT messages behind them. After a SIGKILL the broker redelivers whatever was not acknowledged, the engine
 (restored from the rows) recomputes the same transitions, and the outbox's key (sink, event id) makes them
 land once. Delivered outbox rows are purged after a while (``purge_delivered``).
+
+The worker's consumer and its delivery threads share one store: every call holds the store's lock, so a
+transaction of one thread never interleaves with another's on the one connection.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 # ``snapshot`` holds the engine's head (the whole state, in stores written before ``state`` existed); ``state``
 # holds a row per subject and alert, in the order they were first written (rowid: an upsert keeps it).
@@ -44,6 +50,19 @@ _UPSERT = (
 )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    @functools.wraps(method)
+    def call(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with store._lock:
+            return method(store, *args, **kwargs)
+
+    return call
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     seq: int
@@ -57,20 +76,24 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # Opened by whoever builds the worker, then used only by the worker's event loop thread.
+        # Opened by whoever builds the worker, then used by its threads, one call at a time (``_lock``).
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
+    @_locked
     def snapshot(self) -> str | None:
         """The engine's head as last committed (None: nothing committed yet)."""
         row = self._db.execute("SELECT body FROM snapshot WHERE id = 1").fetchone()
         return None if row is None else str(row[0])
 
+    @_locked
     def rows(self) -> list[tuple[str, str, str]]:
         """Every state row (kind, key, body), in the order they were first written."""
         return [
@@ -78,6 +101,7 @@ class Store:
             for k, key, b in self._db.execute("SELECT kind, key, body FROM state ORDER BY rowid")
         ]
 
+    @_locked
     def commit(
         self,
         snapshot: str,
@@ -102,6 +126,7 @@ class Store:
                 added += cursor.rowcount
         return added
 
+    @_locked
     def due(self, sink: str, *, limit: int, now: float | None = None) -> list[OutboxItem]:
         """Undelivered rows of one sink, oldest first, up to the first that is waiting for a retry."""
         now = time.time() if now is None else now
@@ -117,16 +142,19 @@ class Store:
             out.append(OutboxItem(seq, sink_, event_id, body, attempts))
         return out
 
+    @_locked
     def next_retry(self, sink: str) -> float | None:
         row = self._db.execute(
             "SELECT next_try FROM outbox WHERE sink = ? AND delivered IS NULL ORDER BY seq LIMIT 1", (sink,)
         ).fetchone()
         return None if row is None else float(row[0])
 
+    @_locked
     def delivered(self, items: list[OutboxItem]) -> None:
         with self._transaction():
             self._db.executemany("UPDATE outbox SET delivered = ? WHERE seq = ?", [(time.time(), i.seq) for i in items])
 
+    @_locked
     def failed(self, item: OutboxItem, *, retry_in_s: float, error: str) -> None:
         with self._transaction():
             self._db.execute(
@@ -134,6 +162,7 @@ class Store:
                 (time.time() + retry_in_s, error[:500], item.seq),
             )
 
+    @_locked
     def pending(self, sink: str | None = None) -> int:
         if sink is None:
             row = self._db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL").fetchone()
@@ -143,6 +172,7 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    @_locked
     def purge_delivered(self, older_than_s: float, *, now: float | None = None) -> int:
         """Forget outbox rows delivered more than ``older_than_s`` ago; return how many."""
         now = time.time() if now is None else now

@@ -3,11 +3,14 @@
 * Its own shared-subscription group on the data topics (``$share/<group>/ftel/v1/<site>/+/+/+/+``), a
   persistent session (clean start off, Session Expiry Interval) and manual acknowledgement: a message is
   acknowledged only after the engine state it produced and the outbox rows of the alerts it caused are
-  committed, so a SIGKILL loses nothing (the broker redelivers) and repeats nothing (replays recompute the
-  same alert ids; the outbox keeps one row per (sink, event)).
+  committed (and, for a message dead-lettered, after the broker acknowledged its dead letter), so a SIGKILL
+  loses nothing (the broker redelivers) and repeats nothing (replays recompute the same alert ids; the outbox
+  keeps one row per (sink, event)).
 * Commits come on a timer: ``flush_interval_s`` after the first message not yet committed, or as soon as
   ``flush_max_messages`` are waiting; each writes only the rows of the machines, gateways and alerts that
-  changed (alerts/rows.py), so its cost follows the messages, not the fleet.
+  changed (alerts/rows.py), so its cost follows the messages, not the fleet. The worker stops reading while
+  ``max_unacked`` messages wait for a commit (Mosquitto does not honour Receive Maximum); messages that only
+  wait for their dead letter's PUBACK do not count, since reading the socket is what brings that PUBACK.
 * The deaths the engine decides (a gateway's last will) go through the outbox too: the gateway's status and
   its machines OFFLINE, in InfluxDB, stamped at the gateway's last message (ftel.storage.points.death_points),
   once per death.
@@ -15,25 +18,33 @@
   receives no retained messages.
 * Without a local snapshot (a new host) the worker first rebuilds its open alerts from the retained alert
   topics ``ftel/v1/alerts/<alert id>``.
-* Deliveries drain the outbox in their own tasks (MQTT retained topic, InfluxDB, each webhook), each with
-  its own timeout and backoff, so a slow or dead receiver never holds up evaluation.
+* Deliveries drain the outbox, each sink on its own: the retained alert topic from the consumer (an outbox row
+  is delivered once the broker's PUBACK came), InfluxDB and each webhook in a thread of their own, each with its
+  own timeout and backoff, so a slow or dead receiver never holds up evaluation.
+
+Threads, and why: the consumer drives the MQTT connection itself (ftel/mqtt_transport.py, as the ingest worker
+does) in the thread that calls ``run``: a blocking loop of ``poll`` is what lets it stop reading, and it needs
+no event loop. The deliveries that wait on other machines (InfluxDB, webhooks) get a thread each, so that none
+holds up the consumer or another sink. They share the sqlite store, which serialises every call with a lock
+(alerts/store.py); that is simpler than an asyncio loop pumping the transport, and each thread stays
+straight-line code.
+
+Its ports are parameters (``transport``, ``store``, the two InfluxDB writers, the webhook poster): the real
+ones are built by default, fakes unit-test the logic (tests/unit/test_alerts_worker.py), and the integration
+tests prove the same on the real broker, database and receivers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from alerts.delivery import (
@@ -68,11 +79,12 @@ from ftel.contract.topics import (
     is_alert_topic,
     machine_kind_filter,
 )
-from ftel.mqtt import aiomqtt_options
+from ftel.mqtt_transport import MqttTransport, PahoTransport, Publication, TransportError
+from ftel.ready import announce_ready
 from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import encode_batch
-from ftel.storage.writer import WriteError, make_writer
+from ftel.storage.writer import LineWriter, WriteError, make_writer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +99,17 @@ KEEP_DELIVERED_S = 7 * 24 * 3600.0
 PURGE_EVERY_S = 3600.0
 # A dead letter keeps this much of the payload it is about (as ingest's do by default).
 DEAD_LETTER_KEEP_BYTES = 2048
+# One turn of the consumer: how long a poll waits for the socket.
+POLL_S = 0.05
+SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
+# A clean stop waits this long for the broker to acknowledge what it was last given (dead letters, alerts).
+STOP_WAIT_S = 5.0
+# Reconnecting backs off from the worker's reconnect_s up to this.
+RECONNECT_MAX_S = 10.0
+# A delivery thread asked to stop may be in the middle of one attempt (a webhook's timeout): this long more.
+DELIVERY_JOIN_S = 5.0
+
+WebhookPost = Callable[[WebhookTarget, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,46 +128,82 @@ class AckCommand:
         return json.dumps({"alert_id": self.alert_id, "by": self.by}).encode()
 
 
-def session_properties(expiry_s: int) -> Properties:
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    properties.SessionExpiryInterval = expiry_s
-    return properties
-
-
 @dataclass
 class _Pending:
-    """What the next commit covers: the transitions and the MQTT acknowledgements waiting for it, and since
-    when (monotonic) the first of them waits."""
+    """What the next commit covers: the transitions, the MQTT acknowledgements waiting for it and the dead
+    letters those wait for too, and since when (monotonic) the first of them waits."""
 
     records: list[AlertRecord] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)
+    acks: list[int] = field(default_factory=list)
+    letters: list[Publication] = field(default_factory=list)
     since: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """Committed messages, acknowledged once the broker has acknowledged their dead letters."""
+
+    acks: list[int]
+    letters: list[Publication]
+
+
 class AlertWorker:
-    def __init__(self, settings: Settings, config: AlertConfig, *, site: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AlertConfig,
+        *,
+        site: str | None = None,
+        transport: MqttTransport | None = None,
+        store: Store | None = None,
+        alert_writer: LineWriter | None = None,
+        death_writer: LineWriter | None = None,
+        post: WebhookPost | None = None,
+    ) -> None:
         self.settings = settings
         self.config = config
-        self.options = config.worker
+        self.options = o = config.worker
         self.site = site or settings.site
-        self.store = Store(Path(self.options.state_dir) / STORE_FILE)
+        self.store = store or Store(Path(o.state_dir) / STORE_FILE)
         head = self.store.snapshot()
         rows = self.store.rows() if head is not None else []
         self.engine = Engine(config, None if head is None else state_from_rows(head, rows))
         if head is not None and not rows:
             self.engine.mark_all_changed()  # a store from before rows per subject: write them all, once
         self._rebuild = head is None
+        self._transport: MqttTransport = transport or PahoTransport(
+            settings.mqtt,
+            client_id=self.client_id,
+            session_expiry_s=o.session_expiry_s,
+            receive_maximum=o.max_unacked,
+        )
+        self._transport.on_message = self._on_message
+        self._alert_writer = alert_writer or make_writer(settings.influx)
+        self._death_writer = death_writer or make_writer(settings.influx)
+        self._webhooks = webhook_client()
+        self._post: WebhookPost = post or (lambda target, body: post_webhook(target, body, client=self._webhooks))
         self._pending = _Pending()
-        self._waiting: asyncio.Event | None = None  # set while messages wait for a commit
+        self._releases: deque[_Release] = deque()
+        # Outbox rows of the MQTT sink published on this connection, waiting for the broker's PUBACK.
+        self._in_flight: list[tuple[OutboxItem, Publication]] = []
+        self._mqtt_due = True  # look at the MQTT sink's outbox at the next turn
+        self._mqtt_looked = 0.0
+        # While rebuilding: the retained alerts found, and data messages that came meanwhile (handled after).
+        self._found: list[AlertRecord] | None = None
+        self._early: list[tuple[str, bytes, int, int]] = []
+        self._last_found = 0.0
+        self._draining = False
+        self._failures = 0  # connections lost or refused in a row
         self._purged_at: float | None = None
         self.sinks = [MQTT_SINK, INFLUX_SINK, DEATHS_SINK, *(webhook_sink(t) for t in config.webhooks)]
-        self._wake: dict[str, asyncio.Event] = {}
+        self._wake = {sink: threading.Event() for sink in self.sinks}
+        self._stopping = threading.Event()
+        self._broken: BaseException | None = None  # a delivery thread's own machinery failed
         self.messages_seen = 0
         self.dead_letters = 0
         # Ingest's limits: a message stamped far off would move the engine's clock (and fire every timer).
         self._limits = settings.ingest.time_limits()
-        self._webhooks = webhook_client()
-        # Set once the worker's subscriptions are in place (its persistent session holds them from then on).
+        # Set once the worker's subscriptions are granted (its persistent session holds them from then on).
         self.subscribed = threading.Event()
 
     @property
@@ -155,112 +214,203 @@ class AlertWorker:
 
     # -- main --------------------------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self._wake = {sink: asyncio.Event() for sink in self.sinks}
-        self._waiting = asyncio.Event()
+    def run(self, stop: threading.Event) -> None:
+        """Consume, commit and deliver until ``stop``; reconnect whenever the broker goes away."""
+        deliverers = [
+            self._deliverer(INFLUX_SINK, self._write_alerts, DELIVERY_BATCH, self._influx_policy()),
+            self._deliverer(DEATHS_SINK, self._write_deaths, DELIVERY_BATCH, self._influx_policy()),
+            *(
+                self._deliverer(webhook_sink(t), self._webhook_sender(t), 1, _webhook_policy(t))
+                for t in self.config.webhooks
+            ),
+        ]
+        for thread in deliverers:
+            thread.start()
+        o = self.options
+        reconnect = RetryPolicy(o.reconnect_s, max(o.reconnect_s, RECONNECT_MAX_S))
         try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._mqtt_loop(stop))
-                tasks.create_task(self._influx_loop(INFLUX_SINK, _alert_lines, stop))
-                tasks.create_task(self._influx_loop(DEATHS_SINK, _death_lines, stop))
-                for target in self.config.webhooks:
-                    tasks.create_task(self._webhook_loop(target, stop))
-        finally:
-            self._webhooks.close()
-            self.store.close()
-
-    async def _mqtt_loop(self, stop: asyncio.Event) -> None:
-        mqtt = self.settings.mqtt
-        while not stop.is_set():
-            client = aiomqtt.Client(
-                **aiomqtt_options(mqtt),
-                identifier=self.client_id,
-                clean_start=False,
-                properties=session_properties(self.options.session_expiry_s),
+            while not stop.is_set():
+                try:
+                    self._session(stop)
+                except TransportError as error:
+                    self._lost()
+                    if stop.is_set():
+                        break
+                    delay = reconnect.delay(self._failures)
+                    self._failures += 1
+                    log.warning("alert worker lost the broker (%s); reconnecting in %.1f s", error, delay)
+                    stop.wait(delay)
+        except Exception:
+            log.critical(
+                "alert worker %s stops: its own machinery failed. Nothing it had not committed was acknowledged; "
+                "the broker keeps it for the worker's next start. The error follows.",
+                self.client_id,
+                exc_info=True,
             )
-            # Acknowledge only after the commit (see the module docstring). aiomqtt has no switch for it;
-            # paho's own is set on the client it wraps.
-            client._client.manual_ack_set(True)
-            try:
-                async with client:
-                    log.info("alert worker %s connected to %s:%s", self.client_id, mqtt.host, mqtt.port)
-                    if self._rebuild:
-                        await self._rebuild_from_retained(client)
-                    await self._subscribe(client)
-                    await _until_stopped(
-                        stop, self._consume(client), self._commit_timer(client), self._publish_loop(client, stop)
-                    )
-                    self._flush(client)
-            except aiomqtt.MqttError as error:
-                self._pending = _Pending()  # unacknowledged: the broker redelivers them
-                log.warning("alert worker lost the broker (%s); reconnecting", error)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.options.reconnect_s)
+            raise
+        finally:
+            self._stopping.set()
+            for event in self._wake.values():
+                event.set()
+            for thread in deliverers:
+                thread.join(DELIVERY_JOIN_S + max((t.timeout_s for t in self.config.webhooks), default=0.0))
+            self._transport.close()
+            stuck = [thread.name for thread in deliverers if thread.is_alive()]
+            if stuck:
+                # Still in an attempt: what it delivers is marked when it ends, so its store and client stay open
+                # (the process's end closes them); its row is delivered again at the next start at worst.
+                log.warning("alert worker %s stops with deliveries still under way: %s", self.client_id, stuck)
+            else:
+                self._webhooks.close()
+                self._alert_writer.close()
+                self._death_writer.close()
+                self.store.close()
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        site_filter = data_filter(self.site)
-        await client.subscribe(shared(self.options.group, site_filter), qos=1)
-        # Retained meta and status (a shared subscription gets no retained messages).
-        await client.subscribe(machine_kind_filter(self.site, MachineKind.META), qos=1)
-        await client.subscribe(gateway_kind_filter(self.site, GatewayKind.STATUS), qos=1)
-        await client.subscribe(ACK_TOPIC, qos=1)
+    def _session(self, stop: threading.Event) -> None:
+        transport = self._transport
+        session_present = transport.connect()
+        self._failures = 0  # the broker answered: the next loss starts the backoff afresh
+        mqtt = self.settings.mqtt
+        log.info(
+            "alert worker %s connected to %s:%s (session %s)",
+            self.client_id,
+            mqtt.host,
+            mqtt.port,
+            "resumed" if session_present else "new",
+        )
+        try:
+            if self._rebuild:
+                self._rebuild_from_retained(stop)
+            for topic_filter in self._filters():
+                transport.subscribe(topic_filter)
+            answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+            while not stop.is_set():
+                if self._broken is not None:
+                    raise self._broken
+                read = self._unacked() < self.options.max_unacked
+                transport.poll(POLL_S, read=read)
+                if answered_by:
+                    if transport.subscribed():
+                        answered_by = 0.0
+                        self._ready()
+                    elif not read:  # the answer waits behind what we hold back, not on the broker
+                        answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+                    elif time.monotonic() > answered_by:
+                        raise TransportError("no answer to the alert worker's subscriptions")
+                self._turn()
+            self._drain()
+        finally:
+            transport.disconnect()
+
+    def _filters(self) -> list[str]:
+        return [
+            shared(self.options.group, data_filter(self.site)),
+            # Retained meta and status (a shared subscription gets no retained messages).
+            machine_kind_filter(self.site, MachineKind.META),
+            gateway_kind_filter(self.site, GatewayKind.STATUS),
+            ACK_TOPIC,
+        ]
+
+    def _ready(self) -> None:
         log.info("alert worker %s subscribed (group %s, site %s)", self.client_id, self.options.group, self.site)
         self.subscribed.set()
+        announce_ready(self.settings.ready_file, self.client_id)
 
-    async def _rebuild_from_retained(self, client: aiomqtt.Client) -> None:
-        """Adopt the alerts the retained alert topics know (a worker that lost or never had local state)."""
-        topic = alerts_filter()
-        await client.subscribe(topic, qos=1)
-        found: list[AlertRecord] = []
-        deadline = time.monotonic() + self.options.rebuild_max_s
-        iterator = aiomqtt_messages(client)
-        while time.monotonic() < deadline:
-            try:
-                message = await asyncio.wait_for(anext(iterator), self.options.rebuild_quiet_s)
-            except TimeoutError:
-                break
-            self._pending.acks.append((message.mid, message.qos))
-            if not is_alert_topic(str(message.topic)) or not message.payload:
-                continue
-            try:
-                record = AlertRecord.model_validate_json(_payload(message))
-            except ValidationError as error:
-                log.warning("ignoring unreadable retained alert on %s: %s", message.topic, error)
-                continue
-            if self.site in ("+", record.site):
-                found.append(record)
-        await client.unsubscribe(topic)
-        restored = self.engine.restore(found)
-        log.info("rebuilt %d alerts from retained alert topics", restored)
-        self._rebuild = False
-        self._flush(client)
+    def _turn(self) -> None:
+        """After each poll: commit when due, acknowledge what may be, deliver to the MQTT sink."""
+        p = self._pending
+        if p.acks or p.records:
+            due = len(p.acks) >= self.options.flush_max_messages
+            if due or time.monotonic() - p.since >= self.options.flush_interval_s:
+                self._flush()
+        self._release()
+        self._deliver_mqtt()
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic, payload = str(message.topic), _payload(message)
+    def _unacked(self) -> int:
+        """Messages that wait for a commit (or, while rebuilding, for the rebuild to end)."""
+        return len(self._pending.acks) + len(self._early)
+
+    def _lost(self) -> None:
+        """The connection is gone: what it delivered is handed out again by the broker, so nothing of it is
+        acknowledged; what the engine made of it is committed (a redelivery recomputes the same alerts, which
+        the outbox keeps once) and what was published and not acknowledged by the broker is sent again."""
+        self._pending.acks.clear()
+        self._pending.letters.clear()
+        self._releases.clear()
+        self._in_flight.clear()
+        if not self._rebuild and self._found is None:  # (before a rebuild ends, nothing: the next one does it all)
+            self._flush()
+        self._mqtt_due = True
+        self._found = None
+        self._early.clear()
+
+    def _drain(self) -> None:
+        """A clean stop commits what it holds and gives the broker a moment to acknowledge what it was given."""
+        self._flush()
+        self._draining = True  # reading brings the PUBACKs; messages that come meanwhile are left to the broker
+        try:
+            deadline = time.monotonic() + STOP_WAIT_S
+            while (self._releases or self._in_flight) and time.monotonic() < deadline:
+                self._transport.poll(POLL_S, read=True)
+                self._release()
+                self._deliver_mqtt(publish=False)
+        finally:
+            self._draining = False
+
+    # -- receiving ---------------------------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        if self._draining:
+            return  # not acknowledged: the broker hands it out again to the next session
+        if self._found is not None and not is_alert_topic(topic):
+            self._early.append((topic, payload, mid, qos))  # handled once the rebuild is done
+            return
+        if self._found is not None:
+            self._take_retained_alert(topic, payload)
+        else:
             letter = self._handle(topic, payload)
-            if letter is not None:  # dead-lettered before it is acknowledged (at the next commit)
-                await self._dead_letter(client, letter)
+            if letter is not None:  # published now; the message is acknowledged once the broker has it
+                self._pending.letters.append(self._dead_letter(letter))
+        if qos > 0:
             p = self._pending
-            p.acks.append((message.mid, message.qos))
+            p.acks.append(mid)
             if len(p.acks) == 1:
                 p.since = time.monotonic()
-                if self._waiting is not None:
-                    self._waiting.set()
-            if len(p.acks) >= self.options.flush_max_messages:
-                self._flush(client)
 
-    async def _commit_timer(self, client: aiomqtt.Client) -> None:
-        """Commit ``flush_interval_s`` after the first message that waits for a commit (not whenever the
-        receive queue is empty: at real time it nearly always is, and a commit per message cannot keep up)."""
-        assert self._waiting is not None
-        while True:
-            await self._waiting.wait()
-            left = self._pending.since + self.options.flush_interval_s - time.monotonic()
-            if left > 0:
-                await asyncio.sleep(left)
-                continue  # committed meanwhile (flush_max_messages), or now due
-            self._flush(client)
+    def _rebuild_from_retained(self, stop: threading.Event) -> None:
+        """Adopt the alerts the retained alert topics know (a worker that lost or never had local state)."""
+        transport, topic = self._transport, alerts_filter()
+        self._found, self._early = [], []
+        transport.subscribe(topic)
+        started = time.monotonic()
+        deadline = started + self.options.rebuild_max_s
+        answered = 0.0
+        while not stop.is_set() and time.monotonic() < deadline:
+            transport.poll(POLL_S, read=len(self._early) < self.options.max_unacked)
+            if not answered and transport.subscribed():
+                answered = time.monotonic()
+            quiet_since = max(answered, self._last_found)
+            if answered and time.monotonic() - quiet_since >= self.options.rebuild_quiet_s:
+                break
+        transport.unsubscribe(topic)
+        found, early = self._found, self._early
+        self._found, self._early = None, []
+        restored = self.engine.restore(r for r in found if self.site in ("+", r.site))
+        log.info("rebuilt %d alerts from retained alert topics", restored)
+        self._rebuild = False
+        self._flush()
+        for message in early:
+            self._on_message(*message)
+
+    def _take_retained_alert(self, topic: str, payload: bytes) -> None:
+        assert self._found is not None
+        self._last_found = time.monotonic()
+        if not payload:
+            return
+        try:
+            self._found.append(AlertRecord.model_validate_json(payload))
+        except ValidationError as error:
+            log.warning("ignoring unreadable retained alert on %s: %s", topic, error)
 
     def _handle(self, topic: str, payload: bytes) -> DeadLetter | None:
         """One message in, inside its boundary (ftel/boundary.py): a message the worker cannot use, or that its
@@ -303,16 +453,16 @@ class AlertWorker:
         self._pending.records.extend(self.engine.observe(judged.message))
         return None
 
-    async def _dead_letter(self, client: aiomqtt.Client, letter: DeadLetter) -> None:
+    def _dead_letter(self, letter: DeadLetter) -> Publication:
         self.dead_letters += 1
         log.warning("dead letter from %s (%s): %s", letter.topic[:200], letter.stage, letter.reason[:500])
         body = dead_letter_body(worker=self.client_id, letter=letter, keep_bytes=DEAD_LETTER_KEEP_BYTES)
-        await client.publish(dead_letter_topic(self.client_id), body, qos=1)
+        return self._transport.publish(dead_letter_topic(self.client_id), body)
 
-    def _flush(self, client: aiomqtt.Client) -> None:
+    # -- committing ----------------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
         p, self._pending = self._pending, _Pending()
-        if self._waiting is not None:
-            self._waiting.clear()
         items: list[tuple[str, str, str]] = []
         for record in p.records:
             log.info("alert %s %s: %s", record.alert_id, record.status.value, record.summary)
@@ -330,10 +480,12 @@ class AlertWorker:
             items.append((DEATHS_SINK, death_event_id(death, at_ms), death_lines(death, at_ms)))
         rows = changed_rows(self.engine.state, self.engine.take_changes())
         self.store.commit(rows.head, items, upserts=rows.upserts, deletes=rows.deletes)
-        for mid, qos in p.acks:
-            if qos > 0:
-                client._client.ack(mid, qos)
+        # Only now may the broker forget them (and the dead-lettered once it has their dead letters).
+        if p.acks:
+            self._releases.append(_Release(p.acks, p.letters))
+        self._release()
         if items:
+            self._mqtt_due = True
             for event in self._wake.values():
                 event.set()
         now = time.monotonic()
@@ -343,152 +495,113 @@ class AlertWorker:
             if purged:
                 log.info("purged %d outbox rows delivered more than %.0f h ago", purged, KEEP_DELIVERED_S / 3600)
 
-    # -- deliveries --------------------------------------------------------------------------------------
+    def _release(self) -> None:
+        while self._releases and all(letter.is_published() for letter in self._releases[0].letters):
+            for mid in self._releases.popleft().acks:
+                self._transport.ack(mid)
 
-    async def _idle(self, sink: str, stop: asyncio.Event) -> None:
+    # -- deliveries ----------------------------------------------------------------------------------------
+
+    def _deliver_mqtt(self, *, publish: bool = True) -> None:
+        """The retained alert topics, in outbox order; a row is delivered once the broker acknowledged it."""
+        if self._in_flight:
+            if not all(publication.is_published() for _, publication in self._in_flight):
+                return
+            self.store.delivered([item for item, _ in self._in_flight])
+            self._in_flight = []
+            self._mqtt_due = True
+        now = time.monotonic()
+        if not publish or not (self._mqtt_due or now - self._mqtt_looked >= IDLE_POLL_S):
+            return
+        self._mqtt_due, self._mqtt_looked = False, now
+        for item in self.store.due(MQTT_SINK, limit=DELIVERY_BATCH):
+            record = AlertRecord.model_validate_json(item.body)
+            publication = self._transport.publish(alert_topic(record.alert_id), item.body.encode(), retain=True)
+            self._in_flight.append((item, publication))
+
+    def _deliverer(
+        self, sink: str, send: Callable[[list[OutboxItem]], None], batch: int, policy: RetryPolicy
+    ) -> threading.Thread:
+        return threading.Thread(
+            target=self._deliver_loop, args=(sink, send, batch, policy), name=f"alerts-{sink}", daemon=True
+        )
+
+    def _deliver_loop(
+        self, sink: str, send: Callable[[list[OutboxItem]], None], batch: int, policy: RetryPolicy
+    ) -> None:
+        """Drain one sink of the outbox, in order, with backoff; its failures wait in the outbox, not in the
+        consumer."""
+        try:
+            while not self._stopping.is_set():
+                items = self.store.due(sink, limit=batch)
+                if not items:
+                    self._idle(sink)
+                    continue
+                try:
+                    send(items)
+                except (WriteError, DeliveryError) as error:
+                    delay = policy.delay(items[0].attempts, retry_after_s=error.retry_after_s)
+                    log.warning("%s: %s (attempt %d); retrying in %.1f s", sink, error, items[0].attempts + 1, delay)
+                    self.store.failed(items[0], retry_in_s=delay, error=str(error))
+                    self._idle(sink)
+                else:
+                    self.store.delivered(items)
+        except Exception as error:
+            # Not the receiver's fault (that waits in the outbox): the worker's own; the consumer stops on it.
+            log.critical("the %s delivery of alert worker %s failed", sink, self.client_id, exc_info=True)
+            self._broken = error
+
+    def _idle(self, sink: str) -> None:
         wake = self._wake[sink]
         timeout = IDLE_POLL_S
         next_try = self.store.next_retry(sink)
         if next_try is not None:
             timeout = min(timeout, max(0.01, next_try - time.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_first(wake.wait(), stop.wait()), timeout)
+        wake.wait(timeout)
         wake.clear()
 
-    async def _publish_loop(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            items = self.store.due(MQTT_SINK, limit=DELIVERY_BATCH)
+    def _influx_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.options.influx_retry_initial_s, self.options.influx_retry_max_s)
+
+    def _write_alerts(self, items: list[OutboxItem]) -> None:
+        self._alert_writer.write(encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items]))
+
+    def _write_deaths(self, items: list[OutboxItem]) -> None:
+        self._death_writer.write("\n".join(i.body for i in items).encode())
+
+    def _webhook_sender(self, target: WebhookTarget) -> Callable[[list[OutboxItem]], None]:
+        def send(items: list[OutboxItem]) -> None:
             for item in items:
-                record = AlertRecord.model_validate_json(item.body)
-                await client.publish(alert_topic(record.alert_id), item.body, qos=1, retain=True)
-            if items:
-                self.store.delivered(items)
-            else:
-                await self._idle(MQTT_SINK, stop)
+                self._post(target, item.body)
 
-    async def _influx_loop(self, sink: str, lines: Callable[[list[OutboxItem]], bytes], stop: asyncio.Event) -> None:
-        """Drain one InfluxDB sink of the outbox (alert transitions, or deaths), in order, with backoff."""
-        writer = make_writer(self.settings.influx)
-        o = self.options
-        while not stop.is_set():
-            items = self.store.due(sink, limit=DELIVERY_BATCH)
-            if not items:
-                await self._idle(sink, stop)
-                continue
-            try:
-                await asyncio.to_thread(writer.write, lines(items))
-            except WriteError as error:
-                policy = RetryPolicy(o.influx_retry_initial_s, o.influx_retry_max_s)
-                delay = policy.delay(items[0].attempts, retry_after_s=error.retry_after_s)
-                log.warning("%s not written to InfluxDB (%s); retrying in %.1f s", sink, error, delay)
-                self.store.failed(items[0], retry_in_s=delay, error=str(error))
-                await self._idle(sink, stop)
-            else:
-                self.store.delivered(items)
-
-    async def _webhook_loop(self, target: WebhookTarget, stop: asyncio.Event) -> None:
-        sink = webhook_sink(target)
-        while not stop.is_set():
-            items = self.store.due(sink, limit=1)
-            if not items:
-                await self._idle(sink, stop)
-                continue
-            await self._send(target, items[0])
-
-    async def _send(self, target: WebhookTarget, item: OutboxItem) -> None:
-        try:
-            await asyncio.to_thread(post_webhook, target, item.body, client=self._webhooks)
-        except DeliveryError as error:
-            policy = RetryPolicy(target.retry_initial_s, target.retry_max_s, target.retry_exponential_base)
-            delay = policy.delay(item.attempts, retry_after_s=error.retry_after_s)
-            log.warning("%s (attempt %d); retrying in %.1f s", error, item.attempts + 1, delay)
-            self.store.failed(item, retry_in_s=delay, error=str(error))
-        else:
-            self.store.delivered([item])
+        return send
 
 
-def _alert_lines(items: list[OutboxItem]) -> bytes:
-    return encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items])
-
-
-def _death_lines(items: list[OutboxItem]) -> bytes:
-    return "\n".join(i.body for i in items).encode()
-
-
-def aiomqtt_messages(client: aiomqtt.Client) -> aiomqtt.client.MessagesIterator:
-    return client.messages
-
-
-def _payload(message: aiomqtt.Message) -> bytes:
-    payload = message.payload
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return str(payload).encode()
-
-
-async def _first(*waits: Awaitable[object]) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-async def _until_stopped(stop: asyncio.Event, *work: Awaitable[None]) -> None:
-    """Run ``work`` until ``stop`` is set; an error in any of them (a lost broker) propagates."""
-    tasks = [asyncio.ensure_future(w) for w in work]
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper:
-                task.result()
-    finally:
-        for task in [*tasks, stopper]:
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+def _webhook_policy(target: WebhookTarget) -> RetryPolicy:
+    return RetryPolicy(target.retry_initial_s, target.retry_max_s, target.retry_exponential_base)
 
 
 class WorkerThread:
-    """Runs an AlertWorker on its own event loop in a thread (tests, all-in-one runs)."""
+    """Runs an AlertWorker in a thread (tests, all-in-one runs)."""
 
     def __init__(self, worker: AlertWorker) -> None:
         self.worker = worker
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
+        self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="alert-worker", daemon=True)
 
     def _main(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self.worker.run(self._stop)
-
         try:
-            asyncio.run(main())
+            self.worker.run(self._stop)
         except BaseException as error:
             self._error = error
-            self._ready.set()
 
     def start(self) -> WorkerThread:
         self._thread.start()
-        self._ready.wait()
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self._loop is not None and self._stop is not None:
-            stop = self._stop
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(stop.set)
+        self._stop.set()
         self._thread.join(timeout_s)
         if self._error is not None:
             raise self._error
-
-    def call(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` on the worker's loop (e.g. to read its state consistently)."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(fn)

@@ -1,7 +1,8 @@
 """MQTT clients built one way for every component: protocol 5, credentials and TLS from the settings.
 
-Gateways and the ingest worker use paho-mqtt directly (they drive its network loop themselves); the alert
-worker and the command-line tools use aiomqtt. Both get their connection options here.
+Gateways and the consuming workers (ingest, alerts: ftel/mqtt_transport.py) use paho-mqtt directly (they drive
+its network loop themselves, and acknowledge manually); the command-line tools use aiomqtt. Both get their
+connection options here.
 """
 
 from __future__ import annotations

@@ -85,6 +85,16 @@ class MqttTransport(Protocol):
     def close(self) -> None: ...
 
 
+class _Unsent:
+    """A publication made while the connection was down: the broker never gets it."""
+
+    def is_published(self) -> bool:
+        return False
+
+
+_NEVER = _Unsent()
+
+
 class PahoTransport:
     def __init__(
         self,
@@ -100,9 +110,9 @@ class PahoTransport:
         self.on_message = on_message
         self._session_expiry_s = session_expiry_s
         self._receive_maximum = receive_maximum
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # What ``wake`` writes to end a poll early (made at the first connect: a transport never connected holds
+        # no socket).
+        self._wake_pair: tuple[socket.socket, socket.socket] | None = None
         self._client: mqtt.Client | None = None
         self._connack: tuple[bool, ReasonCode] | None = None
         # Subscriptions asked for on this connection and not yet answered (mid -> filter), and those refused.
@@ -123,6 +133,10 @@ class PahoTransport:
         return client
 
     def connect(self) -> bool:
+        if self._wake_pair is None:
+            self._wake_pair = socket.socketpair()
+            for end in self._wake_pair:
+                end.setblocking(False)
         self._client = self._new_client()
         self._unacknowledged.clear()
         self._asked.clear()
@@ -187,12 +201,14 @@ class PahoTransport:
         sock = client.socket()
         if sock is None:
             raise TransportError(f"lost the MQTT broker at {self._where}")
-        readers: list[object] = [self._wake_r, sock] if read else [self._wake_r]
+        assert self._wake_pair is not None  # made by connect, before any client
+        wake_r = self._wake_pair[0]
+        readers: list[object] = [wake_r, sock] if read else [wake_r]
         writers = [sock] if client.want_write() else []
         readable, writable, _ = select.select(readers, writers, [], timeout_s)  # type: ignore[type-var]
-        if self._wake_r in readable:
+        if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
-                self._wake_r.recv(4096)
+                wake_r.recv(4096)
         if sock in writable:
             self._check(client.loop_write())
         if sock in readable:
@@ -210,9 +226,10 @@ class PahoTransport:
         info = self._require().publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise TransportError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._unacknowledged.append(info)
         self._forget_acknowledged()
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return _NEVER  # (paho's answer would raise when asked)
+        self._unacknowledged.append(info)
         return info
 
     def _forget_acknowledged(self) -> None:
@@ -243,12 +260,14 @@ class PahoTransport:
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
-            self._wake_w.send(b"x")
+            if self._wake_pair is not None:
+                self._wake_pair[1].send(b"x")
 
     def close(self) -> None:
         self._drop()
-        self._wake_r.close()
-        self._wake_w.close()
+        pair, self._wake_pair = self._wake_pair, None
+        for end in pair or ():
+            end.close()
 
     def _drop(self) -> None:
         client, self._client = self._client, None

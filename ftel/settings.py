@@ -226,6 +226,11 @@ class Settings(BaseSettings):
         description="the plant's styles and orders (YAML: standard time per piece, target pieces, the controller's "
         "program numbers or names; docs/orders.md); default: none, the boards show the jobs machines report",
     )
+    ready_file: Path | None = Field(
+        None,
+        description="a worker (ingest, alerts) creates this file once it is subscribed: a parent that started it "
+        "waits on it (ftel/ready.py)",
+    )
     micro_stop_s: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_MICRO_STOP_S),
         description="per machine type: a stop shorter than this many seconds is a micro-stop, counted apart",

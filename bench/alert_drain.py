@@ -1,0 +1,89 @@
+"""Benchmark (not a test): how fast the alert worker drains a backlog from its persistent session, against the
+bare MQTT client's ceiling (bench/drain.py's), through the real broker and its real sqlite store.
+
+The worker (in this process, with its real ports) subscribes once and stops; a backlog of window messages is then
+queued for its session and for a bare client's; each drains it. Printed: the rates, their ratio, and that the
+worker saw every message once.
+
+    python bench/alert_drain.py [--messages 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from alerts import worker as alert_worker
+from alerts.rules import load_config
+from bench.drain import backlog, bare_drain, publish, session
+from ftel.security.identities import Role
+from ftel.stack import LocalStack
+from tests.support import Services, unique, wait_until
+
+console = Console()
+
+
+def drain(module: Any, settings: Any, state_dir: Path, count: int, publish_backlog: Any) -> float:
+    """Messages per second the worker of ``module`` (alerts.worker, or another version of it) takes from a
+    backlog of ``count`` queued while it was away."""
+    config = load_config()
+    config = config.model_copy(update={"worker": config.worker.model_copy(update={"state_dir": state_dir})})
+    first = module.WorkerThread(module.AlertWorker(settings, config)).start()
+    wait_until(first.worker.subscribed.is_set, timeout_s=60, what="the worker subscribed", every_s=0.02)
+    first.stop()  # its session now queues the backlog
+    publish_backlog()
+    worker = module.AlertWorker(settings, config)
+    began = time.perf_counter()
+    thread = module.WorkerThread(worker).start()
+    wait_until(lambda: worker.messages_seen >= count, timeout_s=1200, what="every message seen", every_s=0.05)
+    rate = count / (time.perf_counter() - began)
+    thread.stop()
+    if worker.messages_seen != count:
+        raise SystemExit(f"the worker saw {worker.messages_seen} messages, not {count}")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp) / "stack") as stack:
+        services = Services(stack)
+        database, site = unique("adrain"), unique("a")
+        admin = services.admin(database)
+        services.grant("bench-bare", Role.SUPERVISOR)
+        bare_mqtt = services.settings(database, identity="bench-bare").mqtt
+        bare = session(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
+        bare.loop_stop()
+        bare.disconnect()
+        identity = services.grant(unique("alerts"), Role.ALERTS)
+        settings = services.settings(database, site=site, identity=identity)
+        messages = backlog(args.messages, site)
+
+        def publish_backlog() -> None:
+            with console.status(f"queueing {len(messages):,} messages for both…"):
+                publish(admin.mqtt, messages)
+
+        rate = drain(alert_worker, settings, Path(tmp) / "alerts", len(messages), publish_backlog)
+        with console.status("bare client draining…"):
+            bare_rate = bare_drain(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", len(messages))
+        table = Table(title=f"Draining one backlog of {len(messages):,} window messages")
+        table.add_column("consumer")
+        table.add_column("messages/s", justify="right")
+        table.add_row("bare paho client (ack only)", f"{bare_rate:,.0f}")
+        table.add_row("alert worker (engine, sqlite commits, acks)", f"{rate:,.0f}")
+        table.add_row("ratio", f"{rate / bare_rate:.2f}")
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
