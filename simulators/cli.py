@@ -138,7 +138,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         write_run_ledger(run, settings, args.ledger or Path("ledger.jsonl"), None)
         return 0
     if args.action == "serve":
-        return _serve(args, run)
+        return _serve(args, run, simulated_orders(settings))
     if args.action == "backfill":
         end = run.end_ms or wall_ms()
         # Written like ingest writes it: as an ingest identity, whose InfluxDB user may only write.
@@ -177,7 +177,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace, run: SimulationRun) -> int:
+def _serve(args: argparse.Namespace, run: SimulationRun, orders: OrderBook) -> int:
     import asyncio
 
     from simulators.serve.faults import Faults, load_faults
@@ -199,6 +199,7 @@ def _serve(args: argparse.Namespace, run: SimulationRun) -> int:
         poll=PollSettings(interval_s=args.poll_interval_s, timeout_s=args.timeout_s, offline_after=args.offline_after),
         overrun_ms=parse_duration(args.overrun),
         gateway_config=args.gateway_config,
+        orders=orders,
     )
 
     def ready(served: Served) -> None:
