@@ -21,6 +21,7 @@ from ftel import runstate
 from ftel.children import Interrupts, describe_exit, spawn, stop_summary
 from ftel.errors import CliError
 from ftel.live import LiveSnapshot, read_snapshot, render
+from ftel.ready import Readiness, ready_env, wait_ready
 from ftel.security.credentials import with_identity
 from ftel.security.identities import SUPERVISOR
 from ftel.settings import Settings
@@ -42,27 +43,19 @@ STOP_POLL_S = 0.2
 
 
 def _start(
-    name: str, args: list[str], log: Path, *, ready: str, extra_env: dict[str, str], interrupts: Interrupts
+    name: str, args: list[str], log: Path, *, extra_env: dict[str, str], interrupts: Interrupts
 ) -> subprocess.Popen[bytes]:
     """One `ftel` process of the pipeline, logging to ``log``, out of the terminal's reach (this command stops
-    it, in order); waits until it logs ``ready`` or a stop is asked for."""
+    it, in order); waits until it says it is ready (ftel/ready.py: its subscriptions are granted) or a stop is
+    asked for."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    # The log goes on from the last run's: only what this process writes says it is ready.
-    since = log.stat().st_size if log.exists() else 0
+    ready = log.with_suffix(".ready")
     with log.open("ab") as out:
-        process = spawn(args, env={**os.environ, **extra_env}, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + PROCESS_READY_TIMEOUT_S
-    while ready not in _written_since(log, since) and not interrupts.stop.is_set():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise CliError(f"the {name} did not start; see {log}")
-        interrupts.stop.wait(0.1)
+        process = spawn(args, env={**os.environ, **extra_env, **ready_env(ready)}, stdout=out, stderr=subprocess.STDOUT)
+    readiness = wait_ready(ready, process, timeout_s=PROCESS_READY_TIMEOUT_S, stop=interrupts.stop)
+    if readiness in (Readiness.EXITED, Readiness.TIMED_OUT):
+        raise CliError(f"the {name} did not start ({readiness}); see {log}")
     return process
-
-
-def _written_since(log: Path, offset: int) -> str:
-    with log.open("rb") as text:
-        text.seek(offset)
-        return text.read().decode(errors="replace")
 
 
 def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[SimulationRun, str, str]:
@@ -132,7 +125,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 "ingest worker",
                 ["ingest"],
                 logs / "ingest.log",
-                ready="subscribed",
                 extra_env={"FTEL_INGEST__HEALTH_INTERVAL_S": "1"},
                 interrupts=interrupts,
             )
@@ -142,7 +134,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 "alert worker",
                 ["alerts", "run", "--state-dir", str(settings.stack.dir / "alerts")],
                 logs / "alerts.log",
-                ready="subscribed",
                 extra_env={},
                 interrupts=interrupts,
             )

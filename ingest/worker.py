@@ -27,6 +27,7 @@ from ftel.contract.codec import Sender
 from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
 from ftel.mqtt_transport import MqttTransport, PahoTransport, TransportError
+from ftel.ready import announce_ready
 from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
@@ -365,6 +366,7 @@ class IngestWorker:
                         answered_by = 0.0
                         session = "resumed" if session_present else "new"
                         log.info("worker %s subscribed to %s (session %s)", self.worker_id, topic_filter, session)
+                        announce_ready(self.settings.ready_file, self.worker_id)
                     elif not read:  # the answer waits behind what we hold back, not on the broker
                         answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
                     elif time.monotonic() > answered_by:

@@ -28,6 +28,7 @@ from rich.live import Live
 from alerts.rules import load_config
 from ftel.children import Interrupts, spawn, stop_summary
 from ftel.histogram import Histogram
+from ftel.ready import Readiness, ready_env, wait_ready
 from ftel.security.credentials import credential_env, load_credentials, with_identity
 from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identity, roster
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
@@ -107,9 +108,11 @@ class _Processes:
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        """A process of the run, out of the terminal's reach: Ctrl-C is the load test's to handle, in order."""
+        """A process of the run, out of the terminal's reach: Ctrl-C is the load test's to handle, in order. A
+        worker among them says when it is ready in its own file (ftel/ready.py)."""
+        env = self.env | ready_env(self._ready_file(name))
         with (self.logs / f"{name}.log").open("ab") as out:
-            process = spawn(args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            process = spawn(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.running[name] = process
         return process
 
@@ -117,17 +120,22 @@ class _Processes:
         if self.interrupts.stop.wait(seconds):
             raise _StopAsked
 
+    def _ready_file(self, name: str) -> Path:
+        return self.logs / f"{name}.ready"
+
     def wait_ready(self, names: list[str]) -> None:
-        """Each named process has logged that it subscribed."""
+        """Each named worker has said it is ready (its subscriptions are granted)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         for name in names:
-            path = self.logs / f"{name}.log"
-            while "subscribed" not in path.read_text(errors="replace"):
-                process = self.running[name]
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = path.read_text(errors="replace")[-1500:]
-                    raise LoadTestError(f"{name} did not start (see {path}); its log ends:\n{tail}")
-                self.pause(0.1)
+            left = max(0.0, deadline - time.monotonic())
+            process = self.running[name]
+            readiness = wait_ready(self._ready_file(name), process, timeout_s=left, stop=self.interrupts.stop)
+            if readiness is Readiness.STOPPED:
+                raise _StopAsked
+            if readiness is not Readiness.READY:
+                path = self.logs / f"{name}.log"
+                tail = path.read_text(errors="replace")[-1500:]
+                raise LoadTestError(f"{name} did not start ({readiness}; see {path}); its log ends:\n{tail}")
 
     def stop(self, names: list[str], *, waiting: Callable[[], None] = lambda: None) -> None:
         """SIGTERM each, then wait while they finish their work (``waiting`` says what for); at once (SIGKILL)

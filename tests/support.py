@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ftel.mqtt import paho_client
+from ftel.ready import ready_env
 from ftel.security.credentials import credential_env, with_identity
 from ftel.security.identities import ADMIN, Identity, Role
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
@@ -99,10 +100,11 @@ def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start_ftel(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`ftel ARGS` logging to ``log``; a worker among them says it is ready beside it (``wait_ready(log)``)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "ftel.cli", *args],
-            env=env,
+            env=env | ready_env(ready_file(log)),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -119,6 +121,15 @@ def wait_until(check: Callable[[], T | None], *, timeout_s: float, what: str, ev
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout_s:.0f} s")
         time.sleep(every_s)
+
+
+def ready_file(log: Path) -> Path:
+    return log.with_suffix(".ready")
+
+
+def wait_ready(log: Path, *, timeout_s: float = 60) -> None:
+    """The worker started by ``start_ftel`` with this log is subscribed (ftel/ready.py), not read from its log."""
+    wait_until(ready_file(log).exists, timeout_s=timeout_s, what=f"the worker logging to {log} to be ready")
 
 
 def wait_for_log(log: Path, text: str, *, timeout_s: float = 60) -> None:

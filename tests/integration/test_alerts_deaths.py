@@ -27,7 +27,7 @@ from ftel.storage.query import InfluxQuery
 from simulators.plant import InjectedState, Plant
 from tests.integration.test_alerts_delivery import plant as delivery_plant
 from tests.integration.test_alerts_faults import MINUTE_S, Scenario, gateway_process, scenario, worker_process
-from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 KILL_AT_S = 3 * MINUTE_S
@@ -125,8 +125,8 @@ def test_a_vanished_gateway_s_machines_are_offline_from_its_last_message_until_i
     worker = worker_process(worker_settings, tmp_path, unique("alerts"), tmp_path / "worker.log")
     processes: list[subprocess.Popen[bytes]] = [ingest, worker]
     try:
-        wait_for_log(tmp_path / "ingest.log", "subscribed")
-        wait_for_log(tmp_path / "worker.log", "subscribed")
+        wait_ready(tmp_path / "ingest.log")
+        wait_ready(tmp_path / "worker.log")
         sc = scenario(plant(site), speedup=30, tick_s=0.005, lead_s=3.0)
         kill = sc.at(KILL_AT_S)
 

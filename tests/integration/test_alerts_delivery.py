@@ -36,7 +36,7 @@ from tests.integration.test_alerts_faults import (
     scenario,
     worker_process,
 )
-from tests.support import Services, unique, wait_for_log, wait_until
+from tests.support import Services, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 FAIL_FIRST = 3  # requests answered 500
@@ -148,7 +148,7 @@ def test_webhook_failures_and_sigkill_neither_block_nor_lose_nor_repeat_alerts( 
     worker = worker_process(worker_settings, tmp_path, group, log, rules=rules)
     gateway = None
     try:
-        wait_for_log(log, "subscribed")
+        wait_ready(log)
         sc = scenario(plant(site), speedup=300, tick_s=0.005, lead_s=2.0)
         end = sc.at(30 * MINUTE_S)
         gateway = gateway_process(

@@ -54,7 +54,7 @@ from tests.fault_story import (
     final,
 )
 from tests.sim_clock import Pace, PacedClock, PaceKeeper
-from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 __all__ = ["MAX_LATENCY_MS", "MINUTE_S", "AlertTap", "gateway_process", "scenario", "worker_process"]
 
@@ -446,7 +446,7 @@ def test_fault_free_shift_raises_no_alert(
     worker = worker_process(worker_settings, tmp_path, unique("alerts"), log)
     gateways: list[subprocess.Popen[bytes]] = []
     try:
-        wait_for_log(log, "subscribed")
+        wait_ready(log)
         sc = scenario(plant, speedup=1000, tick_s=0.005)
         end = sc.at(8 * 3600)
         pace = closing.enter_context(paced(services, database, sc, tmp_path))

@@ -25,7 +25,7 @@ from ftel.storage.query import InfluxQuery
 from simulators.plant import default_plant
 from tests.contract_cases import Case, generate, oracle
 from tests.integration.test_pipeline import pinned_start, simulate, wait_for_exact
-from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
@@ -124,8 +124,8 @@ def test_a_plant_under_the_generated_corpus_loses_nothing_and_neither_worker_sto
     alert_env = ftel_env(services.settings(database, identity=alerts_id))
     alert_args = ["alerts", "run", "--state-dir", str(tmp_path / "alerts"), "--group", unique("alerts")]
     processes.append(start_ftel(alert_args, alert_env, tmp_path / "alerts.log"))
-    wait_for_log(tmp_path / "ingest.log", "subscribed")
-    wait_for_log(tmp_path / "alerts.log", "subscribed")
+    wait_ready(tmp_path / "ingest.log")
+    wait_ready(tmp_path / "alerts.log")
     admin = services.admin(database)
     tap = DeadLetterTap(admin, [dead_letter_topic(ingest_id), dead_letter_topic(alerts_id)])
     try:

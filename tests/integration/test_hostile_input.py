@@ -22,7 +22,7 @@ from ftel.mqtt import paho_client
 from ftel.security.identities import Role
 from ftel.settings import IngestSettings
 from ftel.storage.query import InfluxQuery
-from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 DEAD_LETTER_KEEP = IngestSettings().dead_letter_text_bytes
@@ -116,7 +116,7 @@ def rig(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ftel_env(config, FTEL_INGEST__GROUP=database),
         logs / "worker.log",
     )
-    wait_for_log(logs / "worker.log", "subscribed")
+    wait_ready(logs / "worker.log")
     rig = Rig(InfluxQuery(services.admin(database).influx), paho_client(publisher.mqtt, client_id=""))
     observer = paho_client(observer_settings.mqtt, client_id="")
 

@@ -19,7 +19,7 @@ from simulators.ledger import plant_ledger
 from simulators.plant import default_plant
 from tests import sim_start
 from tests.ledger_check import differences, ledger_totals, stored_totals
-from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
@@ -100,7 +100,7 @@ def start_worker(services: Services, env: dict[str, str], name: str, logs: Path)
     services.grant(name, Role.INGEST)
     log = logs / f"{name}.log"
     process = start_ftel(["ingest", "--worker-id", name], env, log)
-    wait_for_log(log, "subscribed")
+    wait_ready(log)
     return process
 
 

@@ -30,7 +30,7 @@ from ftel.storage.query import InfluxQuery, QueryError
 from ftel.storage.writer import V1Writer, WriteError
 from simulators.plant import MachineSpec, Plant, Workshop
 from tests.integration.test_hostile_input import telemetry
-from tests.support import MqttProbe, Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import MqttProbe, Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 REFUSED = "Not authorized"
@@ -116,7 +116,7 @@ def test_what_a_gateway_forges_for_another_workshop_is_never_stored(  # type: ig
         ["ingest", "--worker-id", worker_id], ftel_env(services.settings(database), FTEL_INGEST__GROUP=database), log
     )
     try:
-        wait_for_log(log, "subscribed")
+        wait_ready(log)
         gw = open_probe(name)
         ts = time.time_ns() // 1_000_000 - 60_000
         forged = machine_topic(site, "knit", "knitting", "FORGED-1", MachineKind.TELEMETRY)
