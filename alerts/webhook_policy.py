@@ -10,12 +10,15 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
+from alerts.errors import AlertError
+
 ALLOWED_SCHEMES = ("http", "https")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class WebhookRefused(ValueError):
-    """A webhook URL or address this worker will not send to; the text names the webhook and the fix."""
+class WebhookRefused(AlertError, ValueError):
+    """A webhook URL or address this worker will not send to; the text names the webhook and the fix. Also a
+    ValueError, so that a rules file's validation reports it by rule and field."""
 
 
 def url_host(name: str, url: str) -> str:
@@ -24,13 +27,15 @@ def url_host(name: str, url: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError as error:
-        raise WebhookRefused(f"webhook {name}: {url!r} is not a URL ({error})") from error
+        raise WebhookRefused(
+            f"webhook {name}: {url!r} is not a URL ({error}); write it as https://host[:port]/path"
+        ) from error
     if parts.scheme.lower() not in ALLOWED_SCHEMES:
         raise WebhookRefused(
             f"webhook {name}: scheme {parts.scheme or '(none)'!r} is not allowed in {url!r}: only http or https"
         )
     if not parts.hostname:
-        raise WebhookRefused(f"webhook {name}: {url!r} names no host")
+        raise WebhookRefused(f"webhook {name}: {url!r} names no host; write it as https://host[:port]/path")
     if parts.username or parts.password:
         raise WebhookRefused(f"webhook {name}: put credentials in headers, not in the URL")
     return parts.hostname.lower().rstrip(".")
@@ -91,7 +96,9 @@ def check_addresses(name: str, host: str, addresses: Sequence[IPAddress], allow_
     """The check before a request: every address the host resolves to must be acceptable (one internal address
     among public ones is how a rebinding attack looks). Returns the address to connect to."""
     if not addresses:
-        raise WebhookRefused(f"webhook {name}: {host} resolves to no address")
+        raise WebhookRefused(
+            f"webhook {name}: {host} resolves to no address; check the name in the rules file and this host's DNS"
+        )
     for address in addresses:
         kind = refusal(address)
         if kind is not None and not is_allowed(host, address, allow_hosts):

@@ -28,6 +28,7 @@ from alerts.grafana_rules import write_grafana_rules
 from dashboards.board import Board
 from dashboards.boards import BOARDS
 from dashboards.check import check_dashboard
+from dashboards.errors import BoardError
 from dashboards.panels import DATASOURCE_TYPE, DATASOURCE_UID
 from dashboards.queries import WINDOW_MS
 from ftel.plant.calendar import Calendar, default_calendar, site_calendar
@@ -50,10 +51,6 @@ Json = dict[str, Any]
 Secrets = Literal["environment", "inline"]
 
 
-class BoardError(ValueError):
-    """A board failed its structural checks; nothing is written."""
-
-
 def dashboard_json(board: Board, time_zone: str) -> Json:
     """The board as Grafana's dashboard JSON (plain dicts and lists)."""
     result: Json = json.loads(json.dumps(board.dashboard(time_zone), cls=JSONEncoder))
@@ -71,7 +68,10 @@ def all_dashboards(calendar: Calendar | None = None) -> list[Json]:
     boards = [dashboard_json(make(), time_zone) for make in BOARDS]
     problems = [f"{b['uid']}: {problem}" for b in boards for problem in check_dashboard(b)]
     if problems:
-        raise BoardError("boards failed their checks:\n  " + "\n  ".join(problems))
+        raise BoardError(
+            "boards failed their checks (nothing was written; fix the board's module under dashboards/boards/):\n  "
+            + "\n  ".join(problems)
+        )
     return boards
 
 

@@ -35,7 +35,8 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboards.publish import Credentials, PublishError, publish
+    from dashboards.errors import PublishError
+    from dashboards.publish import Credentials, publish
     from ftel.errors import CliError
 
     if args.token is None and (args.user is None or args.password is None):
@@ -58,8 +59,9 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from dashboards.errors import PeriodError
     from dashboards.report import write_report
-    from dashboards.shifts import PeriodError, between, parse_shift
+    from dashboards.shifts import between, parse_shift
     from ftel.errors import CliError
     from ftel.plant.calendar import site_calendar
     from ftel.storage.query import QueryError

@@ -15,6 +15,7 @@ from grafana_client.api import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
 
 from dashboards.build import FOLDER_TITLE, FOLDER_UID, DataSourceTarget, all_dashboards, datasource
+from dashboards.errors import PublishError
 from ftel.plant.calendar import site_calendar
 from ftel.settings import Settings
 
@@ -30,10 +31,6 @@ ALERT_RULES_DIR = Path("provisioning/alerting")
 
 Action = Literal["created", "updated", "unchanged"]
 Json = dict[str, Any]
-
-
-class PublishError(RuntimeError):
-    """Publishing failed; the text says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True)

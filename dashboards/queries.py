@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dashboards.errors import QueryShapeError, UnboundVariableError
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.settings import DEFAULT_WINDOW_S
 from ftel.storage.schema import Field, Measurement, Tag, resolution, state_field
@@ -185,11 +186,11 @@ class Reading:
 
     def __post_init__(self) -> None:
         if not self.slices:
-            raise ValueError("a reading needs at least one slice of the range")
+            raise QueryShapeError("a reading needs at least one slice of the range")
         if self.level == "machine" and len(self.slices) > 1:
-            raise ValueError("per-machine figures come from two measurements: read one slice per statement")
+            raise QueryShapeError("per-machine figures come from two measurements: read one slice per statement")
         if self.level == "workshop" and MACHINE in self.variables:
-            raise ValueError("a workshop roll-up has no machine to narrow it by")
+            raise QueryShapeError("a workshop roll-up has no machine to narrow it by: read the raw windows")
 
     def with_slices(self, slices: Sequence[Slice]) -> Reading:
         return Reading(self.level, self.variables, tuple(slices))
@@ -485,8 +486,7 @@ def without_machine_reason(
     IDLE at least ``idle_limit_ms`` long. How many, and how long."""
     duration = _n(Field.PREV_DURATION_MS)
     long_enough = " OR ".join(
-        f"({_n(Tag.MACHINE_TYPE)} = '{t.value}' AND {duration} >= {micro_stop_ms.get(t.value, 0)})"
-        for t in MachineType
+        f"({_n(Tag.MACHINE_TYPE)} = '{t.value}' AND {duration} >= {micro_stop_ms.get(t.value, 0)})" for t in MachineType
     )
     down = (
         f"({_n(Field.PREV_STATE)} = '{MachineState.DOWN.value}' AND {_n(Field.PREV_REASON)} = '{UNKNOWN_FAULT}' "
@@ -698,15 +698,13 @@ class Binding:
 
     def __post_init__(self) -> None:
         if self.end_ms <= self.start_ms:
-            raise ValueError(f"empty time range: {self.start_ms} .. {self.end_ms}")
+            raise QueryShapeError(
+                f"empty time range: {self.start_ms} .. {self.end_ms} (ms): the end must come after the start"
+            )
         if self.interval_ms <= 0:
-            raise ValueError("interval_ms must be positive")
+            raise QueryShapeError(f"interval_ms must be positive, not {self.interval_ms}")
         if self.resolution not in RESOLUTION_PATTERNS:
-            raise ValueError(f"resolution {self.resolution!r}: one of {', '.join(RESOLUTION_PATTERNS)}")
-
-
-class UnboundVariableError(KeyError):
-    """A statement uses a variable the binding does not know."""
+            raise QueryShapeError(f"resolution {self.resolution!r}: use one of {', '.join(RESOLUTION_PATTERNS)}")
 
 
 def _regex_value(values: Sequence[str]) -> str:
@@ -740,7 +738,10 @@ def bind(influxql: str, binding: Binding) -> str:
             return _regex_value(selected.get(name, ALL))
         if name.startswith("tag_") or name == "col":
             return match.group(0)
-        raise UnboundVariableError(f"${name} in {influxql!r}")
+        raise UnboundVariableError(
+            f"${name} is neither Grafana's own variable nor a board variable ({', '.join(sorted(VARIABLE_TAGS))}) "
+            f"in {influxql!r}: name one of those, or add the variable to the boards (dashboards/panels.py)"
+        )
 
     return _VARIABLE.sub(substitute, influxql)
 

@@ -12,13 +12,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from dashboards.errors import PeriodError
 from ftel.plant.calendar import Calendar, CalendarError, ShiftTime, default_calendar
 
 _SHIFT_SPEC = re.compile(r"^(\d{4}-\d{2}-\d{2})/([a-z0-9][a-z0-9_-]*)$")
-
-
-class PeriodError(ValueError):
-    """A period the user gave cannot be understood; the text says what is expected."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ import pytest
 from dashboards import queries as q
 from dashboards.build import all_dashboards
 from dashboards.check import panels_of
-from dashboards.publish import Credentials, PublishError, publish
+from dashboards.errors import PublishError
+from dashboards.publish import Credentials, publish
 from dashboards.report_data import collect
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType, state_field
 from ftel.settings import Settings

@@ -15,11 +15,13 @@ from pydantic import SecretStr
 from dashboards import queries as q
 from dashboards.build import DataSourceTarget, all_dashboards, build_tree, datasource
 from dashboards.check import KNOWN_PANEL_TYPES, check_dashboard, panels_of
+from dashboards.errors import BoardError, PeriodError
 from dashboards.page import render
-from dashboards.publish import _datasource_matches
+from dashboards.publish import Credentials, _datasource_matches
 from dashboards.report_data import ReportData
-from dashboards.shifts import PeriodError, between, last_shift, parse_shift, shift
+from dashboards.shifts import between, last_shift, parse_shift, shift
 from ftel.contract.states import STATE_COLOURS, STATE_ORDER
+from ftel.errors import FtelError
 from ftel.plant.calendar import default_calendar
 from ftel.settings import InfluxSettings, Settings
 
@@ -226,3 +228,13 @@ def test_boards_show_times_in_the_plant_calendars_zone_not_the_browsers(tmp_path
     boards = [json.loads(p.read_text()) for p in written if p.parent.name == "dashboards" and p.suffix == ".json"]
     assert len(boards) == len(EXPECTED_UIDS)
     assert {b["timezone"] for b in boards} == {"Europe/Berlin"}
+
+
+def test_the_dashboards_errors_are_the_projects_and_say_what_to_do() -> None:
+    with pytest.raises(FtelError, match="use 'last' or DATE/SHIFT"):
+        parse_shift("yesterday")
+    with pytest.raises(FtelError, match="the end must come after the start"):
+        q.Binding(10, 10)
+    with pytest.raises(FtelError, match="give --token, or --user and --password"):
+        Credentials().for_client()
+    assert issubclass(BoardError, FtelError)

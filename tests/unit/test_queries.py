@@ -7,7 +7,9 @@ import re
 import pytest
 
 from dashboards import queries as q
+from dashboards.errors import UnboundVariableError
 from ftel.contract.states import MachineState, MachineType
+from ftel.errors import FtelError
 from ftel.storage.schema import Measurement
 from simulators.profiles import PROFILES
 
@@ -27,8 +29,11 @@ def test_all_selects_every_value_and_several_values_become_an_escaped_alternatio
 
 
 def test_an_unknown_variable_is_an_error_not_a_silent_blank() -> None:
-    with pytest.raises(q.UnboundVariableError):
+    with pytest.raises(UnboundVariableError) as caught:
         q.bind("SELECT $nonsense", q.Binding(0, 10))
+    assert isinstance(caught.value, FtelError)
+    assert "$nonsense is neither Grafana's own variable nor a board variable" in str(caught.value)
+    assert "add the variable to the boards" in str(caught.value)
 
 
 def test_alias_patterns_are_left_for_grafana() -> None:

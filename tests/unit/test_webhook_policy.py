@@ -12,6 +12,7 @@ from alerts.delivery import post_webhook
 from alerts.errors import DeliveryError, RulesError
 from alerts.rules import WebhookTarget, load_config, parse_config
 from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses, check_url, refusal
+from ftel.errors import FtelError
 
 
 @pytest.mark.parametrize(
@@ -115,3 +116,12 @@ def test_a_name_that_resolves_inside_is_refused_before_any_connection() -> None:
 
     with pytest.raises(DeliveryError, match=r"webhook board: hooks\.example\.com is link-local"):
         post_webhook(hook, "{}", resolve=resolver)
+
+
+def test_a_refused_webhook_is_one_of_the_projects_errors_and_says_what_to_do() -> None:
+    with pytest.raises(FtelError) as caught:
+        check_url("board", "https://user:secret@hooks.example.com/x", ())
+    assert isinstance(caught.value, WebhookRefused)
+    assert "put credentials in headers" in str(caught.value)
+    with pytest.raises(FtelError, match=r"names no host; write it as https://host\[:port\]/path"):
+        check_url("board", "https:///x", ())
