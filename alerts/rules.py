@@ -194,7 +194,8 @@ class WorkerOptions(BaseModel):
     max_unacked: int = Field(5000, ge=1, description="messages held unacknowledged before the worker stops reading")
     rebuild_quiet_s: float = Field(0.5, description="retained-alert rebuild ends after this long without one")
     rebuild_max_s: float = Field(5.0, description="and at the latest after this long")
-    reconnect_s: float = 1.0
+    reconnect_s: float = Field(1.0, gt=0, description="first wait before connecting to the broker again")
+    reconnect_max_s: float = Field(10.0, gt=0, description="the wait doubles (with jitter) up to this")
     influx_retry_initial_s: float = 0.5
     influx_retry_max_s: float = 30.0
     keep_resolved_h: float = Field(24.0, description="resolved alerts stay listed (and retained) this long")

@@ -104,8 +104,6 @@ POLL_S = 0.05
 SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
 # A clean stop waits this long for the broker to acknowledge what it was last given (dead letters, alerts).
 STOP_WAIT_S = 5.0
-# Reconnecting backs off from the worker's reconnect_s up to this.
-RECONNECT_MAX_S = 10.0
 # A delivery thread asked to stop may be in the middle of one attempt (a webhook's timeout): this long more.
 DELIVERY_JOIN_S = 5.0
 
@@ -227,7 +225,7 @@ class AlertWorker:
         for thread in deliverers:
             thread.start()
         o = self.options
-        reconnect = RetryPolicy(o.reconnect_s, max(o.reconnect_s, RECONNECT_MAX_S))
+        reconnect = RetryPolicy(o.reconnect_s, max(o.reconnect_s, o.reconnect_max_s))
         try:
             while not stop.is_set():
                 try:
