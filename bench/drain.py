@@ -33,7 +33,7 @@ from ftel.security.identities import Role
 from ftel.settings import MqttSettings, Settings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
-from tests.support import Services, ftel_env, start_ftel, unique, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 console = Console()
 WINDOW_MS = 60_000
@@ -137,21 +137,11 @@ def publish(mqtt: MqttSettings, messages: list[tuple[str, bytes]]) -> None:
     publisher.disconnect()
 
 
-def subscribed(logs: Path, worker: str) -> int:
-    path = logs / f"{worker}.log"
-    return path.read_text().count("subscribed") if path.exists() else 0
-
-
 def start_workers(workers: list[str], env: dict[str, str], logs: Path) -> list[subprocess.Popen[bytes]]:
     """The workers, started and connected (the wait is not part of any timing)."""
-    marks = {w: subscribed(logs, w) for w in workers}
     procs = [start_ftel(["ingest", "--worker-id", w], env, logs / f"{w}.log") for w in workers]
-    wait_until(
-        lambda: all(subscribed(logs, w) > marks[w] for w in workers),
-        timeout_s=60,
-        what="workers connected",
-        every_s=0.02,
-    )
+    for w in workers:
+        wait_ready(logs / f"{w}.log")
     return procs
 
 

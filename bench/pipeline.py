@@ -32,7 +32,7 @@ from ftel.storage.writer import RetryPolicy, V1Writer, write_with_retry
 from simulators.ledger import plant_ledger
 from simulators.plant import dump_plant, generate_plant
 from tests.ledger_check import differences, ledger_totals, stored_totals
-from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, wait_ready, wait_until
 
 console = Console()
 RAW_BATCH = 10_000
@@ -112,7 +112,7 @@ def pipeline_rate(services: Services, machines: int, hours: int, workers: int, l
     for n in range(workers):
         log = logs / f"worker{n}.log"
         procs.append(start_ftel(["ingest", "--worker-id", f"bench-{n}"], env, log))
-        wait_for_log(log, "subscribed")
+        wait_ready(log)
     start = (time.time_ns() // 1_000_000 // HOUR_MS - hours - 2) * HOUR_MS
     end = start + hours * HOUR_MS
     query = InfluxQuery(services.admin(database).influx)

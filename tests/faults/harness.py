@@ -27,7 +27,7 @@ from simulators.machine import plant_models
 from simulators.plant import Plant, dump_plant, generate_plant
 from tests.faults.proxies import HttpFaultProxy, TcpProxy
 from tests.ledger_check import differences, ledger_totals, stored_totals
-from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_ready, wait_until
 
 HOUR_MS = 3_600_000
 WINDOW_MS = 60_000
@@ -86,14 +86,9 @@ class FaultRig:
         if self.influx_faults is not None:
             env["FTEL_INFLUX__URL"] = self.influx_faults.url
         log = self.logs / f"{name}.log"
-        marker = log.read_text(errors="replace").count("subscribed") if log.exists() else 0
         process = self.processes[name] = start_ftel(["ingest", "--worker-id", name], env, log)
         if wait:
-            wait_until(
-                lambda: log.read_text(errors="replace").count("subscribed") > marker,
-                timeout_s=60,
-                what=f"worker {name} to subscribe",
-            )
+            wait_ready(log)  # this start's: start_ftel removed the last one's file
         return process
 
     def start_gateway(self, workshop: str, *, via_proxy: bool = False) -> subprocess.Popen[bytes]:
