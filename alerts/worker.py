@@ -197,6 +197,7 @@ class AlertWorker:
         self._wake = {sink: threading.Event() for sink in self.sinks}
         self._stopping = threading.Event()
         self._broken: BaseException | None = None  # a delivery thread's own machinery failed
+        # Counters written by the consumer thread only (delivery threads touch the store, never these).
         self.messages_seen = 0
         self.dead_letters = 0
         # Ingest's limits: a message stamped far off would move the engine's clock (and fire every timer).
@@ -344,6 +345,8 @@ class AlertWorker:
 
     def _drain(self) -> None:
         """A clean stop commits what it holds and gives the broker a moment to acknowledge what it was given."""
+        if self._rebuild:
+            return  # stopped before the rebuild ended: a commit now would make the next start skip it
         self._flush()
         self._draining = True  # reading brings the PUBACKs; messages that come meanwhile are left to the broker
         try:
@@ -393,6 +396,8 @@ class AlertWorker:
         transport.unsubscribe(topic)
         found, early = self._found, self._early
         self._found, self._early = None, []
+        if stop.is_set():
+            return  # cut short: nothing adopted nor acknowledged, the next start rebuilds it all
         restored = self.engine.restore(r for r in found if self.site in ("+", r.site))
         log.info("rebuilt %d alerts from retained alert topics", restored)
         self._rebuild = False

@@ -51,6 +51,7 @@ class FakeTransport:
     log: list[tuple[str, object]] = field(default_factory=list)
     publications: list[tuple[str, bytes, bool, FakePublication]] = field(default_factory=list)
     hold_pubacks: bool = False
+    granted: bool = True  # the broker's answer to the subscriptions
     lose: bool = False
     connects: int = 0
     reads_refused: int = 0
@@ -69,7 +70,7 @@ class FakeTransport:
         self.log.append(("unsubscribe", topic_filter))
 
     def subscribed(self) -> bool:
-        return True
+        return self.granted
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
         with self.lock:
@@ -376,6 +377,23 @@ def test_the_worker_stops_reading_while_max_unacked_messages_wait_for_a_commit(t
     assert rig.errors == []
     # A clean stop commits and acknowledges what it took, and only that; the broker keeps the rest.
     assert sorted(rig.transport.acks()) == [1, 2, 3]
+
+
+def test_a_stop_during_the_rebuild_commits_and_acknowledges_nothing(tmp_path: Path) -> None:
+    """Else the next start would find a store and skip the rebuild, missing the retained alerts."""
+    rig = make_rig(tmp_path, rebuild_max_s=60)
+    rig.transport.granted = False  # the broker has not answered the rebuild's subscription yet
+    rig.thread.start()
+    try:
+        rig.transport.send(*firing())  # a resumed session's backlog, held until the rebuild ends
+        wait_until(lambda: rig.transport.inbox == [], timeout_s=5, what="the backlog read", every_s=0.01)
+    finally:
+        rig.stop.set()
+        rig.thread.join(10)
+    assert rig.errors == []
+    assert rig.transport.acks() == []
+    assert [what for what, _ in rig.transport.log if what == "commit"] == []
+    assert Store(tmp_path / STORE_FILE).snapshot() is None
 
 
 def test_worker_thread_runs_and_stops_the_worker(tmp_path: Path) -> None:
