@@ -11,6 +11,8 @@ and a late window or job change is taken in at the next run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dashboards import queries as q
 from dashboards.orders_data import collect_orders, read_changes, windows
 from ftel.plant.orders import OrderBook, split
@@ -62,7 +64,11 @@ def settle_orders(
 ) -> int:
     """Write what ``settled_points`` makes, each batch retried by ``policy`` (a WriteError when it gives up);
     returns how many points."""
-    points = settled_points(client, binding, book, site=site)
+    return write_points(writer, settled_points(client, binding, book, site=site), policy)
+
+
+def write_points(writer: LineWriter, points: Sequence[Point], policy: RetryPolicy) -> int:
+    """Write settled points in batches, each retried by ``policy`` (a WriteError when it gives up)."""
     for first in range(0, len(points), SETTLE_BATCH_POINTS):
-        write_with_retry(writer, encode_batch(points[first : first + SETTLE_BATCH_POINTS]), policy)
+        write_with_retry(writer, encode_batch(list(points[first : first + SETTLE_BATCH_POINTS])), policy)
     return len(points)

@@ -41,7 +41,7 @@ from typing import Literal
 from dashboards.errors import QueryShapeError, UnboundVariableError
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.settings import DEFAULT_WINDOW_S
-from ftel.storage.schema import Field, Measurement, Tag, resolution, state_field
+from ftel.storage.schema import PLANNED_INSIDE, Field, Measurement, Tag, resolution, state_field
 
 # How far back "now" questions look for the last state change, telemetry sample or machine description.
 STATE_LOOKBACK = "7d"
@@ -141,17 +141,23 @@ def _suffix(*tags: str) -> str:
 # --- where a question over the range reads ----------------------------------------------------------------
 
 Level = Literal["workshop", "machine"]
-Kind = Literal["state", "downtime"]
+# "planned": state times split at the calendar's planned time, "classified": downtime per attributed reason
+# (both settled for the boards from the workshop roll-ups, dashboards/settle.py; workshop level only).
+Kind = Literal["state", "downtime", "planned", "classified"]
 
 # The fields a slice hands on when several slices are added up in one statement.
 KIND_FIELDS: Mapping[Kind, tuple[str, ...]] = {
     "state": (*(state_field(s) for s in STATE_ORDER), Field.OBSERVED_MS, Field.UNITS, Field.DEFECTS),
     "downtime": (Field.DOWN_MS, Field.STOPS),
+    "planned": (*(state_field(s) for s in STATE_ORDER), Field.OBSERVED_MS, Field.UNITS, Field.DEFECTS),
+    "classified": (Field.DOWN_MS, Field.STOPS, Field.UNEXPLAINED_MS),
 }
 SOURCES: Mapping[tuple[Level, Kind], tuple[str, str]] = {
     # (level, kind) -> (the raw windows, or a workshop's 1m roll-ups; the hourly roll-ups)
     ("workshop", "state"): (Measurement.ROLLUP_STATE_TIME, Measurement.ROLLUP_STATE_TIME),
     ("workshop", "downtime"): (Measurement.ROLLUP_DOWNTIME, Measurement.ROLLUP_DOWNTIME),
+    ("workshop", "planned"): (Measurement.ROLLUP_PLANNED_TIME, Measurement.ROLLUP_PLANNED_TIME),
+    ("workshop", "classified"): (Measurement.ROLLUP_CLASSIFIED_DOWNTIME, Measurement.ROLLUP_CLASSIFIED_DOWNTIME),
     ("machine", "state"): (Measurement.STATE_TIME, Measurement.MACHINE_HOURS),
     ("machine", "downtime"): (Measurement.DOWNTIME, Measurement.MACHINE_HOURS_DOWNTIME),
 }
@@ -204,6 +210,8 @@ ONE_MACHINE = Reading("machine", MACHINE_VARIABLES, (RAW_SLICE,))
 
 def _slice_source(level: Level, kind: Kind, piece: Slice) -> tuple[list[str], list[str]]:
     """Measurements and the resolution condition of one slice."""
+    if (level, kind) not in SOURCES:
+        raise QueryShapeError(f"{kind} figures are settled per workshop only: read them with a workshop reading")
     fine, hourly = SOURCES[(level, kind)]
     condition = [f"{_n(Tag.RESOLUTION)} =~ /^({piece.pattern})$/"]
     if level == "workshop":
@@ -295,18 +303,27 @@ def utilisation_trend(by: str, reading: Reading = WORKSHOPS) -> Query:
     )
 
 
-def oee(machine_type: MachineType, reading: Reading = WORKSHOPS) -> Query:
+def oee(
+    machine_type: MachineType, reading: Reading = WORKSHOPS, *, over: Literal["observed", "planned"] = "observed"
+) -> Query:
     """Availability, performance, quality and OEE of one machine type (units differ between types, so OEE
-    is not summed across them). OEE = A * P * Q = good units / rated units for the planned production time."""
+    is not summed across them). OEE = A * P * Q = good units / rated units for the planned production time.
+    ``over``: all observed time, or only the calendar's planned time (the settled ``planned`` figures)."""
     rate = RATED_UNITS_PER_HOUR[machine_type]
-    of_type = f"{_n(Tag.MACHINE_TYPE)} = '{machine_type.value}'"
+    conditions = [f"{_n(Tag.MACHINE_TYPE)} = '{machine_type.value}'"]
+    kind: Kind = "state"
+    if over == "planned":
+        kind = "planned"
+        # A window outside shifts is settled as zero inside (for idempotency): left out, a day off has no OEE
+        # instead of InfluxQL's 0 for 0 / 0.
+        conditions += [f"{_n(Tag.PLANNED)} = '{PLANNED_INSIDE}'", f"{_n(Field.OBSERVED_MS)} > 0"]
     return Query(
-        f"oee_{machine_type.value}",
+        f"oee_{machine_type.value}" + ("_planned" if over == "planned" else ""),
         f'SELECT {RUNNING} / ({PLANNED_TIME}) AS "availability", '
         f'{UNITS} / ({RUNNING} * {rate:g} / {MS_PER_HOUR}) AS "performance", '
         f'({UNITS} - {DEFECTS}) / {UNITS} AS "quality", '
         f'({UNITS} - {DEFECTS}) / (({PLANNED_TIME}) * {rate:g} / {MS_PER_HOUR}) AS "oee" '
-        f"{source(reading, 'state', of_type)}",
+        f"{source(reading, kind, *conditions)}",
         "table",
     )
 
@@ -339,6 +356,17 @@ def state_totals(*by: str, reading: Reading = WORKSHOPS) -> Query:
     """Milliseconds in each state, units and defects over the range, per ``by`` tags."""
     fields = ", ".join(_sum(f) for f in KIND_FIELDS["state"])
     return Query("state_totals" + _suffix(*by), f"SELECT {fields} {source(reading, 'state')}{_grouped(*by)}", "table")
+
+
+def calendar_time(*by: str, reading: Reading = WORKSHOPS) -> Query:
+    """Machine time in each state inside the calendar's planned time and outside shifts (one row each, the
+    ``planned`` tag), per ``by`` tags, from the settled ``rollup_planned_time`` (dashboards/settle.py)."""
+    fields = ", ".join(_sum(f) for f in KIND_FIELDS["planned"])
+    return Query(
+        "calendar_time" + _suffix(*by),
+        f"SELECT {fields} {source(reading, 'planned')}{_grouped(Tag.PLANNED, *by)}",
+        "table",
+    )
 
 
 # --- states now and over time -----------------------------------------------------------------------------
@@ -406,11 +434,24 @@ def state_changes() -> Query:
 # --- downtime ---------------------------------------------------------------------------------------------
 
 
-def downtime_by_reason(reading: Reading = WORKSHOPS) -> Query:
+def downtime_by_reason(reading: Reading = WORKSHOPS, *, classified: bool = False) -> Query:
+    """Minutes DOWN and stops begun per reason: the controller's, or (``classified``, from the settled
+    ``rollup_classified_downtime``) the controller's where it gave one and an operator's where it gave none,
+    what nobody explained staying under unknown_fault."""
     return Query(
-        "downtime_by_reason",
+        "classified_downtime_by_reason" if classified else "downtime_by_reason",
         f'SELECT sum({_n(Field.DOWN_MS)}) / {MS_PER_MINUTE} AS "minutes", {_sum(Field.STOPS)} '
-        f"{source(reading, 'downtime')} GROUP BY {_n(Tag.REASON)}",
+        f"{source(reading, 'classified' if classified else 'downtime')} GROUP BY {_n(Tag.REASON)}",
+        "table",
+    )
+
+
+def unexplained_downtime_share(reading: Reading = WORKSHOPS) -> Query:
+    """The share of DOWN time that nobody explained (still unknown_fault once operators' reasons are taken in),
+    from the settled classified downtime."""
+    return Query(
+        "unexplained_downtime_share",
+        f'SELECT sum({_n(Field.UNEXPLAINED_MS)}) / sum({_n(Field.DOWN_MS)}) AS "share" {source(reading, "classified")}',
         "table",
     )
 
@@ -750,6 +791,33 @@ def variables_used(influxql: str) -> set[str]:
     """Dashboard variables a statement refers to (Grafana's builtins and alias patterns left out)."""
     names = {m.group(1) or m.group(3) for m in _VARIABLE.finditer(influxql)}
     return {n for n in names if n not in BUILTIN_VARIABLES and not n.startswith("tag_") and n != "col"}
+
+
+# --- what settling reads (dashboards/settle.py) ------------------------------------------------------------
+
+
+def workshop_windows(kind: Literal["state", "downtime"]) -> Query:
+    """Every 1m workshop roll-up point in the range, per series (site, workshop, machine type, and reason for
+    downtime): what the boards' planned-time and classified-downtime figures are settled from."""
+    fields = ", ".join(_n(f) for f in KIND_FIELDS[kind])
+    tags = (Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE, *((Tag.REASON,) if kind == "downtime" else ()))
+    measurement = Measurement.ROLLUP_STATE_TIME if kind == "state" else Measurement.ROLLUP_DOWNTIME
+    return Query(
+        f"workshop_{kind}_windows",
+        f"SELECT {fields} FROM {_n(measurement)} WHERE $timeFilter AND {matches(WORKSHOP_VARIABLES)} "
+        f"AND {_n(Tag.RESOLUTION)} = '{MINUTE}' GROUP BY {_group_by(*tags)}",
+        "table",
+    )
+
+
+def logged_reasons() -> Query:
+    """The reason codes operators chose in the range (the log keeps every choice, a corrected one too)."""
+    return Query(
+        "logged_reasons",
+        f'SELECT distinct({_n(Field.REASON)}) AS "reason" FROM {_n(Measurement.STOP_REASON_LOG)} '
+        f"WHERE $timeFilter AND {matches(WORKSHOP_VARIABLES)}",
+        "table",
+    )
 
 
 # --- styles and orders (ftel/plant/orders.py, docs/orders.md) ---------------------------------------------

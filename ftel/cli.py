@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ingest.cli",
     "dashboards.cli",
     "dashboards.orders_cli",
+    "dashboards.settle_cli",
     "operators.cli",
     "alerts.cli",
     "loadtest.cli",

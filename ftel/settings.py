@@ -99,6 +99,7 @@ class IngestSettings(BaseModel):
         from ftel.contract.codec import TimeLimits  # the contract imports nothing of the settings
 
         return TimeLimits(self.max_future_skew_s * 1000, self.max_age_s * 1000)
+
     health_interval_s: float = 5.0
     dead_letter_text_bytes: int = Field(2048, description="how much of a rejected payload a dead letter keeps")
 
@@ -212,6 +213,19 @@ class OperatorSettings(BaseModel):
 DEFAULT_MICRO_STOP_S: dict[str, float] = {"knitting": 30.0, "spinning": 30.0, "carding": 60.0}
 
 
+class SettleSettings(BaseModel):
+    """Settling the boards' figures that InfluxQL cannot compute (planned time, classified reasons, orders;
+    docs/calendar.md)."""
+
+    every_s: float = Field(60.0, gt=0, description="how often `ftel settle --every` and `ftel run` settle")
+    lookback_h: float = Field(
+        8.0,
+        gt=0,
+        description="how far back each periodic settle reads: a shift, so late windows, operators' reasons given "
+        "within it and the orders' rate of the last shift are taken in",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FTEL_", env_nested_delimiter="__", extra="forbid")
 
@@ -236,6 +250,7 @@ class Settings(BaseSettings):
         description="per machine type: a stop shorter than this many seconds is a micro-stop, counted apart",
     )
     operators: OperatorSettings = OperatorSettings()
+    settle: SettleSettings = SettleSettings()
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()

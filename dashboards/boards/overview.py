@@ -14,7 +14,7 @@ from dashboards.board import Board, Row
 from ftel.contract.states import STATE_ORDER, MachineType
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.settings import DEFAULT_IDLE_UNEXPLAINED_S, DEFAULT_MICRO_STOP_S
-from ftel.storage.schema import Tag
+from ftel.storage.schema import Tag, state_field
 
 UID = "ftel-overview"
 
@@ -64,9 +64,11 @@ def utilisation_row() -> Row:
 
 def downtime_row() -> Row:
     pareto = p.bar_chart(
-        "Downtime by reason (Pareto)",
-        "Minutes DOWN per reason code over the range, largest first; the stops column counts stops begun.",
-        q.downtime_by_reason(),
+        "Downtime by classified reason (Pareto)",
+        "Minutes DOWN per reason over the range, largest first: the controller's reason, or the operator's where "
+        "the controller gave none (docs/operators.md); unknown_fault is what nobody explained. Settled by "
+        "`ftel settle` (docs/calendar.md); the stops column counts stops begun.",
+        q.downtime_by_reason(classified=True),
         x_field="reason",
         unit="m",
         sort_field="minutes",
@@ -82,7 +84,13 @@ def downtime_row() -> Row:
             p.organise({"down_ms": "Down", "machine_id": "Machine", "workshop": "Workshop"}),
         ],
     ).override_by_name("Down", p.unit_is("ms"))
-    return Row("Downtime", [pareto, worst, micro_stops_table(), *unexplained_panels()])
+    share = p.ratio_stat(
+        "Downtime nobody explained",
+        "The share of DOWN time still under unknown_fault once operators' reasons are taken in (settled by "
+        "`ftel settle`).",
+        q.unexplained_downtime_share(),
+    )
+    return Row("Downtime", [pareto, worst, share, micro_stops_table(), *unexplained_panels()])
 
 
 def unexplained_panels() -> tuple[table.Panel, stat.Panel]:
@@ -124,21 +132,30 @@ def micro_stops_table() -> table.Panel:
 
 
 def oee_row() -> Row:
-    return Row(
-        "OEE",
-        [
-            p.ratio_stat(
-                f"OEE (observed time), {t.value}",
-                "Availability over observed time (running / (observed - offline - setup - maintenance)), "
-                "performance (units / rated units for running time), quality (good / all units) and their product. "
-                "The board does not know the plant calendar: breaks and nights without a shift count as lost time "
-                "here; the shift report gives availability over the calendar's planned time (docs/boards.md).",
-                q.oee(t),
-                w=8,
-            ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-            for t in MachineType
-        ],
+    settled = "Settled from the calendar by `ftel settle` (docs/calendar.md): the last minutes show after its next run."
+    oee = [
+        p.ratio_stat(
+            f"OEE (planned time), {t.value}",
+            "Over the plant calendar's planned time (shifts less breaks, days off and holidays left out): "
+            "availability (running / (planned - offline - setup - maintenance)), performance (units / rated units "
+            f"for running time), quality (good / all units) and their product, as the shift report. {settled}",
+            q.oee(t, over="planned"),
+            w=8,
+        ).text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        for t in MachineType
+    ]
+    calendar_time = p.table_panel(
+        "Machine time inside planned time and outside shifts",
+        "Machine time in each state over the range, inside the calendar's planned time and outside it (breaks, "
+        f"nights without a shift, days off): time outside shifts is its own category, never lost time. {settled}",
+        q.calendar_time(),
+        w=24,
+        h=5,
+        transformations=[p.organise({"planned": "Calendar", **{state_field(s): s.value for s in STATE_ORDER}})],
     )
+    for state in STATE_ORDER:
+        calendar_time = calendar_time.override_by_name(state.value, p.unit_is("ms"))
+    return Row("OEE", [*oee, calendar_time])
 
 
 def board() -> Board:

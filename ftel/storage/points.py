@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ftel.contract.models import (
     GatewayStatus,
     Heartbeat,
@@ -13,11 +15,20 @@ from ftel.contract.models import (
     StateWindow,
     Telemetry,
 )
-from ftel.contract.states import STATE_ORDER, MachineState, state_field
+from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, state_field
 from ftel.plant.orders import Counts, Job, JobChange, OrderFigures, WindowCounts
 from ftel.plant.reasons import Choice
 from ftel.storage.lineproto import Point
-from ftel.storage.schema import DEAD_LETTER_SLOTS, Field, Measurement, Tag, resolution, state_fields
+from ftel.storage.schema import (
+    DEAD_LETTER_SLOTS,
+    PLANNED_INSIDE,
+    PLANNED_OUTSIDE,
+    Field,
+    Measurement,
+    Tag,
+    resolution,
+    state_fields,
+)
 
 
 def machine_tags(message: MachineMeta | StateChange | StateWindow | Telemetry) -> dict[str, str]:
@@ -321,3 +332,40 @@ def reason_points(choice: Choice) -> list[Point]:
         Point(Measurement.STOP_REASON, tags, fields, choice.stop_start_ms),
         Point(Measurement.STOP_REASON_LOG, tags, fields, choice.at_ms),
     ]
+
+
+def planned_time_point(
+    series: tuple[str, str, str], *, window_start: int, window_ms: int, inside: bool, fields: Mapping[str, int]
+) -> Point:
+    """A workshop's machine time of one machine type in one window (a minute or an hour), inside the calendar's
+    planned time or outside it (``series``: site, workshop, machine type); ``fields`` as a state roll-up's."""
+    site, workshop, machine_type = series
+    tags = {
+        Tag.SITE: site,
+        Tag.WORKSHOP: workshop,
+        Tag.MACHINE_TYPE: machine_type,
+        Tag.RESOLUTION: resolution(window_ms),
+        Tag.PLANNED: PLANNED_INSIDE if inside else PLANNED_OUTSIDE,
+    }
+    values: dict[str, str | int | float | bool] = {**fields}
+    return Point(Measurement.ROLLUP_PLANNED_TIME, tags, values, window_start)
+
+
+def classified_downtime_point(
+    series: tuple[str, str, str], reason: str, *, window_start: int, window_ms: int, down_ms: int, stops: int
+) -> Point:
+    """A workshop's DOWN time and stops begun of one machine type in one window under one attributed reason."""
+    site, workshop, machine_type = series
+    tags = {
+        Tag.SITE: site,
+        Tag.WORKSHOP: workshop,
+        Tag.MACHINE_TYPE: machine_type,
+        Tag.RESOLUTION: resolution(window_ms),
+        Tag.REASON: reason,
+    }
+    fields: dict[str, str | int | float | bool] = {
+        Field.DOWN_MS: down_ms,
+        Field.STOPS: stops,
+        Field.UNEXPLAINED_MS: down_ms if reason == UNKNOWN_FAULT else 0,
+    }
+    return Point(Measurement.ROLLUP_CLASSIFIED_DOWNTIME, tags, fields, window_start)

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from ftel.contract.states import STATE_ORDER, MachineState, state_field
 
-__all__ = ["STATE_CODES", "Field", "Measurement", "Tag", "resolution", "state_field", "state_fields"]
+__all__ = [
+    "PLANNED_INSIDE",
+    "PLANNED_OUTSIDE",
+    "STATE_CODES",
+    "Field",
+    "Measurement",
+    "Tag",
+    "resolution",
+    "state_field",
+    "state_fields",
+]
 
 
 class Measurement:
@@ -41,6 +51,11 @@ class Measurement:
     # so a correction overwrites it (ftel/plant/reasons.py). The log keeps every choice, stamped when it was made.
     STOP_REASON = "stop_reason"
     STOP_REASON_LOG = "stop_reason_log"
+    # Settled from the workshop roll-ups for the boards (dashboards/settle.py; a board cannot join state times
+    # with the calendar, nor a stop with an operator's reason): the state times inside and outside the calendar's
+    # planned time, and the downtime per attributed reason (the controller's, an operator's where it gave none).
+    ROLLUP_PLANNED_TIME = "rollup_planned_time"
+    ROLLUP_CLASSIFIED_DOWNTIME = "rollup_classified_downtime"
 
 
 class Tag:
@@ -63,6 +78,12 @@ class Tag:
     # Of job_time and order_status (in machine_job they are fields: a change's job is not a series of its own).
     STYLE = "style"
     ORDER = "order"
+    # Of rollup_planned_time: PLANNED_INSIDE (the calendar's planned time) or PLANNED_OUTSIDE (outside shifts).
+    PLANNED = "planned"
+
+
+PLANNED_INSIDE = "inside"
+PLANNED_OUTSIDE = "outside"
 
 
 class Field:
@@ -147,6 +168,9 @@ class Field:
     REASON_GROUP = "reason_group"
     SET_AT_MS = "set_at_ms"
     STOP_START_MS = "stop_start_ms"
+    # rollup_classified_downtime: its DOWN time again when its reason is unknown_fault (nobody explained it),
+    # else 0, so the share of downtime nobody explained is one statement's ratio
+    UNEXPLAINED_MS = "unexplained_ms"
 
 
 DEAD_LETTER_SLOTS = 1000

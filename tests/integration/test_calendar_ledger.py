@@ -17,11 +17,15 @@ import pytest
 
 from dashboards import queries as q
 from dashboards.report_data import collect
+from dashboards.settle import Settled, SettleInputs, settle
 from ftel.cli import main
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
-from ftel.plant.calendar import Calendar
+from ftel.plant.calendar import Calendar, default_calendar
+from ftel.plant.orders import OrderBook
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.storage.query import InfluxQuery
+from ftel.storage.schema import PLANNED_INSIDE, PLANNED_OUTSIDE, Tag, state_field
+from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.plant import default_plant
@@ -194,3 +198,60 @@ def test_report_command_reads_a_shift_of_the_calendar_by_date_and_name(
     # Sunday has no shift: the calendar names what there is.
     assert main(["report", "--shift", "2026-11-15/day", "--out", str(out)]) == 2
     assert "no shift 'day' starts on 2026-11-15" in capsys.readouterr().err
+
+
+def _settle(filled: Filled, services: Services, calendar: Calendar) -> Settled:
+    settings = services.admin(filled.database)
+    writer = make_writer(settings.influx)
+    try:
+        inputs = SettleInputs(calendar, OrderBook(), settings.site)
+        return settle(filled.client, writer, inputs, RetryPolicy(), start_ms=START, end_ms=END)
+    finally:
+        writer.close()
+
+
+def _board_calendar_time(filled: Filled, binding: q.Binding) -> dict[str, dict[str, int]]:
+    rows = filled.client.rows(q.bind(q.calendar_time().influxql, binding))
+    return {r[Tag.PLANNED]: {s.value: int(r[state_field(s)]) for s in STATE_ORDER} for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("start_min", "end_min", "resolution"),
+    [(0, 720, q.HOUR), (0, 720, q.MINUTE), (17, 697, q.MINUTE), (125, 510, q.MINUTE), (120, 600, q.HOUR)],
+)
+def test_the_boards_settled_planned_time_time_outside_shifts_and_oee_equal_the_ledger(
+    services: Services, filled: Filled, start_min: int, end_min: int, resolution: str
+) -> None:
+    """Settled as `ftel settle` does, the boards' OEE over planned time and their machine time inside planned time
+    and outside shifts equal the ledger, at either resolution of the boards; a calendar change settled again
+    (all time planned, then the two 12-hour shifts back) leaves no trace."""
+    _settle(filled, services, default_calendar())
+    done = _settle(filled, services, filled.calendar)
+    assert (done.start_ms, done.end_ms) == (START, END)
+    start, end = START + start_min * WINDOW_MS, START + end_min * WINDOW_MS
+    binding = q.Binding(start, end, resolution=resolution)
+    rows = _in(filled.ledger, start, end)
+    inside: Counter[str] = Counter()
+    outside: Counter[str] = Counter()
+    for r in rows:
+        inside.update(r.planned_state_ms)
+        outside.update({s: r.state_ms[s] - r.planned_state_ms[s] for s in r.state_ms})
+    measured = _board_calendar_time(filled, binding)
+    assert measured[PLANNED_INSIDE] == {s.value: inside[s.value] for s in STATE_ORDER}
+    assert measured[PLANNED_OUTSIDE] == {s.value: outside[s.value] for s in STATE_ORDER}
+    assert sum(measured[PLANNED_INSIDE].values()) == filled.calendar.planned_ms(start, end) * 28
+    assert sum(measured[PLANNED_OUTSIDE].values()) > 0
+    for machine_type in MachineType:
+        got = filled.client.rows(q.bind(q.oee(machine_type, over="planned").influxql, binding))
+        expected = _ledger_oee(rows, machine_type)
+        assert {k: got[0][k] for k in expected} == pytest.approx(expected, rel=1e-9), machine_type
+
+
+def test_the_boards_day_off_is_all_outside_shifts_and_has_no_oee(services: Services, filled: Filled) -> None:
+    _settle(filled, services, filled.calendar)
+    binding = q.Binding(END - 2 * 3_600_000, END, resolution=q.HOUR)  # Sunday 08:00 to 10:00: the day off
+    measured = _board_calendar_time(filled, binding)
+    assert sum(measured[PLANNED_INSIDE].values()) == 0
+    assert sum(measured[PLANNED_OUTSIDE].values()) == 2 * 3_600_000 * 28
+    rows = filled.client.rows(q.bind(q.oee(MachineType.KNITTING, over="planned").influxql, binding))
+    assert rows == []  # no OEE, not InfluxQL's 0 for 0 / 0

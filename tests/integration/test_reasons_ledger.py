@@ -15,12 +15,18 @@ import pytest
 
 from dashboards import queries as q
 from dashboards.report_data import collect
+from dashboards.settle import Settled, SettleInputs, settle
+from dashboards.stops_data import read_stops
 from ftel.contract.states import UNKNOWN_FAULT
 from ftel.plant.calendar import Calendar
-from ftel.plant.reasons import ReasonBook, UnexplainedRule
+from ftel.plant.orders import OrderBook
+from ftel.plant.reasons import Choice, ReasonBook, ReasonGroup, UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
+from ftel.storage.lineproto import encode_batch
+from ftel.storage.points import reason_points
 from ftel.storage.query import InfluxQuery
-from ftel.storage.schema import Measurement, Tag
+from ftel.storage.schema import Field, Measurement, Tag
+from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.operators import OperatorPlay
@@ -39,6 +45,7 @@ END = START + 12 * 3_600_000
 @dataclass(frozen=True)
 class Filled:
     client: InfluxQuery
+    database: str
     calendar: Calendar
     ledger: list[LedgerRow]
 
@@ -63,7 +70,7 @@ def filled(services: Services) -> Filled:
     ledger = list(
         plant_ledger(plant, start_ms=START, end_ms=END, window_ms=WINDOW_MS, calendar=calendar, operators=play)
     )
-    return Filled(InfluxQuery(settings.influx), calendar, ledger)
+    return Filled(InfluxQuery(settings.influx), database, calendar, ledger)
 
 
 def _rows(filled: Filled, start_ms: int, end_ms: int) -> list[LedgerRow]:
@@ -104,6 +111,14 @@ def test_unexplained_and_classified_stops_and_the_pareto_equal_the_ledger(
             sum(classified_n.values()),
             sum(classified_ms.values()),
         )
+    down, stops = _ledger_pareto(rows)
+    assert {d.reason: round(d.minutes * q.MS_PER_MINUTE) for d in data.downtime} == down
+    assert {d.reason: d.stops for d in data.downtime} == stops
+
+
+def _ledger_pareto(rows: list[LedgerRow]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per reason with downtime, its DOWN ms and stops begun, an operator's reason taking a classified
+    unknown_fault stop's."""
     down: Counter[str] = Counter()
     stops: Counter[str] = Counter()
     for r in rows:
@@ -115,10 +130,7 @@ def test_unexplained_and_classified_stops_and_the_pareto_equal_the_ledger(
         for code, n in r.operator_stops_by_reason.items():
             stops[UNKNOWN_FAULT] -= n
             stops[code] += n
-    assert {d.reason: round(d.minutes * q.MS_PER_MINUTE) for d in data.downtime} == {
-        reason: ms for reason, ms in down.items() if ms
-    }
-    assert {d.reason: d.stops for d in data.downtime} == {reason: stops[reason] for reason, ms in down.items() if ms}
+    return {c: ms for c, ms in down.items() if ms}, {c: stops[c] for c, ms in down.items() if ms}
 
 
 def test_the_simulated_operators_left_stops_of_each_kind_and_corrected_some(filled: Filled) -> None:
@@ -153,3 +165,78 @@ def test_the_boards_stops_without_a_machine_reason_and_classified_equal_the_ledg
     assert measured == {w: t for w, t in expected.items() if t[0]}
     classified = filled.client.rows(q.bind(q.classified_stops().influxql, binding))
     assert classified[0]["stops"] == sum(sum(r.classified_stops_by_reason.values()) for r in filled.ledger)
+
+
+def _settle(services: Services, filled: Filled, start_ms: int, end_ms: int) -> Settled:
+    settings = services.admin(filled.database)
+    writer = make_writer(settings.influx)
+    try:
+        inputs = SettleInputs(filled.calendar, OrderBook(), settings.site)
+        return settle(filled.client, writer, inputs, RetryPolicy(), start_ms=start_ms, end_ms=end_ms)
+    finally:
+        writer.close()
+
+
+def _board_pareto(filled: Filled, binding: q.Binding) -> tuple[dict[str, int], dict[str, int]]:
+    rows = filled.client.rows(q.bind(q.downtime_by_reason(classified=True).influxql, binding))
+    down = {r[Tag.REASON]: round(r["minutes"] * q.MS_PER_MINUTE) for r in rows if r["minutes"]}
+    return down, {r[Tag.REASON]: r["stops"] for r in rows if r["minutes"]}
+
+
+@pytest.mark.parametrize(
+    ("start_ms", "end_ms", "resolution"),
+    [
+        (START, END, q.HOUR),
+        (START, END, q.MINUTE),
+        (START + 95 * 60_000, START + 7 * 3_600_000 + 13 * 60_000, q.MINUTE),
+    ],
+    ids=["whole-1h", "whole-1m", "part-hours-1m"],
+)
+def test_the_boards_pareto_of_classified_reasons_and_unexplained_share_equal_the_ledger_and_the_report(
+    services: Services, filled: Filled, start_ms: int, end_ms: int, resolution: str
+) -> None:
+    """Settled as `ftel settle` does (twice, and an inner range again: idempotent), the overview's Pareto by
+    classified reason and its share of downtime nobody explained equal the ledger and the report."""
+    _settle(services, filled, START, END)
+    _settle(services, filled, START + 3 * 3_600_000, START + 5 * 3_600_000 + 7 * 60_000)
+    binding = q.Binding(start_ms, end_ms, resolution=resolution)
+    down, stops = _ledger_pareto(_rows(filled, start_ms, end_ms))
+    assert _board_pareto(filled, binding) == (down, stops)
+    report = collect(filled.client, q.Binding(start_ms, end_ms), calendar=filled.calendar)
+    assert {d.reason: round(d.minutes * q.MS_PER_MINUTE) for d in report.downtime} == down
+    share = filled.client.rows(q.bind(q.unexplained_downtime_share().influxql, binding))
+    assert share[0]["share"] == pytest.approx(down[UNKNOWN_FAULT] / sum(down.values()), rel=1e-12)
+    assert 0 < share[0]["share"] < 1
+
+
+def test_a_correction_settled_again_moves_the_stops_time_to_the_new_reason_only(
+    services: Services, filled: Filled
+) -> None:
+    """A correction overwrites the stop's standing reason; settling again leaves nothing under the old one."""
+    _settle(services, filled, START, END)
+    binding = q.Binding(START, END, resolution=q.HOUR)
+    before, _ = _board_pareto(filled, binding)
+    row = filled.client.rows(
+        f'SELECT * FROM "{Measurement.STOP_REASON}" WHERE "{Field.STOP_STATE}" = \'DOWN\' LIMIT 1'
+    )[0]
+    stop = next(s for s in read_stops(filled.client, binding) if s.key == (row[Tag.MACHINE_ID], int(row["time"])))
+    assert stop.end_ms is not None
+    old, new = row[Field.REASON], "settle_test_reason"
+    correction = Choice(stop.machine, stop.start_ms, stop.state, new, ReasonGroup.UNPLANNED, "test", END)
+    original = Choice(
+        stop.machine, stop.start_ms, stop.state, old, ReasonGroup(row[Field.REASON_GROUP]), "test", END + 1
+    )
+    writer = make_writer(services.admin(filled.database).influx)
+    try:
+        writer.write(encode_batch(reason_points(correction)))
+        _settle(services, filled, START, END)
+        after, _ = _board_pareto(filled, binding)
+        moved = min(stop.end_ms, END) - max(stop.start_ms, START)
+        assert after[new] == moved
+        assert after.get(old, 0) == before[old] - moved
+        assert sum(after.values()) == sum(before.values())
+    finally:
+        writer.write(encode_batch(reason_points(original)))
+        writer.close()
+    _settle(services, filled, START, END)
+    assert _board_pareto(filled, binding)[0] == before
