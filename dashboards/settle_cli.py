@@ -4,7 +4,6 @@ orders; dashboards/settle.py), once over a range or the recent hours, or every S
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ def make_step(settings: Settings, orders: Path | None = None) -> tuple[Callable[
 def _settle(args: argparse.Namespace, settings: Settings) -> int:
     from dashboards.settle import recent_range, settle_every
     from dashboards.shifts import between
+    from ftel.children import Interrupts
     from ftel.plant.calendar import site_calendar
     from ftel.storage.query import QueryError
     from ftel.storage.writer import WriteError
@@ -57,11 +57,12 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
     step, writer = make_step(settings, args.file)
     try:
         if args.every is not None:
-            stop = threading.Event()
+            # Ctrl-C or SIGTERM (``ftel run``'s stop) ends the loop between two settles.
+            interrupts = Interrupts()
             try:
-                settle_every(step, every_s=args.every, lookback_h=settings.settle.lookback_h, stop=stop)
-            except KeyboardInterrupt:
-                stop.set()
+                settle_every(step, every_s=args.every, lookback_h=settings.settle.lookback_h, stop=interrupts.stop)
+            finally:
+                interrupts.restore()
             return 0
         if args.start is not None:
             period = between(args.start, args.end, site_calendar(settings.calendar))

@@ -99,6 +99,7 @@ class _Pipeline:
     interrupts: Interrupts
     ingest: subprocess.Popen[bytes] | None = None
     alerts: subprocess.Popen[bytes] | None = None
+    settle: subprocess.Popen[bytes] | None = None
     gateways: list[Gateway] = field(default_factory=list)
     gateway_thread: threading.Thread | None = None
     gateway_stop: threading.Event = field(default_factory=threading.Event)
@@ -137,6 +138,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 extra_env={},
                 interrupts=interrupts,
             )
+        if not interrupts.stop.is_set():
+            # The boards' planned time, classified reasons and orders (dashboards/settle.py); nothing to wait for.
+            with (logs / "settle.log").open("ab") as out:
+                every = f"{settings.settle.every_s:g}"
+                pipeline.settle = spawn(["settle", "--every", every], stdout=out, stderr=subprocess.STDOUT)
         if not interrupts.stop.is_set():
             run, fingerprint, opening = _simulation(args, settings)
             pipeline.run = run
@@ -194,6 +200,8 @@ def _stop(pipeline: _Pipeline, *, keep_stack: bool, logs: Path) -> str:
             _stop_process("ingest worker", pipeline.ingest, holds, abort, status.update)
         if pipeline.alerts is not None:
             _stop_process("alert worker", pipeline.alerts, "saving its state", abort, status.update)
+        if pipeline.settle is not None:
+            _stop_process("settler", pipeline.settle, "finishing its settle", abort, status.update)
         if pipeline.services_up and not keep_stack:
             status.update("services: stopping Mosquitto and InfluxDB")
             step = time.monotonic()
@@ -260,10 +268,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "run",
         help="the whole pipeline with a simulated plant, live (the README's main command)",
-        description="Starts Mosquitto and InfluxDB, an ingest worker, the alert worker and the default plant's "
-        "gateways; fills --history of simulated time at --speedup, then runs at real time; shows a live view read "
-        "back from InfluxDB: machines by state per workshop, utilisation, stops by reason, pipeline rate. Run it "
-        "again and the same plant continues from where it stopped (its gateways resume from their checkpoints).",
+        description="Starts Mosquitto and InfluxDB, an ingest worker, the alert worker, `ftel settle --every` and "
+        "the default plant's gateways; fills --history of simulated time at --speedup, then runs at real time; "
+        "shows a live view read back from InfluxDB: machines by state per workshop, utilisation, stops by reason, "
+        "pipeline rate. Run it again and the same plant continues from where it stopped (its gateways resume from "
+        "their checkpoints).",
     )
     parser.add_argument("--history", default="1h", help="simulated history to fill first (default 1h)")
     parser.add_argument("--speedup", type=float, help="speed while filling history (FTEL_SIMULATION__SPEEDUP)")

@@ -197,7 +197,7 @@ def test_ctrl_c_in_a_terminal_stops_everything_in_order_with_every_message_store
     waiting = wait_until(lambda: in_flight(settings), timeout_s=60, what="messages in flight", every_s=0.05)
     started = descendants(terminal.process.pid)
     names = {" ".join(p.cmdline()[1:4]) for p in started}
-    assert {"-m ftel.cli ingest", "-m ftel.cli alerts"} <= names, names
+    assert {"-m ftel.cli ingest", "-m ftel.cli alerts", "-m ftel.cli settle"} <= names, names
     pressed = time.monotonic()
     terminal.type(CTRL_C)
     assert terminal.process.wait(timeout=180) == 0, terminal.output[-3000:]
@@ -210,11 +210,13 @@ def test_ctrl_c_in_a_terminal_stops_everything_in_order_with_every_message_store
         "gateways: stopped, all confirmed",
         "ingest worker: stopped",
         "alert worker: stopped",
+        "settler: stopped",
         "services: Mosquitto and InfluxDB stopped",
     ]
     positions = [said.find(step) for step in steps]
     assert all(p >= 0 for p in positions), said[-2000:]
     assert positions == sorted(positions), said[-2000:]
+    assert "settled " in (settings.stack.dir / "logs" / "settle.log").read_text()
     assert "everything the gateways sent is stored and confirmed" in said
     assert "not confirmed" not in said
     assert "spools (" not in said
@@ -257,7 +259,7 @@ def test_workers_stop_by_themselves_when_ftel_run_is_killed_outright(ftel_run) -
     terminal, settings = ftel_run
     wait_for_text(terminal, "Ctrl-C stops everything cleanly")
     workers = [p for p in descendants(terminal.process.pid) if p.cmdline()[1:3] == ["-m", "ftel.cli"]]
-    assert len(workers) == 2, [p.cmdline() for p in workers]
+    assert len(workers) == 3, [p.cmdline() for p in workers]  # ingest, alerts, settle
     terminal.process.kill()  # no stop of its own: nothing tells the workers but the kernel
     terminal.process.wait()
     assert still_running(workers) == []
