@@ -255,3 +255,29 @@ def test_the_boards_day_off_is_all_outside_shifts_and_has_no_oee(services: Servi
     assert sum(measured[PLANNED_OUTSIDE].values()) == 2 * 3_600_000 * 28
     rows = filled.client.rows(q.bind(q.oee(MachineType.KNITTING, over="planned").influxql, binding))
     assert rows == []  # no OEE, not InfluxQL's 0 for 0 / 0
+
+
+def test_ftel_settle_from_to_settles_a_range_again_with_the_settings_calendar(
+    services: Services,
+    filled: Filled,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _settle(filled, services, default_calendar())  # as if the calendar had just been corrected
+    calendar_file = tmp_path / "calendar.yaml"
+    calendar_file.write_text(TWO_TWELVES)
+    for name, value in ftel_env(services.settings(filled.database)).items():
+        if name.startswith("FTEL_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("FTEL_CALENDAR", str(calendar_file))
+    assert main(["settle", "--from", "2026-11-14T22:00", "--to", "2026-11-15T10:00"]) == 0
+    said = capsys.readouterr().out
+    assert f"over {START} .. {END} ms" in said
+    measured = _board_calendar_time(filled, q.Binding(START, END, resolution=q.HOUR))
+    inside: Counter[str] = Counter()
+    for r in filled.ledger:
+        inside.update(r.planned_state_ms)
+    assert measured[PLANNED_INSIDE] == {s.value: inside[s.value] for s in STATE_ORDER}
+    assert main(["settle", "--from", "2026-11-14T22:00"]) == 2
+    assert "give both --from and --to" in capsys.readouterr().err
