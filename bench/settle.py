@@ -92,7 +92,9 @@ def main() -> int:
         client = InfluxQuery(settings.influx)
         writer = make_writer(settings.influx)
         inputs = SettleInputs(calendar, book, plant.site)
-        table = Table("settled range", "planned-time points", "reason points", "order points", "median s")
+        table = Table(
+            "settled range", "planned-time points", "reason points", "order points", "median s", "parts s (last)"
+        )
         for label, first in (
             ("last 8 hours", end - 8 * HOUR_MS),
             ("last hour", end - HOUR_MS),
@@ -105,8 +107,9 @@ def main() -> int:
 
             took = median_s(once, args.repeat)
             assert len({(d.planned, d.classified, d.orders) for d in done}) == 1, "settling again wrote otherwise"
+            parts = " / ".join(f"{part:.2f}" for part in done[-1].seconds)
             table.add_row(
-                label, f"{done[0].planned:,}", f"{done[0].classified:,}", f"{done[0].orders:,}", f"{took:.2f}"
+                label, f"{done[0].planned:,}", f"{done[0].classified:,}", f"{done[0].orders:,}", f"{took:.2f}", parts
             )
         console.print(table)
         boards = Table("overview query, a day", "at 1h s", "at 1m s")
