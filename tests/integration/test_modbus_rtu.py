@@ -39,7 +39,7 @@ from tests.modbus_equipment import (
     serial_pair,
     wall_ms,
 )
-from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -264,7 +264,7 @@ def test_rtu_units_a_tcp_to_rtu_gateway_and_a_lamp_tap_equal_the_equipments_reco
 
             worker = services.grant(f"{database}-w", Role.INGEST)
             processes["worker"] = start_ftel(["ingest", "--worker-id", worker], env, tmp_path / "worker.log")
-            wait_for_log(tmp_path / "worker.log", "subscribed")
+            wait_ready(tmp_path / "worker.log")
             config = tmp_path / "gateway.yaml"
             config.write_text(gateway_file(site, gateway_id, gateway_end, gateway_port, lamp_port))
             processes["gateway"] = start_ftel(["gateway", "--config", str(config)], env, tmp_path / "gateway.log")

@@ -39,7 +39,7 @@ from gateway.config import parse_gateway_config
 from gateway.drivers.build import source_for
 from gateway.drivers.errors import SourceError
 from tests.opcua_machinery import VENDOR_URI, Change, MachineryServer, SecurityOptions
-from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -262,7 +262,7 @@ def run_pipeline(services: Services, root: Path, server: MachineryServer, securi
     processes = {"worker": start_ftel(["ingest", "--worker-id", worker_name], process_env, root / "worker.log")}
     query = InfluxQuery(services.admin(database).influx)
     try:
-        wait_for_log(root / "worker.log", "subscribed")
+        wait_ready(root / "worker.log")
         begin_ms = int(time.time() * 1000)
         processes["gateway"] = start_ftel(["gateway", "--config", str(config)], process_env, root / "gateway.log")
         wait_every_machine_read(query, root)

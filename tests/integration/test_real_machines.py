@@ -35,7 +35,7 @@ from simulators.plant import MachineSpec, Plant, Workshop, dump_plant
 from simulators.serve.faults import Faults, Garble, Restart, Silence, dump_faults
 from tests import sim_start
 from tests.ledger_check import Totals, differences, ledger_totals, stored_totals
-from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log, wait_until
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ class Rig:
     def start_worker(self) -> None:
         name = self.services.grant(f"{self.database}-w", Role.INGEST)
         self.processes["worker"] = start_ftel(["ingest", "--worker-id", name], self.env, self.log("worker"))
-        wait_for_log(self.log("worker"), "subscribed")
+        wait_ready(self.log("worker"))
 
     def serve(self, workshop: str, protocol: str, *, faults: Faults | None = None, counter_start: int = 0) -> Path:
         config = self.root / f"{workshop}.gateway.yaml"
