@@ -65,6 +65,12 @@ class IngestSettings(BaseModel):
     processes: int = Field(1, ge=1, description="worker processes `ftel ingest` runs (ids <worker_id>…+N-1)")
     batch_size: int = Field(5000, description="points per write; a batch is written when it is this full")
     flush_interval_s: float = Field(0.25, description="or when its oldest message is this old")
+    # A vanished gateway's last messages may still be in another worker's batch when its will arrives: a few
+    # flush intervals, and less than a gateway's first reconnect delay (MqttSettings.reconnect_min_s, 1 s), so
+    # what the gateway sends after it comes back is not yet stored when its death is read (ingest/deaths.py).
+    death_settle_s: float = Field(
+        0.75, ge=0, description="a last will's death is decided this long after it arrives (the others' writes)"
+    )
     # Flow control in the worker itself: it stops reading the socket while this many messages are received and
     # not yet acknowledged (two batches: one filling while the other is written). Memory stays bounded whatever
     # the broker does with Receive Maximum (Mosquitto 2.0.11 stops honouring it once acknowledgements flow).

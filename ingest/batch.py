@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ftel.boundary import DeadLetter
 from ftel.contract import Confirmation, Sender, confirm_topic, encode
 from ftel.contract.limits import MAX_CONFIRM_RANGES
+from ftel.contract.models import GatewayStatus
 
 
 @dataclass(slots=True)
@@ -37,6 +38,8 @@ class Batch:
     held: list[Held] = field(default_factory=list)
     senders: list[Sender] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Last wills whose deaths the writer decides and writes after the lines (ingest/deaths.py).
+    wills: list[GatewayStatus] = field(default_factory=list)
     first_received: float = 0.0
 
     def _touch(self) -> None:
@@ -70,6 +73,13 @@ class Batch:
             self.mids.append(mid)
         if sender is not None:
             self.senders.append(sender)
+
+    def add_death(self, will: GatewayStatus, *, mid: int | None) -> None:
+        """A will whose settle time is over: its death is written with this batch, and it is acknowledged then."""
+        self._touch()
+        self.wills.append(will)
+        if mid is not None:
+            self.mids.append(mid)
 
     def add_line(self, line: str) -> None:
         """A line of the worker's own (its health): nothing to acknowledge or confirm."""

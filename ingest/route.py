@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftel.contract.codec import Refused, Sender, TimeLimits, read_message
+from ftel.contract.models import Message
 from ftel.storage.lineproto import LineProtocolError, encode_point
 from ftel.storage.points import to_points
 
@@ -18,6 +19,7 @@ class Accepted:
     lines: tuple[str, ...]
     sender: Sender | None  # None for a last will (the broker sent it; nothing to confirm)
     ts: int  # the message's own time (its machine's, or its gateway's): latency is measured from it
+    message: Message  # what it said (ingest/deaths.py keeps what it stored of each gateway)
 
 
 Rejected = Refused
@@ -35,4 +37,4 @@ def route(topic: str, payload: bytes, *, received_ms: int, limits: TimeLimits) -
         lines = tuple(encode_point(p) for p in to_points(message))
     except LineProtocolError as error:
         return Rejected(str(error), sender, "line")
-    return Accepted(lines, sender, message.ts)
+    return Accepted(lines, sender, message.ts, message)

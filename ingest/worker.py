@@ -10,6 +10,10 @@
   ``retry_max_total_s``) stops the worker from taking more: it says so loudly (log and retained health topic),
   disconnects so the broker keeps the messages, tries the held batch again with backoff, and comes back by
   itself when InfluxDB takes it.
+* A vanished gateway's death is written here (ingest/deaths.py): each batch carries what the worker stored of
+  each gateway (``gateway_seen``); a last will waits ``death_settle_s``, then joins a batch, and the writer
+  thread reads when the gateway was last seen, by any worker, and writes its machines OFFLINE from then; the
+  will is acknowledged with that batch.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ from ftel.retry import RetryPolicy
 from ftel.settings import Settings
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
+from ftel.storage.query import QueryError
 from ftel.storage.schema import Measurement, Tag
-from ftel.storage.writer import LineWriter, WriteError, make_writer
+from ftel.storage.seen import InfluxSeen, SeenReader
+from ftel.storage.writer import LineWriter, Refusal, WriteError, make_writer
 from ingest.batch import Batch, confirmations
+from ingest.deaths import Deaths, SeenTracker, death_at, death_lines, gateway_of, is_will
 from ingest.route import Accepted, Rejected, route
 from ingest.store import StoreOutcome, store_lines
 
@@ -67,6 +74,7 @@ class IngestStats:
     confirmed: int = 0
     lag_ms: int = 0
     blocked: int = 0  # 1 while InfluxDB refuses
+    deaths: int = 0  # last wills whose deaths were decided (written, or stale)
 
     def as_fields(self) -> dict[str, int]:
         return {name: int(getattr(self, name)) for name in self.__slots__}
@@ -82,7 +90,12 @@ class _Written:
 
 class IngestWorker:
     def __init__(
-        self, settings: Settings, *, transport: MqttTransport | None = None, writer: LineWriter | None = None
+        self,
+        settings: Settings,
+        *,
+        transport: MqttTransport | None = None,
+        writer: LineWriter | None = None,
+        seen: SeenReader | None = None,
     ) -> None:
         self.settings = settings
         self.stats = IngestStats()
@@ -90,6 +103,9 @@ class IngestWorker:
         self._ingest = i = settings.ingest
         self.worker_id = i.worker_id
         self._writer = writer or make_writer(settings.influx)
+        self._seen = seen or InfluxSeen(settings.influx)
+        self._tracker = SeenTracker()
+        self._deaths = Deaths(i.death_settle_s)
         self._transport = transport or PahoTransport(
             settings.mqtt,
             client_id=i.worker_id,
@@ -136,9 +152,16 @@ class IngestWorker:
         outcome = route(topic, payload, received_ms=received, limits=self._limits)
         stage.at = "batch"
         if isinstance(outcome, Accepted):
+            message, mid = outcome.message, ack
+            if is_will(message):
+                # Acknowledged once its death is written (or found stale), not with its record.
+                self._deaths.add(message, mid=ack, generation=self._generation, now=time.monotonic())
+                mid = None
+            else:
+                self._tracker.note(message)
             self._batch.add(
                 outcome.lines,
-                mid=ack,
+                mid=mid,
                 topic=topic,
                 payload=payload,
                 received_ms=received,
@@ -184,6 +207,7 @@ class IngestWorker:
             try:
                 result.outcome = store_lines(self._writer, batch.lines, self._policy, on_retry=self._on_retry)
                 result.dead_letters = self._refused_to_dead_letters(batch, result.outcome)
+                self._write_deaths(batch)  # after the lines: this worker's own record of the gateway is stored
             except WriteError as error:
                 result.error = error
             self._written.put(result)
@@ -209,6 +233,30 @@ class IngestWorker:
                 )
         return found
 
+    def _write_deaths(self, batch: Batch) -> None:
+        """Each will's death, decided from what every worker stored of its gateway since it was registered."""
+        for will in batch.wills:
+            try:
+                seen = self._seen.last_seen(gateway_of(will), since_ms=will.ts)
+            except QueryError as error:
+                raise WriteError(
+                    f"cannot read when gateway {will.gateway_id} ({will.workshop}) was last seen: {error}",
+                    refusal=Refusal.TRANSIENT,
+                ) from error
+            lines = death_lines(will, seen)
+            if not lines:
+                log.info("gateway %s (%s): a stale last will (a newer boot is stored)", will.gateway_id, will.workshop)
+                continue
+            outcome = store_lines(self._writer, lines, self._policy, on_retry=self._on_retry)
+            if outcome.refused:
+                log.error("InfluxDB refused the death of gateway %s: %s", will.gateway_id, outcome.refused)
+            log.info(
+                "gateway %s (%s) vanished: its machines are OFFLINE from its last stored message at %s",
+                will.gateway_id,
+                will.workshop,
+                death_at(will, seen),
+            )
+
     def _on_retry(self, attempt: int, error: WriteError, delay: float) -> None:
         self.stats.retries += 1  # the writer thread: the only writer of this counter (see IngestStats)
         log.warning("write failed (%s); retry %d in %.1f s", error, attempt + 1, delay)
@@ -217,12 +265,16 @@ class IngestWorker:
 
     def _maybe_flush(self, *, force: bool = False) -> None:
         batch = self._batch
-        if self._writing is not None or not (batch.lines or batch.mids):
+        for pending in self._deaths.due(time.monotonic(), generation=self._generation):
+            batch.add_death(pending.will, mid=pending.mid)
+        if self._writing is not None or not (batch.lines or batch.mids or batch.wills):
             return
         due = len(batch) >= self._ingest.batch_size or time.monotonic() - batch.first_received >= (
             self._ingest.flush_interval_s
         )
-        if force or due:
+        if force or due or batch.wills:
+            for line in self._tracker.take_lines(worker=self.worker_id):
+                batch.add_line(line)
             self._writing, self._batch = batch, Batch(self._generation)
             self._to_write.put(batch)
 
@@ -253,6 +305,7 @@ class IngestWorker:
         for topic, payload in confirmations(batch.senders, worker=self.worker_id):
             transport.publish(topic, payload)
         self.stats.confirmed += len(batch.senders)
+        self.stats.deaths += len(batch.wills)
         if batch.generation == self._generation:
             for mid in batch.mids:
                 transport.ack(mid)
@@ -273,6 +326,7 @@ class IngestWorker:
 
     def _block(self, batch: Batch, error: WriteError) -> None:
         self._blocked = (batch, error)
+        self._tracker.mark_all_changed()  # its records of the gateways were in the batch
         self._blocked_since_ms = wall_ms()
         self.stats.blocked = 1
         log.error(
@@ -345,6 +399,7 @@ class IngestWorker:
             writer.join(timeout=60)
             self._transport.close()
             self._writer.close()
+            self._seen.close()
 
     def _session(self, stop: threading.Event) -> None:
         transport = self._transport
@@ -383,9 +438,12 @@ class IngestWorker:
         finally:
             transport.disconnect()
 
+    def _holds(self) -> bool:
+        return bool(self._batch.lines or self._batch.wills or self._writing is not None)
+
     def _drain(self, *, stop_deadline: float) -> None:
         """A clean stop writes, confirms and acknowledges what it holds."""
-        while (self._batch.lines or self._writing is not None) and time.monotonic() < stop_deadline:
+        while self._holds() and time.monotonic() < stop_deadline:
             self._maybe_flush(force=True)
             self._transport.poll(POLL_S, read=False)
             self._release_written()

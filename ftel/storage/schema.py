@@ -31,6 +31,8 @@ class Measurement:
     MACHINE_INFO = "machine_info"
     GATEWAY_STATUS = "gateway_status"
     GATEWAY_WILL = "gateway_will"
+    # What each ingest worker stored of each gateway (ftel/storage/seen.py): when a vanished gateway died.
+    GATEWAY_SEEN = "gateway_seen"
     GATEWAY_HEARTBEAT = "gateway_heartbeat"
     INGEST_HEALTH = "ingest_health"
     DEAD_LETTER = "dead_letter"
@@ -143,6 +145,7 @@ class Field:
     REFUSED = "refused"
     SEQ = "seq"
     SINCE_MS = "since_ms"
+    LAST_MS = "last_ms"
     SPEED_UNIT = "speed_unit"
     SPOOL_DROPPED = "spool_dropped"
     TEMPERATURE = "temperature"
