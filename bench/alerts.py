@@ -38,12 +38,13 @@ from alerts.rows import changed_rows
 from alerts.rules import load_config
 from alerts.store import Store
 from ftel.contract.models import Message
+from ftel.plant.layout import Plant
 from gateway.core import GatewayCore, GatewayTiming, SpoolCounts
 from gateway.tracker import Origin
 from loadtest.faults import plan_faults
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import Plant, generate_plant
+from simulators.plant import generate_plant
 
 console = Console()
 START_MS = 1_795_402_800_000  # a whole hour, as the tests' pinned starts

@@ -34,12 +34,12 @@ from dashboards import queries as q
 from dashboards.orders_data import collect_orders, read_changes, windows
 from dashboards.orders_rollup import settled_points
 from ftel.contract.states import MachineType
+from ftel.plant.layout import MachineSpec, Plant, Workshop
 from ftel.plant.orders import split, totals
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
 from simulators.backfill import backfill
 from simulators.jobs import default_order_book
-from simulators.plant import MachineSpec, Plant, Workshop
 from tests.calendars import two_twelves
 from tests.support import Services
 

@@ -24,13 +24,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftel.plant.layout import dump_plant
 from ftel.security.identities import Role
 from ftel.stack import LocalStack
 from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.query import InfluxQuery
 from ftel.storage.writer import RetryPolicy, V1Writer, write_with_retry
 from simulators.ledger import plant_ledger
-from simulators.plant import dump_plant, generate_plant
+from simulators.plant import generate_plant
 from tests.ledger_check import differences, ledger_totals, stored_totals
 from tests.support import Services, ftel_env, start_ftel, wait_ready, wait_until
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ftel.contract.states import STATE_ORDER, state_field
+from ftel.plant.layout import Plant
 from ftel.security.influx import quote_string
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field, Measurement, Tag
 from loadtest.verdict import Figures, MachineFigures, add_ledger_row
 from simulators.ledger import machine_ledger
 from simulators.machine import plant_models
-from simulators.plant import Plant
 
 
 def expected_figures(

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from alerts.rules import AlertConfig, MachineDownRule, OverheatRule, RepeatedStopsRule
 from ftel.contract.states import MachineType
-from simulators.plant import InjectedAnomaly, InjectedState, Plant, Workshop
+from ftel.plant.layout import InjectedAnomaly, InjectedState, Plant, Workshop
 from simulators.profiles import PROFILES
 
 # Plant seconds from the start before the first fault: the pipeline is past its start by then.

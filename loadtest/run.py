@@ -28,6 +28,7 @@ from rich.live import Live
 from alerts.rules import load_config
 from ftel.children import Interrupts, spawn, stop_summary
 from ftel.histogram import Histogram
+from ftel.plant.layout import Plant, dump_plant
 from ftel.ready import Readiness, ready_env, wait_ready
 from ftel.security.credentials import credential_env, load_credentials, with_identity
 from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identity, roster
@@ -53,7 +54,7 @@ from loadtest.resources import ResourceWatch
 from loadtest.spools import left_in_spools
 from loadtest.summary import LATENCY_WARMUP_MS, RunFacts, alert_latencies, build_summary
 from loadtest.verdict import Verdict, compare
-from simulators.plant import Plant, dump_plant, generate_plant
+from simulators.plant import generate_plant
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from ftel.contract.models import Message
 from ftel.errors import FtelError
 from ftel.plant.calendar import Calendar
+from ftel.plant.layout import Plant
 from ftel.plant.orders import OrderBook
 from ftel.plant.reasons import MachineRef
 from ftel.settings import InfluxSettings
@@ -24,7 +25,6 @@ from simulators.driver import SimulatedDriver
 from simulators.jobs import simulated_job_changes
 from simulators.machine import plant_models
 from simulators.operators import OperatorPlay, simulated_choices
-from simulators.plant import Plant
 
 BACKFILL_BATCH_POINTS = 20_000
 

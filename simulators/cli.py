@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ftel.plant.calendar import Calendar, load_calendar
+from ftel.plant.layout import dump_plant
 from ftel.plant.orders import OrderBook, load_order_book
 from ftel.plant.reasons import load_reasons, unexplained_rule
 from ftel.settings import Settings
@@ -20,7 +21,7 @@ from simulators.clock import SimClock, wall_ms
 from simulators.jobs import default_order_book
 from simulators.ledger import plant_ledger, write_ledger
 from simulators.operators import OperatorPlay
-from simulators.plant import dump_plant, generate_plant
+from simulators.plant import generate_plant
 from simulators.session import SimulationRun, plant_from_settings, run_gateways
 
 console = Console(stderr=True, soft_wrap=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from ftel.contract.states import MachineState
 from ftel.errors import ConfigError
+from ftel.plant.layout import default_plant, load_plant
 from gateway.config import GatewayConfig, MachineConfig
 from gateway.config import SimulatedDriver as SimulatedDriverConfig
 from gateway.driver import MachineInfo, Reading
 from simulators.machine import MachineModel, Segment, is_defective, plant_models
-from simulators.plant import default_plant, load_plant
 
 
 class SimulatedDriver:

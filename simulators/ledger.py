@@ -38,13 +38,13 @@ from pathlib import Path
 
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState
 from ftel.plant.calendar import Calendar
+from ftel.plant.layout import Plant
 from ftel.plant.orders import Job, JobChange, OrderBook
 from ftel.plant.reasons import MachineRef, latest_choices
 from ftel.plant.stops import micro_stop_limits_ms
 from simulators.jobs import simulated_job_changes
 from simulators.machine import MachineModel, Segment, count_defects, plant_models
 from simulators.operators import OperatorPlay, segment_stop, simulated_choices
-from simulators.plant import Plant
 from simulators.profiles import PROFILES
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ftel.contract.states import UNKNOWN_FAULT, MachineState, MachineType
 from ftel.plant.calendar import MAX_DAYS_AHEAD, Calendar, default_calendar
-from simulators.plant import MachineSpec, Plant
+from ftel.plant.layout import MachineSpec, Plant
 from simulators.profiles import (
     HANDOVER_MS,
     MIN_SAME_FAULT_GAP_MS,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ftel.plant.calendar import Calendar
+from ftel.plant.layout import Plant, default_plant, load_plant
 from ftel.settings import Settings
 from gateway import host
 from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
@@ -15,7 +16,6 @@ from gateway.tracker import Origin
 from simulators.clock import SimClock
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import Plant, default_plant, load_plant
 
 
 def plant_from_settings(settings: Settings) -> Plant:

@@ -9,14 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from alerts.lifecycle import AlertRecord, Status
 from ftel.contract.states import MachineState, MachineType
-from simulators.plant import (
-    InjectedAnomaly,
-    InjectedServiceOverdue,
-    InjectedState,
-    MachineSpec,
-    Plant,
-    Workshop,
-)
+from ftel.plant.layout import InjectedAnomaly, InjectedServiceOverdue, InjectedState, MachineSpec, Plant, Workshop
 
 MINUTE_S = 60
 OVERHEAT_AT_S, OVERHEAT_FOR_S = 5 * MINUTE_S, 10 * MINUTE_S

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ftel.contract.models import GatewayStatus, Message
+from ftel.plant.layout import Plant
 from gateway.core import GatewayCore, GatewayTiming, SpoolCounts
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import Plant
 
 # A message and when the subscriber receives it, in simulated ms of the receiving world.
 Arrival = tuple[int, Message]

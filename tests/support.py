@@ -27,7 +27,7 @@ from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, 
 from ftel.stack import LocalStack
 
 if TYPE_CHECKING:
-    from simulators.plant import Plant
+    from ftel.plant.layout import Plant
 
 
 def unique(prefix: str) -> str:

@@ -40,7 +40,7 @@ def plant_gateways(settings: Settings, plant_file: Path | None = None) -> tuple[
     """One gateway identity per workshop of the plant (``plant_file``, the settings' plant, or the default)."""
     # The plant file lists the workshops and their gateways; it lives with the simulator. Entry points are
     # the composition root, so they may read it (lazily, as `ftel run` does).
-    from simulators.plant import default_plant, load_plant
+    from ftel.plant.layout import default_plant, load_plant
 
     path = plant_file or settings.simulation.plant
     try:

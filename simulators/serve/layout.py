@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftel.contract.states import DOWN_REASONS, MachineType
+from ftel.plant.layout import MachineSpec
 from gateway.config import (
     DataType,
     FaultTable,
@@ -22,7 +23,6 @@ from gateway.config import (
     Register,
     Signal,
 )
-from simulators.plant import MachineSpec
 
 # Each machine type's fault codes, as its controller numbers them (0: no fault).
 FAULT_BASE: dict[MachineType, int] = {MachineType.CARDING: 11, MachineType.SPINNING: 21, MachineType.KNITTING: 101}

@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 import yaml
 
+from ftel.plant.layout import Plant
 from ftel.plant.orders import OrderBook
 from ftel.stack import free_port
 from simulators.clock import SimClock
 from simulators.jobs import default_order_book
 from simulators.machine import plant_models
-from simulators.plant import Plant
 from simulators.serve import layout
 from simulators.serve.controller import SimulatedController
 from simulators.serve.faults import Faults

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftel.contract.states import MachineState
+from ftel.plant.layout import Plant, dump_plant
 from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.stack import LocalStack
@@ -24,7 +25,7 @@ from ftel.storage.query import InfluxQuery
 from simulators.clock import SimClock, wall_ms
 from simulators.ledger import plant_ledger
 from simulators.machine import plant_models
-from simulators.plant import Plant, dump_plant, generate_plant
+from simulators.plant import generate_plant
 from tests.faults.proxies import HttpFaultProxy, TcpProxy
 from tests.ledger_check import differences, ledger_totals, stored_totals
 from tests.support import Services, ftel_env, start_ftel, unique, wait_for_log, wait_ready, wait_until

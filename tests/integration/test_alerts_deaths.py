@@ -21,10 +21,10 @@ from ftel.contract import ContractError, data_filter, decode
 from ftel.contract.models import GatewayStatus, Heartbeat, Message, StateChange
 from ftel.contract.states import MachineState
 from ftel.mqtt import paho_client
+from ftel.plant.layout import InjectedState, Plant
 from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
-from simulators.plant import InjectedState, Plant
 from tests.integration.test_alerts_delivery import plant as delivery_plant
 from tests.integration.test_alerts_faults import MINUTE_S, Scenario, gateway_process, scenario, worker_process
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until

@@ -17,17 +17,10 @@ import yaml
 from alerts.lifecycle import Status
 from alerts.rules import WebhookTarget, load_config
 from ftel.contract.states import MachineState, MachineType
+from ftel.plant.layout import InjectedAnomaly, InjectedServiceOverdue, InjectedState, MachineSpec, Plant, Workshop
 from ftel.security.identities import Role
 from ftel.stack.services import free_port
 from ftel.storage.query import InfluxQuery
-from simulators.plant import (
-    InjectedAnomaly,
-    InjectedServiceOverdue,
-    InjectedState,
-    MachineSpec,
-    Plant,
-    Workshop,
-)
 from tests.integration.test_alerts_faults import (
     MAX_LATENCY_MS,
     MINUTE_S,

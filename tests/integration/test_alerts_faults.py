@@ -28,6 +28,7 @@ from alerts.worker import STORE_FILE, AlertWorker, WorkerThread
 from ftel.contract.models import GatewayStatus, Heartbeat
 from ftel.contract.topics import ALERT_PREFIX, GatewayKind, gateway_topic
 from ftel.mqtt import paho_client
+from ftel.plant.layout import Plant, default_plant
 from ftel.security.credentials import with_identity
 from ftel.security.identities import Role
 from ftel.settings import Settings
@@ -37,7 +38,6 @@ from gateway.tracker import Origin
 from simulators.clock import SimClock, wall_ms
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import Plant, default_plant
 from tests import sim_start
 from tests.fault_story import (
     END_S,
@@ -263,7 +263,7 @@ from gateway.tracker import Origin
 from simulators.clock import SimClock
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import Plant
+from ftel.plant.layout import Plant
 from tests.sim_clock import Pace, PacedClock
 plant_json, workshop, start, speedup, anchor, end, first, pace, slots, slot, hold = sys.argv[1:12]
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -21,6 +21,7 @@ from dashboards.errors import PublishError
 from dashboards.publish import Credentials, publish
 from dashboards.report_data import collect
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType, state_field
+from ftel.plant.layout import default_plant
 from ftel.settings import Settings
 from ftel.stack import free_port
 from ftel.storage.query import InfluxQuery
@@ -28,7 +29,6 @@ from ftel.storage.schema import Field, Measurement, Tag
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.machine import plant_models
-from simulators.plant import default_plant
 from tests import sim_start
 from tests.support import Services, unique
 

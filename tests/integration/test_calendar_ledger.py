@@ -21,6 +21,7 @@ from dashboards.settle import Settled, SettleInputs, settle
 from ftel.cli import main
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
+from ftel.plant.layout import default_plant
 from ftel.plant.orders import OrderBook
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.storage.query import InfluxQuery
@@ -28,7 +29,6 @@ from ftel.storage.schema import PLANNED_INSIDE, PLANNED_OUTSIDE, Tag, state_fiel
 from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
-from simulators.plant import default_plant
 from tests.calendars import TWO_TWELVES, two_twelves
 from tests.support import Services, ftel_env, unique
 

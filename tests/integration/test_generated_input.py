@@ -18,11 +18,11 @@ from paho.mqtt.client import topic_matches_sub
 from ftel.contract.codec import MODEL_BY_KIND
 from ftel.contract.topics import data_filter, dead_letter_topic, parse_topic
 from ftel.mqtt import paho_client
+from ftel.plant.layout import default_plant
 from ftel.security.identities import Role
 from ftel.settings import IngestSettings, Settings
 from ftel.storage.points import to_points
 from ftel.storage.query import InfluxQuery
-from simulators.plant import default_plant
 from tests.contract_cases import Case, generate, oracle
 from tests.integration.test_pipeline import pinned_start, simulate, wait_for_exact
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready

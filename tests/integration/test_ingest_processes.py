@@ -15,9 +15,9 @@ import psutil
 import pytest
 
 from ftel.contract.topics import health_topic
+from ftel.plant.layout import default_plant
 from ftel.security.identities import Role
 from ftel.storage.query import InfluxQuery
-from simulators.plant import default_plant
 from tests.integration.test_pipeline import HOUR_MS, pinned_start, simulate, wait_for_exact
 from tests.support import MqttProbe, Services, ftel_env, wait_for_log, wait_until
 

@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
+from ftel.plant.layout import default_plant
 from ftel.plant.reasons import MachineRef, UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.security.identities import Role
@@ -34,7 +35,6 @@ from simulators.backfill import backfill
 from simulators.jobs import DEFAULT_ORDERS
 from simulators.machine import plant_models
 from simulators.operators import segment_stop
-from simulators.plant import default_plant
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_for_log
 
 pytestmark = pytest.mark.integration

@@ -20,6 +20,7 @@ from dashboards.page import render
 from dashboards.report_data import collect
 from ftel.cli import main
 from ftel.plant.calendar import Calendar
+from ftel.plant.layout import Plant, default_plant
 from ftel.plant.orders import Counts, Job, JobChange, order_figures, style_figures
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
@@ -28,7 +29,6 @@ from simulators.backfill import backfill
 from simulators.jobs import DEFAULT_ORDERS, default_order_book, simulated_job_changes
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.machine import plant_models
-from simulators.plant import Plant, default_plant
 from tests.calendars import two_twelves
 from tests.support import Services, ftel_env, unique
 

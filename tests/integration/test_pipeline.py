@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ftel.plant.layout import default_plant
 from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
 from simulators.ledger import plant_ledger
-from simulators.plant import default_plant
 from tests import sim_start
 from tests.ledger_check import differences, ledger_totals, stored_totals
 from tests.support import Services, ftel_env, start_ftel, wait_for_log, wait_ready, wait_until

@@ -24,6 +24,7 @@ import pytest
 from dashboards import queries as q
 from dashboards.orders_data import read_changes
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.plant.layout import MachineSpec, Plant, Workshop, dump_plant
 from ftel.security.identities import Role
 from ftel.storage.query import InfluxQuery
 from simulators.clock import wall_ms
@@ -31,7 +32,6 @@ from simulators.driver import SimulatedDriver
 from simulators.jobs import default_order_book, simulated_job_changes
 from simulators.ledger import plant_ledger
 from simulators.machine import MachineModel, plant_models
-from simulators.plant import MachineSpec, Plant, Workshop, dump_plant
 from simulators.serve.faults import Faults, Garble, Restart, Silence, dump_faults
 from tests import sim_start
 from tests.ledger_check import Totals, differences, ledger_totals, stored_totals

@@ -19,6 +19,7 @@ from dashboards.settle import Settled, SettleInputs, settle
 from dashboards.stops_data import read_stops
 from ftel.contract.states import UNKNOWN_FAULT
 from ftel.plant.calendar import Calendar
+from ftel.plant.layout import default_plant
 from ftel.plant.orders import OrderBook
 from ftel.plant.reasons import Choice, ReasonBook, ReasonGroup, UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
@@ -30,7 +31,6 @@ from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.operators import OperatorPlay
-from simulators.plant import default_plant
 from tests.calendars import two_twelves
 from tests.support import Services, unique
 

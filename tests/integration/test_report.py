@@ -16,10 +16,11 @@ from dashboards.report_data import TIMELINE_MACHINES, collect
 from dashboards.shifts import Period
 from ftel.cli import main
 from ftel.plant.calendar import default_calendar
+from ftel.plant.layout import default_plant
 from ftel.storage.query import InfluxQuery
 from simulators.backfill import backfill
 from simulators.ledger import plant_ledger
-from simulators.plant import default_plant, generate_plant
+from simulators.plant import generate_plant
 from tests import sim_start
 from tests.support import Services, ftel_env, unique
 

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from ftel.contract import MachineKind, machine_topic
 from ftel.contract.states import MachineType
 from ftel.contract.topics import ALERT_PREFIX, CONFIRM_PREFIX, PREFIX
+from ftel.plant.layout import MachineSpec, Plant, Workshop
 from ftel.security.credentials import load_credentials, with_identity
 from ftel.security.identities import ACK_TOPIC, Role
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
@@ -28,7 +29,6 @@ from ftel.stack import LocalStack, free_port
 from ftel.stack.cli import stack_from_settings
 from ftel.storage.query import InfluxQuery, QueryError
 from ftel.storage.writer import V1Writer, WriteError
-from simulators.plant import MachineSpec, Plant, Workshop
 from tests.integration.test_hostile_input import telemetry
 from tests.support import MqttProbe, Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ftel.plant.layout import Plant, default_plant
 from ftel.stack import free_port
 from gateway.config import GatewayConfig
 from gateway.drivers.build import source_for
 from gateway.signals import SignalInterpreter
 from simulators.jobs import default_order_book, simulated_job_changes
 from simulators.machine import plant_models
-from simulators.plant import Plant, default_plant
 from simulators.serve import layout
 from simulators.serve.controller import SimulatedController
 from simulators.serve.faults import Faults

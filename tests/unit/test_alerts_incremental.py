@@ -29,11 +29,12 @@ from ftel.contract.models import (
     Telemetry,
 )
 from ftel.contract.states import DOWN_REASONS, MachineState, MachineType
+from ftel.plant.layout import Plant
 from ftel.storage.lineproto import encode_batch
 from ftel.storage.points import death_points
 from gateway.core import GatewayTiming
 from loadtest.faults import plan_faults
-from simulators.plant import Plant, generate_plant
+from simulators.plant import generate_plant
 from tests import sim_start
 from tests.plant_replay import received, run_gateway
 from tests.unit.test_alerts_core import T0, config

@@ -13,8 +13,8 @@ from alerts.engine import Engine
 from alerts.lifecycle import AlertRecord
 from alerts.rules import load_config
 from ftel.contract.models import Message
+from ftel.plant.layout import default_plant
 from gateway.core import GatewayTiming
-from simulators.plant import default_plant
 from tests import sim_start
 from tests.fault_story import (
     END_S,

@@ -23,9 +23,9 @@ from alerts.rules import (
     load_config,
 )
 from ftel.contract.states import UNKNOWN_FAULT, MachineState, MachineType
+from ftel.plant.layout import MachineSpec
 from simulators.driver import SimulatedDriver
 from simulators.machine import MachineModel
-from simulators.plant import MachineSpec
 from simulators.profiles import MIN_SAME_FAULT_GAP_MS, PROFILES, SPEED_PERMILLE
 
 MINUTE_MS = 60_000

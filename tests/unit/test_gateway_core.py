@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, StateWindow, Telemetry
 from ftel.contract.states import MachineState
+from ftel.plant.layout import default_plant
 from gateway.core import CoreState, GatewayCore, GatewayTiming
 from gateway.runner import _CHECKPOINT, _Checkpoint
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from simulators.plant import default_plant
 
 WINDOW = 60_000
 START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from ftel.plant.layout import default_plant
 from ftel.settings import InfluxSettings, PollSettings, Settings
 from ftel.stack.services import free_port
 from ftel.storage.writer import direct_write_policy
 from gateway.drivers.poll import PollTiming
 from simulators.backfill import BackfillError, backfill
-from simulators.plant import default_plant
 
 START = 1_780_000_000_000
 

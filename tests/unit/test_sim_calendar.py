@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 from ftel.contract.models import StateChange
 from ftel.contract.states import MachineState
+from ftel.plant.layout import default_plant
 from ftel.plant.stops import micro_stop_limits_ms
 from gateway.core import GatewayCore, GatewayTiming
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.ledger import plant_ledger
 from simulators.machine import plant_models
-from simulators.plant import default_plant
 from tests.calendars import two_twelves
 
 WINDOW = 60_000

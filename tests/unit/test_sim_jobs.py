@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from ftel.contract.models import ProgramChange, StateWindow
 from ftel.contract.states import MachineState
+from ftel.plant.layout import default_plant
 from ftel.plant.orders import Counts, Job, JobChange, WindowCounts, resolve_programs, split, totals
 from gateway.core import GatewayCore, GatewayTiming
 from gateway.tracker import Origin
@@ -17,7 +18,6 @@ from simulators.driver import SimulatedDriver
 from simulators.jobs import default_order_book, simulated_job_changes, simulated_programs
 from simulators.ledger import job_key, plant_ledger
 from simulators.machine import plant_models
-from simulators.plant import default_plant
 from tests.calendars import two_twelves
 
 WINDOW = 60_000

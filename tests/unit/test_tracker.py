@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from ftel.contract.models import StateChange, StateWindow
 from ftel.contract.states import MachineState
+from ftel.plant.layout import default_plant
 from gateway.driver import Reading
 from gateway.runner import edges_between
 from gateway.tracker import MachineTracker, Origin
 from simulators.driver import SimulatedDriver
 from simulators.ledger import machine_ledger, plant_ledger, read_ledger, write_ledger
 from simulators.machine import MachineModel
-from simulators.plant import default_plant
 
 WINDOW = 60_000
 START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
