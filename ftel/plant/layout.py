@@ -1,4 +1,7 @@
-"""The plant file (YAML): site, workshops, lines and machines. A default plant and a generator of N machines."""
+"""The plant file (YAML): the site, its workshops (each with the gateway that serves it), lines and machines, and
+the default plant (Qinghe's two workshops). The base owns it: the stack and `ftel auth` read the gateways a plant
+has from it, the simulator simulates it (a plant file may also carry a simulation's seed and the faults it
+injects, which only the simulator reads). The simulator's generator of N machines is simulators/plant.py."""
 
 from __future__ import annotations
 
@@ -127,7 +130,8 @@ def dump_plant(plant: Plant) -> str:
     return yaml.safe_dump(plant.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
-def _machines(prefix: str, machine_type: MachineType, count: int, per_line: int) -> tuple[MachineSpec, ...]:
+def numbered_machines(prefix: str, machine_type: MachineType, count: int, per_line: int) -> tuple[MachineSpec, ...]:
+    """``count`` machines ``PREFIX-001`` … of one type, ``per_line`` to a line."""
     return tuple(
         MachineSpec(id=f"{prefix}-{i + 1:03d}", type=machine_type, line=f"line-{i // per_line + 1}")
         for i in range(count)
@@ -144,42 +148,15 @@ def default_plant(site: str = "qinghe") -> Plant:
                 name="Carding and spinning",
                 gateway_id="gw-yarn",
                 machines=(
-                    *_machines("CARD", MachineType.CARDING, 8, per_line=4),
-                    *_machines("SPIN", MachineType.SPINNING, 4, per_line=2),
+                    *numbered_machines("CARD", MachineType.CARDING, 8, per_line=4),
+                    *numbered_machines("SPIN", MachineType.SPINNING, 4, per_line=2),
                 ),
             ),
             Workshop(
                 id="knit",
                 name="Flat knitting",
                 gateway_id="gw-knit",
-                machines=_machines("KNIT", MachineType.KNITTING, 16, per_line=8),
+                machines=numbered_machines("KNIT", MachineType.KNITTING, 16, per_line=8),
             ),
         ),
     )
-
-
-def generate_plant(machines: int, *, site: str = "qinghe", per_workshop: int = 500, seed: int = 2026) -> Plant:
-    """A plant of ``machines`` machines in the county's mix (about 5 carding : 1 knitting, a few spinning)."""
-    mix = ((MachineType.CARDING, 0.80), (MachineType.KNITTING, 0.17), (MachineType.SPINNING, 0.03))
-    workshops: list[Workshop] = []
-    remaining = machines
-    index = 0
-    while remaining > 0:
-        size = min(per_workshop, remaining)
-        counts = [max(0, round(size * share)) for _, share in mix]
-        counts[0] += size - sum(counts)
-        specs: list[MachineSpec] = []
-        for (machine_type, _), count in zip(mix, counts, strict=True):
-            prefix = f"W{index + 1:03d}-{machine_type.value[:4].upper()}"
-            specs.extend(_machines(prefix, machine_type, count, per_line=20))
-        workshops.append(
-            Workshop(
-                id=f"ws{index + 1:03d}",
-                name=f"Workshop {index + 1}",
-                gateway_id=f"gw-{index + 1:03d}",
-                machines=tuple(specs),
-            )
-        )
-        remaining -= size
-        index += 1
-    return Plant(site=site, seed=seed, workshops=tuple(workshops))
