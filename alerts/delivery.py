@@ -16,16 +16,12 @@ from alerts.errors import DeliveryError
 from alerts.lifecycle import STATUS_CODES, AlertRecord
 from alerts.rules import WebhookTarget
 from alerts.webhook_policy import IPAddress, WebhookRefused, check_addresses
-from ftel.contract.models import GatewayStatus
 from ftel.retry import parse_retry_after
 from ftel.storage import points as storage_points
-from ftel.storage.lineproto import Point, encode_batch
-from ftel.storage.points import death_points
+from ftel.storage.lineproto import Point
 
 MQTT_SINK = "mqtt"
 INFLUX_SINK = "influx"
-# InfluxDB again, for the deaths the engine decides (line protocol bodies): drained apart from the alerts.
-DEATHS_SINK = "influx-deaths"
 WEBHOOK_BODY_VERSION = 1
 # Receivers one worker keeps connections to; a few webhooks per plant.
 WEBHOOK_CONNECTIONS = 8
@@ -67,16 +63,6 @@ def alert_point(record: AlertRecord) -> Point:
         value=record.value,
         changed_ms=record.changed_ms,
     )
-
-
-def death_event_id(death: GatewayStatus, at_ms: int) -> str:
-    """One per death: the gateway, the boot that died and when (a redelivered will decides the same)."""
-    return f"death:{death.site}/{death.workshop}/{death.gateway_id}/{death.boot_id}@{at_ms}"
-
-
-def death_lines(death: GatewayStatus, at_ms: int) -> str:
-    """The gateway offline and each of its machines OFFLINE from ``at_ms``, as line protocol."""
-    return encode_batch(death_points(death, at_ms)).decode()
 
 
 def resolve_host(host: str, port: int) -> list[IPAddress]:

@@ -12,7 +12,8 @@ simulation speed-up, and a restarted worker replaying a backlog judges it by the
   gateway gone silent, and when an alert's status changed.
 * A machine's state comes from its gateway's events and from each birth, which re-states every machine
   (first sight is not an event); a death makes them unknown until the next birth. When a gateway that vanished
-  died is decided here, once (ftel/contract/liveness.py), and handed out by ``take_deaths``.
+  died is decided by the rule ingest writes it by (ftel/contract/liveness.py); ingest owns its OFFLINE points
+  (ingest/deaths.py), so boards show them whether the alert worker runs or not.
 
 Incremental: what a machine's rules say depends only on the machine and on its gateway's time and liveness,
 and what a gateway's rule says only on the gateway and the engine's clock. So a message judges the subjects
@@ -113,8 +114,6 @@ class EngineState(BaseModel):
     machines: dict[str, MachineObs] = {}
     gateways: dict[str, GatewayObs] = {}
     lifecycle: LifecycleState = LifecycleState()
-    # Deaths of vanished gateways (last wills) decided here and not yet taken by the worker, with their time.
-    deaths: list[tuple[GatewayStatus, int]] = []
 
 
 def _key(site: str, workshop: str, ident: str) -> str:
@@ -254,16 +253,9 @@ class Engine:
                 self._forget_later(record)
         return count
 
-    def take_deaths(self) -> list[tuple[GatewayStatus, int]]:
-        """The last wills that made a gateway dead since the last call, each with the moment it died (for the
-        worker to store with ftel.storage.points.death_points). A gateway's own death is not among them: ingest
-        stores it as it comes; nor is a will that changed nothing (stale, or a redelivery to a dead gateway)."""
-        deaths, self.state.deaths = self.state.deaths, []
-        return deaths
-
     def take_changes(self) -> StateChanges:
-        """What changed since the last call (machines, gateways, alerts), for the worker's store. The clock and
-        the deaths not yet taken are small and always stored."""
+        """What changed since the last call (machines, gateways, alerts), for the worker's store. The clock is
+        small and always stored."""
         open_alerts, resolved = self.lifecycle.take_changes()
         order = self._order
         changes = StateChanges(
@@ -390,8 +382,6 @@ class Engine:
             machine.known_ms = max(machine.known_ms, at)
             machine.over_since.clear()
             self._touch_machine(machine_key)
-        if death.will:
-            self.state.deaths.append((death, at))
 
     def _state_change(self, machine: MachineObs, change: StateChange) -> None:
         if change.ts <= machine.last_event_ms:

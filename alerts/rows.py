@@ -2,7 +2,7 @@
 
 The worker's store (alerts/store.py) keeps these rows and, at each commit, writes only the rows of what changed
 since the last one (``Engine.take_changes``): a commit costs what the messages behind it touched, not the size
-of the fleet. The head (the engine's clock and the deaths not yet handed out) is written at every commit; it
+of the fleet. The head (the engine's clock) is written at every commit; it
 reads as an ``EngineState`` with nothing else in it.
 """
 
@@ -20,7 +20,7 @@ MACHINE_ROW = "machine"
 GATEWAY_ROW = "gateway"
 OPEN_ROW = "open"  # keyed by condition key
 RESOLVED_ROW = "resolved"  # keyed by alert id
-HEAD_FIELDS = frozenset({"clock_ms", "deaths"})
+HEAD_FIELDS = frozenset({"clock_ms"})
 
 
 class OpenAlert(BaseModel):

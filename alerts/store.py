@@ -1,8 +1,8 @@
 """The worker's durable state (sqlite3): the engine's state as rows and the outbox of deliveries, in one file.
 
-The engine's state is a small head (its clock, deaths not yet handed out) and a row per machine, gateway and
+The engine's state is a small head (its clock) and a row per machine, gateway and
 alert (alerts/rows.py); a commit writes the head, the rows that changed since the last commit and the outbox
-rows of the transitions and deaths they caused, in one transaction; only then does the worker acknowledge the
+rows of the transitions they caused, in one transaction; only then does the worker acknowledge the
 MQTT messages behind them. After a SIGKILL the broker redelivers whatever was not acknowledged, the engine
 (restored from the rows) recomputes the same transitions, and the outbox's key (sink, event id) makes them
 land once. Delivered outbox rows are purged after a while (``purge_delivered``).

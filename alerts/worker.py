@@ -11,9 +11,8 @@
   changed (alerts/rows.py), so its cost follows the messages, not the fleet. The worker stops reading while
   ``max_unacked`` messages wait for a commit (Mosquitto does not honour Receive Maximum); messages that only
   wait for their dead letter's PUBACK do not count, since reading the socket is what brings that PUBACK.
-* The deaths the engine decides (a gateway's last will) go through the outbox too: the gateway's status and
-  its machines OFFLINE, in InfluxDB, stamped at the gateway's last message (ftel.storage.points.death_points),
-  once per death.
+* A gateway's last will is judged here for alerts (gateway_offline, its machines' alerts held), but its
+  machines' OFFLINE points are ingest's (ingest/deaths.py): boards show them whether this worker runs or not.
 * Retained machine meta and gateway status come through a plain subscription as well: a shared subscription
   receives no retained messages.
 * Without a local snapshot (a new host) the worker first rebuilds its open alerts from the retained alert
@@ -29,7 +28,7 @@ holds up the consumer or another sink. They share the sqlite store, which serial
 (alerts/store.py); that is simpler than an asyncio loop pumping the transport, and each thread stays
 straight-line code.
 
-Its ports are parameters (``transport``, ``store``, the two InfluxDB writers, the webhook poster): the real
+Its ports are parameters (``transport``, ``store``, the InfluxDB writer, the webhook poster): the real
 ones are built by default, fakes unit-test the logic (tests/unit/test_alerts_worker.py), and the integration
 tests prove the same on the real broker, database and receivers.
 """
@@ -48,12 +47,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from alerts.delivery import (
-    DEATHS_SINK,
     INFLUX_SINK,
     MQTT_SINK,
     alert_point,
-    death_event_id,
-    death_lines,
     post_webhook,
     record_json,
     webhook_body,
@@ -155,7 +151,6 @@ class AlertWorker:
         transport: MqttTransport | None = None,
         store: Store | None = None,
         alert_writer: LineWriter | None = None,
-        death_writer: LineWriter | None = None,
         post: WebhookPost | None = None,
     ) -> None:
         self.settings = settings
@@ -177,7 +172,6 @@ class AlertWorker:
         )
         self._transport.on_message = self._on_message
         self._alert_writer = alert_writer or make_writer(settings.influx)
-        self._death_writer = death_writer or make_writer(settings.influx)
         self._webhooks = webhook_client()
         self._post: WebhookPost = post or (lambda target, body: post_webhook(target, body, client=self._webhooks))
         self._pending = _Pending()
@@ -193,7 +187,7 @@ class AlertWorker:
         self._draining = False
         self._failures = 0  # connections lost or refused in a row
         self._purged_at: float | None = None
-        self.sinks = [MQTT_SINK, INFLUX_SINK, DEATHS_SINK, *(webhook_sink(t) for t in config.webhooks)]
+        self.sinks = [MQTT_SINK, INFLUX_SINK, *(webhook_sink(t) for t in config.webhooks)]
         self._wake = {sink: threading.Event() for sink in self.sinks}
         self._stopping = threading.Event()
         self._broken: BaseException | None = None  # a delivery thread's own machinery failed
@@ -217,7 +211,6 @@ class AlertWorker:
         """Consume, commit and deliver until ``stop``; reconnect whenever the broker goes away."""
         deliverers = [
             self._deliverer(INFLUX_SINK, self._write_alerts, DELIVERY_BATCH, self._influx_policy()),
-            self._deliverer(DEATHS_SINK, self._write_deaths, DELIVERY_BATCH, self._influx_policy()),
             *(
                 self._deliverer(webhook_sink(t), self._webhook_sender(t), 1, _webhook_policy(t))
                 for t in self.config.webhooks
@@ -262,7 +255,6 @@ class AlertWorker:
             else:
                 self._webhooks.close()
                 self._alert_writer.close()
-                self._death_writer.close()
                 self.store.close()
 
     def _session(self, stop: threading.Event) -> None:
@@ -473,14 +465,6 @@ class AlertWorker:
             items.append((MQTT_SINK, record.event_id, body))
             items.append((INFLUX_SINK, record.event_id, body))
             items.extend((webhook_sink(t), record.event_id, webhook_body(record)) for t in self.config.webhooks)
-        for death, at_ms in self.engine.take_deaths():
-            log.info(
-                "gateway %s (%s) vanished: its machines are OFFLINE from its last message at %d",
-                death.gateway_id,
-                death.workshop,
-                at_ms,
-            )
-            items.append((DEATHS_SINK, death_event_id(death, at_ms), death_lines(death, at_ms)))
         rows = changed_rows(self.engine.state, self.engine.take_changes())
         self.store.commit(rows.head, items, upserts=rows.upserts, deletes=rows.deletes)
         # Only now may the broker forget them (and the dead-lettered once it has their dead letters).
@@ -568,9 +552,6 @@ class AlertWorker:
 
     def _write_alerts(self, items: list[OutboxItem]) -> None:
         self._alert_writer.write(encode_batch([alert_point(AlertRecord.model_validate_json(i.body)) for i in items]))
-
-    def _write_deaths(self, items: list[OutboxItem]) -> None:
-        self._death_writer.write("\n".join(i.body for i in items).encode())
 
     def _webhook_sender(self, target: WebhookTarget) -> Callable[[list[OutboxItem]], None]:
         def send(items: list[OutboxItem]) -> None:

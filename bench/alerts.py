@@ -179,7 +179,6 @@ def warmed_up(machines: int, minutes: float, warmup_min: float) -> tuple[Engine,
             break
     console.print(f"  {machines:,} machines: warmed up on {warm:,} messages in {time.perf_counter() - t0:.0f} s")
     engine.take_changes()
-    engine.take_deaths()
     return engine, messages
 
 

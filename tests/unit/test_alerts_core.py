@@ -303,25 +303,23 @@ def test_an_event_at_the_birth_time_is_newer_than_the_birth() -> None:
     assert (machine.state, machine.stops) == (MachineState.DOWN, {"yarn_break": [T0]})
 
 
-def test_a_will_dates_the_death_by_the_last_message_and_is_handed_out_once() -> None:
+def test_a_will_dates_the_death_by_the_last_message_once() -> None:
     engine = Engine(config())
     feed(engine, [birth(T0 + 1000, K1=(MachineState.RUNNING, None, T0)), heartbeat(T0 + MIN)])
-    assert engine.take_deaths() == []
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms is None
     feed(engine, [will(), heartbeat(T0 + 2 * MIN, gateway="gw-2")])
-    assert engine.take_deaths() == [(will(), T0 + MIN)]
     assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN
     # Redelivered (at least once), or published again while the gateway is still gone: nothing new.
     feed(engine, [will(), heartbeat(T0 + 3 * MIN, gateway="gw-2")])
-    assert engine.take_deaths() == []
     assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN
 
 
-def test_a_gateway_s_own_death_is_at_its_last_moment_and_left_to_ingest() -> None:
+def test_a_gateway_s_own_death_is_at_its_last_moment() -> None:
     engine = Engine(config())
     feed(engine, [birth(T0 + 1000, K1=(MachineState.DOWN, "yarn_break", T0)), heartbeat(T0 + MIN)])
     death = GatewayStatus(**common, ts=T0 + MIN + 5000, online=False, boot_id=T0, machines={"K1": MachineType.KNITTING})
     out = feed(engine, [death, heartbeat(T0 + 20 * MIN, gateway="gw-2")])
-    assert engine.take_deaths() == []  # ingest stores a gateway's own death as it comes
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN + 5000
     assert [(r.rule, r.subject, r.started_ms) for r in out] == [("gw", "gw-1", T0 + MIN + 5000)]
     assert engine.state.machines["s/w/K1"].state is None  # held: its DOWN alert neither fires nor resolves
 
@@ -334,7 +332,7 @@ def test_a_death_of_an_earlier_boot_is_stale() -> None:
     )
     out = feed(engine, [will(T0 - HOUR), old_clean, *(heartbeat(T0 + MIN + s * 10_000) for s in range(1, 13))])
     assert out == []
-    assert engine.take_deaths() == []
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms is None
     assert engine.state.gateways["s/w/gw-1"].online
 
 
@@ -344,7 +342,7 @@ def test_a_heartbeat_of_a_new_boot_makes_the_last_boot_s_will_stale() -> None:
     engine = Engine(config())
     feed(engine, [birth(T0 + 1000, boot_id=T0, K1=(MachineState.RUNNING, None, T0)), heartbeat(T0 + MIN)])
     feed(engine, [heartbeat(T0 + 5 * MIN, boot_id=T0 + 4 * MIN), will(T0)])
-    assert engine.take_deaths() == []
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms is None
     assert engine.state.gateways["s/w/gw-1"].online
 
 
@@ -364,8 +362,9 @@ def test_a_birth_from_before_the_death_sent_again_does_not_bring_the_gateway_bac
 def test_a_gateway_that_dies_again_after_coming_back_is_a_new_death() -> None:
     engine = Engine(config())
     feed(engine, [birth(T0 + 1000, K1=(MachineState.RUNNING, None, T0)), heartbeat(T0 + MIN), will()])
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN
     feed(engine, [birth(T0 + 6 * MIN, K1=(MachineState.RUNNING, None, T0)), heartbeat(T0 + 7 * MIN), will()])
-    assert engine.take_deaths() == [(will(), T0 + MIN), (will(), T0 + 7 * MIN)]
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + 7 * MIN
 
 
 def test_machines_are_judged_on_their_own_gateway_s_time() -> None:
@@ -543,11 +542,11 @@ def test_snapshot_round_trip_resumes_without_repeating() -> None:
     assert feed(restored, [heartbeat(T0 + 12 * MIN)]) == []
 
 
-def test_a_snapshot_keeps_deaths_not_yet_taken_and_the_last_sample() -> None:
+def test_a_snapshot_keeps_a_death_and_the_last_sample() -> None:
     engine = Engine(config())
     feed(engine, [birth(T0 + 1000, K1=(MachineState.RUNNING, None, T0)), telemetry(T0 + MIN), will()])
     restored = Engine(config(), EngineState.model_validate_json(engine.state.model_dump_json()))
-    assert restored.take_deaths() == [(will(), T0 + MIN)]
+    assert restored.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN
     assert restored.state.machines["s/w/K1"].last_sample == telemetry(T0 + MIN)
 
 

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.deadlines import Deadlines
-from alerts.delivery import DEATHS_SINK, death_event_id, death_lines
 from alerts.engine import Engine, EngineState
 from alerts.lifecycle import AlertRecord, Status
 from alerts.rows import Rows, all_rows, changed_rows, state_from_rows
@@ -30,9 +29,9 @@ from ftel.contract.models import (
 )
 from ftel.contract.states import DOWN_REASONS, MachineState, MachineType
 from ftel.plant.layout import Plant
-from ftel.storage.lineproto import encode_batch
-from ftel.storage.points import death_points
+from ftel.storage.seen import Seen
 from gateway.core import GatewayTiming
+from ingest.deaths import death_at
 from loadtest.faults import plan_faults
 from simulators.plant import generate_plant
 from tests import sim_start
@@ -300,7 +299,7 @@ def test_delivered_outbox_rows_are_purged_after_their_keep_time(tmp_path: Path) 
     store.close()
 
 
-def test_a_death_goes_out_once_as_its_points() -> None:
+def test_the_engine_dates_a_death_as_ingest_writes_it() -> None:
     will = GatewayStatus(
         site="s", workshop="w", gateway_id="gw-1", seq=0, ts=T0, online=False, will=True, boot_id=T0,
         machines={"K1": MachineType.KNITTING, "K2": MachineType.KNITTING},
@@ -309,11 +308,9 @@ def test_a_death_goes_out_once_as_its_points() -> None:
     engine.observe(Heartbeat(site="s", workshop="w", gateway_id="gw-1", seq=2, ts=T0 + MIN, boot_id=T0, uptime_ms=0,
                              machines=2, spool_depth=0, spool_dropped=0))  # fmt: skip
     engine.observe(will)
-    ((death, at),) = engine.take_deaths()
-    assert at == T0 + MIN
-    assert death_lines(death, at).encode() == encode_batch(death_points(will, T0 + MIN))
-    assert death_event_id(death, at) == f"death:s/w/gw-1/{T0}@{T0 + MIN}"
-    assert DEATHS_SINK != "influx"  # drained apart from the alert points
+    # One rule (ftel/contract/liveness.py): the alert's start and the OFFLINE points ingest writes agree.
+    assert engine.state.gateways["s/w/gw-1"].dead_since_ms == T0 + MIN
+    assert death_at(will, Seen(T0 + MIN, T0)) == T0 + MIN
 
 
 @settings(max_examples=300, deadline=None)
