@@ -10,6 +10,8 @@ time is the median):
   list); at resolution 1m (the default) and 1h;
 - report: the shift report's queries over the shift (whole hours), and over the shift less 17 minutes at the
   start and 23 at the end (part hours at both edges);
+- now: the "now" counts at the shift's end from the settled state-now snapshot (written first, as ``ftel settle``
+  writes it each minute) and, before it, from every machine's last point;
 - raw: the same questions as the boards and report read them before roll-ups: every range figure from the
   machines' raw windows, Machine detail and Workshop floor opened on every machine, the report's timelines of
   every machine.
@@ -47,13 +49,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dashboards import queries as q
 from dashboards.build import all_dashboards
 from dashboards.check import panels_of
+from dashboards.orders_rollup import write_points
 from dashboards.report_data import ReportData, ReportReadings, collect
 from dashboards.shifts import last_shift
+from dashboards.state_now import state_now_points
 from ftel.contract.states import STATE_ORDER, MachineType
 from ftel.security.identities import SUPERVISOR
 from ftel.settings import InfluxSettings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery, Series
+from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.plant import generate_plant
 from tests.support import Services
@@ -177,6 +182,17 @@ def fill(services: Services, machines: int, hours: int, telemetry_s: int, marker
     return filled
 
 
+def snapshot(services: Services, filled: Filled) -> None:
+    """The state-now snapshot at the shift's end, as ``ftel settle`` writes it each minute beside ingest."""
+    settings = services.admin(filled.database).influx
+    client, writer = InfluxQuery(settings), make_writer(settings)
+    began = time.perf_counter()
+    written = write_points(writer, state_now_points(client, filled.end_ms), RetryPolicy())
+    console.print(f"state-now snapshot at the shift's end: {written} points in {time.perf_counter() - began:.2f} s")
+    client.close()
+    writer.close()
+
+
 # --- what the boards run when they open ------------------------------------------------------------------
 
 
@@ -211,7 +227,7 @@ def raw_board_queries(shift: q.Binding) -> Iterator[tuple[str, str, q.Binding]]:
     """The same boards as they read before roll-ups: range figures from raw windows, every variable at All (the
     machine detail and the floor opened on every machine)."""
     overview = [
-        *(q.machines_in_state(s) for s in STATE_ORDER),
+        *(q.machines_in_state_from_points(s) for s in STATE_ORDER),
         q.utilisation(reading=RAW),
         q.utilisation(reading=RAW),  # "today": the shift here
         q.utilisation("workshop", reading=RAW),
@@ -251,6 +267,18 @@ def raw_board_queries(shift: q.Binding) -> Iterator[tuple[str, str, q.Binding]]:
         for target in panel.get("targets", []):
             if "query" in target:
                 yield f"ftel-pipeline {panel['title']} {target['refId']}", target["query"], shift
+
+
+def now_queries(shift: q.Binding, *, snapshot: bool) -> Iterator[tuple[str, str, q.Binding]]:
+    """The "now" counts at the shift's end over the whole plant: from the settled state-now snapshot (the boards
+    and report now), or from every machine's last point (before it)."""
+    for state in STATE_ORDER:
+        query = q.machines_in_state(state) if snapshot else q.machines_in_state_from_points(state)
+        yield f"machines {state.value} now", query.influxql, shift
+    if snapshot:
+        yield "machines by state now (report)", q.machines_by_state().influxql, shift
+    else:
+        yield "every machine's state now (report, before)", q.current_states().influxql, shift
 
 
 def time_queries(name: str, client: InfluxQuery, queries: Iterator[tuple[str, str, q.Binding]], repeat: int) -> Timings:
@@ -335,7 +363,10 @@ def run_size(
     settings = settings_for(filled.database)
     client = InfluxQuery(settings)
     shift = q.Binding(filled.start_ms, filled.end_ms)
+    snapshot(services, filled)
     sets = [
+        time_queries(f"now, raw last points ({filled.machines:,})", client, now_queries(shift, snapshot=False), repeat),
+        time_queries(f"now, snapshot ({filled.machines:,})", client, now_queries(shift, snapshot=True), repeat),
         time_queries(f"boards 1m ({filled.machines:,})", client, board_queries(client, shift), repeat),
         time_queries(
             f"boards 1h ({filled.machines:,})",

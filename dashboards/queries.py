@@ -21,7 +21,8 @@ Where a question over the range reads (docs/boards.md gives users the rule):
   answer for any range), at ``1h`` each hour that starts in the range;
 - per-machine questions (worst machines, repeated faults) read each machine's own windows at ``1m`` and its
   machine hours at ``1h``;
-- one machine's detail, state now and telemetry read the raw points.
+- one machine's detail, each machine's state now and telemetry read the raw points; how many machines are in each
+  state now reads ``rollup_state_now``, settled every minute from the raw points (dashboards/state_now.py).
 
 A board reads its whole range at its ``$resolution`` variable (``Reading`` with the board's ``Slice``). The
 report knows its range and splits it (``range_slices``): the whole hours inside it at ``1h``, the minutes before
@@ -29,6 +30,9 @@ the first and after the last whole hour at ``1m``; so it is exact for any range 
 
 The current state of a machine is the last ``machine_state`` point at or before the range end, looked back
 ``STATE_LOOKBACK`` (the retention policy must be the database's default, as ``ftel stack`` creates it).
+How many machines are in each state "now" is the last settled snapshot at or before the range end, looked back
+``STATE_NOW_LOOKBACK``: a county's 60,000 machines are 60,000 series to take the last point of, a snapshot is one
+point per workshop and machine type.
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ from typing import Literal
 from dashboards.errors import QueryShapeError, UnboundVariableError
 from ftel.contract.states import STATE_ORDER, UNKNOWN_FAULT, MachineState, MachineType
 from ftel.settings import DEFAULT_WINDOW_S
-from ftel.storage.schema import PLANNED_INSIDE, Field, Measurement, Tag, resolution, state_field
+from ftel.storage.schema import PLANNED_INSIDE, Field, Measurement, Tag, machines_field, resolution, state_field
 
 # How far back "now" questions look for the last state change, telemetry sample or machine description.
 STATE_LOOKBACK = "7d"
 TELEMETRY_LOOKBACK = "1h"
 META_LOOKBACK = "30d"
+# The state-now snapshot is settled every minute (FTEL_SETTLE__EVERY_S): an older one is not "now".
+STATE_NOW_LOOKBACK = "1h"
 # A gateway is online when its last status says so; gateways are looked back this far.
 GATEWAY_LOOKBACK = "30d"
 # Three stops of one reason on one machine in the range is a repeated fault worth a maintenance look.
@@ -396,10 +402,20 @@ def current_state_codes(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
     return Query("current_state_codes", _last_state("", variables, Tag.MACHINE_ID), alias="$tag_machine_id")
 
 
-def machines_in_state(state: MachineState, variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
-    """How many machines of each workshop are in ``state`` at the range end. A pass over every machine's last
-    change (InfluxDB's cost is per machine: the one board question roll-ups cannot answer), kept lean: only
-    the state code, grouped by what the count needs."""
+def machine_last_states(variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """Each machine's state code at the range end, with its site, workshop and type: what a state-now snapshot
+    counts (dashboards/state_now.py)."""
+    return Query(
+        "machine_last_states",
+        _last_state("", variables, Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE, Tag.MACHINE_ID),
+        "table",
+    )
+
+
+def machines_in_state_from_points(state: MachineState, variables: Sequence[str] = MACHINE_VARIABLES) -> Query:
+    """How many machines of each workshop are in ``state`` at the range end, from every machine's last change
+    (InfluxDB's cost is per machine: seconds at 60,000). What ``machines_in_state`` equals, read from the raw
+    points: a selection of machines, the tests and the benchmark's "before"."""
     code = STATE_ORDER.index(state)
     lean = _last_state("", variables, Tag.WORKSHOP, Tag.MACHINE_ID)
     return Query(
@@ -407,6 +423,42 @@ def machines_in_state(state: MachineState, variables: Sequence[str] = MACHINE_VA
         f'SELECT count({_n(Field.STATE_CODE)}) AS "machines" FROM ({lean}) '
         f"WHERE {_n(Field.STATE_CODE)} = {code} GROUP BY {_n(Tag.WORKSHOP)}",
         alias=f"$tag_workshop {state.value}",
+    )
+
+
+def _state_now(states: Sequence[MachineState], variables: Sequence[str]) -> str:
+    """The last state-now snapshot at or before the range end of each workshop and machine type."""
+    fields = ", ".join(f"last({_n(machines_field(s))}) AS {_n(machines_field(s))}" for s in states)
+    return (
+        f"SELECT {fields} FROM {_n(Measurement.ROLLUP_STATE_NOW)} WHERE {looking_back(STATE_NOW_LOOKBACK)} AND "
+        f"{matches(variables)} GROUP BY {_group_by(Tag.SITE, Tag.WORKSHOP, Tag.MACHINE_TYPE)}"
+    )
+
+
+def machines_in_state(state: MachineState, variables: Sequence[str] = WORKSHOP_VARIABLES) -> Query:
+    """How many machines of each workshop are in ``state`` at the range end, from the settled snapshot (one point
+    per workshop and machine type, whatever the fleet): equal to ``machines_in_state_from_points`` at the
+    snapshot's minute."""
+    if MACHINE in variables:
+        raise QueryShapeError("the state-now snapshot has no machine to narrow it by: count the raw points")
+    field_ = machines_field(state)
+    return Query(
+        f"machines_{state.value.lower()}",
+        f'SELECT sum({_n(field_)}) AS "machines" FROM ({_state_now((state,), variables)}) GROUP BY {_n(Tag.WORKSHOP)}',
+        alias=f"$tag_workshop {state.value}",
+    )
+
+
+def machines_by_state(variables: Sequence[str] = WORKSHOP_VARIABLES) -> Query:
+    """How many machines of each workshop are in each state at the range end (a column per state, named by
+    ``machines_field``), from the settled snapshot: the report's counts in one statement."""
+    if MACHINE in variables:
+        raise QueryShapeError("the state-now snapshot has no machine to narrow it by: count the raw points")
+    sums = ", ".join(_sum(machines_field(s)) for s in STATE_ORDER)
+    return Query(
+        "machines_by_state",
+        f"SELECT {sums} FROM ({_state_now(STATE_ORDER, variables)}) GROUP BY {_n(Tag.WORKSHOP)}",
+        "table",
     )
 
 
@@ -426,7 +478,7 @@ def state_changes() -> Query:
     return Query(
         "state_changes",
         f"SELECT {_n(Field.STATE)} FROM {_n(Measurement.MACHINE_STATE)} WHERE $timeFilter AND "
-        f"{matches(MACHINE_VARIABLES)} GROUP BY {_n(Tag.MACHINE_ID)}",
+        f"{matches(MACHINE_VARIABLES)} GROUP BY {_group_by(Tag.WORKSHOP, Tag.MACHINE_ID)}",
         alias="$tag_machine_id",
     )
 

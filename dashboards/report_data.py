@@ -28,7 +28,7 @@ from ftel.plant.reasons import UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.settings import DEFAULT_MICRO_STOP_S, OperatorSettings
 from ftel.storage.query import InfluxQuery
-from ftel.storage.schema import Field, Tag, state_field
+from ftel.storage.schema import Field, Tag, machines_field, state_field
 
 # A timeline of more machines than this is a chart nobody reads: past it, the report draws the machines with
 # the most downtime, so it stays one page (and a few queries) for a county's fleet.
@@ -212,19 +212,25 @@ def worst_machines(client: InfluxQuery, binding: q.Binding, readings: Sequence[q
     return sorted(worst, key=lambda w: (-w.down_ms, w.machine_id))[: q.WORST_MACHINES]
 
 
-def _machines_by_state(now: Sequence[dict[str, Any]]) -> dict[str, dict[MachineState, int]]:
+def machines_by_state(client: InfluxQuery, binding: q.Binding) -> dict[str, dict[MachineState, int]]:
+    """Machines per state of each workshop at the range end: the settled state-now snapshot (dashboards/state_now.py;
+    one point per workshop and machine type); a selection of machines, which the snapshot cannot narrow to, from
+    their own last points."""
     counts: dict[str, dict[MachineState, int]] = {}
-    for row in now:
-        counts.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))[STATE_ORDER[row["state_code"]]] += 1
-    return dict(sorted(counts.items()))
+    if (binding.variables or {}).get(q.MACHINE):
+        for row in _rows(client, q.current_states(), binding):
+            counts.setdefault(row["workshop"], dict.fromkeys(STATE_ORDER, 0))[STATE_ORDER[row["state_code"]]] += 1
+    else:
+        for row in _rows(client, q.machines_by_state(), binding):
+            counts[row["workshop"]] = {s: int(row[machines_field(s)] or 0) for s in STATE_ORDER}
+    return dict(sorted((w, c) for w, c in counts.items() if any(c.values())))
 
 
 def _timelines(
-    client: InfluxQuery, binding: q.Binding, now: Sequence[dict[str, Any]], machines: Sequence[str] | None
+    client: InfluxQuery, binding: q.Binding, machines: Sequence[str] | None
 ) -> dict[str, dict[str, list[Segment]]]:
     """Segments per machine: the state in force at the start (the last change before it), then each change.
-    ``now``: every machine's state at the end (its workshop); ``machines``: only these (else every machine the
-    binding selects)."""
+    ``machines``: only these (else every machine the binding selects)."""
     if machines is not None:
         binding = q.Binding(
             binding.start_ms,
@@ -234,12 +240,13 @@ def _timelines(
             binding.resolution,
         )
     before = q.Binding(binding.start_ms - 1, binding.start_ms, binding.interval_ms, binding.variables)
-    workshop_of = {row["machine_id"]: row["workshop"] for row in now}
+    workshop_of: dict[str, str] = {}
     changes: dict[str, list[tuple[int, MachineState]]] = {}
     for row in _rows(client, q.current_states(), before):
         workshop_of[row["machine_id"]] = row["workshop"]
         changes.setdefault(row["machine_id"], []).append((binding.start_ms, STATE_ORDER[row["state_code"]]))
     for row in _rows(client, q.state_changes(), binding):
+        workshop_of[row["machine_id"]] = row["workshop"]
         changes.setdefault(row["machine_id"], []).append((row["time"], MachineState(row["state"])))
     result: dict[str, dict[str, list[Segment]]] = {}
     for machine, points in sorted(changes.items()):
@@ -272,10 +279,7 @@ def collect(
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
     planned, oee = planned_figures(client, binding, readings, calendar or default_calendar())
-    # Every machine's state at the end, read once (InfluxDB's cost is per machine, so one pass, not one per
-    # state as the boards' counts): the machines by state, and the timelines' workshops.
-    now = _rows(client, q.current_states(), binding)
-    by_state = _machines_by_state(now)
+    by_state = machines_by_state(client, binding)
     by_reason = _rows(client, q.downtime_by_reason(workshops), binding)
     stops = collect_stops(
         client,
@@ -291,7 +295,8 @@ def collect(
         for reason, ms in stops.classified_downtime_ms.items()
     ]
     worst = worst_machines(client, binding, readings.machines)
-    worst_only = timeline_machines is not None and len(now) > timeline_machines
+    machines = sum(sum(c.values()) for c in by_state.values())
+    worst_only = timeline_machines is not None and machines > timeline_machines
     return ReportData(
         start_ms=binding.start_ms,
         end_ms=binding.end_ms,
@@ -306,7 +311,7 @@ def collect(
         worst=worst,
         oee=oee,
         machines_by_state=by_state,
-        timelines=_timelines(client, binding, now, [w.machine_id for w in worst] if worst_only else None)
+        timelines=_timelines(client, binding, [w.machine_id for w in worst] if worst_only else None)
         if worst or not worst_only
         else {},
         timelines_worst_only=worst_only,

@@ -4,6 +4,7 @@ compute, written as points it can sum, from the stored windows:
 - planned time (dashboards/calendar_rollup.py): state times inside the calendar's planned time and outside it;
 - classified reasons (dashboards/reasons_rollup.py): downtime per attributed reason, unexplained apart;
 - orders (dashboards/orders_rollup.py): windows split at job changes, each order's progress.
+- state now (dashboards/state_now.py): how many machines are in each state at the minute, for the "now" panels.
 
 Every part is idempotent, so a deployment settles the last hours every minute beside ingest (``ftel settle
 --every``, and ``ftel run`` does it for its own plant): late windows, an operator's reason given within the
@@ -24,6 +25,7 @@ from dashboards import queries as q
 from dashboards.calendar_rollup import planned_points
 from dashboards.orders_rollup import settled_points, write_points
 from dashboards.reasons_rollup import classified_points
+from dashboards.state_now import state_now_points
 from dashboards.stops_data import read_reasons, read_stops
 from ftel.errors import FtelError
 from ftel.plant.calendar import Calendar
@@ -46,6 +48,9 @@ class Settled:
     orders: int
     # Seconds each part took (read, computed, written): where the cost of a settle goes.
     seconds: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # The state-now snapshot: its points (one per workshop and machine type) and its seconds.
+    state_now: int = 0
+    state_now_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +66,18 @@ def whole_hours(start_ms: int, end_ms: int) -> tuple[int, int]:
 
 
 def settle(
-    client: InfluxQuery, writer: LineWriter, inputs: SettleInputs, policy: RetryPolicy, *, start_ms: int, end_ms: int
+    client: InfluxQuery,
+    writer: LineWriter,
+    inputs: SettleInputs,
+    policy: RetryPolicy,
+    *,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int | None = None,
 ) -> Settled:
     """Settle [start_ms, end_ms): planned time and classified reasons over its whole hours, orders over the range
-    itself (the estimated finish follows the range's rate). Raises QueryError or WriteError."""
+    itself (the estimated finish follows the range's rate), and the state-now snapshot at the range's end or at
+    ``now_ms`` if earlier (to the minute). Raises QueryError or WriteError."""
     first, last = whole_hours(start_ms, end_ms)
     hours = q.Binding(first, last)
     began = time.perf_counter()
@@ -82,8 +95,11 @@ def settle(
     classified_done = time.perf_counter()
     orders_points = settled_points(client, q.Binding(start_ms, end_ms), inputs.book, site=inputs.site)
     orders = write_points(writer, orders_points, policy)
-    seconds = (planned_done - began, classified_done - planned_done, time.perf_counter() - classified_done)
-    return Settled(first, last, planned, classified, orders, seconds)
+    orders_done = time.perf_counter()
+    seconds = (planned_done - began, classified_done - planned_done, orders_done - classified_done)
+    at_ms = end_ms if now_ms is None else min(end_ms, now_ms)
+    state_now = write_points(writer, state_now_points(client, at_ms), policy)
+    return Settled(first, last, planned, classified, orders, seconds, state_now, time.perf_counter() - orders_done)
 
 
 def recent_range(now_ms: int, lookback_h: float) -> tuple[int, int]:
@@ -110,11 +126,14 @@ def settle_every(
             log.warning("settle failed (%s); trying again in %g s", error, every_s)
         else:
             log.info(
-                "settled %d planned-time, %d reason and %d order points in %.2f s (%.2f, %.2f, %.2f)",
+                "settled %d planned-time, %d reason, %d order and %d state-now points in %.2f s (%.2f, %.2f, %.2f, "
+                "%.2f)",
                 done.planned,
                 done.classified,
                 done.orders,
+                done.state_now,
                 clock() - began,
                 *done.seconds,
+                done.state_now_s,
             )
         stop.wait(every_s)

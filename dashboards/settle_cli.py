@@ -1,5 +1,5 @@
 """``ftel settle [--every S] [--from T --to T]``: the boards' settled figures (planned time, classified reasons,
-orders; dashboards/settle.py), once over a range or the recent hours, or every S seconds beside ingest."""
+orders, state now; dashboards/settle.py), once over a range or the recent hours, or every S seconds beside ingest."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def make_step(settings: Settings, orders: Path | None = None) -> tuple[Callable[
     policy = direct_write_policy(settings.influx)
 
     def step(start_ms: int, end_ms: int) -> Settled:
-        return settle(client, writer, inputs, policy, start_ms=start_ms, end_ms=end_ms)
+        now_ms = int(time.time() * 1000)  # the state-now snapshot: never stamped ahead of what is stored
+        return settle(client, writer, inputs, policy, start_ms=start_ms, end_ms=end_ms, now_ms=now_ms)
 
     return step, writer
 
@@ -75,7 +76,8 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
         except (QueryError, WriteError) as error:
             raise CliError(f"cannot settle ({error}); check FTEL_INFLUX__URL and the credentials") from error
         print(
-            f"settled {done.planned} planned-time, {done.classified} reason and {done.orders} order points "
+            f"settled {done.planned} planned-time, {done.classified} reason, {done.orders} order and "
+            f"{done.state_now} state-now points "
             f"over {done.start_ms} .. {done.end_ms} ms in {time.perf_counter() - began:.2f} s"
         )
         return 0

@@ -26,6 +26,7 @@ from ftel.storage.schema import (
     Field,
     Measurement,
     Tag,
+    machines_field,
     resolution,
     state_fields,
 )
@@ -369,3 +370,13 @@ def classified_downtime_point(
         Field.UNEXPLAINED_MS: down_ms if reason == UNKNOWN_FAULT else 0,
     }
     return Point(Measurement.ROLLUP_CLASSIFIED_DOWNTIME, tags, fields, window_start)
+
+
+def state_now_point(series: tuple[str, str, str], *, at_ms: int, counts: Mapping[MachineState, int]) -> Point:
+    """How many machines of a workshop's machine type were in each state at ``at_ms`` (``series``: site, workshop,
+    machine type); every state is written, zeros too, so the point says the whole of it."""
+    site, workshop, machine_type = series
+    tags = {Tag.SITE: site, Tag.WORKSHOP: workshop, Tag.MACHINE_TYPE: machine_type}
+    fields: dict[str, str | int | float | bool] = {machines_field(s): counts.get(s, 0) for s in STATE_ORDER}
+    fields[Field.MACHINES] = sum(counts.values())
+    return Point(Measurement.ROLLUP_STATE_NOW, tags, fields, at_ms)

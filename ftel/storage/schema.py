@@ -17,6 +17,7 @@ __all__ = [
     "Field",
     "Measurement",
     "Tag",
+    "machines_field",
     "resolution",
     "state_field",
     "state_fields",
@@ -58,6 +59,10 @@ class Measurement:
     # planned time, and the downtime per attributed reason (the controller's, an operator's where it gave none).
     ROLLUP_PLANNED_TIME = "rollup_planned_time"
     ROLLUP_CLASSIFIED_DOWNTIME = "rollup_classified_downtime"
+    # Settled too (dashboards/state_now.py): per workshop and machine type, how many machines were in each state
+    # at the end of a whole minute (stamped at its last millisecond), from each machine's last machine_state point
+    # by then. "Now" counts read it, not 60,000 machines' last points.
+    ROLLUP_STATE_NOW = "rollup_state_now"
 
 
 class Tag:
@@ -189,6 +194,11 @@ def resolution(window_ms: int) -> str:
         if window_ms % ms == 0:
             return f"{window_ms // ms}{unit}"
     return f"{window_ms // 1000}s"
+
+
+def machines_field(state: MachineState) -> str:
+    """The rollup_state_now field counting the machines in ``state``."""
+    return f"{state.value.lower()}_machines"
 
 
 def state_fields(state: MachineState) -> dict[str, str | int]:

@@ -18,14 +18,17 @@ from dashboards import queries as q
 from dashboards.build import all_dashboards
 from dashboards.check import panels_of
 from dashboards.errors import PublishError
+from dashboards.orders_rollup import write_points
 from dashboards.publish import Credentials, publish
 from dashboards.report_data import collect
+from dashboards.state_now import state_now_points
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType, state_field
 from ftel.plant.layout import default_plant
 from ftel.settings import Settings
 from ftel.stack import free_port
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Field, Measurement, Tag
+from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import LedgerRow, plant_ledger
 from simulators.machine import plant_models
@@ -76,7 +79,16 @@ def filled(services: Services) -> Filled:
         telemetry_interval_ms=TELEMETRY_MS,
     )
     ledger = list(plant_ledger(plant, start_ms=start, end_ms=end, window_ms=WINDOW_MS))
-    return Filled(settings, InfluxQuery(settings.influx), start, end, ledger)
+    filled = Filled(settings, InfluxQuery(settings.influx), start, end, ledger)
+    _snapshot(filled, end)
+    return filled
+
+
+def _snapshot(filled: Filled, at_ms: int) -> None:
+    """The state-now snapshot of the minute before ``at_ms``, as `ftel settle` writes it each minute beside ingest."""
+    writer = make_writer(filled.settings.influx)
+    write_points(writer, state_now_points(filled.client, at_ms), RetryPolicy())
+    writer.close()
 
 
 def _targets() -> Iterator[tuple[str, str, str]]:
@@ -208,11 +220,16 @@ def test_machines_by_state_now_equal_the_simulated_states_at_the_range_end(fille
     for workshop, model in plant_models(default_plant(), start_ms=filled.start_ms):
         state = next(s.state for s in model.segments() if s.start_ms <= filled.end_ms - 1 < s.end_ms)
         expected[(workshop, state)] += 1
-    for variables in (q.MACHINE_VARIABLES, q.WORKSHOP_VARIABLES):
+    for query, variables in (
+        (q.machines_in_state, q.WORKSHOP_VARIABLES),
+        (q.machines_in_state_from_points, q.MACHINE_VARIABLES),
+        (q.machines_in_state_from_points, q.WORKSHOP_VARIABLES),
+    ):
         measured = {
             (r["workshop"], state): r["machines"]
             for state in STATE_ORDER
-            for r in filled.rows(q.machines_in_state(state, variables))
+            for r in filled.rows(query(state, variables))
+            if r["machines"]
         }
         assert measured == dict(expected)
     down = filled.rows(q.down_now())
@@ -318,6 +335,7 @@ def test_the_report_reads_a_range_of_part_hours_exactly(filled: Filled) -> None:
     the edges, 1h roll-ups and machine hours between; every figure equals the ledger's windows in the range."""
     start, end = filled.start_ms + 17 * WINDOW_MS, filled.end_ms - 23 * WINDOW_MS
     assert [s.resolution for s in q.range_slices(start, end)] == [q.MINUTE, q.HOUR, q.MINUTE]
+    _snapshot(filled, end)  # settled that minute, as `ftel settle` does every minute
     data = collect(filled.client, q.Binding(start, end))
     rows = _in(filled.ledger, start, end)
     for tag, measured in (("workshop", data.utilisation_by_workshop), ("machine_type", data.utilisation_by_type)):

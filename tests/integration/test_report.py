@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from dashboards import queries as q
+from dashboards.orders_rollup import write_points
 from dashboards.report import write_report
 from dashboards.report_data import TIMELINE_MACHINES, collect
 from dashboards.shifts import Period
+from dashboards.state_now import state_now_points
 from ftel.cli import main
 from ftel.plant.calendar import default_calendar
 from ftel.plant.layout import default_plant
 from ftel.storage.query import InfluxQuery
+from ftel.storage.writer import RetryPolicy, make_writer
 from simulators.backfill import backfill
 from simulators.ledger import plant_ledger
 from simulators.plant import generate_plant
@@ -131,7 +134,10 @@ def test_a_report_of_more_machines_than_a_timeline_can_show_draws_those_with_mos
     backfill(
         plant, settings.influx, start_ms=start, end_ms=start + HOUR_MS, window_ms=60_000, telemetry_interval_ms=600_000
     )
-    data = collect(InfluxQuery(settings.influx), q.Binding(start, start + HOUR_MS))
+    client = InfluxQuery(settings.influx)
+    # How many machines there are comes from the state-now snapshot, settled each minute by `ftel settle`.
+    write_points(make_writer(settings.influx), state_now_points(client, start + HOUR_MS), RetryPolicy())
+    data = collect(client, q.Binding(start, start + HOUR_MS))
     assert data.timelines_worst_only
     drawn = {machine for machines in data.timelines.values() for machine in machines}
     assert drawn == {w.machine_id for w in data.worst}

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from dashboards import queries as q
-from dashboards.errors import UnboundVariableError
+from dashboards.errors import QueryShapeError, UnboundVariableError
 from ftel.contract.states import MachineState, MachineType
 from ftel.errors import FtelError
 from ftel.storage.schema import Measurement
@@ -46,7 +46,19 @@ def test_an_empty_range_is_refused() -> None:
 
 
 def test_variables_used_leaves_out_grafana_builtins() -> None:
-    assert q.variables_used(q.machines_in_state(MachineState.RUNNING).influxql) == set(q.MACHINE_VARIABLES)
+    query = q.machines_in_state_from_points(MachineState.RUNNING)
+    assert q.variables_used(query.influxql) == set(q.MACHINE_VARIABLES)
+
+
+def test_state_now_counts_read_the_snapshot_which_holds_no_machine() -> None:
+    for query in (q.machines_in_state(MachineState.DOWN), q.machines_by_state()):
+        assert f'FROM "{Measurement.ROLLUP_STATE_NOW}"' in query.influxql, query.name
+        assert Measurement.MACHINE_STATE not in query.influxql, query.name
+        assert q.variables_used(query.influxql) == set(q.WORKSHOP_VARIABLES), query.name
+    with pytest.raises(QueryShapeError, match="no machine"):
+        q.machines_in_state(MachineState.DOWN, q.MACHINE_VARIABLES)
+    with pytest.raises(QueryShapeError, match="no machine"):
+        q.machines_by_state(q.MACHINE_VARIABLES)
 
 
 def test_per_machine_queries_filter_on_every_machine_variable_and_the_resolution() -> None:
