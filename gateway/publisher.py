@@ -1,6 +1,10 @@
-"""The gateway's MQTT link (paho-mqtt 2.x, MQTT 5, QoS 1): connects and reconnects in paho's own thread,
-registers the last will, subscribes to the gateway's confirmations, and hands back to the runner (thread-safe)
-what happened: (re)connections, confirmations, PUBACKs. It holds nothing of its own: the spool does.
+"""The gateway's MQTT link: the port the runner talks to (``GatewayLink``) and its paho implementation.
+
+``PahoGatewayLink`` (paho-mqtt 2.x, MQTT 5, QoS 1) connects and reconnects in paho's own thread, registers the
+last will, subscribes to the gateway's confirmations, and hands back to the runner (thread-safe) what happened:
+(re)connections, confirmations, PUBACKs. It holds nothing of its own: the spool does. The composition root
+builds it (``paho_link``) and hands it to the runner, so the runner's delivery (resends, holes, drain) is
+unit-tested with a fake link, and the integration tests prove the same on Mosquitto.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -16,7 +21,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ftel.contract import Confirmation, ContractError, decode_confirmation
 from ftel.mqtt import paho_client
-from ftel.settings import MqttSettings
+from ftel.security.credentials import with_identity
+from ftel.settings import MqttSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +30,59 @@ log = logging.getLogger(__name__)
 PAHO_MAX_INFLIGHT = 65_535
 
 
-class GatewayLink:
-    def __init__(self, settings: MqttSettings, *, client_id: str, will: tuple[str, bytes], confirm_topic: str) -> None:
+class GatewayLink(Protocol):
+    """What the runner needs of its link to the broker. Every ``take_*`` answers what happened since the last
+    call and may be called from the runner's thread while the link works in its own."""
+
+    def start(self, *, will: tuple[str, bytes], confirm_topic: str) -> None:
+        """Connect (and keep reconnecting) with this last will (retained, QoS 1), subscribed at every connect to
+        ``confirm_topic``; returns at once."""
+        ...
+
+    def is_connected(self) -> bool: ...
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
+        """Hand one message over (QoS 1); False when it cannot take it now (not connected)."""
+        ...
+
+    def take_connects(self) -> int:
+        """How many times the link (re)connected."""
+        ...
+
+    def take_pubacks(self) -> int:
+        """How many publications the broker answered (refused ones too: they only free room in flight)."""
+        ...
+
+    def take_confirmations(self) -> list[Confirmation]:
+        """Ingest's confirmations that arrived, already decoded."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class PahoGatewayLink:
+    def __init__(self, settings: MqttSettings, *, client_id: str) -> None:
         self._settings = settings
-        self._confirm_topic = confirm_topic
-        self.connected = threading.Event()
+        self._client_id = client_id
+        self._confirm_topic = ""
+        self._connected = threading.Event()
         self._lock = threading.Lock()
         self._connects = 0
         self._pubacks = 0
         self._confirmations: queue.SimpleQueue[Confirmation] = queue.SimpleQueue()
-        self.refused: str | None = None  # why the broker refused us, for the progress line
         self._client = paho_client(settings, client_id=client_id)
         self._client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
         # paho's own loop reconnects (no jitter of its own), with the settings' bounds, as long as the link runs.
         self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-        will_topic, will_payload = will
-        self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
 
-    def start(self) -> None:
+    def start(self, *, will: tuple[str, bytes], confirm_topic: str) -> None:
+        self._confirm_topic = confirm_topic
+        will_topic, will_payload = will
+        self._client.will_set(will_topic, will_payload, qos=1, retain=True)
         # connect_async + loop_start: the first connection and every reconnect happen in paho's thread, so a
         # broker that is down at start is no different from one that goes away later.
         self._client.connect_async(
@@ -53,13 +90,14 @@ class GatewayLink:
         )
         self._client.loop_start()
 
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
     def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
-        """Hand one message to paho; False when it cannot take it now (not connected)."""
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def take_connects(self) -> int:
-        """How many times the link (re)connected since the last call."""
         with self._lock:
             count, self._connects = self._connects, 0
         return count
@@ -90,18 +128,16 @@ class GatewayLink:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            self.refused = str(reason_code)
             log.warning(
                 "the broker refused the gateway (%s): check its credentials (ftel auth show %s)",
                 reason_code,
-                client._client_id.decode(),
+                self._client_id,
             )
             return
-        self.refused = None
         client.subscribe(self._confirm_topic, qos=1)
         with self._lock:
             self._connects += 1
-        self.connected.set()
+        self._connected.set()
         log.info("connected to MQTT broker %s:%s", self._settings.host, self._settings.port)
 
     def _on_disconnect(
@@ -112,7 +148,7 @@ class GatewayLink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self.connected.clear()
+        self._connected.clear()
         if reason_code.value != 0:
             log.warning("lost the MQTT broker (%s); spooling and reconnecting", reason_code)
 
@@ -130,3 +166,8 @@ class GatewayLink:
             self._confirmations.put(decode_confirmation(message.topic, bytes(message.payload)))
         except ContractError as error:
             log.warning("ignored a confirmation on %s: %s", message.topic, error)
+
+
+def paho_link(settings: Settings, gateway_id: str) -> PahoGatewayLink:
+    """The link of gateway ``gateway_id`` to the settings' broker, with its own identity's credentials."""
+    return PahoGatewayLink(with_identity(settings, gateway_id).mqtt, client_id=gateway_id)

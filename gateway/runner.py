@@ -27,11 +27,10 @@ from ftel.contract import encode
 from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup
 from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
 from ftel.retry import RetryPolicy
-from ftel.security.credentials import with_identity
-from ftel.settings import GatewaySettings, MqttSettings, Settings
+from ftel.settings import GatewaySettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
 from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
-from gateway.publisher import GatewayLink
+from gateway.publisher import GatewayLink, paho_link
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
 
@@ -50,6 +49,8 @@ KIND_OF: dict[str, MachineKind] = {
 
 # At shutdown, an unconfirmed message is sent again after this long (nothing newer will show it is missing).
 DRAIN_GRACE_S = 5.0
+# While draining, how long to pause between two looks at the link (a second Ctrl-C ends the pause at once).
+DRAIN_PAUSE_S = 0.02
 
 
 _DEFAULTS = GatewaySettings()
@@ -109,20 +110,24 @@ class Gateway:
         *,
         now_ms: Callable[[], int],
         timing: GatewayTiming,
-        mqtt_settings: MqttSettings,
+        link: GatewayLink,
         spool_max_messages: int,
         state_dir: Path | None = None,
         delivery: DeliveryOptions = DeliveryOptions(),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``state_dir``: where the spool and checkpoint live; None keeps them in memory (a throw-away run)."""
+        """``link``: the port to the broker (gateway/publisher.py), not started yet; the gateway starts it with
+        its last will and stops it. ``state_dir``: where the spool and checkpoint live; None keeps them in memory
+        (a throw-away run). ``monotonic``: the clock of delivery's waits (grace, backoff, drain stall)."""
         self.origin = origin
         self._drivers = {d.info.machine_id: d for d in drivers}
         self._now_ms = now_ms
         self._timing = timing
         self._delivery = delivery
-        self._started = time.monotonic()
+        self._monotonic = monotonic
+        self._started = monotonic()
         self.spool = Spool(state_dir, max_messages=spool_max_messages)
-        self._last_commit = self._last_hole_scan = time.monotonic()
+        self._last_commit = self._last_hole_scan = monotonic()
         self._fingerprint = _fingerprint(origin, timing, drivers)
         restored = self._restore()
         self.core = GatewayCore(
@@ -153,13 +158,8 @@ class Gateway:
         self.confirmed = 0
         self._abandoned = threading.Event()
         self._status_topic = gateway_topic(origin.site, origin.workshop, origin.gateway_id, GatewayKind.STATUS)
-        will = self.core.will(restored.last_ms if restored and restored.last_ms else now_ms())
-        self.link = GatewayLink(
-            mqtt_settings,
-            client_id=origin.gateway_id,
-            will=(self._status_topic, encode(will)),
-            confirm_topic=confirm_topic(origin.site, origin.workshop, origin.gateway_id),
-        )
+        self._will = encode(self.core.will(restored.last_ms if restored and restored.last_ms else now_ms()))
+        self.link = link
 
     # -- checkpoint ----------------------------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class Gateway:
         for entry in kept:
             self._pending[entry.seq] = _Pending()
             self._to_send.append(entry.seq)
-        self._last_commit = time.monotonic()
+        self._last_commit = self._monotonic()
 
     def _entry(self, message: Message) -> SpoolEntry:
         o = self.origin
@@ -235,7 +235,7 @@ class Gateway:
         """Unconfirmed messages older than a confirmed one go again, each with its own backoff. While draining
         at shutdown nothing newer will come to reveal a gap, so every unconfirmed message is a candidate, on a
         short grace."""
-        now = time.monotonic()
+        now = self._monotonic()
         d = self._delivery
         grace = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
         resend: list[int] = []
@@ -261,7 +261,7 @@ class Gateway:
 
     def _send(self) -> None:
         self._in_flight = max(0, self._in_flight - self.link.take_pubacks())
-        if not self.link.connected.is_set():
+        if not self.link.is_connected():
             return
         room = self._delivery.max_in_flight - self._in_flight
         while room > 0 and self._to_send:
@@ -278,7 +278,7 @@ class Gateway:
                 if not self.link.publish(entry.topic, entry.payload, retain=entry.retain and pending.attempts == 0):
                     self._to_send.appendleft(entry.seq)
                     return
-                pending.sent_at = time.monotonic()
+                pending.sent_at = self._monotonic()
                 pending.attempts += 1
                 self.published += 1
                 self._in_flight += 1
@@ -287,16 +287,16 @@ class Gateway:
     def _deliver(self, *, draining: bool = False) -> None:
         self._take_confirmations()
         self._on_connects()
-        if time.monotonic() - self._last_hole_scan >= self._delivery.hole_scan_every_s:
+        if self._monotonic() - self._last_hole_scan >= self._delivery.hole_scan_every_s:
             self._find_holes(draining=draining)
-            self._last_hole_scan = time.monotonic()
+            self._last_hole_scan = self._monotonic()
         self._send()
 
     # -- the loop ------------------------------------------------------------------------------------------
 
     def progress(self, sim_ms: int) -> Progress:
         return Progress(
-            sim_ms, self.published, self.confirmed, len(self.spool), self.spool.dropped, self.link.connected.is_set()
+            sim_ms, self.published, self.confirmed, len(self.spool), self.spool.dropped, self.link.is_connected()
         )
 
     def _read(self, at_ms: int, machines: Iterable[str] | None = None) -> list[Message]:
@@ -364,7 +364,10 @@ class Gateway:
         """Connect and take the first readings (or resume). ``first_read_ms``: when to start watching on a fresh
         start (a simulation: its start); default now. A gateway with a checkpoint resumes from it instead."""
         self._end_ms = end_ms
-        self.link.start()
+        o = self.origin
+        self.link.start(
+            will=(self._status_topic, self._will), confirm_topic=confirm_topic(o.site, o.workshop, o.gateway_id)
+        )
         self._last = self._start(first_read_ms, end_ms)
 
     @property
@@ -387,12 +390,12 @@ class Gateway:
     ) -> Progress:
         """Watch the machines until ``stop`` or ``end_ms``, then shut down (see ``shutdown``)."""
         self.begin(first_read_ms=first_read_ms, end_ms=end_ms)
-        next_progress = time.monotonic() + progress_every_s
+        next_progress = self._monotonic() + progress_every_s
         while not stop.is_set():
             self.tick()
-            if on_progress and time.monotonic() >= next_progress:
+            if on_progress and self._monotonic() >= next_progress:
                 on_progress(self.progress(self._last))
-                next_progress = time.monotonic() + progress_every_s
+                next_progress = self._monotonic() + progress_every_s
             if self.finished:
                 break
             stop.wait(self._timing.tick_s)
@@ -413,18 +416,18 @@ class Gateway:
             beat = self.core.heartbeat(
                 last,
                 now,
-                uptime_ms=int((time.monotonic() - self._started) * 1000),
+                uptime_ms=int((self._monotonic() - self._started) * 1000),
                 spool=SpoolCounts(len(self._pending), self.spool.dropped),
                 refused=self._refused,
             )
             if beat is not None:
                 made.append(beat)
             self._last = now
-        if self._need_birth and self.link.connected.is_set():
+        if self._need_birth and self.link.is_connected():
             # After the reads: the birth re-states each machine as of now, after everything sent so far.
             made.extend([self.core.birth(), *self.core.metas(self._last)])
             self._need_birth = False
-        if made or time.monotonic() - self._last_commit >= self._delivery.checkpoint_every_s:
+        if made or self._monotonic() - self._last_commit >= self._delivery.checkpoint_every_s:
             self._commit(made)
         self._deliver()
 
@@ -442,16 +445,16 @@ class Gateway:
         """Close partial windows, announce the death (a clean disconnect sends no last will), wait for ingest
         to confirm what is left, stop. What is not confirmed stays in the spool for the next start."""
         self._commit([*self.core.close(at_ms), self.core.death(at_ms)])
-        last_confirmed, stalled_since = self.confirmed, time.monotonic()
+        last_confirmed, stalled_since = self.confirmed, self._monotonic()
         while (
             self._pending
             and not self._abandoned.is_set()
-            and time.monotonic() - stalled_since < self._delivery.drain_stall_s
+            and self._monotonic() - stalled_since < self._delivery.drain_stall_s
         ):
             self._deliver(draining=True)
             if self.confirmed != last_confirmed:
-                last_confirmed, stalled_since = self.confirmed, time.monotonic()
-            time.sleep(0.02)
+                last_confirmed, stalled_since = self.confirmed, self._monotonic()
+            self._abandoned.wait(DRAIN_PAUSE_S)
         if self._pending:
             where = f"stay in {self.spool.path} for the next start" if self.spool.path else "are LOST (no state dir)"
             log.warning(
@@ -491,15 +494,17 @@ def build_gateway(
     now_ms: Callable[[], int],
     timing: GatewayTiming,
     durable: bool = True,
+    link: GatewayLink | None = None,
 ) -> Gateway:
-    """A gateway as the settings say: its identity's credentials, its state dir, its delivery options."""
+    """A gateway as the settings say: its state dir, its delivery options, and (unless the caller hands it
+    another) a paho link to the settings' broker with its identity's credentials."""
     g = settings.gateway
     return Gateway(
         origin,
         drivers,
         now_ms=now_ms,
         timing=timing,
-        mqtt_settings=with_identity(settings, origin.gateway_id).mqtt,
+        link=link or paho_link(settings, origin.gateway_id),
         spool_max_messages=g.spool_max_messages,
         state_dir=gateway_state_dir(settings, origin) if durable else None,
         delivery=DeliveryOptions(

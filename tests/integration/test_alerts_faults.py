@@ -29,10 +29,10 @@ from ftel.contract.models import GatewayStatus, Heartbeat
 from ftel.contract.topics import ALERT_PREFIX, GatewayKind, gateway_topic
 from ftel.mqtt import paho_client
 from ftel.plant.layout import Plant, default_plant
-from ftel.security.credentials import with_identity
 from ftel.security.identities import Role
 from ftel.settings import Settings
 from ftel.storage.query import InfluxQuery
+from gateway.publisher import paho_link
 from gateway.runner import DeliveryOptions, Gateway, GatewayTiming
 from gateway.tracker import Origin
 from simulators.clock import SimClock, wall_ms
@@ -141,7 +141,7 @@ class Scenario:
             [SimulatedDriver(m) for _, m in models],
             now_ms=PacedClock(self.clock, pace=pace, slot=self.slot(workshop), start_ms=self.start_ms).now_ms,
             timing=self.timing,
-            mqtt_settings=with_identity(settings, ws.gateway_id).mqtt,
+            link=paho_link(settings, ws.gateway_id),
             spool_max_messages=100_000,
             delivery=NO_DRAIN,
         )
@@ -256,8 +256,8 @@ def tap_factory(services: Services) -> Iterator[list[AlertTap]]:
 GATEWAY_CHILD = """
 import logging, sys, threading, time
 from pathlib import Path
-from ftel.security.credentials import with_identity
 from ftel.settings import Settings
+from gateway.publisher import paho_link
 from gateway.runner import DeliveryOptions, Gateway, GatewayTiming
 from gateway.tracker import Origin
 from simulators.clock import SimClock
@@ -282,7 +282,7 @@ models = plant_models(plant, start_ms=int(start), workshop=workshop)
 ws = plant.workshop(workshop)
 gateway = Gateway(Origin(plant.site, workshop, ws.gateway_id), [SimulatedDriver(m) for _, m in models],
                   now_ms=clock.now_ms, timing=GatewayTiming(60000, 30000, 10000, 0.005, False),
-                  mqtt_settings=with_identity(Settings(), ws.gateway_id).mqtt, spool_max_messages=100000,
+                  link=paho_link(Settings(), ws.gateway_id), spool_max_messages=100000,
                   delivery=DeliveryOptions(drain_stall_s=0.5))
 print("gateway child up", flush=True)
 gateway.run(threading.Event(), end_ms=int(end), first_read_ms=int(first) if first != "-" else None)
