@@ -54,6 +54,11 @@ class SeenTracker:
             self._seen[key] = new
             self._changed.add(key)
 
+    def seen(self, gateway: GatewayKey) -> Seen | None:
+        """This worker's own record (what it may use when it may not read the others'). Read from the writer
+        thread: one dict lookup of an immutable value, which the main thread's updates never leave half-done."""
+        return self._seen.get(gateway)
+
     def mark_all_changed(self) -> None:
         """A batch was not stored (the broker hands its messages out again): write every record again."""
         self._changed.update(self._seen)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ftel.boundary import DeadLetter, Fault, Stage, contain, dead_letter_body
 from ftel.contract.codec import Sender
+from ftel.contract.models import GatewayStatus
 from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
 from ftel.mqtt_transport import MqttTransport, PahoTransport, TransportError
@@ -38,7 +39,7 @@ from ftel.storage.lineproto import Point, encode_point
 from ftel.storage.points import dead_letter_point
 from ftel.storage.query import QueryError
 from ftel.storage.schema import Measurement, Tag
-from ftel.storage.seen import InfluxSeen, SeenReader
+from ftel.storage.seen import InfluxSeen, Seen, SeenReader
 from ftel.storage.writer import LineWriter, Refusal, WriteError, make_writer
 from ingest.batch import Batch, confirmations
 from ingest.deaths import Deaths, SeenTracker, death_at, death_lines, gateway_of, is_will
@@ -236,13 +237,7 @@ class IngestWorker:
     def _write_deaths(self, batch: Batch) -> None:
         """Each will's death, decided from what every worker stored of its gateway since it was registered."""
         for will in batch.wills:
-            try:
-                seen = self._seen.last_seen(gateway_of(will), since_ms=will.ts)
-            except QueryError as error:
-                raise WriteError(
-                    f"cannot read when gateway {will.gateway_id} ({will.workshop}) was last seen: {error}",
-                    refusal=Refusal.TRANSIENT,
-                ) from error
+            seen = self._last_seen(will)
             lines = death_lines(will, seen)
             if not lines:
                 log.info("gateway %s (%s): a stale last will (a newer boot is stored)", will.gateway_id, will.workshop)
@@ -256,6 +251,25 @@ class IngestWorker:
                 will.workshop,
                 death_at(will, seen),
             )
+
+    def _last_seen(self, will: GatewayStatus) -> Seen | None:
+        try:
+            return self._seen.last_seen(gateway_of(will), since_ms=will.ts)
+        except QueryError as error:
+            if not error.unauthorized:
+                raise WriteError(
+                    f"cannot read when gateway {will.gateway_id} ({will.workshop}) was last seen: {error}",
+                    refusal=Refusal.TRANSIENT,
+                ) from error
+        # Its InfluxDB user may only write: what this worker stored itself is all it knows (exact with one worker;
+        # with several, the others' last messages are missed). Said, not blocking.
+        log.warning(
+            "worker %s may not read InfluxDB: gateway %s's death is dated by what this worker stored alone; grant "
+            "its InfluxDB user READ so that it reads every worker's record (docs/delivery.md)",
+            self.worker_id,
+            will.gateway_id,
+        )
+        return self._tracker.seen(gateway_of(will))
 
     def _on_retry(self, attempt: int, error: WriteError, delay: float) -> None:
         self.stats.retries += 1  # the writer thread: the only writer of this counter (see IngestStats)

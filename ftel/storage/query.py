@@ -14,7 +14,16 @@ from ftel.storage.http import http_client
 
 
 class QueryError(StorageError):
-    """InfluxDB refused or could not answer a query; the text is InfluxDB's own message."""
+    """InfluxDB refused or could not answer a query; the text is InfluxDB's own message, ``status`` its HTTP
+    status when it answered (401 or 403: the user may not read)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def unauthorized(self) -> bool:
+        return self.status in (401, 403)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +55,9 @@ class InfluxQuery:
         except httpx.HTTPError as error:
             raise QueryError(f"cannot reach InfluxDB at {self._settings.url}: {error}") from error
         if response.status_code >= 300:
-            raise QueryError(f"InfluxDB answered {response.status_code}: {response.text[:300]}")
+            raise QueryError(
+                f"InfluxDB answered {response.status_code}: {response.text[:300]}", status=response.status_code
+            )
         results = response.json().get("results", [])
         if not results:
             raise QueryError(f"no result for {influxql!r}: {response.text[:300]}")

@@ -18,6 +18,7 @@ from ftel.contract.topics import GatewayKind, MachineKind, gateway_topic, machin
 from ftel.settings import IngestSettings, Settings
 from ftel.storage.lineproto import encode_batch
 from ftel.storage.points import death_points
+from ftel.storage.query import QueryError
 from ftel.storage.seen import SEEN_BUCKET_MS, GatewayKey, Seen
 from ingest.deaths import Deaths, SeenTracker, death_at, death_lines
 from ingest.worker import IngestWorker
@@ -242,3 +243,32 @@ def test_a_will_after_a_newer_boot_was_stored_writes_no_death_and_is_acknowledge
     wait_until(lambda: two.transport.entries("ack") == [5], timeout_s=5, what="the will acknowledged", every_s=0.01)
     assert offline_lines(influx) == []
     assert two.worker.stats.deaths == 1
+
+
+class UnreadableSeen:
+    """An InfluxDB user that may only write (as `ftel auth` grants ingest today)."""
+
+    def last_seen(self, gateway: GatewayKey, *, since_ms: int) -> Seen | None:
+        raise QueryError("InfluxDB answered 403: not authorized", status=403)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_worker_that_may_not_read_dates_the_death_by_its_own_record_and_does_not_block(influx: FakeWriter) -> None:
+    transport = FakeTransport()
+    ingest = IngestSettings(worker_id="w-1", flush_interval_s=0.01, death_settle_s=0.05, health_interval_s=3600,
+                            max_age_s=10**9, max_future_skew_s=10**9)  # fmt: skip
+    worker = IngestWorker(Settings(ingest=ingest), transport=transport, writer=influx, seen=UnreadableSeen())
+    transport.on_message = worker._on_message
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        transport.send(wire(heartbeat(1, T0), 1), wire(change(2, T0 + 4000), 2), wire(will(), 3))
+        wait_until(lambda: sorted(transport.entries("ack")) == [1, 2, 3], timeout_s=5, what="acks", every_s=0.01)
+        assert {line.rsplit(" ", 1)[1] for line in offline_lines(influx)} == {str(T0 + 4000)}
+        assert worker.stats.blocked == 0
+    finally:
+        stop.set()
+        thread.join(10)
