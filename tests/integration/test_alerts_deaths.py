@@ -117,6 +117,22 @@ def yarn_gateway(
     )
 
 
+def kill_when_held(
+    sc: Scenario, settings: Settings, tmp_path: Path, tap: StreamTap, processes: list[subprocess.Popen[bytes]]
+) -> int:
+    """The workshop's gateway as a process whose time stops at the kill: once its heartbeat of that moment is
+    out, SIGKILL (no clean death; the broker publishes its will). The time of its last message before the will."""
+    kill = sc.at(KILL_AT_S)
+    child = yarn_gateway(sc, settings, tmp_path, first_read_ms=sc.start_ms, hold_at_ms=kill)
+    processes.append(child)
+    tap.wait_for("the heartbeat at the kill", lambda m: isinstance(m, Heartbeat) and m.ts >= kill)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    will = tap.wait_for("the last will", lambda m: isinstance(m, GatewayStatus) and m.will)
+    before = tap.snapshot()
+    return max(m.ts for m in before[: before.index(will)] if m.gateway_id == "gw-yarn")
+
+
 def test_a_vanished_gateway_s_machines_are_offline_from_its_last_message_until_its_next_birth(
     services: Services, database: str, tmp_path: Path
 ) -> None:
@@ -136,17 +152,7 @@ def test_a_vanished_gateway_s_machines_are_offline_from_its_last_message_until_i
         wait_ready(tmp_path / "worker.log")
         sc = scenario(plant(site), speedup=30, tick_s=0.005, lead_s=3.0)
         kill = sc.at(KILL_AT_S)
-
-        # Its time stops at the kill: once its heartbeat of that moment is out, SIGKILL (no clean death).
-        child = yarn_gateway(sc, settings, tmp_path, first_read_ms=sc.start_ms, hold_at_ms=kill)
-        processes.append(child)
-        tap.wait_for("the heartbeat at the kill", lambda m: isinstance(m, Heartbeat) and m.ts >= kill)
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-        will = tap.wait_for("the last will", lambda m: isinstance(m, GatewayStatus) and m.will)
-        before = tap.snapshot()
-        before = before[: before.index(will)]
-        last_message_ms = max(m.ts for m in before if m.gateway_id == "gw-yarn")
+        last_message_ms = kill_when_held(sc, settings, tmp_path, tap, processes)
 
         # Dead from its last message: every machine OFFLINE then, and the gateway offline.
         offline = dict.fromkeys(("CARD-001", "CARD-002", "SPIN-001"), (last_message_ms, "OFFLINE"))

@@ -6,24 +6,22 @@ alone); several workers reading each other's records are unit-tested (tests/unit
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from dashboards import queries as q
-from ftel.contract.models import GatewayStatus, Heartbeat
 from ftel.contract.states import STATE_ORDER, MachineState
 from ftel.security.identities import Role
 from ftel.storage.query import InfluxQuery
 from tests.integration.test_alerts_deaths import (
     KILL_AT_S,
     StreamTap,
+    kill_when_held,
     last_states,
     offline_points,
     plant,
-    yarn_gateway,
 )
 from tests.integration.test_alerts_faults import scenario
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
@@ -55,14 +53,7 @@ def test_without_the_alert_worker_a_vanished_gateway_s_machines_are_offline_from
             wait_ready(log)
         sc = scenario(plant(site), speedup=30, tick_s=0.005, lead_s=3.0)
         kill = sc.at(KILL_AT_S)
-        child = yarn_gateway(sc, settings, tmp_path, first_read_ms=sc.start_ms, hold_at_ms=kill)
-        processes.append(child)
-        tap.wait_for("the heartbeat at the kill", lambda m: isinstance(m, Heartbeat) and m.ts >= kill)
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-        will = tap.wait_for("the last will", lambda m: isinstance(m, GatewayStatus) and m.will)
-        before = tap.snapshot()
-        last_message_ms = max(m.ts for m in before[: before.index(will)] if m.gateway_id == "gw-yarn")
+        last_message_ms = kill_when_held(sc, settings, tmp_path, tap, processes)
         assert last_message_ms == kill  # held there: its heartbeat of that moment was its last word
 
         # Dead from its last message: every machine OFFLINE then, and the gateway offline, in InfluxDB.
