@@ -25,6 +25,7 @@ from rich.table import Table
 from alerts import worker as alert_worker
 from alerts.rules import load_config
 from bench.drain import backlog, bare_drain, publish, session
+from ftel.contract.topics import data_filter
 from ftel.security.identities import Role
 from ftel.stack import LocalStack
 from tests.support import Services, unique, wait_until
@@ -62,7 +63,7 @@ def main() -> None:
         admin = services.admin(database)
         services.grant("bench-bare", Role.SUPERVISOR)
         bare_mqtt = services.settings(database, identity="bench-bare").mqtt
-        bare = session(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
+        bare = session(bare_mqtt, "bench-bare", data_filter(site), manual_ack=True)
         bare.loop_stop()
         bare.disconnect()
         identity = services.grant(unique("alerts"), Role.ALERTS)
@@ -75,7 +76,7 @@ def main() -> None:
 
         rate = drain(alert_worker, settings, Path(tmp) / "alerts", len(messages), publish_backlog)
         with console.status("bare client draining…"):
-            bare_rate = bare_drain(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", len(messages))
+            bare_rate = bare_drain(bare_mqtt, "bench-bare", data_filter(site), len(messages))
         table = Table(title=f"Draining one backlog of {len(messages):,} window messages")
         table.add_column("consumer")
         table.add_column("messages/s", justify="right")

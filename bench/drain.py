@@ -27,12 +27,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ftel.contract import MachineKind, StateWindow, encode, machine_topic
-from ftel.contract.states import STATE_ORDER, MachineState, MachineType
+from ftel.contract.states import STATE_ORDER, MachineState, MachineType, state_field
+from ftel.contract.topics import data_filter
 from ftel.mqtt import paho_client
 from ftel.security.identities import Role
 from ftel.settings import MqttSettings, Settings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
+from ftel.storage.schema import Measurement
 from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 console = Console()
@@ -65,7 +67,7 @@ def backlog(count: int, site: str) -> list[tuple[str, bytes]]:
             units=3,
             defects=0,
         )
-        topic = machine_topic(site, window.workshop, "knitting", machine, MachineKind.WINDOW)
+        topic = machine_topic(site, window.workshop, window.machine_type.value, machine, MachineKind.WINDOW)
         out.append((topic, encode(window)))
     return out
 
@@ -167,7 +169,7 @@ def main() -> None:
         # below is admin). Both sessions exist before the backlog is published, so both queue all of it.
         services.grant("bench-bare", Role.SUPERVISOR)
         bare_mqtt = services.settings(database, identity="bench-bare").mqtt
-        bare = session(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", manual_ack=True)
+        bare = session(bare_mqtt, "bench-bare", data_filter(site), manual_ack=True)
         bare.loop_stop()
         bare.disconnect()
         env = ftel_env(
@@ -179,11 +181,12 @@ def main() -> None:
         with console.status(f"queueing {len(messages):,} messages for both…"):
             publish(admin.mqtt, messages)
         with console.status("bare client draining…"):
-            bare_rate = bare_drain(bare_mqtt, "bench-bare", f"ftel/v1/{site}/+/+/+/+", len(messages))
+            bare_rate = bare_drain(bare_mqtt, "bench-bare", data_filter(site), len(messages))
         query = InfluxQuery(admin.influx)
 
         def stored() -> int:
-            rows = query.rows('SELECT count("running_ms") AS n FROM "state_time"')
+            running = state_field(MachineState.RUNNING)
+            rows = query.rows(f'SELECT count("{running}") AS n FROM "{Measurement.STATE_TIME}"')
             return int(rows[0]["n"]) if rows else 0
 
         with console.status("ingest draining…"):

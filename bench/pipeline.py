@@ -24,63 +24,76 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ftel.contract.models import StateWindow
+from ftel.contract.states import STATE_ORDER, MachineState, MachineType, state_field
 from ftel.plant.layout import dump_plant
 from ftel.security.identities import Role
 from ftel.stack import LocalStack
 from ftel.storage.lineproto import Point, encode_point
+from ftel.storage.points import to_points
 from ftel.storage.query import InfluxQuery
-from ftel.storage.writer import RetryPolicy, V1Writer, write_with_retry
+from ftel.storage.schema import Field, Measurement, Tag
+from ftel.storage.writer import V1Writer, direct_write_policy, write_with_retry
 from simulators.ledger import plant_ledger
 from simulators.plant import generate_plant
 from tests.ledger_check import differences, ledger_totals, stored_totals
 from tests.support import Services, ftel_env, start_ftel, wait_ready, wait_until
 
 console = Console()
+RUNNING_MS = state_field(MachineState.RUNNING)
 RAW_BATCH = 10_000
 HOUR_MS = 3_600_000
+WINDOW_MS = 60_000
+MACHINES = 5_000  # of the raw ceiling's points
+# What the pipeline stored of the machines (health points excluded): a field every point of each has.
+MACHINE_POINTS = (
+    (Measurement.STATE_TIME, RUNNING_MS),
+    (Measurement.DOWNTIME, Field.DOWN_MS),
+    (Measurement.TELEMETRY, Field.SPEED),
+    (Measurement.MACHINE_STATE, Field.STATE_CODE),
+    (Measurement.MACHINE_INFO, Field.MODEL),
+    (Measurement.GATEWAY_HEARTBEAT, Field.SEQ),
+)
 
 
 def raw_ceiling(services: Services, points: int) -> float:
     # As ingest writes: the write-only InfluxDB user (authentication costs the same for every point).
     settings = services.settings("bench_raw", identity="ingest-1")
     writer = V1Writer(settings.influx)
+    policy = direct_write_policy(settings.influx)
     base = (time.time_ns() // 1_000_000 // HOUR_MS - 48) * HOUR_MS
-    # Same shape as the pipeline's points (state_time windows: 4 tags, 11 fields), built before timing.
+    # The pipeline's own points (state_time windows), built before timing.
     batches = []
     for start in range(0, points, RAW_BATCH):
-        lines = [
-            encode_point(
-                Point(
-                    "state_time",
-                    {
-                        "site": "qinghe",
-                        "workshop": f"ws{i % 10}",
-                        "machine_type": "carding",
-                        "machine_id": f"M{i % 5000}",
-                    },
-                    {
-                        "running_ms": 50_000 + i % 7,
-                        "idle_ms": 0,
-                        "setup_ms": 0,
-                        "down_ms": 10_000,
-                        "maintenance_ms": 0,
-                        "offline_ms": 0,
-                        "window_ms": 60_000,
-                        "observed_ms": 60_000,
-                        "units": 1,
-                        "defects": 0,
-                        "partial": False,
-                    },
-                    base + (i // 5000) * 60_000,
-                )
-            )
-            for i in range(start, min(points, start + RAW_BATCH))
-        ]
+        lines = [encode_point(window_point(i, base)) for i in range(start, min(points, start + RAW_BATCH))]
         batches.append("\n".join(lines).encode())
     began = time.perf_counter()
     for body in batches:
-        write_with_retry(writer, body, RetryPolicy())
+        write_with_retry(writer, body, policy)
     return points / (time.perf_counter() - began)
+
+
+def window_point(i: int, base_ms: int) -> Point:
+    """The ``i``-th machine-window's state_time point, made as ingest makes it from a gateway's window (the
+    pipeline's own shape: 4 tags, 11 fields)."""
+    start = base_ms + (i // MACHINES) * WINDOW_MS
+    running = 50_000 + i % 7
+    state_ms = dict.fromkeys(STATE_ORDER, 0) | {MachineState.RUNNING: running, MachineState.IDLE: WINDOW_MS - running}
+    window = StateWindow(
+        site="qinghe",
+        workshop=f"ws{i % 10}",
+        gateway_id=f"gw-ws{i % 10}",
+        seq=i + 1,
+        ts=start + WINDOW_MS,
+        machine_type=MachineType.CARDING,
+        machine_id=f"M{i % MACHINES}",
+        window_start=start,
+        window_ms=WINDOW_MS,
+        state_ms=state_ms,
+        units=1,
+        defects=0,
+    )
+    return to_points(window)[0]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -127,7 +140,7 @@ def pipeline_rate(services: Services, machines: int, hours: int, workers: int, l
     with console.status("pipeline running…") as status:
 
         def done() -> bool:
-            rows = query.rows("SELECT count(running_ms) AS n FROM state_time")
+            rows = query.rows(f'SELECT count("{RUNNING_MS}") AS n FROM "{Measurement.STATE_TIME}"')
             stored = int(rows[0]["n"]) if rows else 0
             status.update(
                 f"pipeline running… {stored}/{expected_windows} machine-windows stored, "
@@ -142,20 +155,10 @@ def pipeline_rate(services: Services, machines: int, hours: int, workers: int, l
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
     # Machine points only (health points excluded), the same count whether or not a worker restarted.
-    points = sum(
-        int(query.rows(f"SELECT count({field}) AS n FROM {m}")[0]["n"])
-        for m, field in (
-            ("state_time", "running_ms"),
-            ("downtime", "down_ms"),
-            ("telemetry", "speed"),
-            ("machine_state", "state_code"),
-            ("machine_info", "model"),
-            ("gateway_heartbeat", "seq"),
-        )
-    )
+    points = sum(int(query.rows(f'SELECT count("{field}") AS n FROM "{m}"')[0]["n"]) for m, field in MACHINE_POINTS)
     with console.status("checking against the ledger…"):
-        ledger = ledger_totals(plant_ledger(plant, start_ms=start, end_ms=end, window_ms=60_000), "workshop")
-        diffs = differences(ledger, stored_totals(query, "workshop", start, end))
+        ledger = ledger_totals(plant_ledger(plant, start_ms=start, end_ms=end, window_ms=WINDOW_MS), Tag.WORKSHOP)
+        diffs = differences(ledger, stored_totals(query, Tag.WORKSHOP, start, end))
     return {
         "points": points,
         "seconds": elapsed,

@@ -36,7 +36,7 @@ from ftel.plant.reasons import ReasonBook, UnexplainedRule
 from ftel.plant.stops import micro_stop_limits_ms
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
-from ftel.storage.writer import RetryPolicy, make_writer
+from ftel.storage.writer import direct_write_policy, make_writer
 from simulators.backfill import backfill
 from simulators.jobs import default_order_book
 from simulators.operators import OperatorPlay
@@ -91,6 +91,7 @@ def main() -> int:
         )
         client = InfluxQuery(settings.influx)
         writer = make_writer(settings.influx)
+        policy = direct_write_policy(settings.influx)
         inputs = SettleInputs(calendar, book, plant.site)
         table = Table(
             "settled range", "planned-time points", "reason points", "order points", "median s", "parts s (last)"
@@ -103,7 +104,7 @@ def main() -> int:
             done: list[Settled] = []
 
             def once(first: int = first, done: list[Settled] = done) -> None:
-                done.append(settle(client, writer, inputs, RetryPolicy(), start_ms=first, end_ms=end))
+                done.append(settle(client, writer, inputs, policy, start_ms=first, end_ms=end))
 
             took = median_s(once, args.repeat)
             assert len({(d.planned, d.classified, d.orders) for d in done}) == 1, "settling again wrote otherwise"
