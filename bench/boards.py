@@ -58,7 +58,8 @@ from ftel.security.identities import SUPERVISOR
 from ftel.settings import InfluxSettings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery, Series
-from ftel.storage.writer import RetryPolicy, make_writer
+from ftel.storage.schema import Field, Measurement, Tag
+from ftel.storage.writer import direct_write_policy, make_writer
 from simulators.backfill import backfill
 from simulators.plant import generate_plant
 from tests.support import Services
@@ -72,6 +73,7 @@ QUERY_TIMEOUT_S = 900.0
 # The report over part hours: the shift less this much at its start and at its end.
 PART_HOUR_EDGES_MIN = (17, 23)
 SLOWEST = 6
+MEASUREMENTS = frozenset(v for k, v in vars(Measurement).items() if k.isupper())
 
 # Every range figure from the machines' own raw windows: how boards and report read before roll-ups.
 RAW = q.Reading("machine", q.MACHINE_VARIABLES, (q.RAW_SLICE,))
@@ -187,7 +189,7 @@ def snapshot(services: Services, filled: Filled) -> None:
     settings = services.admin(filled.database).influx
     client, writer = InfluxQuery(settings), make_writer(settings)
     began = time.perf_counter()
-    written = write_points(writer, state_now_points(client, filled.end_ms), RetryPolicy())
+    written = write_points(writer, state_now_points(client, filled.end_ms), direct_write_policy(settings))
     console.print(f"state-now snapshot at the shift's end: {written} points in {time.perf_counter() - began:.2f} s")
     client.close()
     writer.close()
@@ -230,9 +232,9 @@ def raw_board_queries(shift: q.Binding) -> Iterator[tuple[str, str, q.Binding]]:
         *(q.machines_in_state_from_points(s) for s in STATE_ORDER),
         q.utilisation(reading=RAW),
         q.utilisation(reading=RAW),  # "today": the shift here
-        q.utilisation("workshop", reading=RAW),
-        q.utilisation("machine_type", reading=RAW),
-        q.utilisation_trend("workshop", RAW),
+        q.utilisation(Tag.WORKSHOP, reading=RAW),
+        q.utilisation(Tag.MACHINE_TYPE, reading=RAW),
+        q.utilisation_trend(Tag.WORKSHOP, RAW),
         q.downtime_by_reason(RAW),
         q.worst_machines(reading=RAW),
         *(q.oee(t, RAW) for t in MachineType),
@@ -241,7 +243,7 @@ def raw_board_queries(shift: q.Binding) -> Iterator[tuple[str, str, q.Binding]]:
     machine = [
         q.state_changes(),
         q.speed(),
-        q.machine_info("rated_speed"),
+        q.machine_info(Field.RATED_SPEED),
         q.counters(),
         q.stops(),
         q.running_time(RAW),
@@ -253,7 +255,7 @@ def raw_board_queries(shift: q.Binding) -> Iterator[tuple[str, str, q.Binding]]:
         q.open_alerts(),
         q.repeated_faults(reading=RAW),
         q.run_hours_since_service(),
-        q.machine_info("service_interval_h"),
+        q.machine_info(Field.SERVICE_INTERVAL_H),
     ]
     boards = {"ftel-overview": overview, "ftel-floor": floor, "ftel-machine": machine, "ftel-maintenance": maintenance}
     variables = [q.variable_values(v) for v in q.MACHINE_VARIABLES]
@@ -322,9 +324,7 @@ def time_report(
 def _statement_name(text: str) -> str:
     """A short name for a report statement: what it selects and from where."""
     select = text.split(" FROM ", maxsplit=1)[0][len("SELECT ") :][:40]
-    measurement = next(
-        (m for m in text.split('"') if m.startswith(("rollup_", "state_time", "downtime", "machine_"))), ""
-    )
+    measurement = next((m for m in text.split('"') if m in MEASUREMENTS), "")
     return f"{select} … {measurement}"
 
 
