@@ -162,6 +162,13 @@ class GatewaySettings(BaseModel):
     telemetry_spread: bool = Field(
         True, description="each machine samples telemetry at its own offset in the interval (not all on the edge)"
     )
+    close_phase_s: float | None = Field(
+        None,
+        ge=0,
+        description="how long after each window edge the gateway sends the windows and roll-ups it closed there "
+        "(windows stay on the edge): default a phase in the window derived from the gateway id, so a county's "
+        "gateways do not all send at the same instant; 0 sends at the edge",
+    )
 
 
 class StackSettings(BaseModel):

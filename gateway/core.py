@@ -28,6 +28,11 @@ class GatewayTiming:
     # a county's fleet does not send every sample in the same second (windows stay on the edge: they must).
     # No default here: the settings decide it (FTEL_GATEWAY__TELEMETRY_SPREAD) and every shell passes it down.
     telemetry_spread: bool
+    # How long after each window edge this gateway sends the full windows and roll-ups it closed on that edge
+    # (``close_phase_ms``; the settings decide it, FTEL_GATEWAY__CLOSE_PHASE_S, and the shells pass it down):
+    # windows stay on the edge, exact; what moves is when they go out, so a county's gateways do not all send at
+    # the same instant. 0 (a core driven without publishing, the backfill): at the edge.
+    close_phase_ms: int = 0
 
 
 def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:
@@ -36,10 +41,19 @@ def edges_between(after_ms: int, until_ms: int, interval_ms: int) -> range:
     return range(first, until_ms + 1, interval_ms)
 
 
-def _phase(machine_id: str, interval_ms: int) -> int:
-    """A stable offset in [0, interval) per machine, whole seconds."""
-    digest = hashlib.blake2b(machine_id.encode(), digest_size=4).digest()
+def _phase(key: str, interval_ms: int) -> int:
+    """A stable offset in [0, interval) per machine or gateway id, whole seconds."""
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") % max(1, interval_ms // 1000) * 1000
+
+
+def close_phase_ms(gateway_id: str, window_ms: int, configured_s: float | None) -> int:
+    """When in the window after its edge a gateway sends the windows it closed there: ``configured_s`` (taken
+    modulo the window), or, by default (None), a phase derived from the gateway id (whole seconds, the same at
+    every start)."""
+    if configured_s is None:
+        return _phase(gateway_id, window_ms)
+    return round(configured_s * 1000) % window_ms
 
 
 @dataclass(slots=True)
@@ -49,6 +63,9 @@ class CoreState:
     newest_ts: int = 0  # the newest timestamp of any message made so far
     trackers: dict[str, TrackerState] = field(default_factory=dict)  # machine id -> its tracker
     rollups: RollupState = field(default_factory=RollupState)
+    # Full windows and roll-ups closed on an edge, waiting for the gateway's phase after it (as made, ``ts`` the
+    # edge): kept with the checkpoint, so a restart sends them.
+    held: list[StateWindow | Rollup] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +137,36 @@ class GatewayCore:
             for reading in readings.get(machine_id, ()):
                 out.extend(tracker.observe(reading))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
-        return self._with_rollups(out)
+        return self._sent_at(at_ms, self._with_rollups(out))
+
+    def _sent_at(self, at_ms: int, made: list[Message]) -> list[Message]:
+        """What goes out at ``at_ms``: ``made`` less the full windows and roll-ups, held until the phase after
+        their edge, and the held ones whose time has come."""
+        phase = self.timing.close_phase_ms
+        if not phase:
+            return made
+        out: list[Message] = []
+        for message in made:
+            if isinstance(message, StateWindow | Rollup) and not message.partial:
+                self.state.held.append(message)
+            else:
+                out.append(message)
+        return [*out, *self._release(at_ms)]
+
+    def _release(self, at_ms: int, *, every: bool = False) -> list[Message]:
+        """The held windows and roll-ups due by ``at_ms`` (``every``: all of them, the gateway stops), stamped
+        when they go out (their edge plus the phase, at most ``at_ms``) and numbered in the order they do."""
+        phase = self.timing.close_phase_ms
+        due = [m for m in self.state.held if every or m.ts + phase <= at_ms]
+        if not due:
+            return []
+        self.state.held = [m for m in self.state.held if not (every or m.ts + phase <= at_ms)]
+        out: list[Message] = []
+        for message in due:
+            ts = min(message.ts + phase, at_ms)
+            out.append(message.model_copy(update={"ts": ts, "seq": self.next_seq()}))
+            self.state.newest_ts = max(self.state.newest_ts, ts)
+        return out
 
     def _with_rollups(self, made: list[MachineMessage], *, closing_at: int | None = None) -> list[Message]:
         windows = [m for m in made if isinstance(m, StateWindow)]
@@ -163,7 +209,8 @@ class GatewayCore:
         last = tracker.state.last
         if last is None or last.state is MachineState.OFFLINE:
             return []
-        return self._with_rollups(tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None)))
+        offline = tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None))
+        return self._sent_at(at_ms, self._with_rollups(offline))
 
     def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
         for message in messages:
@@ -228,13 +275,14 @@ class GatewayCore:
         return self._status(online=False, ts=ts, seq=0, will=True)
 
     def close(self, at_ms: int) -> list[Message]:
-        """Partial windows and roll-ups up to ``at_ms`` (the gateway stops)."""
+        """What is held, and partial windows and roll-ups up to ``at_ms`` (the gateway stops)."""
+        held = self._release(at_ms, every=True)
         out: list[MachineMessage] = []
         for tracker in self.trackers.values():
             out.extend(tracker.close(at_ms))
         if out:
             self.state.last_ms = max(self.state.last_ms or at_ms, at_ms)
-        return self._with_rollups(out, closing_at=at_ms)
+        return [*held, *self._with_rollups(out, closing_at=at_ms)]
 
     def _status(
         self, *, online: bool, ts: int, seq: int, states: dict[str, MachineNow] | None = None, will: bool = False

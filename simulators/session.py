@@ -11,6 +11,7 @@ from ftel.plant.calendar import Calendar
 from ftel.plant.layout import Plant, default_plant, load_plant
 from ftel.settings import Settings
 from gateway import host
+from gateway.core import close_phase_ms
 from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
 from gateway.tracker import Origin
 from simulators.clock import SimClock
@@ -38,7 +39,7 @@ class SimulationRun:
         with a checkpoint (restarted) resumes from it."""
         return self.start_ms
 
-    def timing(self, settings: Settings) -> GatewayTiming:
+    def timing(self, settings: Settings, gateway_id: str) -> GatewayTiming:
         s = settings.simulation
         return GatewayTiming(
             window_ms=s.window_s * 1000,
@@ -46,6 +47,7 @@ class SimulationRun:
             heartbeat_interval_ms=s.heartbeat_interval_s * 1000,
             tick_s=s.tick_s,
             telemetry_spread=settings.gateway.telemetry_spread,
+            close_phase_ms=close_phase_ms(gateway_id, s.window_s * 1000, settings.gateway.close_phase_s),
         )
 
     def gateway(self, settings: Settings, workshop_id: str) -> Gateway:
@@ -61,7 +63,7 @@ class SimulationRun:
             Origin(self.plant.site, workshop.id, workshop.gateway_id),
             drivers,
             now_ms=self.clock.now_ms,
-            timing=self.timing(settings),
+            timing=self.timing(settings, workshop.gateway_id),
         )
 
 

@@ -149,8 +149,10 @@ class StateChange(_MachinePayload):
 class StateWindow(_MachinePayload):
     """Milliseconds in each state within [window_start, window_start + window_ms), split exactly at the edges.
 
-    ``ts`` is when the gateway closed the window: its end, or for a partial window (gateway stopping) the
-    moment it stopped. A partial window is later overwritten by the full one: both land on the same point.
+    ``ts`` is when the gateway sent the window: its end, or later by the gateway's publishing phase (less than a
+    window: a county's gateways do not all send at the same instant, docs/scale.md); for a partial window
+    (gateway stopping) the moment it stopped. The point is stamped at ``window_start`` either way. A partial
+    window is later overwritten by the full one: both land on the same point.
     """
 
     window_start: EpochMs
@@ -164,9 +166,10 @@ class StateWindow(_MachinePayload):
 
     @model_validator(mode="after")
     def _adds_up(self) -> Self:
-        if not self.window_start < self.ts <= self.window_start + self.window_ms:
+        if not self.window_start < self.ts < self.window_start + 2 * self.window_ms:
             raise ValueError(
-                f"closed at {self.ts}, outside the window ({self.window_start}, {self.window_start + self.window_ms}]"
+                f"sent at {self.ts}, outside the window and the phase after it "
+                f"({self.window_start}, {self.window_start + 2 * self.window_ms})"
             )
         _check_window_sums(self, capacity_ms=self.window_ms)
         return self

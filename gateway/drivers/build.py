@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ftel.settings import GatewaySettings
 from gateway.config import GatewayConfig, MachineConfig, ModbusDriver, ModelConfig, OpcUaDriver
-from gateway.core import GatewayTiming
+from gateway.core import GatewayTiming, close_phase_ms
 from gateway.driver import MachineDriver, MachineInfo
 from gateway.drivers.errors import DriverError
 from gateway.drivers.lamp import LampInterpreter
@@ -44,8 +44,8 @@ def machine_info(machine: MachineConfig, nameplate: ModelConfig | MachineInfo) -
 
 
 def timing(config: GatewayConfig, gateway: GatewaySettings) -> GatewayTiming:
-    """The file's windows and sampling; whether telemetry is spread is the settings' (as for simulated
-    gateways)."""
+    """The file's windows and sampling; whether telemetry is spread and when windows are sent are the
+    settings' (as for simulated gateways)."""
     t = config.timing
     return GatewayTiming(
         t.window_s * 1000,
@@ -53,6 +53,7 @@ def timing(config: GatewayConfig, gateway: GatewaySettings) -> GatewayTiming:
         t.heartbeat_interval_s * 1000,
         t.tick_s,
         telemetry_spread=gateway.telemetry_spread,
+        close_phase_ms=close_phase_ms(config.gateway_id, t.window_s * 1000, gateway.close_phase_s),
     )
 
 

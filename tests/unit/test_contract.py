@@ -151,7 +151,7 @@ def test_a_good_window_and_good_telemetry_decode() -> None:
             {"window_start": 4_102_444_800_000, "ts": 4_102_444_860_000},
             "(ts|window_start): Input should be less",
         ),
-        (WINDOW_TOPIC, GOOD_WINDOW, {"ts": 1_795_000_090_000}, "outside the window"),
+        (WINDOW_TOPIC, GOOD_WINDOW, {"ts": 1_795_000_090_000}, "outside the window and the phase"),
         (TELEMETRY_TOPIC, GOOD_TELEMETRY, {"temperature": -300.0}, "temperature"),
         (TELEMETRY_TOPIC, GOOD_TELEMETRY, {"speed": 1e300}, "speed"),
         (TOPIC, GOOD, {"prev_duration_ms": 10**15}, "prev_duration_ms"),
