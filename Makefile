@@ -42,7 +42,7 @@ bench: setup
 	$(PY) bench/boards.py --machines 6000 60000 --telemetry-s 600
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest operators
+	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest operators && $(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .ftel artifacts

@@ -1,7 +1,7 @@
 """``ftel dashboards build | publish`` and ``ftel report``.
 
 Handlers import their work lazily: matplotlib and the SDK stay out of every other command's start-up, and
-ftel.cli (which imports this module) is only imported once it is loaded.
+ftel.app.cli (which imports this module) is only imported once it is loaded.
 """
 
 from __future__ import annotations

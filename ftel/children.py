@@ -46,7 +46,7 @@ def spawn(
     child (the main thread): Linux tells a child when the thread that started it ends."""
     child_env = {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
     return subprocess.Popen(
-        [sys.executable, "-m", "ftel.cli", *args],
+        [sys.executable, "-m", "ftel.app", *args],
         env=child_env,
         stdout=stdout,
         stderr=stderr,

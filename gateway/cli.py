@@ -1,5 +1,5 @@
 """The gateway's side of `ftel gateway --config FILE`: run a configured workshop, and probe its machines'
-wiring. It knows no simulator: the composition root (ftel/gateway_command.py) hands it a clock and, for
+wiring. It knows no simulator: the composition root (ftel/app/gateway_command.py) hands it a clock and, for
 ``simulated`` entries, a factory."""
 
 from __future__ import annotations

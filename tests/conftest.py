@@ -9,8 +9,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from ftel.settings import InfluxSettings, MqttSettings, Settings, StackSettings
-from ftel.stack import free_port
-from ftel.stack.cli import stack_from_settings
+from ftel.stack import free_port, stack_from_settings
 from tests.support import Services, unique
 
 # In CI every Hypothesis search is derandomised (the same examples each run, no example database), so that CI

@@ -103,7 +103,7 @@ def start_ftel(args: list[str], env: dict[str, str], log: Path) -> subprocess.Po
     """`ftel ARGS` logging to ``log``; a worker among them says it is ready beside it (``wait_ready(log)``)."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ftel.cli", *args],
+            [sys.executable, "-m", "ftel.app", *args],
             env=env | ready_env(ready_file(log)),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ import pytest
 from dashboards import queries as q
 from dashboards.report_data import collect
 from dashboards.settle import Settled, SettleInputs, settle
-from ftel.cli import main
+from ftel.app.cli import main
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
 from ftel.plant.layout import default_plant

@@ -28,7 +28,7 @@ def start_supervisor(env: dict[str, str], first_id: str, log: Path) -> subproces
     """`ftel ingest --processes 2` as a shell starts a job: in a process group of its own."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "ftel.cli", "ingest", "--processes", "2", "--worker-id", first_id],
+            [sys.executable, "-m", "ftel.app", "ingest", "--processes", "2", "--worker-id", first_id],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -29,7 +29,7 @@ def test_a_small_county_passes_with_every_fault_alerted_and_a_full_report(tmp_pa
         [
             sys.executable,
             "-m",
-            "ftel.cli",
+            "ftel.app",
             "loadtest",
             "--machines",
             str(MACHINES),

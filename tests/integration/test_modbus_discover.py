@@ -43,7 +43,7 @@ async def working(eq: Equipment, server: str) -> None:
 
 def ftel(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ftel.cli", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "ftel.app", "gateway", *args], capture_output=True, text=True, timeout=120, check=False
     )
 
 

@@ -302,7 +302,7 @@ def test_the_same_with_signandencrypt_a_user_and_a_trusted_server_certificate(
 
 def probe(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ftel.cli", "gateway", "probe", "--config", str(config), "--machine", MACHINES[1]],
+        [sys.executable, "-m", "ftel.app", "gateway", "probe", "--config", str(config), "--machine", MACHINES[1]],
         capture_output=True,
         text=True,
         env=env,
@@ -334,7 +334,7 @@ def test_an_unknown_server_certificate_is_refused_with_how_to_trust_it(
         [
             sys.executable,
             "-m",
-            "ftel.cli",
+            "ftel.app",
             "auth",
             "opcua",
             "trust",
@@ -410,7 +410,7 @@ def test_discover_drafts_a_file_that_probe_accepts_over_a_secured_channel(
         [
             sys.executable,
             "-m",
-            "ftel.cli",
+            "ftel.app",
             "gateway",
             "discover",
             "--opcua",

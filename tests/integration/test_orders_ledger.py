@@ -18,7 +18,7 @@ from dashboards.orders_data import collect_orders, current_job, read_changes
 from dashboards.orders_rollup import settle_orders
 from dashboards.page import render
 from dashboards.report_data import collect
-from ftel.cli import main
+from ftel.app.cli import main
 from ftel.plant.calendar import Calendar
 from ftel.plant.layout import Plant, default_plant
 from ftel.plant.orders import Counts, Job, JobChange, order_figures, style_figures

@@ -194,7 +194,7 @@ def test_ftel_stack_up_status_down(tmp_path: Path) -> None:
 
     def ftel(*args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "ftel.cli", "stack", *args],
+            [sys.executable, "-m", "ftel.app", "stack", *args],
             env=env,
             check=False,
             capture_output=True,

@@ -16,7 +16,7 @@ from dashboards.report import write_report
 from dashboards.report_data import TIMELINE_MACHINES, collect
 from dashboards.shifts import Period
 from dashboards.state_now import state_now_points
-from ftel.cli import main
+from ftel.app.cli import main
 from ftel.plant.calendar import default_calendar
 from ftel.plant.layout import default_plant
 from ftel.storage.query import InfluxQuery

@@ -24,12 +24,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ftel import runstate
+from ftel.app import runstate
 from ftel.security.credentials import with_identity
 from ftel.security.identities import ADMIN
 from ftel.settings import InfluxSettings, MqttSettings, Settings, StackSettings
-from ftel.stack import free_port
-from ftel.stack.cli import stack_from_settings
+from ftel.stack import free_port, stack_from_settings
 from ftel.storage.query import InfluxQuery
 from loadtest.spools import held, spool_files
 from simulators.ledger import plant_ledger
@@ -108,7 +107,7 @@ def run_env(settings: Settings) -> dict[str, str]:
 @pytest.fixture
 def ftel_run(tmp_path: Path) -> Iterator[tuple[Terminal, Settings]]:
     settings = run_settings(tmp_path / "stack")
-    argv = [sys.executable, "-m", "ftel.cli", "run", "--fresh", "--history", HISTORY, "--speedup", SPEEDUP]
+    argv = [sys.executable, "-m", "ftel.app", "run", "--fresh", "--history", HISTORY, "--speedup", SPEEDUP]
     terminal = Terminal(argv, run_env(settings))
     try:
         yield terminal, settings
@@ -197,7 +196,7 @@ def test_ctrl_c_in_a_terminal_stops_everything_in_order_with_every_message_store
     waiting = wait_until(lambda: in_flight(settings), timeout_s=60, what="messages in flight", every_s=0.05)
     started = descendants(terminal.process.pid)
     names = {" ".join(p.cmdline()[1:4]) for p in started}
-    assert {"-m ftel.cli ingest", "-m ftel.cli alerts", "-m ftel.cli settle"} <= names, names
+    assert {"-m ftel.app ingest", "-m ftel.app alerts", "-m ftel.app settle"} <= names, names
     pressed = time.monotonic()
     terminal.type(CTRL_C)
     assert terminal.process.wait(timeout=180) == 0, terminal.output[-3000:]
@@ -231,7 +230,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_waits_in_which_spool(ftel_r
     terminal, settings = ftel_run
     wait_for_text(terminal, "Ctrl-C stops everything cleanly")
     started = descendants(terminal.process.pid)
-    (ingest,) = [p for p in started if p.cmdline()[1:4] == ["-m", "ftel.cli", "ingest"]]
+    (ingest,) = [p for p in started if p.cmdline()[1:4] == ["-m", "ftel.app", "ingest"]]
     # Ingest frozen (alive, confirming nothing): the gateways' drain would wait for it until its stall limit.
     ingest.suspend()
     wait_until(lambda: in_flight(settings), timeout_s=60, what="messages in flight")
@@ -258,7 +257,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_waits_in_which_spool(ftel_r
 def test_workers_stop_by_themselves_when_ftel_run_is_killed_outright(ftel_run) -> None:  # type: ignore[no-untyped-def]
     terminal, settings = ftel_run
     wait_for_text(terminal, "Ctrl-C stops everything cleanly")
-    workers = [p for p in descendants(terminal.process.pid) if p.cmdline()[1:3] == ["-m", "ftel.cli"]]
+    workers = [p for p in descendants(terminal.process.pid) if p.cmdline()[1:3] == ["-m", "ftel.app"]]
     assert len(workers) == 3, [p.cmdline() for p in workers]  # ingest, alerts, settle
     terminal.process.kill()  # no stop of its own: nothing tells the workers but the kernel
     terminal.process.wait()
@@ -278,7 +277,7 @@ def test_ctrl_c_to_a_load_test_stops_its_processes_in_the_data_s_order_with_noth
     with log.open("wb") as output:
         # As a shell starts a job: its own process group, which the terminal's Ctrl-C goes to whole.
         loadtest = subprocess.Popen(
-            [sys.executable, "-m", "ftel.cli", *argv],
+            [sys.executable, "-m", "ftel.app", *argv],
             env=env | {"FTEL_STACK__DIR": str(tmp_path / "ftel")},
             stdout=output,
             stderr=subprocess.STDOUT,

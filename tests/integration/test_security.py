@@ -25,8 +25,7 @@ from ftel.plant.layout import MachineSpec, Plant, Workshop
 from ftel.security.credentials import load_credentials, with_identity
 from ftel.security.identities import ACK_TOPIC, Role
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
-from ftel.stack import LocalStack, free_port
-from ftel.stack.cli import stack_from_settings
+from ftel.stack import LocalStack, free_port, stack_from_settings
 from ftel.storage.query import InfluxQuery, QueryError
 from ftel.storage.writer import V1Writer, WriteError
 from tests.integration.test_hostile_input import telemetry
@@ -292,7 +291,7 @@ def _plant(site: str, workshops: int) -> Plant:
 
 def _ftel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ftel.cli", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "ftel.app", *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

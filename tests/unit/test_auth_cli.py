@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ftel.cli import main
+from ftel.app.cli import main
 from ftel.security.credentials import load_credentials
 from ftel.security.mosquitto import verify_line
 

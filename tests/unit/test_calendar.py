@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftel.cli import main
+from ftel.app.cli import main
 from ftel.errors import ConfigError
 from ftel.plant.calendar import CalendarError, default_calendar, parse_calendar
 from tests.calendars import TWO_TWELVES

@@ -1,4 +1,5 @@
-"""`ftel`: one console script; each package registers its own subcommands (a module with ``register``)."""
+"""`ftel`: one console script. The commands that compose packages live here in ftel.app; a shell's own commands
+(ingest, alerts, dashboards, operators) live with it. Each is a module with ``register``."""
 
 from __future__ import annotations
 
@@ -17,19 +18,19 @@ from ftel.settings import Settings, load_settings
 
 # Each module has register(subparsers) and sets `handler` on its parsers: handler(args, settings) -> exit code.
 COMMAND_MODULES = (
-    "ftel.stack.cli",
-    "ftel.security.cli",
-    "ftel.plant.cli",
-    "ftel.run",
-    "simulators.cli",
-    "ftel.gateway_command",
+    "ftel.app.stack_command",
+    "ftel.app.auth_command",
+    "ftel.app.calendar_command",
+    "ftel.app.run",
+    "ftel.app.simulate_command",
+    "ftel.app.gateway_command",
     "ingest.cli",
     "dashboards.cli",
     "dashboards.orders_cli",
     "dashboards.settle_cli",
     "operators.cli",
     "alerts.cli",
-    "loadtest.cli",
+    "ftel.app.loadtest_command",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -60,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     # httpx logs every request at INFO; only -v wants that.
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise, not news
     try:
         settings = load_settings(args.config)
         handler: Handler = args.handler
@@ -70,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

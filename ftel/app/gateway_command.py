@@ -18,11 +18,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ftel.app.simulation import add_run_options, print_progress, simulation_run, stop_on_signals, write_run_ledger
 from ftel.errors import CliError
 from ftel.settings import Settings
 from gateway.cli import probe, run_configured
 from gateway.config import OpcUaSecurity, load_gateway_config
-from simulators.cli import add_run_options, print_progress, simulation_run, stop_on_signals, write_run_ledger
 from simulators.clock import SimClock, wall_ms
 from simulators.driver import configured_driver
 

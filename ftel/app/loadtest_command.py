@@ -9,10 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
+from ftel.app.simulation import parse_duration
 from ftel.errors import CliError
 from ftel.settings import Settings
 from loadtest.run import LoadTest, LoadTestOptions
-from simulators.cli import parse_duration
 
 
 def _positive(kind: type[int] | type[float]) -> Any:

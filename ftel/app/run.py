@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.live import Live
 
-from ftel import runstate
+from ftel.app import runstate
+from ftel.app.live import LiveSnapshot, read_snapshot, render
 from ftel.children import Interrupts, describe_exit, spawn, stop_summary
 from ftel.errors import CliError
-from ftel.live import LiveSnapshot, read_snapshot, render
 from ftel.ready import Readiness, ready_env, wait_ready
 from ftel.security.credentials import with_identity
 from ftel.security.identities import SUPERVISOR
 from ftel.settings import Settings
-from ftel.stack import LocalStack
-from ftel.stack.cli import stack_from_settings
+from ftel.stack import LocalStack, stack_from_settings
 from ftel.storage.query import InfluxQuery
 
 if TYPE_CHECKING:
@@ -60,8 +59,8 @@ def _start(
 
 def _simulation(args: argparse.Namespace, settings: Settings) -> tuple[SimulationRun, str, str]:
     """The simulated plant to run: the last run's, continued from where it stopped, or a new history."""
+    from ftel.app.simulation import parse_duration
     from ftel.plant.calendar import load_calendar
-    from simulators.cli import parse_duration
     from simulators.clock import SimClock, wall_ms
     from simulators.session import SimulationRun, plant_from_settings
 

@@ -8,9 +8,6 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from ftel.errors import CliError
 from ftel.security.credentials import (
     Credentials,
@@ -20,8 +17,8 @@ from ftel.security.credentials import (
     without_credentials,
     write_private,
 )
-from ftel.security.errors import AuthError
-from ftel.security.identities import Identity, Role, gateway, grants, roster
+from ftel.security.gateways import plant_gateways
+from ftel.security.identities import Identity, Role, grants, roster
 from ftel.security.opcua import DEFAULT_DAYS as OPCUA_DAYS
 from ftel.security.opcua import (
     OpcUaPki,
@@ -34,20 +31,6 @@ from ftel.security.opcua import (
 from ftel.security.provision import AuthFiles, Provisioned, provision
 from ftel.security.tls import DEFAULT_DAYS, DEFAULT_HOSTS, make_throwaway_pki
 from ftel.settings import Settings
-
-
-def plant_gateways(settings: Settings, plant_file: Path | None = None) -> tuple[Identity, ...]:
-    """One gateway identity per workshop of the plant (``plant_file``, the settings' plant, or the default)."""
-    # The plant file lists the workshops and their gateways; it lives with the simulator. Entry points are
-    # the composition root, so they may read it (lazily, as `ftel run` does).
-    from ftel.plant.layout import default_plant, load_plant
-
-    path = plant_file or settings.simulation.plant
-    try:
-        plant = load_plant(path) if path else default_plant(settings.site)
-    except (OSError, yaml.YAMLError, ValidationError) as error:
-        raise AuthError(f"cannot read the plant file {path}: {error}") from error
-    return tuple(gateway(w.gateway_id, plant.site, w.id) for w in plant.workshops)
 
 
 def _summary(identities: list[Identity]) -> str:
