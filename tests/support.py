@@ -23,8 +23,11 @@ from ftel.mqtt import paho_client
 from ftel.ready import ready_env
 from ftel.security.credentials import credential_env, with_identity
 from ftel.security.identities import ADMIN, Identity, Role
-from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
+from ftel.settings import AuthSettings, InfluxSettings, IngestSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import LocalStack
+
+# Ten years: the pinned day of tests/sim_start.py stays inside the workers' time limits for as long as it matters.
+PINNED_DAY_MAX_AGE_S = 10 * 365 * 24 * 3600
 
 if TYPE_CHECKING:
     from ftel.plant.layout import Plant
@@ -57,7 +60,9 @@ class Services:
             # Each test's own directory for what its processes keep (gateways' spools and checkpoints, alert
             # state): nothing carries over from one test, or one run, to the next.
             stack=StackSettings(dir=self.stack.directory / "runs" / database),
-            **overrides,  # type: ignore[arg-type]
+            # Simulated plants start on a pinned day (tests/sim_start.py): without this, the workers' refusal of
+            # messages older than 90 days would fail the suite from that day's 90th day on.
+            **({"ingest": IngestSettings(max_age_s=PINNED_DAY_MAX_AGE_S)} | overrides),  # type: ignore[arg-type]
         )
         return settings if identity is None else with_identity(settings, identity)
 
@@ -90,6 +95,7 @@ def ftel_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FTEL_INFLUX__DATABASE": settings.influx.database,
         "FTEL_INFLUX__RETENTION_POLICY": settings.influx.retention_policy,
         "FTEL_SITE": settings.site,
+        "FTEL_INGEST__MAX_AGE_S": str(settings.ingest.max_age_s),
         "FTEL_STACK__DIR": str(settings.stack.dir),
         # The process finds its own identity in the credentials file, unless the settings carry one.
         "FTEL_AUTH__CREDENTIALS_FILE": str(settings.credentials_file),
