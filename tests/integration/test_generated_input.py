@@ -135,7 +135,7 @@ def test_a_plant_under_the_generated_corpus_loses_nothing_and_neither_worker_sto
         publish_all(services.settings(database, identity=services.grant(unique("hostile"), Role.ADMIN)), cases)
         assert gateways.wait(timeout=300) == 0, (tmp_path / "sim.log").read_text()
 
-        limits = IngestSettings()
+        limits = settings.ingest  # the limits the worker was started with (ftel_env)
         # What the broker hands ingest: every data topic (a topic of another shape reaches no subscriber).
         delivered = [c for c in cases if topic_matches_sub(data_filter(), c.topic)]
         bad = {(c.topic, len(c.payload)) for c in delivered if not must_store(c, limits)}

@@ -22,7 +22,7 @@ from ftel.mqtt import paho_client
 from ftel.security.identities import Role
 from ftel.settings import IngestSettings
 from ftel.storage.query import InfluxQuery
-from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
+from tests.support import PINNED_DAY_MAX_AGE_S, Services, ftel_env, start_ftel, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 DEAD_LETTER_KEEP = IngestSettings().dead_letter_text_bytes
@@ -166,7 +166,7 @@ def assert_dead_lettered(rig: Rig, topic: str, payload: bytes, reason: str) -> N
         (TELEMETRY, telemetry(NOW).replace(b"36.5", b"NaN"), "temperature"),
         (TELEMETRY, telemetry(NOW).replace(b"36.5", b"Infinity"), "temperature"),
         (TELEMETRY, telemetry(NOW + 86_400_000), "in the future"),
-        (TELEMETRY, telemetry(NOW - 400 * 86_400_000), "older than"),
+        (TELEMETRY, telemetry(NOW - (PINNED_DAY_MAX_AGE_S + 86_400) * 1000), "older than"),
         (TELEMETRY.replace("knitting", "weaving"), telemetry(NOW), "unknown machine type"),
         (TELEMETRY, b"{" + b" " * 100_000 + b"}", "exceeds"),
         (TELEMETRY, telemetry(NOW).replace(b"GOOD-1", b"BAD ID,x=1"), "machine_id"),
