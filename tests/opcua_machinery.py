@@ -1,15 +1,16 @@
 """An OPC UA server built as a vendor builds one, from models no one here wrote: the OPC Foundation's DI, IA and
-Machinery nodesets (tests/reference/nodesets.py fetches them), and a machine type declared the way the
-Foundation's Machinery example declares ``ExampleMachineType`` (Opc.Ua.Machinery.Examples.NodeSet2.xml, which
-no package registry ships, see tests/reference/README.md): in the vendor's own namespace, with
-``MachineryBuildingBlocks`` (in the Machinery namespace) holding, by HasAddIn, ``<vendor>:MachineryItemState``
-and ``<vendor>:MachineryOperationMode`` (browse names in the vendor's namespace, not Machinery's), and an
-``Identification`` of DI's namespace.
+Machinery nodesets (fetched by tests/reference/nodesets.py) and its Machinery example,
+Opc.Ua.Machinery.Examples.NodeSet2.xml (shipped in tests/reference/, see its README), imported as published.
+The example declares ``ExampleMachineType``: ``Identification`` (DI's namespace) and ``Components`` added by
+HasAddIn, ``MachineryBuildingBlocks`` holding, by HasAddIn, ``1:MachineryItemState`` and
+``1:MachineryOperationMode`` (browse names in the example's namespace, not Machinery's); and one instance of it,
+``ExampleMachine01`` under ``Objects/Machines``, which stays there as the Foundation publishes it.
 
-Machines are instantiated from that type under ``Objects/Machines`` by asyncua (server-assigned numeric
-NodeIds), with vendor variables (fault code, piece counter, speed) added to each, again with numeric NodeIds. The
-server runs on its own thread and loop; the test drives it with ``set_state`` and ``set_values``, and every
-change is recorded with the wall time at which it was written (the truth the gateway's figures are compared to).
+Our machines are instantiated from that imported type under ``Objects/Machines`` by asyncua, in the vendor's own
+namespace (server-assigned numeric NodeIds), with vendor variables (fault code, piece counter, speed) added to
+each, again with numeric NodeIds. The server runs on its own thread and loop; the test drives it with ``set``,
+and every change is recorded with the wall time at which it was written (the truth the gateway's figures are
+compared to).
 """
 
 from __future__ import annotations
@@ -31,19 +32,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gateway.drivers.opcua.machinery import (
     DI_URI,
     ITEM_STATE_IDS,
-    ITEM_STATE_TYPE,
     MACHINERY_URI,
     MACHINES_FOLDER,
     OPERATION_MODE_IDS,
-    OPERATION_MODE_TYPE,
 )
 from tests.reference.nodesets import nodeset
 
 VENDOR_URI = "urn:ftel-test:cashmere-knitting-example"
+EXAMPLE_URI = "http://opcfoundation.org/UA/Machinery_Example/"
+EXAMPLE_MACHINE_TYPE = 1002  # ExampleMachineType, in the example's namespace
+EXAMPLE_MACHINE = "ExampleMachine01"  # the example's own instance under Objects/Machines
 NODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
-MACHINE_IDENTIFICATION_TYPE = 1012  # Machinery's MachineIdentificationType
-HAS_ADD_IN = 17604
-FOLDER_TYPE = 61
 T = TypeVar("T")
 
 
@@ -64,15 +63,6 @@ def without_design_tool_only(path: Path) -> str:
         if element.get("DesignToolOnly") == "true":
             root.remove(element)
     return ET.tostring(root, encoding="unicode")
-
-
-async def _mandatory(declaration: Node) -> None:
-    """Mark an instance declaration and everything under it Mandatory, so that each machine instantiated from
-    the type gets all of it (asyncua copies only children with a modelling rule)."""
-    if not await declaration.get_referenced_nodes(refs=ua.ObjectIds.HasModellingRule):
-        await declaration.set_modelling_rule(True)
-    for child in await declaration.get_children():
-        await _mandatory(child)
 
 
 @dataclass
@@ -120,7 +110,7 @@ class MachineryServer:
         self.machines = machines
         self.security = security
         self.changes: list[Change] = []
-        self.vendor = self.machinery = self.di = 0
+        self.vendor = self.machinery = self.di = self.example = 0
         self.nodes: dict[str, dict[str, Node]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="opcua-machinery-server", daemon=True)
@@ -160,49 +150,40 @@ class MachineryServer:
         await server.import_xml(xmlstring=without_design_tool_only(nodeset("Opc.Ua.Di.NodeSet2.xml")))
         await server.import_xml(str(nodeset("Opc.Ua.IA.NodeSet2.xml")))
         await server.import_xml(str(nodeset("Opc.Ua.Machinery.NodeSet2.xml")))
+        await server.import_xml(str(nodeset("Opc.Ua.Machinery.Examples.NodeSet2.xml")))
         namespaces = await server.get_namespace_array()
         self.machinery = namespaces.index(MACHINERY_URI)
-        di = self.di = namespaces.index(DI_URI)
+        self.di = namespaces.index(DI_URI)
+        self.example = namespaces.index(EXAMPLE_URI)
         self.vendor = await server.register_namespace(VENDOR_URI)
-        machine_type = await self._declare_machine_type(di)
+        machine_type = server.get_node(ua.NodeId(EXAMPLE_MACHINE_TYPE, self.example))
         folder = server.get_node(ua.NodeId(MACHINES_FOLDER, self.machinery))
         for index, name in enumerate(self.machines):
             await self._add_machine(folder, machine_type, name, serial=f"SN-{4711 + index}")
         await server.start()
 
-    async def _declare_machine_type(self, di: int) -> Node:
-        """``ExampleMachineType`` as the Foundation's example declares it, in the vendor's namespace."""
-        v, m = self.vendor, self.machinery
-        base = self._server.nodes.base_object_type
-        machine_type = await base.add_object_type(ua.NodeId(1002, v), f"{v}:ExampleMachineType")
-        identification = await machine_type.add_object(
-            ua.NodeId(NamespaceIndex=v), f"{di}:Identification", objecttype=ua.NodeId(MACHINE_IDENTIFICATION_TYPE, m)
-        )
-        blocks = await machine_type.add_object(
-            ua.NodeId(NamespaceIndex=v), f"{m}:MachineryBuildingBlocks", objecttype=ua.NodeId(FOLDER_TYPE)
-        )
-        for name, type_number in (
-            ("MachineryItemState", ITEM_STATE_TYPE),
-            ("MachineryOperationMode", OPERATION_MODE_TYPE),
-        ):
-            block = await blocks.add_object(
-                ua.NodeId(NamespaceIndex=v), f"{v}:{name}", objecttype=ua.NodeId(type_number, m)
-            )
-            # The example adds its building blocks by HasAddIn, not HasComponent.
-            await blocks.delete_reference(block, ua.ObjectIds.Organizes, bidirectional=True)  # asyncua's choice
-            await blocks.add_reference(block, ua.NodeId(HAS_ADD_IN), forward=True, bidirectional=True)
-        await _mandatory(identification)
-        await _mandatory(blocks)
-        return machine_type
+    async def _share_add_ins(self, machine: Node) -> None:
+        """Make the machine's ``MachineryBuildingBlocks`` reference the machine's own ``Identification`` and
+        ``Components``, as the example's ExampleMachine01 does: asyncua's instantiation copies every child of an
+        instance declaration, so the type's HasAddIn references from its building blocks to those two became
+        second, separate copies."""
+        blocks = await machine.get_child(f"{self.machinery}:MachineryBuildingBlocks")
+        own = {(await c.read_browse_name()).to_string(): c for c in await machine.get_children(ua.ObjectIds.HasAddIn)}
+        for copy in await blocks.get_children(ua.ObjectIds.HasAddIn):
+            original = own.get((await copy.read_browse_name()).to_string())
+            if original is not None:
+                await self._server.delete_nodes([copy], recursive=True)
+                await blocks.add_reference(original, ua.ObjectIds.HasAddIn, forward=True, bidirectional=True)
 
     async def _add_machine(self, folder: Node, machine_type: Node, name: str, *, serial: str) -> None:
-        v, m = self.vendor, self.machinery
+        v, m, x = self.vendor, self.machinery, self.example
         machine = await folder.add_object(ua.NodeId(NamespaceIndex=v), f"{v}:{name}", objecttype=machine_type.nodeid)
+        await self._share_add_ins(machine)
         serial_number = await machine.get_child([f"{self.di}:Identification", f"{self.di}:SerialNumber"])
         await serial_number.write_value(ua.Variant(serial, ua.VariantType.String))
         nodes: dict[str, Node] = {}
         for key, block in (("item_state", "MachineryItemState"), ("operation_mode", "MachineryOperationMode")):
-            current = await machine.get_child([f"{m}:MachineryBuildingBlocks", f"{v}:{block}", "0:CurrentState"])
+            current = await machine.get_child([f"{m}:MachineryBuildingBlocks", f"{x}:{block}", "0:CurrentState"])
             nodes[f"{key}.text"] = current
             nodes[f"{key}.id"] = await current.get_child(["0:Id"])
         # Vendor variables, with NodeIds the server numbers.

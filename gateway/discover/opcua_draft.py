@@ -2,8 +2,11 @@
 
 Candidates are guessed from the variables' browse names and data types (a counter is an unsigned integer named
 like pieces or count; a fault code an integer named like alarm or fault; speed and temperature numbers named so);
-every guess is marked ``# check`` in the draft. One model per machine type: machines of one type share it, with
-signals as browse paths from the machine, so the NodeIds the server gave each machine do not matter.
+every guess is marked ``# check`` in the draft. Machines of one type whose drafted models are equal share one, with
+signals as browse paths from the machine, so the NodeIds the server gave each machine do not matter. The type alone
+does not decide: machines of one type may carry different variables (a server built on the OPC Foundation's
+Machinery example keeps its ``ExampleMachine01``, which has none of the vendor's, beside the vendor's machines of
+that type), so such a type gets a model per variant, named after the type and the variant's first machine.
 """
 
 from __future__ import annotations
@@ -104,9 +107,8 @@ class DraftOptions:
     security: dict[str, object] | None = None  # the driver's security, as the file writes it
 
 
-def _model(machines: list[MachineFound], aliases: dict[str, str]) -> tuple[dict[str, object], list[str]]:
-    """A model for machines of one type (from the first one's variables), and the notes for its comments."""
-    first = machines[0]
+def _model(first: MachineFound, aliases: dict[str, str]) -> tuple[dict[str, object], list[str]]:
+    """A model for a machine (and those like it), from its variables, and the notes for its comments."""
     found = candidates(first.variables)
     machinery = first.blocks is None
     signals: dict[str, object] = {}
@@ -142,12 +144,24 @@ def _model(machines: list[MachineFound], aliases: dict[str, str]) -> tuple[dict[
     return model, notes
 
 
-def draft(machines: list[MachineFound], options: DraftOptions) -> str:
-    """The draft gateway file (YAML with comments): one model per machine type, every machine found."""
-    aliases = _aliases(machines)
-    by_type: dict[str, list[MachineFound]] = {}
+def _models(machines: list[MachineFound], aliases: dict[str, str]) -> dict[str, list[MachineFound]]:
+    """Model name -> its machines: those of one type whose drafted models are equal share one."""
+    variants: dict[str, dict[str, list[MachineFound]]] = {}
     for machine in machines:
-        by_type.setdefault(machine.type_name, []).append(machine)
+        model, _ = _model(machine, aliases)
+        shape = yaml.safe_dump(model, sort_keys=True)
+        variants.setdefault(machine.type_name, {}).setdefault(shape, []).append(machine)
+    named: dict[str, list[MachineFound]] = {}
+    for type_name, shapes in variants.items():
+        for members in shapes.values():
+            name = type_name if len(shapes) == 1 else f"{type_name} ({members[0].browse_name})"
+            named[name] = members
+    return named
+
+
+def draft(machines: list[MachineFound], options: DraftOptions) -> str:
+    """The draft gateway file (YAML with comments): a model per type and variant, every machine found."""
+    aliases = _aliases(machines)
     lines = [
         f"# Drafted by `ftel gateway discover --opcua {options.endpoint}`: check every line marked `check`,",
         "# then `ftel gateway probe --config THIS_FILE` with each machine in each state (docs/gateway.md).",
@@ -156,18 +170,18 @@ def draft(machines: list[MachineFound], options: DraftOptions) -> str:
         "models:",
     ]
     entries = []
-    for type_name, members in by_type.items():
-        model, notes = _model(members, aliases)
-        lines.append(f"  # {type_name}: {len(members)} machine(s). Candidates (check):")
+    for name, members in _models(machines, aliases).items():
+        model, notes = _model(members[0], aliases)
+        lines.append(f"  # {name}: {len(members)} machine(s) of type {members[0].type_name}. Candidates (check):")
         lines += [f"  #   {note}" for note in notes]
         lines.append("  # check: type (carding | spinning | knitting), rated_speed, speed_unit, service_interval_h,")
         lines.append("  # and faults.codes (the vendor's fault codes -> reason codes, ftel/contract/states.py)")
-        body = yaml.safe_dump({type_name: model}, sort_keys=False, allow_unicode=True, width=200)
+        body = yaml.safe_dump({name: model}, sort_keys=False, allow_unicode=True, width=200)
         lines += ["  " + line for line in body.splitlines()]
-        entries += [(type_name, m) for m in members]
+        entries += [(name, m) for m in members]
     lines.append("machines:")
     used_ids: set[str] = set()
-    for type_name, machine in entries:
+    for model_name, machine in entries:
         ident = machine_id(machine.browse_name)
         while ident in used_ids:
             ident = f"{ident}-2"
@@ -175,7 +189,7 @@ def draft(machines: list[MachineFound], options: DraftOptions) -> str:
         driver: dict[str, object] = {"kind": "opcua", "endpoint": options.endpoint, "browse_name": machine.browse_name}
         if options.security:
             driver["security"] = options.security
-        entry = {"id": ident, "model": type_name, "driver": driver}
+        entry = {"id": ident, "model": model_name, "driver": driver}
         shown = ", ".join(f"{k} {v}" for k, v in machine.identification.items() if v and k in ("SerialNumber", "Model"))
         if shown:
             lines.append(f"  # {machine.browse_name}: {shown}")

@@ -1,8 +1,10 @@
 """OPC UA for Machinery as shipped, through the whole pipeline: a server built from the OPC Foundation's DI, IA
-and Machinery nodesets with six machines of a vendor type declared as the Foundation's example declares its
-``ExampleMachineType`` (building blocks named in the vendor's namespace, added by HasAddIn), vendor variables
-with server-assigned numeric NodeIds (tests/opcua_machinery.py). One model in the gateway file serves all six
-machines: building blocks found by type, vendor variables by browse path, one machine found by its serial number.
+and Machinery nodesets and its Machinery example (Opc.Ua.Machinery.Examples.NodeSet2.xml, imported as published),
+with six machines instantiated from the example's ``ExampleMachineType`` (building blocks named in the example's
+namespace, added by HasAddIn) beside the example's own ``ExampleMachine01``, and vendor variables with
+server-assigned numeric NodeIds (tests/opcua_machinery.py). One model in the gateway file serves all six machines:
+building blocks found by type, vendor variables by browse path, one machine found by its serial number; the
+example's machine, of the same type, is read by no one and drafted apart by discover.
 
 The test drives the machines through a script and records when it wrote each change (the truth). The gateway
 (`ftel gateway --config`, a real process) reads them on the wall clock, through Mosquitto and an ingest worker
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,7 +41,7 @@ from ftel.storage.query import InfluxQuery
 from gateway.config import parse_gateway_config
 from gateway.drivers.build import source_for
 from gateway.drivers.errors import SourceError
-from tests.opcua_machinery import VENDOR_URI, Change, MachineryServer, SecurityOptions
+from tests.opcua_machinery import EXAMPLE_MACHINE, VENDOR_URI, Change, MachineryServer, SecurityOptions
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
@@ -361,6 +364,12 @@ def ftel_env_minimal() -> dict[str, str]:
 def test_what_is_missing_is_named_with_what_was_found_instead(servers: list[MachineryServer]) -> None:
     server = MachineryServer(free_port(), MACHINES[:2]).start()
     servers.append(server)
+    # The building blocks' CurrentState and Id came with the instance, numbered by the server like the vendor's own.
+    ids = server.node_ids(MACHINES[0])
+    assert sorted(ids) == sorted(
+        ["item_state.text", "item_state.id", "operation_mode.text", "operation_mode.id", "fault_code", "units", "speed"]
+    )
+    assert all(re.fullmatch(rf"ns={server.vendor};i=\d+", node_id) for node_id in ids.values()), ids
     base = gateway_yaml("knit", "gw-knit", server.endpoint, "").split("machines:\n")[0]
 
     def connect_error(driver: str, signals: str | None = None) -> str:
@@ -386,6 +395,7 @@ def test_what_is_missing_is_named_with_what_was_found_instead(servers: list[Mach
     assert "no machine 'KNIT-V999' under Objects/Machines" in unknown
     assert f"{server.vendor}:KNIT-V001" in unknown
     assert f"{server.vendor}:KNIT-V002" in unknown
+    assert f"{server.example}:{EXAMPLE_MACHINE}" in unknown  # the example's own machine is listed, not taken
     serial = connect_error(f"{endpoint}, identification: {{SerialNumber: SN-0000}}")
     assert "SerialNumber='SN-4711'" in serial
     assert "SerialNumber='SN-0000'" in serial
@@ -435,11 +445,20 @@ def test_discover_drafts_a_file_that_probe_accepts_over_a_secured_channel(
         check=False,
     )
     assert found.returncode == 0, found.stderr
-    assert f"[{len(MACHINES)}/{len(MACHINES)}]" in found.stderr  # progress, machine by machine
+    everything = [EXAMPLE_MACHINE, *MACHINES]  # the example's own machine comes first under Objects/Machines
+    assert f"[{len(everything)}/{len(everything)}]" in found.stderr  # progress, machine by machine
     assert password not in draft.read_text()  # the secret stays a reference
     config = parse_gateway_config(draft.read_text())
-    assert [m.id for m in config.machines] == MACHINES
-    (model,) = config.models.values()  # one model serves every machine of the type
+    assert [m.id for m in config.machines] == everything
+    by_machine = {m.id: m.model for m in config.machines}
+    # One model serves every machine of ours; the example's machine, of the same type but without the vendor's
+    # variables, gets a model of its own rather than lending its (empty) one to ours.
+    (ours,) = {by_machine[m] for m in MACHINES}
+    example = config.models[by_machine[EXAMPLE_MACHINE]]
+    assert by_machine[EXAMPLE_MACHINE] != ours
+    assert example.opcua is not None
+    assert example.opcua.signals == {}
+    model = config.models[ours]
     assert model.opcua is not None
     assert model.opcua.machinery
     paths = {signal.value: spec.path for signal, spec in model.opcua.signals.items()}

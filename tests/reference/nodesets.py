@@ -1,6 +1,7 @@
-"""The OPC Foundation's published nodesets that the OPC UA tests load (DI and Machinery), fetched from a
-package registry at setup time, never committed (tests/reference/README.md says where they come from and under
-which licence).
+"""The OPC Foundation's published nodesets that the OPC UA tests load (tests/reference/README.md says where each
+comes from and under which licence): DI, IA and Machinery fetched from a package registry at setup time, never
+committed; the Machinery example (``ExampleMachineType``), which no registry ships, committed beside this module
+as published and checked against its pinned SHA-256 each time it is taken.
 
 ``npm pack`` brings the pinned package's tarball (npm is the registry's own client); its SHA-512 must equal the
 pinned one before a file is taken out of it. The files are cached under ``.cache/reference`` (gitignored).
@@ -30,6 +31,12 @@ FILES = {
     "Opc.Ua.Machinery.NodeSet2.xml": "package/nodesets/Opc.Ua.Machinery.NodeSet2.xml",
     "node-opcua-nodesets.LICENSE": "package/LICENSE",
 }
+# Shipped in this folder, byte for byte as published: name -> SHA-256. Source: OPCFoundation/UA-Nodeset,
+# Machinery/Opc.Ua.Machinery.Examples.NodeSet2.xml at commit a2d4ae8b337ff9f014878fc88f9b6acda0ff3674.
+SHIPPED = {
+    "Opc.Ua.Machinery.Examples.NodeSet2.xml": "a958fa55dd4c451fe6234cfe47890e54f19955723a398bd4ea4aa35ab357709a",
+}
+HERE = Path(__file__).resolve().parent
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "reference" / f"{PACKAGE}-{VERSION}"
 
 
@@ -65,10 +72,24 @@ def _fetch(into: Path) -> None:
                 (into / f"{name}.part").replace(into / name)
 
 
+def _shipped(name: str) -> Path:
+    path = HERE / name
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != SHIPPED[name]:
+        raise ReferenceFetchError(
+            f"{path}: SHA-256 {got} is not the pinned {SHIPPED[name]}; the file must stay as published "
+            "(tests/reference/README.md says where it comes from)"
+        )
+    return path
+
+
 def nodeset(name: str) -> Path:
-    """The cached file ``name`` (one of FILES), fetched first if it is not there yet."""
+    """The file ``name``: one shipped here (its checksum checked), or one of FILES from the cache, fetched first
+    if it is not there yet."""
+    if name in SHIPPED:
+        return _shipped(name)
     if name not in FILES:
-        raise KeyError(f"{name} is not one of the reference files ({', '.join(FILES)})")
+        raise KeyError(f"{name} is not one of the reference files ({', '.join([*FILES, *SHIPPED])})")
     path = CACHE / name
     if not path.exists():
         _fetch(CACHE)
@@ -76,7 +97,7 @@ def nodeset(name: str) -> Path:
 
 
 def main() -> int:
-    for name in FILES:
+    for name in [*FILES, *SHIPPED]:
         print(nodeset(name))
     return 0
 

@@ -252,6 +252,31 @@ def test_the_draft_is_a_valid_gateway_file_with_one_model_per_type() -> None:
     assert "check" in text
 
 
+def test_machines_of_one_type_with_other_variables_get_a_model_of_their_own() -> None:
+    # As a server built on the Foundation's Machinery example shows it: its ExampleMachine01 first, without the
+    # vendor's variables, then the vendor's machines of the same type.
+    example = MachineFound("ExampleMachine01", "http://opcfoundation.org/UA/Machinery_Example/", "ExampleMachineType")
+    ours = [
+        MachineFound(f"KNIT-V00{i}", VENDOR, "ExampleMachineType", variables=[
+            variable("Counters", "Pieces", data_type="UInt32"),
+            variable("Alarm", "Code", data_type="UInt16"),
+        ])
+        for i in (1, 2)
+    ]  # fmt: skip
+    parsed = parse_gateway_config(draft([example, *ours], DraftOptions("opc.tcp://127.0.0.1:4840/")))
+    assert [(m.id, m.model) for m in parsed.machines] == [
+        ("ExampleMachine01", "ExampleMachineType (ExampleMachine01)"),
+        ("KNIT-V001", "ExampleMachineType (KNIT-V001)"),
+        ("KNIT-V002", "ExampleMachineType (KNIT-V001)"),
+    ]
+    shared = parsed.models["ExampleMachineType (KNIT-V001)"].opcua
+    assert shared is not None
+    assert {s.value: spec.path for s, spec in shared.signals.items()} == {
+        "fault_code": "v:Alarm/v:Code",
+        "units": "v:Counters/v:Pieces",
+    }
+
+
 @given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
 def test_a_drafted_path_parses_back_to_the_browse_names(names: list[str]) -> None:
     written = path_text(variable(*names, data_type="UInt32"), {VENDOR: "v"})
