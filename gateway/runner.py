@@ -238,6 +238,11 @@ class Gateway:
         now = self._monotonic()
         d = self._delivery
         grace = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
+        # While draining, a message goes again at least every quarter of the stall limit, whatever backoff it
+        # earned before: a longer wait would end the drain on the gateway's own backoff. A worker gone for good
+        # keeps taking its share of the sends until its session expires, so a message may go missing several
+        # times in a row.
+        cap_s = min(d.resend_max_s, d.drain_stall_s / 4) if draining else d.resend_max_s
         resend: list[int] = []
         for seq, pending in self._pending.items():
             if seq >= self._max_confirmed and not draining:
@@ -246,7 +251,7 @@ class Gateway:
                 continue
             # The project's one policy; no jitter here: the wait is judged again at every look, and messages
             # are already spread by when they were sent.
-            wait = RetryPolicy(grace, d.resend_max_s, jitter=0.0).backoff(min(pending.attempts - 1, 10))
+            wait = RetryPolicy(grace, cap_s, jitter=0.0).backoff(min(pending.attempts - 1, 10))
             if now - pending.sent_at >= wait:
                 pending.sent_at = None
                 resend.append(seq)

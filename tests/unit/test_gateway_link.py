@@ -374,6 +374,38 @@ def test_a_drain_without_confirmations_stops_after_the_stall_and_the_next_start_
     again.shutdown(START + 1)
 
 
+def test_a_drain_outlasts_a_message_that_goes_missing_again_and_again() -> None:
+    """A worker gone for good takes its share of the sends until its session expires: a message may be lost
+    several times in a row. The drain's resends stay within its stall limit, so it is not the gateway's own
+    backoff that ends the drain with the message still in the spool."""
+    link, clock = FakeLink(), Clock(step=0.25)
+    g = gateway(link, clock, drain_stall_s=3 * DRAIN_GRACE_S)
+    g.begin(first_read_ms=START)
+    # Sent, then again after the drain's grace (5 s), then on a backoff (10 s) that would pass the 15 s stall
+    # before its third send, the message lost twice: its waits are capped at a quarter of the stall instead.
+    lost_times = 2
+
+    def confirm_each_after_its_losses() -> None:
+        counts: dict[int, int] = {}
+        for seq in link.seqs():
+            counts[seq] = counts.get(seq, 0) + 1
+        through = [seq for seq, sent in counts.items() if sent > lost_times]
+        if through:
+            link.confirm(*through)
+
+    original_publish = link.publish
+
+    def publish(topic: str, payload: bytes, *, retain: bool) -> bool:
+        taken = original_publish(topic, payload, retain=retain)
+        confirm_each_after_its_losses()
+        return taken
+
+    link.publish = publish  # type: ignore[method-assign]
+    final = g.shutdown(START + 1)
+    assert final.spool_depth == 0
+    assert final.confirmed == len(set(link.seqs()))
+
+
 def test_a_second_ctrl_c_abandons_the_drain_and_nothing_is_counted_for_it() -> None:
     link = FakeLink(up=False)
     g = gateway(link, Clock(step=0.01))
