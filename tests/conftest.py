@@ -19,6 +19,13 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules of the tests that take minutes run first (in their order), so that the test processes of
+    `make test` end together instead of one of them starting such a test when the others are nearly done."""
+    long_modules = {getattr(item, "module", None) for item in items if item.get_closest_marker("minutes")}
+    items.sort(key=lambda item: getattr(item, "module", None) not in long_modules)
+
+
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """One real Mosquitto and one real InfluxDB for the whole run, on free loopback ports, configured by the

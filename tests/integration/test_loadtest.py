@@ -21,6 +21,7 @@ WORKSHOPS = MACHINES // PER_WORKSHOP
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.minutes
 def test_a_small_county_passes_with_every_fault_alerted_and_a_full_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FTEL_")}

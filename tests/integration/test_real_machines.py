@@ -235,6 +235,7 @@ def rig_factory(services: Services, tmp_path: Path):  # type: ignore[no-untyped-
         rig.close()
 
 
+@pytest.mark.minutes
 def test_a_modbus_and_an_opcua_workshop_equal_the_ledger_for_an_hour(rig_factory) -> None:  # type: ignore[no-untyped-def]
     site = unique("rm")
     plant = Plant(
@@ -288,6 +289,7 @@ def quiet_stretch(model: MachineModel, start_ms: int, end_ms: int) -> int | None
     return None
 
 
+@pytest.mark.minutes
 def test_a_silent_a_restarted_and_a_garbled_controller_leave_the_others_exact(rig_factory) -> None:  # type: ignore[no-untyped-def]
     site = unique("rf")
     plant = Plant(
