@@ -82,9 +82,10 @@ def fail_on_swallowed_exceptions(request: pytest.FixtureRequest) -> Iterator[Non
         root.removeHandler(handler)
     if handler.records and request.node.get_closest_marker("logs_exceptions") is None:
         first = handler.records[0]
+        error = first.exc_info[1] if first.exc_info else None
         pytest.fail(
             f"{len(handler.records)} exception(s) logged and swallowed during the test, the first from "
-            f"{first.name}: {first.getMessage()} ({first.exc_info[1]!r}); mark the test logs_exceptions if it "
+            f"{first.name}: {first.getMessage()} ({error!r}); mark the test logs_exceptions if it "
             "provokes them on purpose",
             pytrace=False,
         )
