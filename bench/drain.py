@@ -3,7 +3,8 @@
 One backlog of contract-valid window messages is queued in the broker for two persistent sessions at once: a
 bare paho-mqtt client that only acknowledges (manual ack, QoS 1: the ceiling of any Python MQTT consumer on
 this machine) and the ingest worker(s) (`ftel ingest`, as deployed). Each drains the same messages; printed: the
-rates, their ratio, the workers' peak memory, and that InfluxDB holds every message exactly once.
+rates, their ratio, the workers' peak memory and their resident memory at 0, 25, 50, 75 and 100 % of the
+backlog stored, and that InfluxDB holds every message exactly once.
 
     python bench/drain.py [--messages 50000] [--processes 1]
 """
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,7 +37,7 @@ from ftel.settings import MqttSettings, Settings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
 from ftel.storage.schema import Measurement
-from tests.support import Services, ftel_env, start_ftel, unique, wait_ready, wait_until
+from tests.support import Services, ftel_env, start_ftel, unique, wait_ready
 
 console = Console()
 WINDOW_MS = 60_000
@@ -116,11 +118,33 @@ def bare_drain(mqtt: MqttSettings, client_id: str, topic_filter: str, count: int
     return received / elapsed
 
 
-def peak_rss_mb(pid: int) -> float:
+def memory_mib(pid: int, key: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of a process, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+# Where in the drain (percent of the backlog stored) the workers' resident memory is read.
+MARKS = (0, 25, 50, 75, 100)
+
+
+def drain(procs: list[subprocess.Popen[bytes]], count: int, stored: Callable[[], int]) -> dict[int, list[float]]:
+    """Wait until every message is stored; the workers' resident memory (MiB) as the stored count passes each
+    mark (read every 0.2 s: a little past the mark)."""
+    memory: dict[int, list[float]] = {}
+    deadline = time.monotonic() + 1200
+    while len(memory) < len(MARKS):
+        done = stored()
+        for mark in MARKS:
+            if mark not in memory and done * 100 >= count * mark:
+                memory[mark] = [memory_mib(p.pid, "VmRSS") for p in procs]
+        if len(memory) < len(MARKS):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gave up waiting for every window stored: {done:,} of {count:,}")
+            time.sleep(0.2)
+    return memory
 
 
 PUBLISH_CHUNK = 10_000
@@ -192,9 +216,9 @@ def main() -> None:
         with console.status("ingest draining…"):
             procs = start_workers(workers, env, logs)
             began = time.perf_counter()  # from the moment the workers are connected, like the bare client
-            wait_until(lambda: stored() >= len(messages), timeout_s=1200, what="every window stored", every_s=0.2)
+            memory = drain(procs, len(messages), stored)
             worker_rate = len(messages) / (time.perf_counter() - began)
-            peaks = [peak_rss_mb(p.pid) for p in procs]
+            peaks = [memory_mib(p.pid, "VmHWM") for p in procs]
             stop_workers(procs)
         table = Table(title=f"Draining one backlog of {len(messages):,} window messages")
         table.add_column("consumer")
@@ -205,6 +229,13 @@ def main() -> None:
         table.add_row("worker peak memory", ", ".join(f"{p:.0f} MiB" for p in peaks))
         table.add_row("stored exactly once", "yes" if stored() == len(messages) else f"no: {stored()}")
         console.print(table)
+        over = Table(title="Worker memory over the drain")
+        over.add_column("backlog stored")
+        for worker in workers:
+            over.add_column(f"{worker} VmRSS", justify="right")
+        for mark in MARKS:
+            over.add_row(f"{mark} %", *(f"{mib:.0f} MiB" for mib in memory[mark]))
+        console.print(over)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ from ftel.settings import MqttSettings
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
 CONNECT_TIMEOUT_S = 15.0
-# Messages read per readable socket before the worker looks at its batch and limits again.
+# Messages read per readable socket before the worker looks at its batch and limits again. Counted in messages,
+# not in paho's ``loop_read`` calls: one call reads as many packets as the client has publications of its own
+# awaiting their PUBACK, and in a backlog those wait behind the backlog (the broker queues its PUBACKs after it),
+# so they pile up, one batch's confirmations at a time; counted in calls, a poll read 500 times that many
+# messages and the worker's ``max_unacked`` did not hold (batches grew without bound as the backlog drained).
 READ_BURST = 500
 # At disconnect, how long what was published may take to be acknowledged by the broker.
 DISCONNECT_WAIT_S = 2.0
@@ -66,8 +70,8 @@ class MqttTransport(Protocol):
         ...
 
     def poll(self, timeout_s: float, *, read: bool) -> None:
-        """Move bytes: write what is queued, read (and hand over) messages when ``read``. Raises TransportError
-        when the connection is lost."""
+        """Move bytes: write what is queued, read (and hand over) messages when ``read``, a bounded burst of
+        them, so the caller's limits hold. Raises TransportError when the connection is lost."""
         ...
 
     def ack(self, mid: int) -> None: ...
@@ -212,7 +216,10 @@ class PahoTransport:
         if sock in writable:
             self._check(client.loop_write())
         if sock in readable:
-            for _ in range(READ_BURST):
+            # At most READ_BURST messages, plus what the last call took past it (one per publication awaiting its
+            # PUBACK: see READ_BURST).
+            first = self._received
+            while self._received - first < READ_BURST:
                 before = self._received
                 self._check(client.loop_read())
                 if self._received == before:

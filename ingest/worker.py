@@ -203,16 +203,25 @@ class IngestWorker:
     # -- writing (the writer thread) -----------------------------------------------------------------------
 
     def _writer_loop(self) -> None:
-        while (batch := self._to_write.get()) is not None:
-            result = _Written(batch)
-            try:
-                result.outcome = store_lines(self._writer, batch.lines, self._policy, on_retry=self._on_retry)
-                result.dead_letters = self._refused_to_dead_letters(batch, result.outcome)
-                self._write_deaths(batch)  # after the lines: this worker's own record of the gateway is stored
-            except WriteError as error:
-                result.error = error
-            self._written.put(result)
+        while self._write_next():
             self._transport.wake()
+
+    def _write_next(self) -> bool:
+        """Store the next batch and hand it back; False at the end. Its own frame: a loop's variables would keep the
+        last batch (every message it held) alive while the thread waits for the next, a third batch on top of
+        the two that ``max_unacked`` bounds."""
+        batch = self._to_write.get()
+        if batch is None:
+            return False
+        result = _Written(batch)
+        try:
+            result.outcome = store_lines(self._writer, batch.lines, self._policy, on_retry=self._on_retry)
+            result.dead_letters = self._refused_to_dead_letters(batch, result.outcome)
+            self._write_deaths(batch)  # after the lines: this worker's own record of the gateway is stored
+        except WriteError as error:
+            result.error = error
+        self._written.put(result)
+        return True
 
     def _refused_to_dead_letters(self, batch: Batch, outcome: StoreOutcome) -> list[DeadLetter]:
         """Messages with a line InfluxDB refused become dead letters (stored as points here, in this thread)."""

@@ -5,6 +5,7 @@ real broker and the real InfluxDB."""
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import pytest
 from ftel.contract import Confirmation
 from ftel.settings import IngestSettings, Settings
 from ftel.storage.writer import Refusal, WriteError
+from ingest.batch import Held
 from ingest.worker import IngestWorker
 from tests.support import wait_until
 from tests.unit.test_contract import GOOD, TOPIC
@@ -182,6 +184,22 @@ def test_the_worker_stops_reading_while_too_much_is_unacknowledged(rig) -> None:
     assert transport.entries("ack") == []
     writer.gate.set()
     wait_until(lambda: len(transport.entries("ack")) == 19, timeout_s=10, what="every message acked", every_s=0.01)
+
+
+def test_a_stored_batch_is_let_go_once_it_is_released(rig) -> None:  # type: ignore[no-untyped-def]
+    """Nothing keeps a released batch alive (the writer thread kept its last one while it waited for the next:
+    a third batch of messages on top of the two ``max_unacked`` bounds)."""
+    _worker, transport, _writer, _ = rig
+    sent = [message(seq) for seq in range(4_200_001, 4_200_004)]  # seqs of this test's own
+    payloads = {payload for _, payload, _ in sent}
+    transport.send(*sent)
+    wait_until(lambda: len(transport.entries("ack")) == 3, timeout_s=5, what="three acks", every_s=0.01)
+
+    def let_go() -> bool:
+        gc.collect()
+        return not [o for o in gc.get_objects() if isinstance(o, Held) and o.payload in payloads]
+
+    wait_until(let_go, timeout_s=5, what="no batch holding the stored messages", every_s=0.05)
 
 
 def test_blocking_refusals_hold_everything_and_resume_by_themselves(rig) -> None:  # type: ignore[no-untyped-def]
