@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from asyncua import Node, Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
@@ -30,6 +30,7 @@ from asyncua.server.user_managers import UserManager
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.drivers.opcua.machinery import (
+    DEVICE_SET,
     DI_URI,
     ITEM_STATE_IDS,
     MACHINERY_URI,
@@ -39,11 +40,14 @@ from gateway.drivers.opcua.machinery import (
 from tests.reference.nodesets import nodeset
 
 VENDOR_URI = "urn:ftel-test:cashmere-knitting-example"
+MANUFACTURER = "Cixing (test)"  # every machine of ours: shared, so it tells none apart
 EXAMPLE_URI = "http://opcfoundation.org/UA/Machinery_Example/"
 EXAMPLE_MACHINE_TYPE = 1002  # ExampleMachineType, in the example's namespace
 EXAMPLE_MACHINE = "ExampleMachine01"  # the example's own instance under Objects/Machines
 NODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
 T = TypeVar("T")
+# Where a machine is referenced from: Objects/Machines (as OPC 40001-1 asks), DI's DeviceSet only, or both.
+Placement = Literal["Machines", "DeviceSet", "both"]
 
 
 def _ids(names: dict[int, str]) -> dict[str, int]:
@@ -105,10 +109,22 @@ class SecurityOptions:
 class MachineryServer:
     """Six (or any number of) machines of one vendor type, built from the Foundation's nodesets."""
 
-    def __init__(self, port: int, machines: list[str], *, security: SecurityOptions | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        machines: list[str],
+        *,
+        security: SecurityOptions | None = None,
+        browse_names: dict[str, str] | None = None,
+        placed: dict[str, Placement] | None = None,
+    ) -> None:
+        """``machines``: the test's names for them, which are their browse names unless ``browse_names`` gives the
+        vendor's; ``placed``: where each is referenced from (default Objects/Machines)."""
         self.endpoint = f"opc.tcp://127.0.0.1:{port}/vendor/"
         self.machines = machines
         self.security = security
+        self.browse_names = browse_names or {}
+        self.placed = placed or {}
         self.changes: list[Change] = []
         self.vendor = self.machinery = self.di = self.example = 0
         self.nodes: dict[str, dict[str, Node]] = {}
@@ -157,9 +173,17 @@ class MachineryServer:
         self.example = namespaces.index(EXAMPLE_URI)
         self.vendor = await server.register_namespace(VENDOR_URI)
         machine_type = server.get_node(ua.NodeId(EXAMPLE_MACHINE_TYPE, self.example))
-        folder = server.get_node(ua.NodeId(MACHINES_FOLDER, self.machinery))
+        folders = {
+            "Machines": server.get_node(ua.NodeId(MACHINES_FOLDER, self.machinery)),
+            "DeviceSet": server.get_node(ua.NodeId(DEVICE_SET, self.di)),
+        }
         for index, name in enumerate(self.machines):
-            await self._add_machine(folder, machine_type, name, serial=f"SN-{4711 + index}")
+            placement = self.placed.get(name, "Machines")
+            folder = folders["DeviceSet" if placement == "DeviceSet" else "Machines"]
+            machine = await self._add_machine(folder, machine_type, name, serial=f"SN-{4711 + index}")
+            if placement == "both":
+                # One node, a DI device as well: DeviceSet holds it as a component, as DI's devices are held.
+                await folders["DeviceSet"].add_reference(machine, ua.ObjectIds.HasComponent)
         await server.start()
 
     async def _share_add_ins(self, machine: Node) -> None:
@@ -175,12 +199,18 @@ class MachineryServer:
                 await self._server.delete_nodes([copy], recursive=True)
                 await blocks.add_reference(original, ua.ObjectIds.HasAddIn, forward=True, bidirectional=True)
 
-    async def _add_machine(self, folder: Node, machine_type: Node, name: str, *, serial: str) -> None:
+    async def _add_machine(self, folder: Node, machine_type: Node, name: str, *, serial: str) -> Node:
         v, m, x = self.vendor, self.machinery, self.example
-        machine = await folder.add_object(ua.NodeId(NamespaceIndex=v), f"{v}:{name}", objecttype=machine_type.nodeid)
+        browse_name = f"{v}:{self.browse_names.get(name, name)}"
+        machine = await folder.add_object(ua.NodeId(NamespaceIndex=v), browse_name, objecttype=machine_type.nodeid)
         await self._share_add_ins(machine)
-        serial_number = await machine.get_child([f"{self.di}:Identification", f"{self.di}:SerialNumber"])
-        await serial_number.write_value(ua.Variant(serial, ua.VariantType.String))
+        for prop, variant in (
+            ("SerialNumber", ua.Variant(serial, ua.VariantType.String)),
+            ("ProductInstanceUri", ua.Variant(f"{VENDOR_URI}:{serial}", ua.VariantType.String)),
+            ("Manufacturer", ua.Variant(ua.LocalizedText(MANUFACTURER), ua.VariantType.LocalizedText)),
+        ):
+            node = await machine.get_child([f"{self.di}:Identification", f"{self.di}:{prop}"])
+            await node.write_value(variant)
         nodes: dict[str, Node] = {}
         for key, block in (("item_state", "MachineryItemState"), ("operation_mode", "MachineryOperationMode")):
             current = await machine.get_child([f"{m}:MachineryBuildingBlocks", f"{x}:{block}", "0:CurrentState"])
@@ -200,6 +230,7 @@ class MachineryServer:
             )
         self.nodes[name] = nodes
         await self._write_state(name, "NotExecuting", "Processing")
+        return machine
 
     async def _write_state(self, name: str, item: str, mode: str) -> None:
         nodes, m = self.nodes[name], self.machinery

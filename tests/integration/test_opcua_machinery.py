@@ -4,7 +4,9 @@ with six machines instantiated from the example's ``ExampleMachineType`` (buildi
 namespace, added by HasAddIn) beside the example's own ``ExampleMachine01``, and vendor variables with
 server-assigned numeric NodeIds (tests/opcua_machinery.py). One model in the gateway file serves all six machines:
 building blocks found by type, vendor variables by browse path, one machine found by its serial number; the
-example's machine, of the same type, is read by no one and drafted apart by discover.
+example's machine, of the same type, is read by no one and drafted apart by discover. Machines whose browse names
+are the vendor's, under Objects/Machines, DI's DeviceSet or both, are found by their identification (or, under
+DeviceSet, by that name), and an identification that several machines share is refused.
 
 The test drives the machines through a script and records when it wrote each change (the truth). The gateway
 (`ftel gateway --config`, a real process) reads them on the wall clock, through Mosquitto and an ingest worker
@@ -41,7 +43,15 @@ from ftel.storage.query import InfluxQuery
 from gateway.config import parse_gateway_config
 from gateway.drivers.build import source_for
 from gateway.drivers.errors import SourceError
-from tests.opcua_machinery import EXAMPLE_MACHINE, VENDOR_URI, Change, MachineryServer, SecurityOptions
+from tests.opcua_machinery import (
+    EXAMPLE_MACHINE,
+    MANUFACTURER,
+    VENDOR_URI,
+    Change,
+    MachineryServer,
+    Placement,
+    SecurityOptions,
+)
 from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
@@ -92,14 +102,16 @@ def model_yaml() -> str:
 """
 
 
-def gateway_yaml(workshop: str, gateway_id: str, endpoint: str, security: str) -> str:
+def gateway_yaml(
+    workshop: str, gateway_id: str, endpoint: str, security: str, located: dict[str, str] | None = None
+) -> str:
+    """The gateway file for MACHINES, or for the machines ``located`` gives, each with how its driver finds it."""
+    located = located or {
+        m: f"identification: {{SerialNumber: {BY_SERIAL[m]}}}" if m in BY_SERIAL else f"browse_name: {m}"
+        for m in MACHINES
+    }
     machines = []
-    for machine in MACHINES:
-        where = (
-            f"identification: {{SerialNumber: {BY_SERIAL[machine]}}}"
-            if machine in BY_SERIAL
-            else f"browse_name: {machine}"
-        )
+    for machine, where in located.items():
         machines.append(
             f"  - id: {machine}\n    model: Example knitting machine\n    driver: {{kind: opcua, endpoint: "
             f'"{endpoint}", {where}, poll_interval_s: {POLL_S}, timeout_s: {2 * POLL_S}, offline_after: 2'
@@ -303,9 +315,12 @@ def test_the_same_with_signandencrypt_a_user_and_a_trusted_server_certificate(
 # -- refusals and what they say ---------------------------------------------------------------------------------
 
 
-def probe(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def probe(
+    config: Path, env: dict[str, str], machines: tuple[str, ...] = (MACHINES[1],)
+) -> subprocess.CompletedProcess[str]:
+    chosen = [arg for machine in machines for arg in ("--machine", machine)]
     return subprocess.run(
-        [sys.executable, "-m", "ftel.app", "gateway", "probe", "--config", str(config), "--machine", MACHINES[1]],
+        [sys.executable, "-m", "ftel.app", "gateway", "probe", "--config", str(config), *chosen],
         capture_output=True,
         text=True,
         env=env,
@@ -393,6 +408,7 @@ def test_what_is_missing_is_named_with_what_was_found_instead(servers: list[Mach
     endpoint = f'kind: opcua, endpoint: "{server.endpoint}"'
     unknown = connect_error(f"{endpoint}, browse_name: KNIT-V999")
     assert "no machine 'KNIT-V999' under Objects/Machines" in unknown
+    assert "or DeviceSet (it holds" in unknown  # searched next, and said so
     assert f"{server.vendor}:KNIT-V001" in unknown
     assert f"{server.vendor}:KNIT-V002" in unknown
     assert f"{server.example}:{EXAMPLE_MACHINE}" in unknown  # the example's own machine is listed, not taken
@@ -402,6 +418,47 @@ def test_what_is_missing_is_named_with_what_was_found_instead(servers: list[Mach
     path = connect_error(f"{endpoint}, browse_name: KNIT-V001", signals='"v:Counters/v:Rejects"')
     assert f"no {server.vendor}:Rejects under {server.vendor}:KNIT-V001/{server.vendor}:Counters" in path
     assert f"{server.vendor}:Pieces" in path
+
+
+# -- machines named by their vendor ----------------------------------------------------------------------------
+
+
+def test_machines_named_by_their_vendor_are_found_by_identification_under_machines_or_deviceset(
+    tmp_path: Path, servers: list[MachineryServer]
+) -> None:
+    ours = MACHINES[:4]
+    # Browse names that are not our ids; two machines only under DI's DeviceSet, one under both (one node).
+    named = {ours[0]: "CMS 530 HP #7", ours[1]: "Steuerung 2", ours[2]: "GE2-52C 0813", ours[3]: "Steuerung 4"}
+    placed: dict[str, Placement] = {ours[1]: "DeviceSet", ours[2]: "both", ours[3]: "DeviceSet"}
+    server = MachineryServer(free_port(), ours, browse_names=named, placed=placed).start()
+    servers.append(server)
+    server.set(ours[0], item="Executing", mode="Processing", units=5)
+    server.set(ours[1], item="OutOfService", mode="Processing", fault_code=101)
+    server.set(ours[2], item="NotExecuting", mode="Setup")
+    server.set(ours[3], item="OutOfService", mode="Maintenance")
+    located = {
+        ours[0]: "identification: {SerialNumber: SN-4711}",
+        ours[1]: f'identification: {{ProductInstanceUri: "{VENDOR_URI}:SN-4712"}}',
+        ours[2]: "identification: {SerialNumber: SN-4713}",
+        ours[3]: f'browse_name: "{named[ours[3]]}"',  # not under Machines: DeviceSet is searched next
+    }
+    config = tmp_path / "gateway.yaml"
+    config.write_text(gateway_yaml("knit", "gw-knit", server.endpoint, "", located))
+    probed = probe(config, ftel_env_minimal(), tuple(ours))
+    said = " ".join((probed.stdout + probed.stderr).split())
+    assert probed.returncode == 0, said
+    for machine, state in zip(ours, ("RUNNING", "DOWN (yarn_break)", "SETUP", "MAINTENANCE"), strict=True):
+        assert f"{machine}: {state}" in said, (machine, said)
+
+    # A property every machine shares finds several (the machine under both counted once): refused.
+    shared = gateway_yaml(
+        "knit", "gw-knit", server.endpoint, "", {ours[0]: f'identification: {{Manufacturer: "{MANUFACTURER}"}}'}
+    )
+    config.write_text(shared)
+    refused = probe(config, ftel_env_minimal(), (ours[0],))
+    said = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0, said
+    assert f"4 machines have Manufacturer='{MANUFACTURER}'" in said, said
 
 
 # -- discovery --------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""OPC 40001-1 (OPC UA for Machinery) as servers ship it: a machine is found under ``Objects/Machines`` by its
-browse name or by its identification, and its building blocks by *type* (the instances of
+"""OPC 40001-1 (OPC UA for Machinery) as servers ship it: a machine is found under ``Objects/Machines`` (or DI's
+``DeviceSet``) by its browse name or by its identification, and its building blocks by *type* (the instances of
 ``MachineryItemState_StateMachineType`` and ``MachineryOperationModeStateMachineType``, or of their subtypes),
 whatever namespace their browse names are in: the specification fixes the types, not the namespaces of the
 instances' names (the OPC Foundation's own example declares ``1:MachineryItemState`` in its own namespace).
@@ -25,7 +25,7 @@ ITEM_STATE_TYPE = 1002  # MachineryItemState_StateMachineType
 OPERATION_MODE_TYPE = 1008  # MachineryOperationModeStateMachineType
 ITEM_STATE_IDS = {5005: "NotAvailable", 5004: "OutOfService", 5007: "NotExecuting", 5006: "Executing"}
 OPERATION_MODE_IDS = {5024: "None", 5025: "Maintenance", 5026: "Processing", 5027: "Setup"}
-# DI's DeviceSet, where devices that are not (only) under Machines live.
+# DI's DeviceSet, where devices live (machines too, for some companion specifications).
 DEVICE_SET = 5001
 BUILDING_BLOCKS = "MachineryBuildingBlocks"
 IDENTIFICATION = "Identification"
@@ -95,41 +95,62 @@ def _matches(found: dict[str, str], wanted: dict[str, str]) -> bool:
     return all(found.get(key) == value for key, value in wanted.items())
 
 
+async def _entry_points(client: Client, namespaces: list[str]) -> list[tuple[str, list[Child]]]:
+    """What ``Objects/Machines`` holds, then what DI's ``DeviceSet`` holds (where the server has DI): OPC 40001-1
+    references every machine from Machines, but DI (OPC 10000-100) references every device from DeviceSet, and
+    some companion specifications put their machines there only."""
+    found = [("Objects/Machines", await children(client, ua.NodeId(MACHINES_FOLDER, namespaces.index(MACHINERY_URI))))]
+    if DI_URI in namespaces:
+        found.append(("DeviceSet", await children(client, ua.NodeId(DEVICE_SET, namespaces.index(DI_URI)))))
+    return found
+
+
 async def find_machine(
     client: Client, namespaces: list[str], *, machine_id: str, browse_name: str, wanted: dict[str, str]
 ) -> Child:
-    """The machine object: under ``Objects/Machines`` by browse name (any namespace), or, with ``wanted``
-    identification properties, the one under Machines (or DI's DeviceSet) whose properties have those values."""
+    """The machine object: by browse name (any namespace) under ``Objects/Machines``, else under DI's
+    ``DeviceSet``; or, with ``wanted`` identification properties, the one machine under either whose properties
+    have those values (several is an error)."""
     if MACHINERY_URI not in namespaces:
         raise SourceError(
             f"{machine_id}: the server has no {MACHINERY_URI} namespace, so no Objects/Machines (it has "
             f"{', '.join(namespaces)}); set opcua.machinery: false and give every signal as a NodeId"
         )
-    machinery = namespaces.index(MACHINERY_URI)
-    machines = await children(client, ua.NodeId(MACHINES_FOLDER, machinery))
+    entry_points = await _entry_points(client, namespaces)
     if not wanted:
-        for machine in machines:
-            if machine.browse_name.Name == browse_name:
-                return machine
-        names = ", ".join(m.describe() for m in machines) or "nothing"
-        raise SourceError(
-            f"{machine_id}: no machine {browse_name!r} under Objects/Machines (it holds {names}); set the driver's "
-            "browse_name to one of them, or identification (e.g. SerialNumber) to find it by that"
+        for _, held in entry_points:
+            for machine in held:
+                if machine.browse_name.Name == browse_name:
+                    return machine
+        where = " or ".join(
+            f"{name} (it holds {', '.join(m.describe() for m in held) or 'nothing'})" for name, held in entry_points
         )
-    candidates = list(machines)
-    if DI_URI in namespaces:
-        candidates += await children(client, ua.NodeId(DEVICE_SET, namespaces.index(DI_URI)))
-    seen = []
-    for machine in candidates:
+        raise SourceError(
+            f"{machine_id}: no machine {browse_name!r} under {where}; set the driver's browse_name to one of "
+            "them, or identification (e.g. SerialNumber) to find it by that"
+        )
+    # A machine that is a DI device as well is one node referenced from both: read it once.
+    candidates = {c.node_id: c for _, held in entry_points for c in held}
+    matching: list[Child] = []
+    seen: dict[ua.NodeId, str] = {}
+    for machine in candidates.values():
         found = await identification(client, machine)
-        if _matches(found, wanted):
-            return machine
         shown = ", ".join(f"{k}={found[k]!r}" for k in SHOWN_IDENTIFICATION if found.get(k))
-        seen.append(f"{machine.describe()} ({shown or 'no identification'})")
+        seen[machine.node_id] = f"{machine.describe()} ({shown or 'no identification'})"
+        if _matches(found, wanted):
+            matching.append(machine)
     wanted_text = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
+    if len(matching) == 1:
+        return matching[0]
+    if matching:
+        # Taking the first would read another machine's state under this one's id.
+        raise SourceError(
+            f"{machine_id}: {len(matching)} machines have {wanted_text}: "
+            f"{'; '.join(seen[m.node_id] for m in matching)}; add a property that tells them apart (SerialNumber)"
+        )
     raise SourceError(
         f"{machine_id}: no machine with {wanted_text} under Objects/Machines or DeviceSet; found: "
-        f"{'; '.join(seen) or 'nothing'}"
+        f"{'; '.join(seen.values()) or 'nothing'}"
     )
 
 

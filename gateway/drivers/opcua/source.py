@@ -128,7 +128,8 @@ class OpcUaSource:
 
     @property
     def where(self) -> str:
-        return f"{self._driver.endpoint} ({self._browse_name})"
+        wanted = self._driver.identification
+        return f"{self._driver.endpoint} ({', '.join(f'{k}={v}' for k, v in wanted.items()) or self._browse_name})"
 
     @property
     def _needs_machine(self) -> bool:
@@ -157,6 +158,7 @@ class OpcUaSource:
                 browse_name=self._browse_name,
                 wanted=self._driver.identification,
             )
+            self._browse_name = machine.browse_name.Name  # what {machine} in a node stands for
         if self._map.machinery:
             assert machine is not None
             self._machinery_index = namespaces.index(MACHINERY_URI)
