@@ -36,13 +36,15 @@ faults: setup
 	$(PY) -m pytest -q -m faults -n 8 --maxschedchunk 1 --durations=8 tests/faults
 
 # One run of every benchmark: the worker's drain vs the bare MQTT client, InfluxDB's ceiling vs the pipeline end
-# to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines.
+# to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines,
+# the simulated gateways' cores and memory per 10,000 machines.
 bench: setup
 	$(PY) bench/drain.py --messages 500000
 	$(PY) bench/boundary.py --messages 100000
 	$(PY) bench/pipeline.py --machines 2000 --hours 1
 	$(PY) bench/alerts.py
 	$(PY) bench/boards.py --machines 6000 60000 --telemetry-s 600
+	$(PY) bench/simulate.py --machines 5000 10000
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest operators && $(VENV)/bin/lint-imports

@@ -102,6 +102,15 @@ class GatewayCore:
                 next_seq=self.next_seq,
                 state=tracker_state,
             )
+        # Each machine's place: messages are made in this order whichever machines are read.
+        self._order = {machine_id: index for index, machine_id in enumerate(self.trackers)}
+        # Machines whose tracker state changed since ``take_touched`` (the runner checkpoints only these).
+        self._touched: set[str] = set(self.trackers)
+
+    def take_touched(self) -> set[str]:
+        """The machines whose tracker state may have changed since the last call (every one at first)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def next_seq(self) -> int:
         seq = self.state.next_seq
@@ -133,8 +142,12 @@ class GatewayCore:
         """Every machine read up to ``at_ms``: the changes, windows and telemetry those readings make, and the
         roll-ups of the windows every machine has now closed."""
         out: list[MachineMessage] = []
-        for machine_id, tracker in self.trackers.items():
-            for reading in readings.get(machine_id, ()):
+        # Only the machines read, in the gateway's order: between edges a few of a county's workshop's hundreds.
+        read = sorted((m for m in readings if m in self._order), key=self._order.__getitem__)
+        self._touched.update(read)
+        for machine_id in read:
+            tracker = self.trackers[machine_id]
+            for reading in readings[machine_id]:
                 out.extend(tracker.observe(reading))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
         return self._sent_at(at_ms, self._with_rollups(out))
@@ -172,12 +185,17 @@ class GatewayCore:
         windows = [m for m in made if isinstance(m, StateWindow)]
         rollups = self.state.rollups
         add_windows(rollups, windows)
-        open_windows = [t.state.window_start for t in self.trackers.values() if t.state.last is not None]
-        rolled = due(rollups, window_ms=self.timing.window_ms, oldest_open_window=min(open_windows, default=None))
+        # Which windows every machine has closed is asked only while some closed window waits to be rolled up
+        # (rarely between edges): it is a look at every machine.
+        oldest = self._oldest_open_window() if rollups.windows else None
+        rolled = due(rollups, window_ms=self.timing.window_ms, oldest_open_window=oldest)
         if closing_at is not None:
             partials = [w for w in windows if w.partial]
             rolled += partial(rollups, partials, window_ms=self.timing.window_ms, at_ms=closing_at)
         return [*self._stamped(made), *(self._rollup(r) for r in rolled)]
+
+    def _oldest_open_window(self) -> int | None:
+        return min((t.state.window_start for t in self.trackers.values() if t.state.last is not None), default=None)
 
     def _rollup(self, rolled: Rolled) -> Rollup:
         o, totals = self.origin, rolled.totals
@@ -209,6 +227,7 @@ class GatewayCore:
         last = tracker.state.last
         if last is None or last.state is MachineState.OFFLINE:
             return []
+        self._touched.add(machine_id)
         offline = tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None))
         return self._sent_at(at_ms, self._with_rollups(offline))
 
@@ -278,6 +297,7 @@ class GatewayCore:
         """What is held, and partial windows and roll-ups up to ``at_ms`` (the gateway stops)."""
         held = self._release(at_ms, every=True)
         out: list[MachineMessage] = []
+        self._touched.update(self.trackers)
         for tracker in self.trackers.values():
             out.extend(tracker.close(at_ms))
         if out:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import TypeAdapter
@@ -32,7 +32,7 @@ from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edg
 from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink, paho_link
 from gateway.spool import Spool, SpoolEntry
-from gateway.tracker import Origin
+from gateway.tracker import Origin, TrackerState
 
 __all__ = ["DeliveryOptions", "Gateway", "GatewayTiming", "Progress", "build_gateway", "edges_between"]
 
@@ -100,6 +100,8 @@ class _Checkpoint:
 
 
 _CHECKPOINT = TypeAdapter(_Checkpoint)
+# A machine's tracker is a part of the checkpoint of its own (gateway/spool.py), rewritten only when it changed.
+_TRACKER = TypeAdapter(TrackerState)
 
 
 class Gateway:
@@ -130,6 +132,8 @@ class Gateway:
         self._last_commit = self._last_hole_scan = monotonic()
         self._fingerprint = _fingerprint(origin, timing, drivers)
         restored = self._restore()
+        # A fresh start (no checkpoint, or another gateway's) writes every part and drops the rest.
+        self._parts_written = restored is not None
         self.core = GatewayCore(
             origin, [d.info for d in drivers], timing, boot_id=time.time_ns() // 1_000_000, state=restored
         )
@@ -168,6 +172,9 @@ class Gateway:
         if text is None:
             return None
         checkpoint = _CHECKPOINT.validate_json(text)
+        checkpoint.core.trackers |= {
+            machine_id: _TRACKER.validate_json(part) for machine_id, part in self.spool.checkpoint_parts().items()
+        }
         if checkpoint.fingerprint != self._fingerprint:
             log.warning(
                 "gateway %s: the saved state belongs to other machines or another simulation; starting afresh "
@@ -180,8 +187,13 @@ class Gateway:
 
     def _commit(self, messages: Sequence[Message]) -> None:
         entries = [self._entry(m) for m in messages]
-        checkpoint = _CHECKPOINT.dump_json(_Checkpoint(self._fingerprint, self.core.state)).decode()
-        kept = self.spool.commit(entries, checkpoint)
+        # The trackers go as parts, only those that changed: a workshop's hundreds of machines are not written
+        # again at every tick for the few that were read.
+        state = self.core.state
+        checkpoint = _CHECKPOINT.dump_json(_Checkpoint(self._fingerprint, replace(state, trackers={}))).decode()
+        parts = {m: _TRACKER.dump_json(state.trackers[m]).decode() for m in self.core.take_touched()}
+        kept = self.spool.commit(entries, checkpoint, parts, every_part=not self._parts_written)
+        self._parts_written = True
         if len(kept) < len(entries):
             log.error(
                 "gateway %s: spool full (%d messages): %d new messages dropped; bring the pipeline back (ingest, "

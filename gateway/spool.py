@@ -1,5 +1,7 @@
 """The gateway's durable spool (SQLite): every message it sends, kept on disk until ingest confirms it stored
-it, with the checkpoint of the gateway's core in the same transaction.
+it, with the checkpoint of the gateway's core in the same transaction. The checkpoint comes in two kinds of
+rows: one whole text, rewritten at every commit, and parts by key (a machine's tracker), each rewritten only
+when it changed, so a commit of a few machines' messages costs a few machines' state, not a workshop's.
 
 Bounded (``max_messages``; beyond, new messages are dropped and counted, and the count is kept), ordered (by
 sequence number), counted, and durable through a crash or a power cut (WAL, synchronous=FULL: a commit is on
@@ -9,7 +11,7 @@ disk before any of its messages goes out). A broker's PUBACK lets go of nothing;
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +23,13 @@ CREATE TABLE IF NOT EXISTS spool (
     retain INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_part (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 CHECKPOINT_KEY = "checkpoint"
 DROPPED_KEY = "dropped"
 SPOOL_FILE = "spool.sqlite"
-# Deletes of confirmed messages go in chunks of this many (SQLite's limit on bound parameters is higher).
-_DELETE_CHUNK = 500
+# Reads and deletes by sequence number go in chunks of this many (SQLite's limit on bound parameters is higher).
+_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,27 +69,39 @@ class Spool:
     def checkpoint(self) -> str | None:
         return self._meta(CHECKPOINT_KEY)
 
+    def checkpoint_parts(self) -> dict[str, str]:
+        """The checkpoint's parts, by key, as last committed."""
+        return {str(key): str(value) for key, value in self._db.execute("SELECT key, value FROM checkpoint_part")}
+
     def seqs(self) -> list[int]:
         """Every sequence number held, oldest first."""
         return [int(row[0]) for row in self._db.execute("SELECT seq FROM spool ORDER BY seq")]
 
-    def commit(self, entries: Iterable[SpoolEntry], checkpoint: str) -> list[SpoolEntry]:
-        """Store ``entries`` and the checkpoint atomically; return the entries kept (the rest did not fit and
+    def commit(
+        self,
+        entries: Iterable[SpoolEntry],
+        checkpoint: str,
+        parts: Mapping[str, str] | None = None,
+        *,
+        every_part: bool = False,
+    ) -> list[SpoolEntry]:
+        """Store ``entries``, the checkpoint and the checkpoint's ``parts`` that changed atomically (``every_part``:
+        these are all of them, the parts not among them go); return the entries kept (the rest did not fit and
         are counted as dropped)."""
-        kept: list[SpoolEntry] = []
-        dropped = 0
+        chosen = list(entries)
+        kept = chosen[: max(0, self.max_messages - self._count)]
+        dropped = len(chosen) - len(kept)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for entry in entries:
-                if self._count + len(kept) >= self.max_messages:
-                    dropped += 1
-                    continue
-                self._db.execute(
-                    "INSERT OR REPLACE INTO spool (seq, topic, payload, retain) VALUES (?, ?, ?, ?)",
-                    (entry.seq, entry.topic, entry.payload, int(entry.retain)),
-                )
-                kept.append(entry)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO spool (seq, topic, payload, retain) VALUES (?, ?, ?, ?)",
+                [(entry.seq, entry.topic, entry.payload, int(entry.retain)) for entry in kept],
+            )
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CHECKPOINT_KEY, checkpoint))
+            if every_part:
+                self._db.execute("DELETE FROM checkpoint_part")
+            if parts:
+                self._db.executemany("INSERT OR REPLACE INTO checkpoint_part (key, value) VALUES (?, ?)", parts.items())
             if dropped:
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (DROPPED_KEY, str(self.dropped + dropped))
@@ -105,9 +120,7 @@ class Spool:
         removed = 0
         self._db.execute("BEGIN")
         try:
-            for start in range(0, len(chosen), _DELETE_CHUNK):
-                chunk = chosen[start : start + _DELETE_CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(chosen):
                 removed += self._db.execute(f"DELETE FROM spool WHERE seq IN ({marks})", chunk).rowcount
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -117,11 +130,22 @@ class Spool:
         return removed
 
     def read(self, seqs: Iterable[int]) -> Iterator[SpoolEntry]:
-        """The entries still held among ``seqs``, in the order asked."""
-        for seq in seqs:
-            row = self._db.execute("SELECT topic, payload, retain FROM spool WHERE seq = ?", (seq,)).fetchone()
-            if row is not None:
-                yield SpoolEntry(seq, str(row[0]), bytes(row[1]), bool(row[2]))
+        """The entries still held among ``seqs``, in the order asked (one query per chunk, not per message)."""
+        for chunk, marks in _chunks(list(seqs)):
+            found = {
+                int(row[0]): SpoolEntry(int(row[0]), str(row[1]), bytes(row[2]), bool(row[3]))
+                for row in self._db.execute(
+                    f"SELECT seq, topic, payload, retain FROM spool WHERE seq IN ({marks})", chunk
+                )
+            }
+            yield from (found[seq] for seq in chunk if seq in found)
 
     def close(self) -> None:
         self._db.close()
+
+
+def _chunks(seqs: list[int]) -> Iterator[tuple[list[int], str]]:
+    """``seqs`` in chunks of at most _CHUNK, each with its placeholders for ``IN (…)``."""
+    for start in range(0, len(seqs), _CHUNK):
+        chunk = seqs[start : start + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))

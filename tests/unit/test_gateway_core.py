@@ -13,11 +13,12 @@ from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, St
 from ftel.contract.states import MachineState
 from ftel.plant.layout import default_plant
 from gateway.core import CoreState, GatewayCore, GatewayTiming
-from gateway.runner import _CHECKPOINT, _Checkpoint
+from gateway.runner import _CHECKPOINT, Gateway, _Checkpoint
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
+from tests.unit.test_gateway_link import FakeLink
 
 WINDOW = 60_000
 START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
@@ -219,3 +220,34 @@ def test_spread_telemetry_samples_each_machine_once_an_interval_at_its_own_offse
     per_machine = {machine: [m.ts for m in samples if m.machine_id == machine] for machine in drivers}
     assert all(len(ts) in (20, 21) for ts in per_machine.values())  # one every 30 s (and the first sight)
     assert len({(ts[-1] - START) % 30_000 for ts in per_machine.values()}) > 5, "not all on the same offset"
+
+
+def test_a_checkpoint_written_in_parts_tick_by_tick_restores_the_whole_core_exactly(tmp_path: Path) -> None:
+    """Between edges only the machines read are written again; what a restart reads back is the whole state."""
+    plant = default_plant()
+    knit = plant.workshop("knit")
+    clock = [START]
+
+    def gateway() -> Gateway:
+        drivers = [SimulatedDriver(m) for _, m in plant_models(plant, start_ms=START, workshop="knit")]
+        return Gateway(
+            Origin(plant.site, knit.id, knit.gateway_id),
+            drivers,
+            now_ms=lambda: clock[0],
+            timing=GatewayTiming(WINDOW, 30_000, 10_000, 0.1, telemetry_spread=True, close_phase_ms=7_000),
+            link=FakeLink(),
+            spool_max_messages=100_000,
+            state_dir=tmp_path,
+        )
+
+    first = gateway()
+    first.begin(first_read_ms=START)
+    for _ in range(400):  # 40 minutes of plant time in ticks of 6 s: changes, samples, edges, held windows
+        clock[0] += 6_000
+        first.tick()
+    assert not first.resumed
+    again = gateway()
+    assert again.resumed
+    assert _CHECKPOINT.dump_python(_Checkpoint("", again.core.state)) == _CHECKPOINT.dump_python(
+        _Checkpoint("", first.core.state)
+    )

@@ -1,0 +1,170 @@
+"""Benchmark (not a test): what the simulated gateways (`ftel simulate run`) cost per 10,000 simulated machines.
+
+For each plant size, a generated plant (`generate_plant(N)`, the county's mix, 500 machines per workshop, one
+gateway each) runs in one `ftel simulate run` process at real time (speedup 1) against the project's own local
+stack (Mosquitto and InfluxDB on free loopback ports). No ingest worker runs: the gateways publish to Mosquitto
+and keep everything in their spools unconfirmed (nothing subscribes, so the broker keeps nothing). Printed, for
+the simulating process (psutil; its own CPU, not its children's): how long it took from its start to its first
+published message and the CPU seconds that took, then, after a warm-up (the start's catch-up, births and metas),
+CPU seconds per wall second (cores) over a fixed wall time, its peak resident memory (VmHWM), and both per 10,000
+machines. The machine has 2 cores and may be shared: read the figures of one run side by side, not against another
+day's.
+
+    python bench/simulate.py [--machines 5000 10000] [--warmup 30] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from ftel.plant.layout import dump_plant
+from ftel.stack import LocalStack
+from simulators.plant import generate_plant
+from tests.support import Services, ftel_env, start_ftel, stop_processes, unique, wait_until
+
+console = Console(width=120)
+PER_WORKSHOP = 500
+# A progress line of `ftel simulate run` (ftel/app/simulation.py print_progress): a gateway's published count.
+PUBLISHED = re.compile(r"gateway (\S+) sim .* published (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    machines: int
+    start_s: float  # wall seconds from the process's start to its first published message
+    start_cpu_s: float  # CPU seconds it spent until then
+    cores: float  # CPU seconds per wall second, measured after the warm-up
+    peak_mib: float
+    published: int  # messages published over the measured wall time (as of the progress lines, every 2 s)
+
+
+def peak_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def published(log: Path) -> int:
+    """Messages published so far by all the process's gateways (each one's latest progress line)."""
+    latest: dict[str, int] = {}
+    for workshop, count in PUBLISHED.findall(log.read_text(errors="replace")) if log.exists() else []:
+        latest[workshop] = int(count)
+    return sum(latest.values())
+
+
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def measure(services: Services, machines: int, seconds: float, work: Path, *, warmup: float, py_spy: bool) -> Cost:
+    database = unique("sim")
+    plant = generate_plant(machines, site=unique("s"), per_workshop=PER_WORKSHOP)
+    plant_file = work / f"plant-{machines}.yaml"
+    plant_file.write_text(dump_plant(plant))
+    services.grant_plant(plant)
+    env = ftel_env(services.settings(database), FTEL_SITE=plant.site)
+    log = work / f"simulate-{machines}.log"
+    began = time.monotonic()
+    proc = start_ftel(["simulate", "run", "--plant", str(plant_file), "--speedup", "1"], env, log)
+    try:
+        process = psutil.Process(proc.pid)
+
+        def first_message() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"`ftel simulate run` ended early ({proc.returncode}); see {log}")
+            return published(log) > 0
+
+        # Progress lines come every 2 s: the start is known to within that.
+        wait_until(first_message, timeout_s=600, what=f"the first message of {machines} machines", every_s=0.5)
+        start_s, start_cpu = time.monotonic() - began, cpu_s(process)
+        time.sleep(warmup)
+        cpu_before, sent_before = cpu_s(process), published(log)
+        if py_spy:
+            profile = Path(f"simulate-{machines}.folded").resolve()
+            record = [
+                str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                str(int(seconds)),
+                "--format",
+            ]
+            subprocess.run([*record, "raw", "--output", str(profile)], check=True, capture_output=True)
+            console.print(f"profile of {machines:,} machines → {profile}")
+        else:
+            time.sleep(seconds)
+        cores = (cpu_s(process) - cpu_before) / seconds
+        return Cost(machines, start_s, start_cpu, cores, peak_mib(proc.pid), published(log) - sent_before)
+    finally:
+        # Its shutdown waits for confirmations that will not come (no ingest): cut it short.
+        stop_processes([proc], timeout_s=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machines", type=int, nargs="+", default=[5_000, 10_000])
+    parser.add_argument("--warmup", type=float, default=30.0, help="wall seconds after the first message not measured")
+    parser.add_argument("--seconds", type=float, default=60.0, help="wall seconds measured after the warm-up")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="record the measured seconds with py-spy (its sampling costs the process a little) into the "
+        "working directory, as folded stacks: ./simulate-N.folded",
+    )
+    args = parser.parse_args()
+    costs = []
+    with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp) / "stack") as stack:
+        services = Services(stack)
+        for machines in args.machines:
+            with console.status(f"{machines:,} simulated machines…"):
+                costs.append(
+                    measure(services, machines, args.seconds, Path(tmp), warmup=args.warmup, py_spy=args.py_spy)
+                )
+    table = Table(
+        title=f"`ftel simulate run`, real time: {args.seconds:g} s measured, {args.warmup:g} s after the first message"
+    )
+    for column in (
+        "machines",
+        "to first message",
+        "CPU until then",
+        "cores",
+        "cores per 10,000",
+        "peak RSS",
+        "peak RSS per 10,000",
+        "published",
+    ):
+        table.add_column(column, justify="right")
+    for c in costs:
+        per = 10_000 / c.machines
+        table.add_row(
+            f"{c.machines:,}",
+            f"{c.start_s:.1f} s",
+            f"{c.start_cpu_s:.1f} s",
+            f"{c.cores:.3f}",
+            f"{c.cores * per:.3f}",
+            f"{c.peak_mib:.0f} MiB",
+            f"{c.peak_mib * per:.0f} MiB",
+            f"{c.published:,}",
+        )
+    console.print(table)
+    console.print(f"load average now: {', '.join(f'{x:.2f}' for x in psutil.getloadavg())} (2 cores, maybe shared)")
+
+
+if __name__ == "__main__":
+    main()
