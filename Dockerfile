@@ -9,6 +9,8 @@ COPY ingest ingest
 COPY simulators simulators
 COPY dashboards dashboards
 COPY alerts alerts
+COPY loadtest loadtest
+COPY operators operators
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin ftel \
     && mkdir -p /app/.ftel \

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,14 @@ def test_compose_mosquitto_is_configured_like_the_local_stack() -> None:
     ):
         assert expected in lines
     assert "allow_anonymous true" not in lines
+
+
+def test_the_image_holds_every_package_the_ftel_command_imports() -> None:
+    """`ftel` imports every command's module at its start: a package left out of the image stops every service."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert installed <= copied
 
 
 def test_the_image_runs_as_an_unprivileged_user() -> None:
