@@ -142,6 +142,7 @@ class Gateway:
         self._to_send: deque[int] = deque(self._pending)
         self._in_flight = 0
         self._max_confirmed = 0
+        self._confirmed_at = monotonic()  # when a confirmation last came
         self._need_birth = False
         self._end_ms: int | None = None
         self._last = 0
@@ -172,9 +173,13 @@ class Gateway:
         if text is None:
             return None
         checkpoint = _CHECKPOINT.validate_json(text)
-        checkpoint.core.trackers |= {
-            machine_id: _TRACKER.validate_json(part) for machine_id, part in self.spool.checkpoint_parts().items()
-        }
+        # The trackers are in parts, unless the row carries them (written by a build from before the parts,
+        # after parts were written: those parts are older than the row's trackers, and the first commit writes
+        # every part again).
+        if not checkpoint.core.trackers:
+            checkpoint.core.trackers.update(
+                (machine_id, _TRACKER.validate_json(part)) for machine_id, part in self.spool.checkpoint_parts().items()
+            )
         if checkpoint.fingerprint != self._fingerprint:
             log.warning(
                 "gateway %s: the saved state belongs to other machines or another simulation; starting afresh "
@@ -232,6 +237,7 @@ class Gateway:
                     confirmed.append(seq)
         if confirmed:
             self.confirmed += self.spool.confirm(confirmed)
+            self._confirmed_at = self._monotonic()
 
     def _on_connects(self) -> None:
         if not self.link.take_connects():
@@ -250,11 +256,14 @@ class Gateway:
         now = self._monotonic()
         d = self._delivery
         grace = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
-        # While draining, a message goes again at least every quarter of the stall limit, whatever backoff it
-        # earned before: a longer wait would end the drain on the gateway's own backoff. A worker gone for good
-        # keeps taking its share of the sends until its session expires, so a message may go missing several
-        # times in a row.
-        cap_s = min(d.resend_max_s, d.drain_stall_s / 4) if draining else d.resend_max_s
+        # While draining, once no confirmation came for a quarter of the stall limit, a message goes again at
+        # least every quarter of it, whatever backoff it earned before: a longer wait would end the drain on the
+        # gateway's own backoff (a worker gone for good keeps taking its share of the sends until its session
+        # expires, so a message may go missing several times in a row). While confirmations come, ingest is
+        # only slow: the backoff stands, and the backlog is not filled with copies.
+        quarter_s = d.drain_stall_s / 4
+        stalled = draining and now - self._confirmed_at >= quarter_s
+        cap_s = min(d.resend_max_s, quarter_s) if stalled else d.resend_max_s
         resend: list[int] = []
         for seq, pending in self._pending.items():
             if seq >= self._max_confirmed and not draining:

@@ -242,12 +242,24 @@ def test_a_checkpoint_written_in_parts_tick_by_tick_restores_the_whole_core_exac
 
     first = gateway()
     first.begin(first_read_ms=START)
-    for _ in range(400):  # 40 minutes of plant time in ticks of 6 s: changes, samples, edges, held windows
+    for tick in range(400):  # 40 minutes of plant time in ticks of 6 s: changes, samples, edges, held windows
         clock[0] += 6_000
         first.tick()
+        if tick == 100:
+            parts_at_ten_minutes = first.spool.checkpoint_parts()
     assert not first.resumed
     again = gateway()
     assert again.resumed
     assert _CHECKPOINT.dump_python(_Checkpoint("", again.core.state)) == _CHECKPOINT.dump_python(
+        _Checkpoint("", first.core.state)
+    )
+    # A build from before the parts, run after them, writes every tracker into the row and leaves the parts as
+    # they were: the row is the newer record, and the next start takes it.
+    row = _CHECKPOINT.validate_json(first.spool.checkpoint() or "")
+    whole = _CHECKPOINT.dump_json(_Checkpoint(row.fingerprint, first.core.state)).decode()
+    first.spool.commit([], whole, parts_at_ten_minutes)
+    after_the_older_build = gateway()
+    assert after_the_older_build.resumed
+    assert _CHECKPOINT.dump_python(_Checkpoint("", after_the_older_build.core.state)) == _CHECKPOINT.dump_python(
         _Checkpoint("", first.core.state)
     )

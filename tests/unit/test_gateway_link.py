@@ -406,6 +406,46 @@ def test_a_drain_outlasts_a_message_that_goes_missing_again_and_again() -> None:
     assert final.confirmed == len(set(link.seqs()))
 
 
+class IngestWorkingThroughABacklog(Clock):
+    """Every 2 s of its time, ingest confirms the newest message sent and not confirmed yet, but never the
+    first; the link records when each message was sent."""
+
+    def __init__(self, link: FakeLink) -> None:
+        super().__init__(step=0.25)
+        self.link = link
+        self.confirmed: set[int] = set()
+        self.last_confirmation = self.now
+        self.sent_at: dict[int, list[float]] = {}
+        self._seen = 0
+
+    def __call__(self) -> float:
+        now = super().__call__()
+        for seq in self.link.seqs()[self._seen :]:
+            self.sent_at.setdefault(seq, []).append(now)
+        self._seen = len(self.link.seqs())
+        waiting = sorted(set(self.link.seqs()) - self.confirmed)
+        if now - self.last_confirmation >= 2.0 and len(waiting) > 1:
+            self.confirmed.add(waiting[-1])
+            self.link.confirm(waiting[-1])
+            self.last_confirmation = now
+        return now
+
+
+def test_while_confirmations_come_a_drain_keeps_each_messages_backoff() -> None:
+    """Ingest slow but working through a backlog: the drain's resends keep their backoff instead of going at
+    the stall limit's quarter, which would fill the backlog with copies."""
+    link = FakeLink()
+    clock = IngestWorkingThroughABacklog(link)
+    g = gateway(link, clock, drain_stall_s=4 * 4.0)  # a quarter: 4 s, shorter than the backoff's 10 s
+    g.begin(first_read_ms=START)
+    g.shutdown(START + 1)
+    first = min(clock.sent_at)
+    while_confirming = [t for t in clock.sent_at[first] if t <= clock.last_confirmation]
+    assert clock.last_confirmation - clock.sent_at[first][0] > 15
+    # Sent, then after the drain's grace (5 s), then after the backoff's 10 s: not every 4 s.
+    assert len(while_confirming) == 3
+
+
 def test_a_second_ctrl_c_abandons_the_drain_and_nothing_is_counted_for_it() -> None:
     link = FakeLink(up=False)
     g = gateway(link, Clock(step=0.01))
