@@ -46,8 +46,9 @@ EXAMPLE_MACHINE_TYPE = 1002  # ExampleMachineType, in the example's namespace
 EXAMPLE_MACHINE = "ExampleMachine01"  # the example's own instance under Objects/Machines
 NODESET_NS = "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"
 T = TypeVar("T")
-# Where a machine is referenced from: Objects/Machines (as OPC 40001-1 asks), DI's DeviceSet only, or both.
-Placement = Literal["Machines", "DeviceSet", "both"]
+# Where a machine is referenced from: Objects/Machines (as OPC 40001-1 asks), DI's DeviceSet only, or both; or
+# Objects/Machines with a separate DI device of the same serial number under DeviceSet (its controller, say).
+Placement = Literal["Machines", "DeviceSet", "both", "twin"]
 
 
 def _ids(names: dict[int, str]) -> dict[str, int]:
@@ -180,10 +181,21 @@ class MachineryServer:
         for index, name in enumerate(self.machines):
             placement = self.placed.get(name, "Machines")
             folder = folders["DeviceSet" if placement == "DeviceSet" else "Machines"]
-            machine = await self._add_machine(folder, machine_type, name, serial=f"SN-{4711 + index}")
+            serial = f"SN-{4711 + index}"
+            machine = await self._add_machine(folder, machine_type, name, serial=serial)
             if placement == "both":
                 # One node, a DI device as well: DeviceSet holds it as a component, as DI's devices are held.
                 await folders["DeviceSet"].add_reference(machine, ua.ObjectIds.HasComponent)
+            if placement == "twin":
+                # Another node: a DI device with the machine's serial number among its own properties.
+                twin = await folders["DeviceSet"].add_object(
+                    ua.NodeId(NamespaceIndex=self.vendor), f"{self.vendor}:{self.browse_names.get(name, name)} PLC"
+                )
+                await twin.add_property(
+                    ua.NodeId(NamespaceIndex=self.vendor),
+                    f"{self.di}:SerialNumber",
+                    ua.Variant(serial, ua.VariantType.String),
+                )
         await server.start()
 
     async def _share_add_ins(self, machine: Node) -> None:

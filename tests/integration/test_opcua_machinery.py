@@ -427,9 +427,10 @@ def test_machines_named_by_their_vendor_are_found_by_identification_under_machin
     tmp_path: Path, servers: list[MachineryServer]
 ) -> None:
     ours = MACHINES[:4]
-    # Browse names that are not our ids; two machines only under DI's DeviceSet, one under both (one node).
+    # Browse names that are not our ids; two machines only under DI's DeviceSet, one under both (one node), one
+    # under Machines with its controller, a DI device of the same serial number, under DeviceSet.
     named = {ours[0]: "CMS 530 HP #7", ours[1]: "Steuerung 2", ours[2]: "GE2-52C 0813", ours[3]: "Steuerung 4"}
-    placed: dict[str, Placement] = {ours[1]: "DeviceSet", ours[2]: "both", ours[3]: "DeviceSet"}
+    placed: dict[str, Placement] = {ours[0]: "twin", ours[1]: "DeviceSet", ours[2]: "both", ours[3]: "DeviceSet"}
     server = MachineryServer(free_port(), ours, browse_names=named, placed=placed).start()
     servers.append(server)
     server.set(ours[0], item="Executing", mode="Processing", units=5)

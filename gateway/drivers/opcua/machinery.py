@@ -110,7 +110,8 @@ async def find_machine(
 ) -> Child:
     """The machine object: by browse name (any namespace) under ``Objects/Machines``, else under DI's
     ``DeviceSet``; or, with ``wanted`` identification properties, the one machine under either whose properties
-    have those values (several is an error)."""
+    have those values (one under Machines comes before a DI device with the same under DeviceSet; several
+    otherwise is an error)."""
     if MACHINERY_URI not in namespaces:
         raise SourceError(
             f"{machine_id}: the server has no {MACHINERY_URI} namespace, so no Objects/Machines (it has "
@@ -140,6 +141,12 @@ async def find_machine(
         if _matches(found, wanted):
             matching.append(machine)
     wanted_text = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
+    if len(matching) > 1:
+        # A machine under Objects/Machines is the machine (OPC 40001-1); a DI device of the same identification
+        # under DeviceSet is its controller or another view of it, not a second machine.
+        machines_folder = {c.node_id for c in entry_points[0][1]}
+        among_machines = [m for m in matching if m.node_id in machines_folder]
+        matching = among_machines if len(among_machines) == 1 else matching
     if len(matching) == 1:
         return matching[0]
     if matching:
