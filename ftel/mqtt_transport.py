@@ -209,7 +209,13 @@ class PahoTransport:
         wake_r = self._wake_pair[0]
         readers: list[object] = [wake_r, sock] if read else [wake_r]
         writers = [sock] if client.want_write() else []
-        readable, writable, _ = select.select(readers, writers, [], timeout_s)  # type: ignore[type-var]
+        # Over TLS, what the last poll left unread may be decrypted already, inside the SSL object, where select
+        # does not see it (paho's own loop asks the same): then look without waiting, and read it.
+        decrypted = getattr(sock, "pending", None)  # ssl.SSLSocket's
+        pending = read and decrypted is not None and decrypted() > 0
+        readable, writable, _ = select.select(readers, writers, [], 0 if pending else timeout_s)  # type: ignore[type-var]
+        if pending and sock not in readable:
+            readable.append(sock)
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 wake_r.recv(4096)
