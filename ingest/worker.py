@@ -249,14 +249,20 @@ class IngestWorker:
             seen = self._last_seen(will)
             lines = death_lines(will, seen)
             if not lines:
-                log.info("gateway %s (%s): a stale last will (a newer boot is stored)", will.gateway_id, will.workshop)
+                log.info(
+                    "gateway %s (%s/%s): a stale last will (a newer boot is stored)",
+                    will.gateway_id,
+                    will.site,
+                    will.workshop,
+                )
                 continue
             outcome = store_lines(self._writer, lines, self._policy, on_retry=self._on_retry)
             if outcome.refused:
                 log.error("InfluxDB refused the death of gateway %s: %s", will.gateway_id, outcome.refused)
             log.info(
-                "gateway %s (%s) vanished: its machines are OFFLINE from its last stored message at %s",
+                "gateway %s (%s/%s) vanished: its machines are OFFLINE from its last stored message at %s",
                 will.gateway_id,
+                will.site,
                 will.workshop,
                 death_at(will, seen),
             )
