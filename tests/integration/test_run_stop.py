@@ -151,8 +151,9 @@ def wait_for_text(terminal: Terminal, text: str, *, timeout_s: float = 300) -> N
 
 
 def still_running(processes: list[psutil.Process]) -> list[str]:
-    """Those of ``processes`` still running (a bounded wait: a process may be a moment from its end)."""
-    _, alive = psutil.wait_procs(processes, timeout=15)
+    """Those of ``processes`` still running (a bounded wait, generous: a worker told to stop on a loaded machine
+    may still be starting or saving its state)."""
+    _, alive = psutil.wait_procs(processes, timeout=60)
     running = []
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
