@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from ftel.plant.calendar import Calendar, load_calendar
 from ftel.security.credentials import with_identity
 from ftel.security.identities import ALERTS, MAINTENANCE, SUPERVISOR
 from ftel.settings import MqttSettings, Settings
+from ftel.signals import stop_on_signals
 
 # Retained alerts arrive right after the subscription; the listing ends after this long without one.
 LIST_QUIET_S = 0.5
@@ -61,10 +60,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     calendar = load_calendar(settings.calendar) if settings.calendar else None
     # The real ports (broker, store, InfluxDB writers, webhook client) are the worker's defaults.
     worker = AlertWorker(with_identity(settings, args.identity), _config(args, calendar), site=args.site)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    worker.run(stop)
+    worker.run(stop_on_signals())
     return 0
 
 

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from ftel.signals import SignalEvent
+
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "FTEL_PARENT_PID"
@@ -98,8 +100,8 @@ class Interrupts:
     step; the steps poll these events."""
 
     def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.abort = threading.Event()
+        self.stop = SignalEvent()
+        self.abort = SignalEvent()
         self._previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def _on_signal(self, signum: int, frame: object) -> None:

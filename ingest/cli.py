@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import threading
 
 from ftel.children import Interrupts
 from ftel.errors import CliError
 from ftel.security.credentials import with_identity
 from ftel.settings import Settings
+from ftel.signals import stop_on_signals
 from ingest.supervisor import Supervisor
 from ingest.worker import IngestWorker
 
@@ -23,13 +22,6 @@ def worker_ids(first: str, count: int) -> list[str]:
         return [first] if count == 1 else [f"{first}-{n}" for n in range(1, count + 1)]
     prefix, start = match.group(1), int(match.group(2))
     return [f"{prefix}-{n}" for n in range(start, start + count)]
-
-
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
 
 
 def run_one(settings: Settings) -> int:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ftel.app.simulation import add_run_options, print_progress, simulation_run, stop_on_signals, write_run_ledger
+from ftel.app.simulation import add_run_options, print_progress, simulation_run, write_run_ledger
 from ftel.errors import CliError
 from ftel.settings import Settings
+from ftel.signals import stop_on_signals
 from gateway.cli import probe, run_configured
 from gateway.config import OpcUaSecurity, load_gateway_config
 from simulators.clock import SimClock, wall_ms

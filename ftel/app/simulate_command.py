@@ -13,12 +13,12 @@ from ftel.app.simulation import (
     simulated_operators,
     simulated_orders,
     simulation_run,
-    stop_on_signals,
     write_run_ledger,
 )
 from ftel.plant.layout import dump_plant
 from ftel.plant.orders import OrderBook
 from ftel.settings import Settings
+from ftel.signals import stop_on_signals
 from simulators.backfill import backfill
 from simulators.clock import wall_ms
 from simulators.plant import generate_plant

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -72,13 +70,6 @@ def simulation_run(args: argparse.Namespace, settings: Settings) -> SimulationRu
     end_ms = start_ms + duration_ms if duration_ms is not None else None
     calendar = load_calendar(settings.calendar) if settings.calendar else None
     return SimulationRun(plant, start_ms, end_ms, clock, calendar)
-
-
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
 
 
 def print_progress(workshop: str, p: Progress) -> None:
