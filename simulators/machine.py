@@ -16,6 +16,7 @@ from ftel.plant.calendar import MAX_DAYS_AHEAD, Calendar, default_calendar
 from ftel.plant.layout import MachineSpec, Plant
 from simulators.profiles import (
     HANDOVER_MS,
+    MAX_UNREPORTED_STOP_MS,
     MIN_SAME_FAULT_GAP_MS,
     MIN_STOP_S,
     PROFILES,
@@ -27,7 +28,8 @@ from simulators.profiles import (
 Piece = tuple[int, int, MachineState, str | None, int]
 # A running stretch cut by the end of planned time: the machine stops producing and stands IDLE until the next.
 OFF_SHIFT = "off_shift"
-# Of the natural faults, this many in a hundred reach the gateway without a known code (unknown_fault).
+# Of the natural faults (the short ones: MAX_UNREPORTED_STOP_MS), this many in a hundred reach the gateway without a
+# known code (unknown_fault).
 UNREPORTED_FAULT_PERCENT = 8
 NEVER_MS = MAX_DAYS_AHEAD * 24 * 3_600_000
 
@@ -170,7 +172,7 @@ class MachineModel:
                 service_ms = 0
             stop, reason = self._stop_ms(rng, state, reason)
             stop_end = t + stop if next_forced is None else min(t + stop, next_forced)
-            reported = self._as_reported(state, reason, t)
+            reported = self._as_reported(state, reason, t, stop_end - t)
             if reported == UNKNOWN_FAULT:
                 if t - last_fault_ms.get(UNKNOWN_FAULT, -MIN_SAME_FAULT_GAP_MS) < MIN_SAME_FAULT_GAP_MS:
                     reported = reason  # unknown faults keep the distance every reason keeps (the alert rules)
@@ -223,11 +225,16 @@ class MachineModel:
             self._handover = (t, start)
         return start
 
-    def _as_reported(self, state: MachineState, reason: str | None, at_ms: int) -> str | None:
+    def _as_reported(self, state: MachineState, reason: str | None, at_ms: int, stop_ms: int) -> str | None:
         """Some faults reach the gateway as a code its table lacks (an older controller, a stack-light tap that
         only knows red): DOWN with unknown_fault, for an operator to explain. Drawn from a hash of the moment,
-        not from the machine's random stream, so every time and state stays as it was."""
-        if state is MachineState.DOWN and stable_seed(self.seed, "unreported", at_ms) % 100 < UNREPORTED_FAULT_PERCENT:
+        not from the machine's random stream, so every time and state stays as it was; only stops shorter than
+        MAX_UNREPORTED_STOP_MS, so that none outlasts the alert rules' limit for a reason they do not list."""
+        if (
+            state is MachineState.DOWN
+            and stop_ms < MAX_UNREPORTED_STOP_MS
+            and stable_seed(self.seed, "unreported", at_ms) % 100 < UNREPORTED_FAULT_PERCENT
+        ):
             return UNKNOWN_FAULT
         return reason
 

@@ -19,6 +19,10 @@ REPAIR_CAP_FACTOR = 6.0
 # A machine never stops twice for the same reason within this long (start to start): at most 2 stops of one
 # reason fall in the 10-minute window where the default rules look for 5.
 MIN_SAME_FAULT_GAP_MS = 5 * 60 * 1000
+# A natural fault reaches the gateway without its code (unknown_fault) only when the machine is back within this
+# long; a longer stop keeps its code. The rules cannot know how long an unknown fault normally takes, so they judge
+# it by their plain limit (20 min in the default rules), which the repairs of most reasons pass.
+MAX_UNREPORTED_STOP_MS = 15 * 60 * 1000
 # Running speed, permille of rated, drawn for each running stretch: never near the slow_running limit (70 %).
 SPEED_PERMILLE = (880, 1000)
 

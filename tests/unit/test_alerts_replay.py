@@ -40,6 +40,8 @@ STEPS = st.lists(st.integers(200, HEARTBEAT_MS), min_size=1, max_size=4)
 LAGS = st.integers(0, 2 * HEARTBEAT_MS)
 # The start that failed on 2026-11-23: a natural fabric drop-off under the injected yarn-break burst.
 FAILED_START = 1_795_402_800_000
+# The start that failed on 2029-09-04: a natural unknown_fault stop of a carding machine longer than 20 minutes.
+UNKNOWN_FAULT_START = 1_883_209_860_000
 
 
 def fault_story(start_ms: int, steps: list[list[int]], lags: list[int]) -> list[AlertRecord]:
@@ -83,6 +85,7 @@ def fault_story_messages(start_ms: int, steps: list[list[int]], lags: list[int])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(start_ms=STARTS, steps=st.lists(STEPS, min_size=4, max_size=4), lags=st.lists(LAGS, min_size=4, max_size=4))
 @example(start_ms=FAILED_START, steps=[[1_500]] * 4, lags=[0] * 4)
+@example(start_ms=UNKNOWN_FAULT_START, steps=[[200]] * 4, lags=[0] * 4)
 def test_each_injected_fault_is_one_alert_on_time_at_any_start(
     start_ms: int, steps: list[list[int]], lags: list[int]
 ) -> None:

@@ -26,7 +26,7 @@ from ftel.contract.states import UNKNOWN_FAULT, MachineState, MachineType
 from ftel.plant.layout import MachineSpec
 from simulators.driver import SimulatedDriver
 from simulators.machine import MachineModel
-from simulators.profiles import MIN_SAME_FAULT_GAP_MS, PROFILES, SPEED_PERMILLE
+from simulators.profiles import MAX_UNREPORTED_STOP_MS, MIN_SAME_FAULT_GAP_MS, PROFILES, SPEED_PERMILLE
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
@@ -47,6 +47,17 @@ def test_every_natural_repair_ends_before_its_machine_down_limit() -> None:
         for fault in profile.faults:
             for rule in rules_of(MachineDownRule, machine_type):
                 assert fault.max_repair_ms < rule.threshold_ms(fault.reason), (machine_type, fault, rule)
+
+
+def test_a_natural_fault_without_its_code_ends_before_the_machine_down_limit_of_unknown_fault() -> None:
+    # Any fault may reach the gateway as unknown_fault, which the rules judge by their own limit, not the fault's.
+    for machine_type in PROFILES:
+        for rule in rules_of(MachineDownRule, machine_type):
+            assert rule.threshold_ms(UNKNOWN_FAULT) > MAX_UNREPORTED_STOP_MS, (machine_type, rule)
+
+
+def quickest_down_limit_ms(machine_type: MachineType, reason: str) -> float:
+    return min((rule.threshold_ms(reason) for rule in rules_of(MachineDownRule, machine_type)), default=math.inf)
 
 
 def test_natural_stops_of_one_reason_are_too_sparse_for_repeated_stops() -> None:
@@ -82,7 +93,7 @@ def test_a_day_of_natural_life_stays_inside_the_bounds(machine_type: MachineType
     model = MachineModel(MachineSpec(id="M-1", type=machine_type), plant_seed=seed, start_ms=start_ms)
     profile = PROFILES[machine_type]
     repair = {f.reason: f.max_repair_ms for f in profile.faults}
-    repair[UNKNOWN_FAULT] = max(repair.values())  # any fault may reach the gateway without its code
+    repair[UNKNOWN_FAULT] = MAX_UNREPORTED_STOP_MS  # any fault may reach the gateway without its code
     last_stop: dict[str, int] = {}
     for segment in model.segments():
         if segment.start_ms >= start_ms + DAY_MS:
@@ -94,6 +105,8 @@ def test_a_day_of_natural_life_stays_inside_the_bounds(machine_type: MachineType
         if segment.state is MachineState.DOWN:
             assert segment.reason is not None
             assert segment.end_ms - segment.start_ms <= repair[segment.reason], segment
+            # And so, directly: no natural stop outlasts the quickest machine-down limit for the reason it reports.
+            assert segment.end_ms - segment.start_ms < quickest_down_limit_ms(machine_type, segment.reason), segment
             previous = last_stop.get(segment.reason)
             assert previous is None or segment.start_ms - previous >= MIN_SAME_FAULT_GAP_MS, segment
             last_stop[segment.reason] = segment.start_ms
