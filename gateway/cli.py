@@ -20,7 +20,7 @@ from gateway.drivers.build import SimulatedFactory, build_drivers, source_for, t
 from gateway.drivers.errors import SourceError
 from gateway.drivers.lamp import LampInterpreter
 from gateway.drivers.modbus_bus import ModbusBuses
-from gateway.drivers.poll import Source
+from gateway.drivers.poll import Source, connect_limit_s
 from gateway.runner import Gateway, Progress, build_gateway
 from gateway.signals import Sample, SignalInterpreter
 from gateway.tracker import Origin
@@ -117,7 +117,7 @@ async def _probe_one(config: GatewayConfig, machine: MachineConfig) -> bool:
     timeout = driver.timeout if isinstance(driver, ModbusDriver | OpcUaDriver) else 5.0
     poll_s = driver.poll_interval_s if isinstance(driver, ModbusDriver | OpcUaDriver) else 1.0
     try:
-        await asyncio.wait_for(source.connect(), timeout)
+        await asyncio.wait_for(source.connect(), connect_limit_s(timeout))
         samples = await _watch(source, model, timeout_s=timeout, poll_s=poll_s)
     except (SourceError, OSError, TimeoutError) as error:
         console.print(f"[red]{machine.id}[/red] ({where}): no answer: {error or 'time limit passed'}")

@@ -53,6 +53,11 @@ CONNECT_MIN_S = 5.0
 STALL_FRACTION = 0.5
 
 
+def connect_limit_s(timeout_s: float) -> float:
+    """The time limit (wall seconds) of making a connection, for a poll's time limit of ``timeout_s``."""
+    return max(CONNECT_MIN_S, timeout_s)
+
+
 class Source(Protocol):
     """One machine's controller, as a driver sees it. Raises SourceError (or OSError / TimeoutError)."""
 
@@ -235,7 +240,7 @@ class PolledMachine:
             if not connected:
                 sent = clock.now_ms()
                 try:
-                    await asyncio.wait_for(self._source.connect(), max(CONNECT_MIN_S, clock.wall_s(t.timeout_s)))
+                    await asyncio.wait_for(self._source.connect(), connect_limit_s(clock.wall_s(t.timeout_s)))
                     connected, attempts = True, 0
                     if t.subscribe:
                         await self._watch(clock, changed)
