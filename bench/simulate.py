@@ -8,9 +8,11 @@ the simulating process (psutil; its own CPU, not its children's): how long it to
 published message and the CPU seconds that took, then, after a warm-up (the start's catch-up, births and metas),
 CPU seconds per wall second (cores) over a fixed wall time, its peak resident memory (VmHWM), and both per 10,000
 machines. The machine has 2 cores and may be shared: read the figures of one run side by side, not against another
-day's.
+day's. ``--baseline DIR`` runs the same plants with the code of another checkout too (its `ftel` from DIR, e.g.
+``git archive <commit> | tar -x -C DIR``), each plant size with both codes one after the other, and prints this
+code's figures as ratios to the baseline's.
 
-    python bench/simulate.py [--machines 5000 10000] [--warmup 30] [--seconds 60]
+    python bench/simulate.py [--machines 5000 10000] [--warmup 30] [--seconds 60] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ PUBLISHED = re.compile(r"gateway (\S+) sim .* published (\d+)")
 
 @dataclass(frozen=True, slots=True)
 class Cost:
+    code: str  # "this", or the baseline's directory
     machines: int
     start_s: float  # wall seconds from the process's start to its first published message
     start_cpu_s: float  # CPU seconds it spent until then
@@ -71,16 +74,34 @@ def cpu_s(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def measure(services: Services, machines: int, seconds: float, work: Path, *, warmup: float, py_spy: bool) -> Cost:
+def start_simulation(plant_file: Path, env: dict[str, str], log: Path, code: Path | None) -> subprocess.Popen[bytes]:
+    """`ftel simulate run` at real time; with ``code``, the `ftel` of that checkout (found first on the path: with
+    PYTHONSAFEPATH, ``-m`` does not put the working directory before it)."""
+    if code is not None:
+        env = env | {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(code)}
+    return start_ftel(["simulate", "run", "--plant", str(plant_file), "--speedup", "1"], env, log)
+
+
+def measure(
+    services: Services,
+    machines: int,
+    seconds: float,
+    work: Path,
+    *,
+    warmup: float,
+    py_spy: bool,
+    code: Path | None = None,
+) -> Cost:
     database = unique("sim")
     plant = generate_plant(machines, site=unique("s"), per_workshop=PER_WORKSHOP)
     plant_file = work / f"plant-{machines}.yaml"
     plant_file.write_text(dump_plant(plant))
     services.grant_plant(plant)
     env = ftel_env(services.settings(database), FTEL_SITE=plant.site)
-    log = work / f"simulate-{machines}.log"
+    name = "this" if code is None else "baseline"
+    log = work / f"simulate-{name}-{machines}.log"
     began = time.monotonic()
-    proc = start_ftel(["simulate", "run", "--plant", str(plant_file), "--speedup", "1"], env, log)
+    proc = start_simulation(plant_file, env, log, code)
     try:
         process = psutil.Process(proc.pid)
 
@@ -95,7 +116,7 @@ def measure(services: Services, machines: int, seconds: float, work: Path, *, wa
         time.sleep(warmup)
         cpu_before, sent_before = cpu_s(process), published(log)
         if py_spy:
-            profile = Path(f"simulate-{machines}.folded").resolve()
+            profile = Path(f"simulate-{name}-{machines}.folded").resolve()
             record = [
                 str(Path(sys.executable).parent / "py-spy"),
                 "record",
@@ -110,7 +131,8 @@ def measure(services: Services, machines: int, seconds: float, work: Path, *, wa
         else:
             time.sleep(seconds)
         cores = (cpu_s(process) - cpu_before) / seconds
-        return Cost(machines, start_s, start_cpu, cores, peak_mib(proc.pid), published(log) - sent_before)
+        sent = published(log) - sent_before
+        return Cost(str(code or "this"), machines, start_s, start_cpu, cores, peak_mib(proc.pid), sent)
     finally:
         # Its shutdown waits for confirmations that will not come (no ingest): cut it short.
         stop_processes([proc], timeout_s=5)
@@ -125,21 +147,37 @@ def main() -> None:
         "--py-spy",
         action="store_true",
         help="record the measured seconds with py-spy (its sampling costs the process a little) into the "
-        "working directory, as folded stacks: ./simulate-N.folded",
+        "working directory, as folded stacks: ./simulate-this-N.folded (./simulate-baseline-N.folded)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of other code (e.g. the commit before a change) to measure beside this one, plant by plant",
     )
     args = parser.parse_args()
+    codes: list[Path | None] = [None] if args.baseline is None else [args.baseline.resolve(), None]
     costs = []
     with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp) / "stack") as stack:
         services = Services(stack)
         for machines in args.machines:
-            with console.status(f"{machines:,} simulated machines…"):
-                costs.append(
-                    measure(services, machines, args.seconds, Path(tmp), warmup=args.warmup, py_spy=args.py_spy)
-                )
+            for code in codes:
+                with console.status(f"{machines:,} simulated machines, {'this code' if code is None else code}…"):
+                    costs.append(
+                        measure(
+                            services,
+                            machines,
+                            args.seconds,
+                            Path(tmp),
+                            warmup=args.warmup,
+                            py_spy=args.py_spy,
+                            code=code,
+                        )
+                    )
     table = Table(
         title=f"`ftel simulate run`, real time: {args.seconds:g} s measured, {args.warmup:g} s after the first message"
     )
     for column in (
+        "code",
         "machines",
         "to first message",
         "CPU until then",
@@ -150,9 +188,11 @@ def main() -> None:
         "published",
     ):
         table.add_column(column, justify="right")
+    baseline = {c.machines: c for c in costs if c.code != "this"}
     for c in costs:
         per = 10_000 / c.machines
         table.add_row(
+            "this" if c.code == "this" else "baseline",
             f"{c.machines:,}",
             f"{c.start_s:.1f} s",
             f"{c.start_cpu_s:.1f} s",
@@ -163,6 +203,16 @@ def main() -> None:
             f"{c.published:,}",
         )
     console.print(table)
+    for c in costs:
+        base = baseline.get(c.machines)
+        if c.code == "this" and base is not None:
+            console.print(
+                f"{c.machines:,} machines, this code / baseline: cores {c.cores / base.cores:.2f}, "
+                f"peak RSS {c.peak_mib / base.peak_mib:.2f}, to first message {c.start_s / base.start_s:.2f}, "
+                f"published {c.published / max(1, base.published):.2f}"
+            )
+    if args.baseline is not None:
+        console.print(f"baseline: {args.baseline}")
     console.print(f"load average now: {', '.join(f'{x:.2f}' for x in psutil.getloadavg())} (2 cores, maybe shared)")
 
 

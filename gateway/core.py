@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ftel.contract.models import GatewayStatus, Heartbeat, MachineMessage, MachineNow, Message, Rollup, StateWindow
-from ftel.contract.states import MachineState
+from ftel.contract.states import MachineState, MachineType
 from gateway.driver import MachineInfo, Reading
-from gateway.rollup import Rolled, RollupState, add_windows, due, partial
+from gateway.rollup import HOUR_MS, Accumulator, Rolled, RollupState, add_windows, due, partial
 from gateway.tracker import MachineTracker, Origin, TrackerState
 
 
@@ -69,6 +69,16 @@ class CoreState:
 
 
 @dataclass(frozen=True, slots=True)
+class Changed:
+    """What of the core's state changed since the last ``take_changed``: the parts of its checkpoint to write
+    again (gateway/spool.py), so a commit costs what changed, not the workshop."""
+
+    trackers: set[str]  # machines whose tracker changed
+    machine_hours: set[str]  # machines whose hours so far (the roll-up state) changed
+    held: set[int]  # edges whose held windows and roll-ups changed (held, or sent)
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolCounts:
     depth: int
     dropped: int
@@ -104,13 +114,33 @@ class GatewayCore:
             )
         # Each machine's place: messages are made in this order whichever machines are read.
         self._order = {machine_id: index for index, machine_id in enumerate(self.trackers)}
-        # Machines whose tracker state changed since ``take_touched`` (the runner checkpoints only these).
+        # What changed since ``take_changed`` (the runner checkpoints only these): everything at first.
         self._touched: set[str] = set(self.trackers)
+        self._hours_changed = {m for machines in self.state.rollups.machine_hours.values() for m in machines}
+        self._held_changed = {m.ts for m in self.state.held}
+        # When the first held message is due (its edge plus the phase): a tick before it looks no further.
+        self._held_due = self._first_due()
 
-    def take_touched(self) -> set[str]:
-        """The machines whose tracker state may have changed since the last call (every one at first)."""
-        touched, self._touched = self._touched, set()
-        return touched
+    def take_changed(self) -> Changed:
+        """What may have changed since the last call (every part at first)."""
+        changed = Changed(self._touched, self._hours_changed, self._held_changed)
+        self._touched, self._hours_changed, self._held_changed = set(), set(), set()
+        return changed
+
+    def machine_hours(self, machine_id: str) -> dict[int, tuple[MachineType, Accumulator]]:
+        """The machine's windows so far in each open hour (its part of the roll-up state), by hour start."""
+        return {
+            hour: machines[machine_id]
+            for hour, machines in self.state.rollups.machine_hours.items()
+            if machine_id in machines
+        }
+
+    def held_at(self, edge: int) -> list[StateWindow | Rollup]:
+        """The windows and roll-ups closed on ``edge`` still held, in the order they were made."""
+        return [m for m in self.state.held if m.ts == edge]
+
+    def _first_due(self) -> int | None:
+        return min((m.ts for m in self.state.held), default=None)
 
     def next_seq(self) -> int:
         seq = self.state.next_seq
@@ -162,6 +192,8 @@ class GatewayCore:
         for message in made:
             if isinstance(message, StateWindow | Rollup) and not message.partial:
                 self.state.held.append(message)
+                self._held_changed.add(message.ts)
+                self._held_due = message.ts if self._held_due is None else min(self._held_due, message.ts)
             else:
                 out.append(message)
         return [*out, *self._release(at_ms)]
@@ -170,10 +202,12 @@ class GatewayCore:
         """The held windows and roll-ups due by ``at_ms`` (``every``: all of them, the gateway stops), stamped
         when they go out (their edge plus the phase, at most ``at_ms``) and numbered in the order they do."""
         phase = self.timing.close_phase_ms
-        due = [m for m in self.state.held if every or m.ts + phase <= at_ms]
-        if not due:
+        if self._held_due is None or (not every and self._held_due + phase > at_ms):
             return []
+        due = [m for m in self.state.held if every or m.ts + phase <= at_ms]
         self.state.held = [m for m in self.state.held if not (every or m.ts + phase <= at_ms)]
+        self._held_changed.update(m.ts for m in due)
+        self._held_due = self._first_due()
         out: list[Message] = []
         for message in due:
             ts = min(message.ts + phase, at_ms)
@@ -185,10 +219,14 @@ class GatewayCore:
         windows = [m for m in made if isinstance(m, StateWindow)]
         rollups = self.state.rollups
         add_windows(rollups, windows)
+        if HOUR_MS % self.timing.window_ms == 0:
+            self._hours_changed.update(w.machine_id for w in windows if not w.partial)
         # Which windows every machine has closed is asked only while some closed window waits to be rolled up
         # (rarely between edges): it is a look at every machine.
         oldest = self._oldest_open_window() if rollups.windows else None
         rolled = due(rollups, window_ms=self.timing.window_ms, oldest_open_window=oldest)
+        # An hour's machine roll-ups leave the state as they go out.
+        self._hours_changed.update(r.machine_id for r in rolled if r.machine_id is not None)
         if closing_at is not None:
             partials = [w for w in windows if w.partial]
             rolled += partial(rollups, partials, window_ms=self.timing.window_ms, at_ms=closing_at)

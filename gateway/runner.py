@@ -24,13 +24,15 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from ftel.contract import encode
-from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup
+from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup, StateWindow
+from ftel.contract.states import MachineType
 from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
 from ftel.retry import RetryPolicy
 from ftel.settings import GatewaySettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
 from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink, paho_link
+from gateway.rollup import Accumulator
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin, TrackerState
 
@@ -93,15 +95,27 @@ class _Pending:
     attempts: int = 0
 
 
+# The checkpoint's layout: 2 keeps the machines' hours so far and the held windows in parts of their own, not in
+# the row (a row without ``layout``, written before, carries them).
+_LAYOUT = 2
+
+
 @dataclass(slots=True)
 class _Checkpoint:
     fingerprint: str
     core: CoreState
+    layout: int = 1
 
 
 _CHECKPOINT = TypeAdapter(_Checkpoint)
-# A machine's tracker is a part of the checkpoint of its own (gateway/spool.py), rewritten only when it changed.
+# Parts of the checkpoint (gateway/spool.py), each rewritten only when it changed: a machine's tracker (keyed by
+# the machine id), its hours so far (``hours/<machine>``), the windows and roll-ups held from one edge
+# (``held/<edge ms>``). Ids never hold a '/' (ftel/contract/topics.py ID_PATTERN), so the keys cannot meet.
 _TRACKER = TypeAdapter(TrackerState)
+_HOURS = TypeAdapter(dict[int, tuple[MachineType, Accumulator]])
+_HELD = TypeAdapter(list[StateWindow | Rollup])
+_HOURS_PART = "hours/"
+_HELD_PART = "held/"
 
 
 class Gateway:
@@ -132,8 +146,10 @@ class Gateway:
         self._last_commit = self._last_hole_scan = monotonic()
         self._fingerprint = _fingerprint(origin, timing, drivers)
         restored = self._restore()
-        # A fresh start (no checkpoint, or another gateway's) writes every part and drops the rest.
-        self._parts_written = restored is not None
+        # The first commit writes every part and drops the rest: a fresh start (no checkpoint, or another
+        # gateway's) has none of its own, and a resumed one may find parts older than its row (see
+        # ``_restore_parts``); the core counts everything as changed at first.
+        self._parts_written = False
         self.core = GatewayCore(
             origin, [d.info for d in drivers], timing, boot_id=time.time_ns() // 1_000_000, state=restored
         )
@@ -173,13 +189,7 @@ class Gateway:
         if text is None:
             return None
         checkpoint = _CHECKPOINT.validate_json(text)
-        # The trackers are in parts, unless the row carries them (written by a build from before the parts,
-        # after parts were written: those parts are older than the row's trackers, and the first commit writes
-        # every part again).
-        if not checkpoint.core.trackers:
-            checkpoint.core.trackers.update(
-                (machine_id, _TRACKER.validate_json(part)) for machine_id, part in self.spool.checkpoint_parts().items()
-            )
+        _restore_parts(checkpoint, self.spool.checkpoint_parts())
         if checkpoint.fingerprint != self._fingerprint:
             log.warning(
                 "gateway %s: the saved state belongs to other machines or another simulation; starting afresh "
@@ -192,12 +202,13 @@ class Gateway:
 
     def _commit(self, messages: Sequence[Message]) -> None:
         entries = [self._entry(m) for m in messages]
-        # The trackers go as parts, only those that changed: a workshop's hundreds of machines are not written
-        # again at every tick for the few that were read.
+        # The row keeps what is small; the rest goes as parts, only those that changed: a workshop's hundreds of
+        # machines are not written again at every tick for the few that were read.
         state = self.core.state
-        checkpoint = _CHECKPOINT.dump_json(_Checkpoint(self._fingerprint, replace(state, trackers={}))).decode()
-        parts = {m: _TRACKER.dump_json(state.trackers[m]).decode() for m in self.core.take_touched()}
-        kept = self.spool.commit(entries, checkpoint, parts, every_part=not self._parts_written)
+        row = replace(state, trackers={}, rollups=replace(state.rollups, machine_hours={}), held=[])
+        checkpoint = _CHECKPOINT.dump_json(_Checkpoint(self._fingerprint, row, _LAYOUT)).decode()
+        parts, gone = self._changed_parts()
+        kept = self.spool.commit(entries, checkpoint, parts, gone, every_part=not self._parts_written)
         self._parts_written = True
         if len(kept) < len(entries):
             log.error(
@@ -211,6 +222,25 @@ class Gateway:
             self._pending[entry.seq] = _Pending()
             self._to_send.append(entry.seq)
         self._last_commit = self._monotonic()
+
+    def _changed_parts(self) -> tuple[dict[str, str], list[str]]:
+        """The parts of the checkpoint that changed since the last commit: (written again, gone)."""
+        changed, core = self.core.take_changed(), self.core
+        parts = {m: _TRACKER.dump_json(core.state.trackers[m]).decode() for m in changed.trackers}
+        gone: list[str] = []
+        for machine_id in changed.machine_hours:
+            hours = core.machine_hours(machine_id)
+            if hours:
+                parts[_HOURS_PART + machine_id] = _HOURS.dump_json(hours).decode()
+            else:
+                gone.append(_HOURS_PART + machine_id)
+        for edge in changed.held:
+            held = core.held_at(edge)
+            if held:
+                parts[f"{_HELD_PART}{edge}"] = _HELD.dump_json(held).decode()
+            else:
+                gone.append(f"{_HELD_PART}{edge}")
+        return parts, gone
 
     def _entry(self, message: Message) -> SpoolEntry:
         o = self.origin
@@ -493,6 +523,30 @@ class Gateway:
         self.link.stop()
         self.spool.close()
         return final
+
+
+def _restore_parts(checkpoint: _Checkpoint, parts: dict[str, str]) -> None:
+    """Put the checkpoint's parts back into its core state. The row carries the trackers when a build from
+    before the parts wrote it (after parts were written: those parts are older than the row's trackers), and
+    the machines' hours and held windows when its layout is older than 2; the first commit writes every part
+    again."""
+    core = checkpoint.core
+    take_trackers = not core.trackers
+    take_rest = checkpoint.layout >= _LAYOUT
+    held: list[tuple[int, list[StateWindow | Rollup]]] = []
+    for key, part in parts.items():
+        if key.startswith(_HOURS_PART):
+            if take_rest:
+                machine_id = key.removeprefix(_HOURS_PART)
+                for hour, entry in _HOURS.validate_json(part).items():
+                    core.rollups.machine_hours.setdefault(hour, {})[machine_id] = entry
+        elif key.startswith(_HELD_PART):
+            if take_rest:
+                held.append((int(key.removeprefix(_HELD_PART)), _HELD.validate_json(part)))
+        elif take_trackers:
+            core.trackers[key] = _TRACKER.validate_json(part)
+    if take_rest:
+        core.held = [message for _, messages in sorted(held, key=lambda h: h[0]) for message in messages]
 
 
 def _fingerprint(origin: Origin, timing: GatewayTiming, drivers: Sequence[MachineDriver]) -> str:

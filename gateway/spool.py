@@ -1,7 +1,8 @@
 """The gateway's durable spool (SQLite): every message it sends, kept on disk until ingest confirms it stored
 it, with the checkpoint of the gateway's core in the same transaction. The checkpoint comes in two kinds of
-rows: one whole text, rewritten at every commit, and parts by key (a machine's tracker), each rewritten only
-when it changed, so a commit of a few machines' messages costs a few machines' state, not a workshop's.
+rows: one small whole text, rewritten at every commit, and parts by key (a machine's tracker, its hours so far,
+the windows held from one edge), each rewritten only when it changed, so a commit of a few machines' messages
+costs a few machines' state, not a workshop's.
 
 Bounded (``max_messages``; beyond, new messages are dropped and counted, and the count is kept), ordered (by
 sequence number), counted, and durable through a crash or a power cut (WAL, synchronous=FULL: a commit is on
@@ -82,12 +83,13 @@ class Spool:
         entries: Iterable[SpoolEntry],
         checkpoint: str,
         parts: Mapping[str, str] | None = None,
+        gone: Iterable[str] = (),
         *,
         every_part: bool = False,
     ) -> list[SpoolEntry]:
-        """Store ``entries``, the checkpoint and the checkpoint's ``parts`` that changed atomically (``every_part``:
-        these are all of them, the parts not among them go); return the entries kept (the rest did not fit and
-        are counted as dropped)."""
+        """Store ``entries``, the checkpoint and the checkpoint's ``parts`` that changed, and let go of the parts
+        ``gone``, atomically (``every_part``: ``parts`` are all of them, the others go); return the entries kept
+        (the rest did not fit and are counted as dropped)."""
         chosen = list(entries)
         kept = chosen[: max(0, self.max_messages - self._count)]
         dropped = len(chosen) - len(kept)
@@ -100,6 +102,8 @@ class Spool:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (CHECKPOINT_KEY, checkpoint))
             if every_part:
                 self._db.execute("DELETE FROM checkpoint_part")
+            else:
+                self._db.executemany("DELETE FROM checkpoint_part WHERE key = ?", ((key,) for key in gone))
             if parts:
                 self._db.executemany("INSERT OR REPLACE INTO checkpoint_part (key, value) VALUES (?, ?)", parts.items())
             if dropped:

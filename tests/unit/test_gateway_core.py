@@ -223,7 +223,8 @@ def test_spread_telemetry_samples_each_machine_once_an_interval_at_its_own_offse
 
 
 def test_a_checkpoint_written_in_parts_tick_by_tick_restores_the_whole_core_exactly(tmp_path: Path) -> None:
-    """Between edges only the machines read are written again; what a restart reads back is the whole state."""
+    """Between edges only the machines read are written again, at an edge their hours so far and the windows held
+    from it, and what was sent goes; what a restart reads back at any tick is the whole state."""
     plant = default_plant()
     knit = plant.workshop("knit")
     clock = [START]
@@ -240,26 +241,56 @@ def test_a_checkpoint_written_in_parts_tick_by_tick_restores_the_whole_core_exac
             state_dir=tmp_path,
         )
 
+    def whole(g: Gateway) -> object:
+        return _CHECKPOINT.dump_python(_Checkpoint("", g.core.state))
+
     first = gateway()
     first.begin(first_read_ms=START)
-    for tick in range(400):  # 40 minutes of plant time in ticks of 6 s: changes, samples, edges, held windows
+    hour_end = START - START % 3_600_000 + 3_600_000
+    looked = set()
+    # 70 minutes of plant time in ticks of 6 s: changes, samples, edges, held windows, an hour's end.
+    for tick in range(700):
         clock[0] += 6_000
         first.tick()
         if tick == 100:
             parts_at_ten_minutes = first.spool.checkpoint_parts()
+        if first.core.state.held and (tick % 50 == 0 or hour_end <= clock[0] < hour_end + 7_000):
+            looked.add(clock[0] >= hour_end)
+            assert whole(gateway()) == whole(first), f"restored at tick {tick}"
+    assert looked == {False, True}, "restored before and after the hour's end, with windows held"
     assert not first.resumed
     again = gateway()
     assert again.resumed
-    assert _CHECKPOINT.dump_python(_Checkpoint("", again.core.state)) == _CHECKPOINT.dump_python(
-        _Checkpoint("", first.core.state)
-    )
-    # A build from before the parts, run after them, writes every tracker into the row and leaves the parts as
-    # they were: the row is the newer record, and the next start takes it.
+    assert whole(again) == whole(first)
+    # A build from before the parts, run after them, writes every tracker, hour and held window into the row and
+    # leaves the parts as they were: the row is the newer record, and the next start takes it.
     row = _CHECKPOINT.validate_json(first.spool.checkpoint() or "")
-    whole = _CHECKPOINT.dump_json(_Checkpoint(row.fingerprint, first.core.state)).decode()
-    first.spool.commit([], whole, parts_at_ten_minutes)
+    older = _CHECKPOINT.dump_json(_Checkpoint(row.fingerprint, first.core.state)).decode()
+    first.spool.commit([], older, parts_at_ten_minutes)
     after_the_older_build = gateway()
     assert after_the_older_build.resumed
-    assert _CHECKPOINT.dump_python(_Checkpoint("", after_the_older_build.core.state)) == _CHECKPOINT.dump_python(
-        _Checkpoint("", first.core.state)
-    )
+    assert whole(after_the_older_build) == whole(first)
+    # Its first commit writes every part again and drops the older ones: the next start reads the same.
+    after_the_older_build.begin()
+    assert whole(gateway()) == whole(after_the_older_build)
+
+
+def test_between_edges_only_the_machines_read_change_and_at_an_edge_their_hours_and_held_windows() -> None:
+    core, drivers = workshop_core()
+    timing = GatewayTiming(WINDOW, 30_000, 10_000, 0.1, telemetry_spread=True, close_phase_ms=7_000)
+    core = GatewayCore(core.origin, [d.info for d in drivers.values()], timing, boot_id=START)
+    core.observe(START, {m: d.read(START) for m, d in drivers.items()})
+    assert core.take_changed().trackers == set(drivers)  # everything at first
+    one = next(iter(drivers))
+    core.observe(START + 1_000, {one: drivers[one].read(START + 1_000)})
+    changed = core.take_changed()
+    assert (changed.trackers, changed.machine_hours, changed.held) == ({one}, set(), set())
+    edge = START + WINDOW
+    core.observe(edge, {m: d.read(edge) for m, d in drivers.items()})
+    changed = core.take_changed()
+    assert (changed.trackers, changed.machine_hours, changed.held) == (set(drivers), set(drivers), {edge})
+    assert len(core.held_at(edge)) > len(drivers)  # the machines' windows and the workshop's roll-ups
+    core.observe(edge + 7_000, {one: drivers[one].read(edge + 7_000)})
+    changed = core.take_changed()
+    assert (changed.trackers, changed.machine_hours, changed.held) == ({one}, set(), {edge})
+    assert core.held_at(edge) == []
