@@ -199,10 +199,10 @@ def test_roll_ups_equal_the_sum_of_the_windows_sent_through_a_restart(stop_at: i
         }
     assert len(machine_hours) == 2 * len(drivers)
     for (machine_id, start), hour in machine_hours.items():
-        parts = [w for (m, s), w in windows.items() if m == machine_id and start <= s < start + 3_600_000]
-        assert len(parts) == 60
-        assert hour.state_ms == {s: sum(p.state_ms[s] for p in parts) for s in MachineState}
-        assert hour.units == sum(p.units for p in parts)
+        in_hour = [w for (m, s), w in windows.items() if m == machine_id and start <= s < start + 3_600_000]
+        assert len(in_hour) == 60
+        assert hour.state_ms == {s: sum(w.state_ms[s] for w in in_hour) for s in MachineState}
+        assert hour.units == sum(w.units for w in in_hour)
 
 
 def test_spread_telemetry_samples_each_machine_once_an_interval_at_its_own_offset() -> None:
