@@ -74,8 +74,10 @@ class Record:
     def record_wire(self, server: str) -> list[tuple[float, bool]]:
         return list(self.wire.get(server, []))
 
-    def change(self, machine: str, state: MachineState, reason: str | None = None) -> None:
-        self.changes.setdefault(machine, []).append((wall_ms(), state, reason))
+    def change(self, machine: str, state: MachineState, reason: str | None = None, *, at_ms: int | None = None) -> None:
+        """A change of the equipment, at ``at_ms``: taken before the change is made (the gateway may see it
+        before the call that made it returns, on a loaded host), so a change is never stored before its truth."""
+        self.changes.setdefault(machine, []).append((wall_ms() if at_ms is None else at_ms, state, reason))
 
 
 class Equipment:

@@ -122,11 +122,12 @@ class Cards:
             int(state is MachineState.SETUP) | int(state is MachineState.MAINTENANCE) << 1,
             FAULT_CODES[reason] if reason else 0,
         ]
+        at_ms = wall_ms()
         await self.eq.write(server, unit, "holding", REG_RUN, words)
         assert (REG_RUN, REG_FLAGS, REG_FAULT) == (0, 1, 2)
         (self.running.add if state is MachineState.RUNNING else self.running.discard)(machine)
         if record:
-            self.eq.record.change(machine, state, reason)
+            self.eq.record.change(machine, state, reason, at_ms=at_ms)
 
     async def make_units(self, every_s: float) -> None:
         """A unit every ``every_s`` on each running machine, counted in its register and the record."""
@@ -139,14 +140,14 @@ class Cards:
                 self.eq.record.units[machine] = made
 
     async def quiet(self, machine: str) -> None:
-        self.eq.silent.add(self.where[machine])
         self.eq.record.change(machine, MachineState.OFFLINE)
+        self.eq.silent.add(self.where[machine])
 
     async def answer(self, machine: str) -> None:
         """Answers again, showing what it showed before."""
-        self.eq.silent.discard(self.where[machine])
         _, state, reason = [c for c in self.eq.record.changes[machine] if c[1] is not MachineState.OFFLINE][-1]
         self.eq.record.change(machine, state, reason)
+        self.eq.silent.discard(self.where[machine])
 
 
 class TowerLamp:
@@ -162,8 +163,9 @@ class TowerLamp:
     async def show(self, state: MachineState, reason: str | None, lamps: dict[str, str]) -> None:
         await self.still()
         self.showing = lamps
+        at_ms = wall_ms()
         await self._levels(on=True)
-        self.eq.record.change(LAMP_MACHINE, state, reason)
+        self.eq.record.change(LAMP_MACHINE, state, reason, at_ms=at_ms)
         if "blinking" in lamps.values():
             self._flasher = asyncio.create_task(self._blink())
 
