@@ -89,7 +89,62 @@ class InfluxTls:
     key_file: Path
 
 
-def influxdb_conf(*, data_dir: Path, http_port: int, rpc_port: int, tls: InfluxTls | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class InfluxTuning:
+    """Server settings of InfluxDB 1.x that decide how it takes a county's start (docs/scale.md, "The start of a
+    county"); None leaves the server's own default. ``InfluxTuning()`` is the Debian package's configuration."""
+
+    index_version: str | None = None  # [data] index-version: "inmem" or "tsi1"
+    wal_fsync_delay: str | None = None  # [data] wal-fsync-delay
+    cache_max_memory_size: str | None = None  # [data]
+    cache_snapshot_memory_size: str | None = None  # [data]
+    max_series_per_database: int | None = None  # [data]; 0: no limit
+    max_values_per_tag: int | None = None  # [data]; 0: no limit
+    max_index_log_file_size: str | None = None  # [data], tsi1 only
+    series_id_set_cache_size: int | None = None  # [data], tsi1 only
+    write_timeout: str | None = None  # [coordinator] write-timeout: the 500 "timeout" answer comes after this
+    max_concurrent_write_limit: int | None = None  # [http]; 0: no limit
+    max_enqueued_write_limit: int | None = None  # [http]; 0: no limit
+    enqueued_write_timeout: str | None = None  # [http]
+
+    def section(self, name: str) -> str:
+        """The lines of ``[name]`` this tuning sets, each as ``  key = value``."""
+        keys = _SECTIONS[name]
+        out = []
+        for key in keys:
+            value = getattr(self, key)
+            if value is not None:
+                text = f'"{value}"' if isinstance(value, str) else str(value)
+                out.append(f"  {key.replace('_', '-')} = {text}\n")
+        return "".join(out)
+
+
+_SECTIONS = {
+    "data": (
+        "index_version",
+        "wal_fsync_delay",
+        "cache_max_memory_size",
+        "cache_snapshot_memory_size",
+        "max_series_per_database",
+        "max_values_per_tag",
+        "max_index_log_file_size",
+        "series_id_set_cache_size",
+    ),
+    "coordinator": ("write_timeout",),
+    "http": ("max_concurrent_write_limit", "max_enqueued_write_limit", "enqueued_write_timeout"),
+}
+DEBIAN_DEFAULTS = InfluxTuning()
+COUNTY_START = InfluxTuning(cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s")
+
+
+def influxdb_conf(
+    *,
+    data_dir: Path,
+    http_port: int,
+    rpc_port: int,
+    tls: InfluxTls | None = None,
+    tuning: InfluxTuning = DEBIAN_DEFAULTS,
+) -> str:
     https = (
         ""
         if tls is None
@@ -110,7 +165,9 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{data_dir}/wal"
   query-log-enabled = false
   trace-logging-enabled = false
-
+{tuning.section("data")}
+[coordinator]
+{tuning.section("coordinator")}
 [monitor]
   store-enabled = false
 
@@ -119,7 +176,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   auth-enabled = true
 {https}  log-enabled = false
   max-body-size = 0
-
+{tuning.section("http")}
 [continuous_queries]
   enabled = false
 

@@ -30,7 +30,15 @@ from ftel.security.influx import create_admin, grant_statements, quote_ident, us
 from ftel.security.provision import AuthFiles, provision
 from ftel.security.tls import TlsFiles, make_throwaway_pki
 from ftel.settings import InfluxSettings
-from ftel.stack.configs import InfluxTls, MosquittoAuth, MosquittoTls, influxdb_conf, mosquitto_conf
+from ftel.stack.configs import (
+    COUNTY_START,
+    InfluxTls,
+    InfluxTuning,
+    MosquittoAuth,
+    MosquittoTls,
+    influxdb_conf,
+    mosquitto_conf,
+)
 from ftel.stack.influx_admin import InfluxAdmin, InfluxAdminError
 
 # Services started by this process, kept so they are reaped on stop (and not reported as leaked).
@@ -198,6 +206,7 @@ class LocalStack:
     credentials_file: Path | None = None
     tls: bool = False
     mqtt_tls_port: int = 8883
+    influx_tuning: InfluxTuning = COUNTY_START
 
     @classmethod
     def on_free_ports(cls, directory: Path, **kwargs: Any) -> Self:
@@ -235,7 +244,11 @@ class LocalStack:
         ix = self.influxdb
         tls = InfluxTls(self.tls_files.cert.resolve(), self.tls_files.key.resolve()) if self.tls else None
         conf = influxdb_conf(
-            data_dir=ix.directory.resolve(), http_port=self.influx_port, rpc_port=self.influx_rpc_port, tls=tls
+            data_dir=ix.directory.resolve(),
+            http_port=self.influx_port,
+            rpc_port=self.influx_rpc_port,
+            tls=tls,
+            tuning=self.influx_tuning,
         )
         _start_with_conf(ix, conf, [influxd_bin, "-config", str(ix.directory / "influxdb.conf")], self._influx_ready)
         self._influx_users(provisioned.credentials)

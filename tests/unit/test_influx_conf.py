@@ -1,0 +1,43 @@
+"""The local InfluxDB's configuration (pure): the county-start tuning is written into the sections InfluxDB reads
+it from, and the Debian package's own defaults write none of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftel.stack import LocalStack
+from ftel.stack.configs import COUNTY_START, DEBIAN_DEFAULTS, InfluxTuning, influxdb_conf
+
+
+def _sections(conf: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"": []}
+    section = ""
+    for line in conf.splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+            out[section] = []
+        elif line.strip() and not line.startswith("#"):
+            out[section].append(line.strip())
+    return out
+
+
+def test_the_county_tuning_goes_into_the_sections_influxdb_reads() -> None:
+    tuning = InfluxTuning(
+        index_version="tsi1", cache_snapshot_memory_size="256m", write_timeout="25s", max_concurrent_write_limit=2
+    )
+    sections = _sections(influxdb_conf(data_dir=Path("/d"), http_port=8086, rpc_port=8088, tuning=tuning))
+    assert 'index-version = "tsi1"' in sections["data"]
+    assert 'cache-snapshot-memory-size = "256m"' in sections["data"]
+    assert sections["coordinator"] == ['write-timeout = "25s"']
+    assert "max-concurrent-write-limit = 2" in sections["http"]
+
+
+def test_debian_defaults_write_no_tuning() -> None:
+    plain = _sections(influxdb_conf(data_dir=Path("/d"), http_port=8086, rpc_port=8088, tuning=DEBIAN_DEFAULTS))
+    assert plain["coordinator"] == []
+    assert not any(line.startswith(("cache-", "index-version", "max-")) for line in plain["data"])
+
+
+def test_every_local_stack_starts_influxdb_with_the_county_tuning(tmp_path: Path) -> None:
+    assert LocalStack(tmp_path, 1, 2, 3).influx_tuning == COUNTY_START
+    assert COUNTY_START != DEBIAN_DEFAULTS
