@@ -6,11 +6,13 @@ stack (Mosquitto and InfluxDB on free loopback ports). No ingest worker runs: th
 and keep everything in their spools unconfirmed (nothing subscribes, so the broker keeps nothing). Printed, for
 the simulating process (psutil; its own CPU, not its children's): how long it took from its start to its first
 published message and the CPU seconds that took, then, after a warm-up (the start's catch-up, births and metas),
-CPU seconds per wall second (cores) over a fixed wall time, its peak resident memory (VmHWM), and both per 10,000
-machines. The machine has 2 cores and may be shared: read the figures of one run side by side, not against another
-day's. ``--baseline DIR`` runs the same plants with the code of another checkout too (its `ftel` from DIR, e.g.
-``git archive <commit> | tar -x -C DIR``), each plant size with both codes one after the other, and prints this
-code's figures as ratios to the baseline's.
+CPU seconds per wall second (cores) over a fixed wall time (and of those, its main thread's: the gateways' loop; the
+rest is paho's network threads, one per gateway), its peak resident memory (VmHWM), and both per 10,000 machines.
+The machine has 2 cores and may be shared: read the figures of one run side by side, not against another day's.
+``--baseline DIR`` runs the code of another checkout too (its `ftel` from DIR, e.g. ``git archive <commit> | tar
+-x -C DIR``), at the same time as this code, each on a plant of its own of the same size, measured over the same
+wall seconds (so a load from elsewhere weighs on both alike; their starts contend with each other), and prints
+this code's figures as ratios to the baseline's.
 
     python bench/simulate.py [--machines 5000 10000] [--warmup 30] [--seconds 60] [--baseline DIR]
 """
@@ -50,6 +52,7 @@ class Cost:
     start_s: float  # wall seconds from the process's start to its first published message
     start_cpu_s: float  # CPU seconds it spent until then
     cores: float  # CPU seconds per wall second, measured after the warm-up
+    loop_cores: float  # of which the main thread's: the gateways' loop (the others are paho's network loops)
     peak_mib: float
     published: int  # messages published over the measured wall time (as of the progress lines, every 2 s)
 
@@ -74,12 +77,47 @@ def cpu_s(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def main_thread_cpu_s(process: psutil.Process) -> float:
+    """The CPU seconds of the process's main thread (its thread id is the process id)."""
+    return next((t.user_time + t.system_time for t in process.threads() if t.id == process.pid), 0.0)
+
+
 def start_simulation(plant_file: Path, env: dict[str, str], log: Path, code: Path | None) -> subprocess.Popen[bytes]:
     """`ftel simulate run` at real time; with ``code``, the `ftel` of that checkout (found first on the path: with
     PYTHONSAFEPATH, ``-m`` does not put the working directory before it)."""
     if code is not None:
         env = env | {"PYTHONSAFEPATH": "1", "PYTHONPATH": str(code)}
     return start_ftel(["simulate", "run", "--plant", str(plant_file), "--speedup", "1"], env, log)
+
+
+@dataclass(slots=True)
+class Running:
+    code: Path | None
+    proc: subprocess.Popen[bytes]
+    process: psutil.Process
+    log: Path
+    began: float
+    start_s: float = 0.0
+    start_cpu_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return "this" if self.code is None else "baseline"
+
+
+def start_plant(services: Services, machines: int, work: Path, code: Path | None) -> Running:
+    """A generated plant of its own (its own site) simulated by one `ftel simulate run` of ``code``."""
+    database = unique("sim")
+    plant = generate_plant(machines, site=unique("s"), per_workshop=PER_WORKSHOP)
+    name = "this" if code is None else "baseline"
+    plant_file = work / f"plant-{name}-{machines}.yaml"
+    plant_file.write_text(dump_plant(plant))
+    services.grant_plant(plant)
+    env = ftel_env(services.settings(database), FTEL_SITE=plant.site)
+    log = work / f"simulate-{name}-{machines}.log"
+    began = time.monotonic()
+    proc = start_simulation(plant_file, env, log, code)
+    return Running(code, proc, psutil.Process(proc.pid), log, began)
 
 
 def measure(
@@ -90,52 +128,54 @@ def measure(
     *,
     warmup: float,
     py_spy: bool,
-    code: Path | None = None,
-) -> Cost:
-    database = unique("sim")
-    plant = generate_plant(machines, site=unique("s"), per_workshop=PER_WORKSHOP)
-    plant_file = work / f"plant-{machines}.yaml"
-    plant_file.write_text(dump_plant(plant))
-    services.grant_plant(plant)
-    env = ftel_env(services.settings(database), FTEL_SITE=plant.site)
-    name = "this" if code is None else "baseline"
-    log = work / f"simulate-{name}-{machines}.log"
-    began = time.monotonic()
-    proc = start_simulation(plant_file, env, log, code)
+    codes: list[Path | None],
+) -> list[Cost]:
+    """Each code's process started at once, each on a plant of ``machines`` of its own, measured over the same
+    wall seconds (whatever else loads the machine then loads them alike)."""
+    runs = [start_plant(services, machines, work, code) for code in codes]
     try:
-        process = psutil.Process(proc.pid)
+        for run in runs:
 
-        def first_message() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"`ftel simulate run` ended early ({proc.returncode}); see {log}")
-            return published(log) > 0
+            def first_message(run: Running = run) -> bool:
+                if run.proc.poll() is not None:
+                    raise AssertionError(f"`ftel simulate run` ended early ({run.proc.returncode}); see {run.log}")
+                return published(run.log) > 0
 
-        # Progress lines come every 2 s: the start is known to within that.
-        wait_until(first_message, timeout_s=600, what=f"the first message of {machines} machines", every_s=0.5)
-        start_s, start_cpu = time.monotonic() - began, cpu_s(process)
+            # Progress lines come every 2 s: the start is known to within that.
+            wait_until(first_message, timeout_s=600, what=f"the first message of {machines} machines", every_s=0.5)
+            run.start_s, run.start_cpu_s = time.monotonic() - run.began, cpu_s(run.process)
         time.sleep(warmup)
-        cpu_before, sent_before = cpu_s(process), published(log)
+        before = [(cpu_s(r.process), main_thread_cpu_s(r.process), published(r.log)) for r in runs]
+        profiles = []
         if py_spy:
-            profile = Path(f"simulate-{name}-{machines}.folded").resolve()
-            record = [
-                str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(proc.pid),
-                "--duration",
-                str(int(seconds)),
-                "--format",
-            ]
-            subprocess.run([*record, "raw", "--output", str(profile)], check=True, capture_output=True)
+            for run in runs:
+                profile = Path(f"simulate-{run.name}-{machines}.folded").resolve()
+                record = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(run.proc.pid)]
+                record += ["--duration", str(int(seconds)), "--format", "raw", "--output", str(profile)]
+                profiles.append(
+                    (subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), profile)
+                )
+        time.sleep(seconds)
+        costs = [
+            Cost(
+                str(run.code or "this"),
+                machines,
+                run.start_s,
+                run.start_cpu_s,
+                (cpu_s(run.process) - cpu) / seconds,
+                (main_thread_cpu_s(run.process) - loop) / seconds,
+                peak_mib(run.proc.pid),
+                published(run.log) - sent,
+            )
+            for run, (cpu, loop, sent) in zip(runs, before, strict=True)
+        ]
+        for recorder, profile in profiles:
+            recorder.wait(timeout=seconds + 60)
             console.print(f"profile of {machines:,} machines → {profile}")
-        else:
-            time.sleep(seconds)
-        cores = (cpu_s(process) - cpu_before) / seconds
-        sent = published(log) - sent_before
-        return Cost(str(code or "this"), machines, start_s, start_cpu, cores, peak_mib(proc.pid), sent)
+        return costs
     finally:
         # Its shutdown waits for confirmations that will not come (no ingest): cut it short.
-        stop_processes([proc], timeout_s=5)
+        stop_processes([run.proc for run in runs], timeout_s=5)
 
 
 def main() -> None:
@@ -160,19 +200,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp) / "stack") as stack:
         services = Services(stack)
         for machines in args.machines:
-            for code in codes:
-                with console.status(f"{machines:,} simulated machines, {'this code' if code is None else code}…"):
-                    costs.append(
-                        measure(
-                            services,
-                            machines,
-                            args.seconds,
-                            Path(tmp),
-                            warmup=args.warmup,
-                            py_spy=args.py_spy,
-                            code=code,
-                        )
-                    )
+            with console.status(f"{machines:,} simulated machines, {len(codes)} process(es)…"):
+                costs += measure(
+                    services, machines, args.seconds, Path(tmp), warmup=args.warmup, py_spy=args.py_spy, codes=codes
+                )
     table = Table(
         title=f"`ftel simulate run`, real time: {args.seconds:g} s measured, {args.warmup:g} s after the first message"
     )
@@ -182,6 +213,7 @@ def main() -> None:
         "to first message",
         "CPU until then",
         "cores",
+        "of which the loop",
         "cores per 10,000",
         "peak RSS",
         "peak RSS per 10,000",
@@ -197,6 +229,7 @@ def main() -> None:
             f"{c.start_s:.1f} s",
             f"{c.start_cpu_s:.1f} s",
             f"{c.cores:.3f}",
+            f"{c.loop_cores:.3f}",
             f"{c.cores * per:.3f}",
             f"{c.peak_mib:.0f} MiB",
             f"{c.peak_mib * per:.0f} MiB",

@@ -128,6 +128,14 @@ class TimingSettings(BaseModel):
 class SimulationSettings(TimingSettings):
     plant: Path | None = Field(None, description="plant YAML; the built-in default plant when unset")
     speedup: float = Field(60.0, description="simulated seconds per wall-clock second (capped at real time)")
+    # A county's simulated gateways commit a few thousand times a minute: a sync of the disk at each cost them a
+    # fifth to a quarter of their CPU on a busy disk (docs/scale.md), and a wait at each commit. What a killed
+    # process committed is kept either way; a real gateway's spool always syncs.
+    spool_power_safe: bool = Field(
+        False,
+        description="simulated gateways' spools sync the disk at every commit (survive a power cut, not only "
+        "the process's death)",
+    )
 
 
 class PollSettings(BaseModel):

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,6 +53,9 @@ KIND_OF: dict[str, MachineKind] = {
 DRAIN_GRACE_S = 5.0
 # While draining, how long to pause between two looks at the link (a second Ctrl-C ends the pause at once).
 DRAIN_PAUSE_S = 0.02
+# A message committed is sent from memory the first time instead of being read back from the spool, as long as
+# fewer than this many wait for their first send (a link down for long: the rest are read back, as resends are).
+FRESH_MAX = 10_000
 
 
 _DEFAULTS = GatewaySettings()
@@ -129,12 +132,15 @@ class Gateway:
         link: GatewayLink,
         spool_max_messages: int,
         state_dir: Path | None = None,
+        spool_power_safe: bool = True,
         delivery: DeliveryOptions = DeliveryOptions(),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``link``: the port to the broker (gateway/publisher.py), not started yet; the gateway starts it with
         its last will and stops it. ``state_dir``: where the spool and checkpoint live; None keeps them in memory
-        (a throw-away run). ``monotonic``: the clock of delivery's waits (grace, backoff, drain stall)."""
+        (a throw-away run). ``spool_power_safe`` False: the spool survives the process's death, not a power cut
+        (gateway/spool.py; simulated gateways). ``monotonic``: the clock of delivery's waits (grace, backoff,
+        drain stall)."""
         self.origin = origin
         self._drivers = {d.info.machine_id: d for d in drivers}
         self._now_ms = now_ms
@@ -142,7 +148,7 @@ class Gateway:
         self._delivery = delivery
         self._monotonic = monotonic
         self._started = monotonic()
-        self.spool = Spool(state_dir, max_messages=spool_max_messages)
+        self.spool = Spool(state_dir, max_messages=spool_max_messages, power_safe=spool_power_safe)
         self._last_commit = self._last_hole_scan = monotonic()
         self._fingerprint = _fingerprint(origin, timing, drivers)
         restored = self._restore()
@@ -156,6 +162,7 @@ class Gateway:
         self.resumed = restored is not None
         self._pending: dict[int, _Pending] = {seq: _Pending() for seq in self.spool.seqs()}
         self._to_send: deque[int] = deque(self._pending)
+        self._fresh: dict[int, SpoolEntry] = {}  # committed, not sent yet (FRESH_MAX)
         self._in_flight = 0
         self._max_confirmed = 0
         self._confirmed_at = monotonic()  # when a confirmation last came
@@ -221,6 +228,8 @@ class Gateway:
         for entry in kept:
             self._pending[entry.seq] = _Pending()
             self._to_send.append(entry.seq)
+            if len(self._fresh) < FRESH_MAX:
+                self._fresh[entry.seq] = entry
         self._last_commit = self._monotonic()
 
     def _changed_parts(self) -> tuple[dict[str, str], list[str]]:
@@ -265,6 +274,7 @@ class Gateway:
                 self._max_confirmed = max(self._max_confirmed, seq)
                 if self._pending.pop(seq, None) is not None:
                     confirmed.append(seq)
+                    self._fresh.pop(seq, None)
         if confirmed:
             self.confirmed += self.spool.confirm(confirmed)
             self._confirmed_at = self._monotonic()
@@ -329,16 +339,28 @@ class Gateway:
                     batch.append(seq)
             if not batch:
                 return
-            for entry in self.spool.read(batch):
+            for entry in self._entries(batch):
                 pending = self._pending[entry.seq]
                 if not self.link.publish(entry.topic, entry.payload, retain=entry.retain and pending.attempts == 0):
                     self._to_send.appendleft(entry.seq)
                     return
+                self._fresh.pop(entry.seq, None)
                 pending.sent_at = self._monotonic()
                 pending.attempts += 1
                 self.published += 1
                 self._in_flight += 1
                 room -= 1
+
+    def _entries(self, seqs: list[int]) -> Iterator[SpoolEntry]:
+        """The spool's entries of ``seqs``, in that order: from memory those never sent, the rest read back."""
+        if all(seq in self._fresh for seq in seqs):
+            yield from (self._fresh[seq] for seq in seqs)
+            return
+        stored = {entry.seq: entry for entry in self.spool.read(seq for seq in seqs if seq not in self._fresh)}
+        for seq in seqs:
+            entry = self._fresh.get(seq) or stored.get(seq)
+            if entry is not None:
+                yield entry
 
     def _deliver(self, *, draining: bool = False) -> None:
         self._take_confirmations()
@@ -574,10 +596,12 @@ def build_gateway(
     now_ms: Callable[[], int],
     timing: GatewayTiming,
     durable: bool = True,
+    power_safe: bool = True,
     link: GatewayLink | None = None,
 ) -> Gateway:
     """A gateway as the settings say: its state dir, its delivery options, and (unless the caller hands it
-    another) a paho link to the settings' broker with its identity's credentials."""
+    another) a paho link to the settings' broker with its identity's credentials. ``power_safe`` False: its
+    spool survives the process's death, not a power cut (a simulated gateway, as the settings say)."""
     g = settings.gateway
     return Gateway(
         origin,
@@ -587,6 +611,7 @@ def build_gateway(
         link=link or paho_link(settings, origin.gateway_id),
         spool_max_messages=g.spool_max_messages,
         state_dir=gateway_state_dir(settings, origin) if durable else None,
+        spool_power_safe=power_safe,
         delivery=DeliveryOptions(
             max_in_flight=g.max_in_flight,
             hole_grace_s=g.hole_grace_s,

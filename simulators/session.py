@@ -64,6 +64,7 @@ class SimulationRun:
             drivers,
             now_ms=self.clock.now_ms,
             timing=self.timing(settings, workshop.gateway_id),
+            power_safe=settings.simulation.spool_power_safe,
         )
 
 

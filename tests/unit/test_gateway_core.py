@@ -4,21 +4,26 @@ the spool keeps what it holds, in order, bounded and counted, across a reopen.""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ftel.contract.models import GatewayStatus, Message, Rollup, StateChange, StateWindow, Telemetry
 from ftel.contract.states import MachineState
 from ftel.plant.layout import default_plant
+from ftel.settings import SimulationSettings
 from gateway.core import CoreState, GatewayCore, GatewayTiming
 from gateway.runner import _CHECKPOINT, Gateway, _Checkpoint
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin
 from simulators.driver import SimulatedDriver
 from simulators.machine import plant_models
-from tests.unit.test_gateway_link import FakeLink
+from tests.unit.test_gateway_link import FakeLink, seq_of
 
 WINDOW = 60_000
 START = 1_795_000_000_000 - 1_795_000_000_000 % WINDOW
@@ -130,6 +135,46 @@ def test_the_spool_keeps_its_messages_and_checkpoint_across_a_reopen_bounded_and
     assert again.checkpoint() == "cp-1"
     assert again.dropped == 2
     assert list(again.read([3, 2, 1])) == [SpoolEntry(3, "t/3", b"xxx", False), SpoolEntry(1, "t/1", b"x", True)]
+
+
+@pytest.mark.parametrize("power_safe", [True, False])
+def test_what_the_spool_committed_survives_its_process_being_killed(tmp_path: Path, power_safe: bool) -> None:
+    """Both kinds of spool (a simulated gateway's syncs the disk only at the WAL's checkpoints): a commit is kept
+    through kill -9 of the process that made it."""
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from pathlib import Path; from gateway.spool import Spool, SpoolEntry\n"
+            f"spool = Spool(Path(sys.argv[1]), max_messages=10, power_safe={power_safe})\n"
+            "spool.commit([SpoolEntry(1, 't/1', b'one', False)], 'cp-1', {'m-1': 'tracker'})\n"
+            "os.kill(os.getpid(), signal.SIGKILL)",
+            str(tmp_path),
+        ],
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    again = Spool(tmp_path, max_messages=10)
+    assert (again.seqs(), again.checkpoint(), again.checkpoint_parts()) == ([1], "cp-1", {"m-1": "tracker"})
+    assert SimulationSettings().spool_power_safe is False  # simulated gateways' default; a real one is always safe
+
+
+def test_a_message_goes_out_first_as_committed_and_again_as_read_back_from_the_spool() -> None:
+    link = FakeLink()
+    core, drivers = workshop_core()
+    g = Gateway(
+        core.origin, list(drivers.values()), now_ms=lambda: START, timing=TIMING, link=link, spool_max_messages=1_000
+    )
+    g.begin(first_read_ms=START)
+    g.tick()
+    first = list(link.sent)
+    assert first
+    assert [seq_of(p) for _, p, _ in first] == g.spool.seqs()
+    link.sent.clear()
+    link.connect()  # a reconnect: everything unconfirmed goes again, read back from the spool
+    g.tick()
+    # (then a new birth and the machines' metas)
+    assert [(t, p) for t, p, _ in link.sent[: len(first)]] == [(t, p) for t, p, _ in first]
 
 
 def test_a_machine_whose_driver_cannot_tell_the_gap_is_offline_for_it_and_no_stop_is_counted() -> None:
