@@ -134,6 +134,16 @@ _SECTIONS = {
     "http": ("max_concurrent_write_limit", "max_enqueued_write_limit", "enqueued_write_timeout"),
 }
 DEBIAN_DEFAULTS = InfluxTuning()
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size_bytes(size: str) -> int:
+    """A size as InfluxDB's configuration writes it (``256m``, ``2g``, or bytes) in bytes; InfluxDB 2.x's
+    environment variables take bytes."""
+    unit = _SIZE_UNITS.get(size[-1].lower(), 1)
+    return int(size[:-1] if unit > 1 else size) * unit
+
+
 COUNTY_START = InfluxTuning(cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s")
 
 

@@ -8,20 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from ftel.stack.configs import COUNTY_START, influxdb_conf
+from ftel.stack.configs import COUNTY_START, influxdb_conf, size_bytes
 from ftel.stack.services import ensure_installed
 
 pytestmark = pytest.mark.integration
-
-SIZES = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def _value(text: str | int) -> str:
     """How ``influxd config`` prints a value: sizes in bytes, durations and names quoted, numbers bare."""
     if isinstance(text, int):
         return str(text)
-    if text[-1] in SIZES and text[:-1].isdigit():
-        return str(int(text[:-1]) * SIZES[text[-1]])
+    if text[-1] in "kmg" and text[:-1].isdigit():
+        return str(size_bytes(text))
     return f'"{text}"'
 
 

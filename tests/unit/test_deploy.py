@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from ftel.stack.configs import MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, PERSISTENT_CLIENT_EXPIRATION
+from ftel.stack.configs import (
+    COUNTY_START,
+    MAX_QUEUED_BYTES,
+    MAX_QUEUED_MESSAGES,
+    PERSISTENT_CLIENT_EXPIRATION,
+    size_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -88,6 +94,29 @@ def test_compose_mosquitto_is_configured_like_the_local_stack() -> None:
     ):
         assert expected in lines
     assert "allow_anonymous true" not in lines
+
+
+# The local stack's InfluxDB 1.x settings as InfluxDB 2.x's environment variables; None: 1.x only (2.x has no
+# choice of index: it is always tsi1).
+INFLUXD_ENV = {
+    "cache_snapshot_memory_size": "INFLUXD_STORAGE_CACHE_SNAPSHOT_MEMORY_SIZE",
+    "cache_max_memory_size": "INFLUXD_STORAGE_CACHE_MAX_MEMORY_SIZE",
+    "write_timeout": "INFLUXD_STORAGE_WRITE_TIMEOUT",
+    "index_version": None,
+}
+
+
+def test_compose_influxdb_is_tuned_like_the_local_stack() -> None:
+    environment = SERVICES["influxdb"]["environment"]
+    for name in COUNTY_START.__slots__:
+        value = getattr(COUNTY_START, name)
+        if value is None:
+            continue
+        assert name in INFLUXD_ENV, f"{name} of the local stack's tuning is not mirrored in docker-compose.yml"
+        variable = INFLUXD_ENV[name]
+        if variable is not None:
+            expected = str(size_bytes(value)) if name.startswith("cache_") else str(value)
+            assert str(environment[variable]) == expected
 
 
 def test_the_image_holds_every_package_the_ftel_command_imports() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftel.stack import LocalStack
-from ftel.stack.configs import COUNTY_START, DEBIAN_DEFAULTS, InfluxTuning, influxdb_conf
+from ftel.stack.configs import COUNTY_START, DEBIAN_DEFAULTS, InfluxTuning, influxdb_conf, size_bytes
 
 
 def _sections(conf: str) -> dict[str, list[str]]:
@@ -41,3 +41,10 @@ def test_debian_defaults_write_no_tuning() -> None:
 def test_every_local_stack_starts_influxdb_with_the_county_tuning(tmp_path: Path) -> None:
     assert LocalStack(tmp_path, 1, 2, 3).influx_tuning == COUNTY_START
     assert COUNTY_START != DEBIAN_DEFAULTS
+
+
+def test_sizes_are_read_as_influxdb_reads_them() -> None:
+    assert size_bytes("256m") == 268_435_456
+    assert size_bytes("2g") == 2_147_483_648
+    assert size_bytes("64k") == 65_536
+    assert size_bytes("1048576") == 1_048_576
