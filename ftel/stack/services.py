@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -59,17 +60,24 @@ HANDED_OUT = Path(tempfile.gettempdir()) / f"ftel-free-ports-{os.getuid()}"
 HANDED_OUT_KEEP_S = 600.0
 
 
+def recent_ports(registry: str, now: float) -> dict[int, float]:
+    """The registry's ports handed out in the last HANDED_OUT_KEEP_S (pure): ``port time`` lines; anything else
+    (a line cut short by a full disk, a file of another version) is left out, never an error."""
+    recent: dict[int, float] = {}
+    for line in registry.splitlines():
+        match = re.fullmatch(r"(\d{1,5}) (\d+(?:\.\d*)?)", line)
+        if match and now - float(match.group(2)) < HANDED_OUT_KEEP_S:
+            recent[int(match.group(1))] = float(match.group(2))
+    return recent
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, and that no process of this host was handed in the last ten minutes."""
     with HANDED_OUT.open("a+") as registry:
         fcntl.flock(registry, fcntl.LOCK_EX)
         registry.seek(0)
         now = time.time()
-        recent = {
-            int(port): float(at)
-            for port, at in (line.split() for line in registry.read().splitlines() if line.count(" ") == 1)
-            if now - float(at) < HANDED_OUT_KEEP_S
-        }
+        recent = recent_ports(registry.read(), now)
         while True:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ftel.stack.services import free_port
+from ftel.stack.services import HANDED_OUT_KEEP_S, free_port, recent_ports
 
 
 def test_parallel_processes_are_never_handed_the_same_port() -> None:
@@ -17,3 +17,10 @@ def test_parallel_processes_are_never_handed_the_same_port() -> None:
     ports.append(free_port())
     assert len(ports) == 801
     assert len(set(ports)) == len(ports)
+
+
+def test_the_registry_keeps_recent_well_formed_lines_and_skips_the_rest() -> None:
+    now = 1_000_000.0
+    old = now - HANDED_OUT_KEEP_S - 1
+    registry = f"40001 {now - 5}\na b\n40002 {old}\n\n40003\n40004 12x\n40005 {now}\n"
+    assert recent_ports(registry, now) == {40001: now - 5, 40005: now}
