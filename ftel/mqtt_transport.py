@@ -16,7 +16,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -29,6 +29,13 @@ from ftel.mqtt import paho_client
 from ftel.settings import MqttSettings
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
+# A publication at QoS 1 takes one of paho's in-flight slots (20) until the broker's PUBACK, and one past them
+# waits in paho, unsent, for a slot; a worker's acknowledgements do not wait. While a worker drains a backlog,
+# Mosquitto queues its PUBACKs behind the whole backlog it is sending the worker (docs/scale.md, "Confirmations
+# during a drain"), so a QoS 1 publication past the first 20 leaves only once the backlog is read, after the
+# acknowledgements made later. A QoS 0 publication needs no slot and no PUBACK: it is written at once, in the
+# order of the calls, before the acknowledgements that follow it.
+Qos = Literal[0, 1]
 CONNECT_TIMEOUT_S = 15.0
 # Messages read per readable socket before the worker looks at its batch and limits again. Counted in messages,
 # not in paho's ``loop_read`` calls: one call reads as many packets as the client has publications of its own
@@ -76,8 +83,9 @@ class MqttTransport(Protocol):
 
     def ack(self, mid: int) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> Publication:
-        """QoS 1; the answer says when the broker has it."""
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: Qos = 1) -> Publication:
+        """QoS 1 by default: the answer says when the broker has it. QoS 0 goes onto the wire at once, in order
+        with the acknowledgements (see ``Qos``), and its answer says only that it was written."""
         ...
 
     def disconnect(self) -> None: ...
@@ -235,14 +243,15 @@ class PahoTransport:
     def ack(self, mid: int) -> None:
         self._require().ack(mid, 1)
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> Publication:
-        info = self._require().publish(topic, payload, qos=1, retain=retain)
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: Qos = 1) -> Publication:
+        info = self._require().publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise TransportError(f"cannot publish on {topic}: {mqtt.error_string(info.rc)}")
         self._forget_acknowledged()
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return _NEVER  # (paho's answer would raise when asked)
-        self._unacknowledged.append(info)
+        if qos:
+            self._unacknowledged.append(info)
         return info
 
     def _forget_acknowledged(self) -> None:

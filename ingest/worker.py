@@ -31,7 +31,7 @@ from ftel.contract.codec import Sender
 from ftel.contract.models import GatewayStatus
 from ftel.contract.topics import data_filter, dead_letter_topic, health_topic, shared
 from ftel.histogram import BOUNDS_MS, Histogram
-from ftel.mqtt_transport import MqttTransport, PahoTransport, TransportError
+from ftel.mqtt_transport import MqttTransport, PahoTransport, Qos, TransportError
 from ftel.ready import announce_ready
 from ftel.retry import RetryPolicy
 from ftel.settings import Settings
@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05
 SUBSCRIBE_TIMEOUT_S = 15.0  # for the broker's answer, while the worker is free to read
 BLOCKED_RETRY_INITIAL_S = 1.0
+# Confirmations go at QoS 0. At QoS 1 each waits for a slot of paho's in-flight window, freed by the broker's
+# PUBACK, which Mosquitto queues behind the whole backlog it is sending the worker: during a drain the gateways
+# heard of what was stored only once the backlog was read, and the acknowledgements went out before the
+# confirmations. QoS 1 bought nothing here: a gateway's session is clean (a confirmation for a gateway that is
+# away is lost at either QoS), the worker's transport keeps no publication across a reconnect, and a confirmation
+# lost is a resend of what it covered, stored again as the same points (docs/delivery.md).
+CONFIRM_QOS: Qos = 0
 
 
 def wall_ms() -> int:
@@ -330,9 +337,10 @@ class IngestWorker:
                 dead_letter_topic(self.worker_id),
                 dead_letter_body(worker=self.worker_id, letter=letter, keep_bytes=keep),
             )
-        # Confirm before acknowledging: the gateway lets go only of what is stored.
+        # Confirm before acknowledging: the gateway lets go only of what is stored. At QoS 0 (CONFIRM_QOS) the
+        # confirmation is on the wire before the acknowledgements that follow, whatever the backlog.
         for topic, payload in confirmations(batch.senders, worker=self.worker_id):
-            transport.publish(topic, payload)
+            transport.publish(topic, payload, qos=CONFIRM_QOS)
         self.stats.confirmed += len(batch.senders)
         self.stats.deaths += len(batch.wills)
         if batch.generation == self._generation:

@@ -18,21 +18,32 @@ BACKLOG = 6_000
 WAITING_PUBLICATIONS = 40
 
 
-def queue_backlog(services: Services, database: str, site: str) -> None:
+def queue_backlog(services: Services, database: str, messages: list[tuple[str, bytes]]) -> None:
+    """Publish ``messages`` (topic, payload) as the admin, at QoS 1, each one accepted by the broker."""
     mqtt = services.admin(database).mqtt
     publisher = paho_client(mqtt, client_id="")
     publisher.connect(mqtt.host, mqtt.port)
     publisher.loop_start()
     try:
-        infos = [
-            publisher.publish(machine_topic(site, "ws", "knitting", f"K{n:05d}", MachineKind.WINDOW), b"{}", qos=1)
-            for n in range(BACKLOG)
-        ]
+        infos = [publisher.publish(topic, payload, qos=1) for topic, payload in messages]
         for info in infos:
             info.wait_for_publish(30)
     finally:
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def make_session(transport: PahoTransport, topic_filter: str) -> None:
+    """The transport's persistent session, subscribed to ``topic_filter``, left for a backlog to be queued."""
+    transport.connect()
+    transport.subscribe(topic_filter)
+
+    def granted() -> bool:
+        transport.poll(0.1, read=True)
+        return transport.subscribed()
+
+    wait_until(granted, timeout_s=15, what="the subscription granted", every_s=0)
+    transport.disconnect()
 
 
 def test_one_poll_hands_over_at_most_a_burst_while_publications_await_their_puback(
@@ -51,16 +62,9 @@ def test_one_poll_hands_over_at_most_a_burst_while_publications_await_their_puba
     )
     try:
         # The session exists, then the backlog is queued for it while the worker is away.
-        transport.connect()
-        transport.subscribe(shared(group, data_filter(site)))
-
-        def granted() -> bool:
-            transport.poll(0.1, read=True)
-            return transport.subscribed()
-
-        wait_until(granted, timeout_s=15, what="the subscription granted", every_s=0)
-        transport.disconnect()
-        queue_backlog(services, database, site)
+        make_session(transport, shared(group, data_filter(site)))
+        backlog = [machine_topic(site, "ws", "knitting", f"K{n:05d}", MachineKind.WINDOW) for n in range(BACKLOG)]
+        queue_backlog(services, database, [(topic, b"{}") for topic in backlog])
 
         transport.connect()  # the broker starts sending the backlog at once
         for n in range(WAITING_PUBLICATIONS):

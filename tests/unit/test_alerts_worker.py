@@ -91,7 +91,7 @@ class FakeTransport:
     def ack(self, mid: int) -> None:
         self.log.append(("ack", mid))
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> FakePublication:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> FakePublication:
         publication = FakePublication()
         with self.lock:
             self.publications.append((topic, payload, retain, publication))
