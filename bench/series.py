@@ -11,11 +11,14 @@ start arrives at once (the 60,000-machine load test's start, docs/scale.md).
 
 Printed per tuning and fleet size: the time to write the start (every series new), write latencies per HTTP
 attempt (p50 / p99 / max), InfluxDB's ``500 timeout`` answers and other refusals, the client's own timeouts,
-batches the retry policy gave up on (ingest would hold them), the series InfluxDB holds, its resident memory
-(peak and at the end) and CPU; then the same lines again a few minutes later (every series known): the
-baseline, and the start's ratio to it.
+batches the retry policy gave up on (ingest would hold them), the series InfluxDB holds, its CPU seconds and
+resident memory (peak after the start, and at the end); each against the first tuning's start at the same fleet
+size (the baseline, Debian's defaults unless told otherwise). With ``--known`` the same lines are written again
+a few minutes later, every series known: what creating the series itself costs. ``--busy``, ``--syncing`` and
+``--snapshots`` put what shared the box at the load test's start beside InfluxDB while it writes.
 
-    python bench/series.py [--machines 20000 60000] [--minutes 2] [--workers 2] [--tunings debian stack]
+    python bench/series.py [--machines 20000 60000] [--minutes 2] [--workers 2] [--tunings debian stack] [--known]
+                           [--busy 2] [--syncing 4] [--snapshots 1]
 """
 
 from __future__ import annotations
@@ -61,10 +64,6 @@ TUNINGS: dict[str, InfluxTuning] = {
     "tsi1": InfluxTuning(index_version="tsi1"),
     "timeout-60s": InfluxTuning(write_timeout="60s"),
     "snapshot-256m": InfluxTuning(cache_snapshot_memory_size="256m", cache_max_memory_size="4g"),
-    "writes-1": InfluxTuning(max_concurrent_write_limit=1, max_enqueued_write_limit=64),
-    "tsi1-snapshot-256m": InfluxTuning(
-        index_version="tsi1", cache_snapshot_memory_size="256m", cache_max_memory_size="4g"
-    ),
 }
 
 
