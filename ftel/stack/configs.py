@@ -144,6 +144,11 @@ def size_bytes(size: str) -> int:
     return int(size[:-1] if unit > 1 else size) * unit
 
 
+# The local stack's InfluxDB (bench/series.py, docs/scale.md "The start of a county"). At 60,000 machines every
+# point of the start is of another series, and Debian's 25 MiB snapshots of the cache made the start six times
+# slower (writes timed out beside the simulated gateways): 256 MiB, with room to 2 GiB before InfluxDB refuses
+# writes. A write slower than that is answered when done (25 s), not refused and written again by ingest's
+# retry; below the client's own timeout (InfluxSettings.timeout_s, 30 s), so the server's answer comes first.
 COUNTY_START = InfluxTuning(cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s")
 
 
