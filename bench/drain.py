@@ -44,33 +44,43 @@ WINDOW_MS = 60_000
 MACHINES = 5_000
 
 
+def window_message(site: str, gateway: int, seq: int, machine: str, start: int) -> tuple[str, bytes]:
+    """(topic, payload) of one knitting machine's one-minute window, sent by gateway ``gw-<gateway>`` of
+    workshop ``ws<gateway>``."""
+    state_ms = dict.fromkeys(STATE_ORDER, 0) | {MachineState.RUNNING: 50_000, MachineState.DOWN: 10_000}
+    window = StateWindow(
+        site=site,
+        workshop=f"ws{gateway:03d}",
+        gateway_id=f"gw-{gateway:03d}",
+        seq=seq,
+        ts=start + WINDOW_MS,
+        machine_type=MachineType.KNITTING,
+        machine_id=machine,
+        window_start=start,
+        window_ms=WINDOW_MS,
+        state_ms=state_ms,
+        down_ms_by_reason={"yarn_break": 10_000},
+        stops_by_reason={"yarn_break": 1},
+        units=3,
+        defects=0,
+    )
+    topic = machine_topic(site, window.workshop, window.machine_type.value, machine, MachineKind.WINDOW)
+    return topic, encode(window)
+
+
+def first_window(count: int, machines: int) -> int:
+    """The start of the first of ``count`` windows of ``machines`` machines, ending a few minutes ago."""
+    now = time.time_ns() // 1_000_000
+    return now - now % WINDOW_MS - (count // machines + 2) * WINDOW_MS
+
+
 def backlog(count: int, site: str) -> list[tuple[str, bytes]]:
     """``count`` distinct windows of MACHINES knitting machines (one minute each), as gateways send them."""
-    now = time.time_ns() // 1_000_000
-    base = now - now % WINDOW_MS - (count // MACHINES + 2) * WINDOW_MS
+    base = first_window(count, MACHINES)
     out = []
     for i in range(count):
         machine, minute = f"K{i % MACHINES:05d}", i // MACHINES
-        start = base + minute * WINDOW_MS
-        state_ms = dict.fromkeys(STATE_ORDER, 0) | {MachineState.RUNNING: 50_000, MachineState.DOWN: 10_000}
-        window = StateWindow(
-            site=site,
-            workshop=f"ws{i % MACHINES // 500:03d}",
-            gateway_id=f"gw-{i % MACHINES // 500:03d}",
-            seq=minute + 1,
-            ts=start + WINDOW_MS,
-            machine_type=MachineType.KNITTING,
-            machine_id=machine,
-            window_start=start,
-            window_ms=WINDOW_MS,
-            state_ms=state_ms,
-            down_ms_by_reason={"yarn_break": 10_000},
-            stops_by_reason={"yarn_break": 1},
-            units=3,
-            defects=0,
-        )
-        topic = machine_topic(site, window.workshop, window.machine_type.value, machine, MachineKind.WINDOW)
-        out.append((topic, encode(window)))
+        out.append(window_message(site, i % MACHINES // 500, minute + 1, machine, base + minute * WINDOW_MS))
     return out
 
 

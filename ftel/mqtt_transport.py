@@ -40,8 +40,9 @@ CONNECT_TIMEOUT_S = 15.0
 # Messages read per readable socket before the worker looks at its batch and limits again. Counted in messages,
 # not in paho's ``loop_read`` calls: one call reads as many packets as the client has publications of its own
 # awaiting their PUBACK, and in a backlog those wait behind the backlog (the broker queues its PUBACKs after it),
-# so they pile up, one batch's confirmations at a time; counted in calls, a poll read 500 times that many
-# messages and the worker's ``max_unacked`` did not hold (batches grew without bound as the backlog drained).
+# so they pile up (the ingest worker's confirmations did, one batch's at a time, until they went at QoS 0);
+# counted in calls, a poll read 500 times that many messages and the worker's ``max_unacked`` did not hold
+# (batches grew without bound as the backlog drained).
 READ_BURST = 500
 # At disconnect, how long what was published may take to be acknowledged by the broker.
 DISCONNECT_WAIT_S = 2.0
@@ -262,9 +263,10 @@ class PahoTransport:
         if self._client is None:
             return
         client = self._client
-        # paho holds back what is past its in-flight window until PUBACKs come: without this wait the last
-        # confirmations and health of a clean stop would go down with the connection (after their messages were
-        # acknowledged). Messages that arrive meanwhile are left unacknowledged for the broker to hand out again.
+        # paho holds back QoS 1 publications past its in-flight window until PUBACKs come: without this wait the
+        # last health and dead letters of a clean stop would go down with the connection (QoS 0 ones, such as the
+        # ingest worker's confirmations, are queued in order and go out ahead of the DISCONNECT below). Messages
+        # that arrive meanwhile are left unacknowledged for the broker to hand out again.
         self._closing = True
         deadline = time.monotonic() + DISCONNECT_WAIT_S
         with contextlib.suppress(TransportError):
