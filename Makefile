@@ -39,14 +39,17 @@ faults: setup
 
 # One run of every benchmark: the worker's drain vs the bare MQTT client, InfluxDB's ceiling vs the pipeline end
 # to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines,
-# the simulated gateways' cores and memory per 10,000 machines, InfluxDB taking a county's start (new series).
+# the simulated gateways' cores and memory per 10,000 machines (and their core alone, without the broker), InfluxDB
+# taking a county's start (new series), confirmation latency while a worker drains a backlog.
 bench: setup
 	$(PY) bench/drain.py --messages 500000
+	$(PY) bench/confirm.py --messages 200000 --gateways 4
 	$(PY) bench/boundary.py --messages 100000
 	$(PY) bench/pipeline.py --machines 2000 --hours 1
 	$(PY) bench/alerts.py
 	$(PY) bench/boards.py --machines 6000 60000 --telemetry-s 600
 	$(PY) bench/simulate.py --machines 5000 10000
+	$(PY) bench/gateway_core.py --machines 10000
 	$(PY) bench/series.py --machines 20000 60000 --known
 
 lint: setup
