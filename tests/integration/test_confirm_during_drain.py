@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 
 from ftel.contract import Confirmation
-from ftel.contract.topics import MachineKind, confirm_topic, data_filter, machine_topic, shared
+from ftel.contract.topics import MachineKind, confirm_topic, data_filter, health_topic, machine_topic, shared
 from ftel.mqtt_transport import PahoTransport
 from ftel.security.identities import Role
 from ftel.settings import IngestSettings
@@ -50,8 +50,15 @@ def test_gateways_hear_what_is_stored_before_the_worker_takes_the_rest_of_a_back
     gateway_ids = [unique(f"gw{g}") for g in range(GATEWAYS)]
     worker_id = services.grant(unique("ingest"), Role.INGEST)
     # Small batches and a small window: many confirmations before the backlog's end, whatever the timing.
+    # Health at every pass of the worker's loop (not every 5 s), and small batches: many more passes, and healths,
+    # than paho's in-flight window before the hold.
     ingest = IngestSettings(
-        worker_id=worker_id, group=group, batch_size=500, max_unacked=2_000, max_age_s=PINNED_DAY_MAX_AGE_S
+        worker_id=worker_id,
+        group=group,
+        batch_size=100,
+        max_unacked=300,
+        max_age_s=PINNED_DAY_MAX_AGE_S,
+        health_interval_s=0.0,
     )
     settings = services.settings(database, identity=worker_id, ingest=ingest)
     transport = PahoTransport(
@@ -67,6 +74,12 @@ def test_gateways_hear_what_is_stored_before_the_worker_takes_the_rest_of_a_back
         gateway = MqttProbe(services.settings(database, identity=gateway_id).mqtt, client_id=gateway_id).connect()
         gateway.subscribe(confirm_topic(site, f"ws{g}", gateway_id))
         gateways.append(gateway)
+
+    supervisor = MqttProbe(services.admin(database).mqtt).connect()
+    supervisor.subscribe(health_topic("ingest", worker_id))
+
+    def healths() -> int:
+        return len(supervisor.received(health_topic("ingest", worker_id)))
 
     def heard() -> tuple[int, int]:
         """Confirmation messages the gateways received, and the sequence numbers they confirm."""
@@ -86,7 +99,10 @@ def test_gateways_hear_what_is_stored_before_the_worker_takes_the_rest_of_a_back
             while heard()[1] < stored and time.monotonic() < deadline:
                 time.sleep(0.05)
             messages, seqs = heard()
-            held.update(stored=stored, messages=messages, heard=seqs)
+            published = worker.healths_published
+            while healths() < published and time.monotonic() < deadline:
+                time.sleep(0.05)
+            held.update(stored=stored, messages=messages, heard=seqs, healths_published=published, healths=healths())
 
     transport.on_message = take
     stop = threading.Event()
@@ -97,9 +113,12 @@ def test_gateways_hear_what_is_stored_before_the_worker_takes_the_rest_of_a_back
         assert held["heard"] == held["stored"], held
         # More than paho's in-flight window of QoS 1 publications (20) could have carried.
         assert held["messages"] > 20, held
+        # And whoever watches the worker's health hears it while it drains, past the window too.
+        assert held["healths"] == held["healths_published"] > 20, held
         wait_until(lambda: heard()[1] >= BACKLOG, timeout_s=300, what="every message confirmed")
     finally:
         stop.set()
         thread.join(60)
         for gateway in gateways:
             gateway.close()
+        supervisor.close()

@@ -389,7 +389,7 @@ def test_a_machinery_failure_stops_the_worker_without_acknowledging_what_is_not_
     worker = IngestWorker(Settings(ingest=ingest_settings), transport=transport, writer=writer)
     transport.on_message = worker._on_message
 
-    def broken_publish(topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def broken_publish(topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         raise OSError("the worker's own socket is gone")
 
     monkeypatch.setattr(transport, "publish", broken_publish)
