@@ -45,6 +45,7 @@ pytestmark = pytest.mark.integration
 
 POLL_S = 0.5
 TIMEOUT_S = 0.25
+LAMP_TIMEOUT_S = 0.2
 LAMP_POLL_S = 0.1
 BLINK_PHASE_S = 0.4  # the tap's red and yellow blink: 0.4 s on, 0.4 s off
 HOST_SLACK_MS = 300
@@ -95,7 +96,8 @@ def gateway_file(site: str, gateway_id: str, line: Path, gateway_port: int, lamp
     ]
     machines.append(
         f"  - {{id: {LAMP_MACHINE}, model: old card with a tower lamp, driver: {{kind: modbus, host: 127.0.0.1, "
-        f"port: {lamp_port}, unit_id: 1, poll_interval_s: {LAMP_POLL_S}, timeout_s: 0.2, offline_after: 2}}}}"
+        f"port: {lamp_port}, unit_id: 1, poll_interval_s: {LAMP_POLL_S}, timeout_s: {LAMP_TIMEOUT_S}, "
+        "offline_after: 2}}"
     )
     return (
         f"site: {site}\nworkshop: yarn\ngateway_id: {gateway_id}\n"
@@ -339,8 +341,10 @@ def verdict(query: InfluxQuery, equipment: Equipment, start_ms: int, end_ms: int
         for (at, state, _), (truth, _, _) in zip(stored[machine], expected(machine), strict=True):
             late = at - truth
             worst[machine] = max(worst.get(machine, 0), abs(late))
-            # OFFLINE starts when the first unanswered poll was sent: a poll sent just before the unit went quiet.
-            early = POLL_S * 1000 if state == MachineState.OFFLINE.value else 0
+            # A reading is stamped when its poll was sent (docs/gateway.md): a change made while the request was
+            # on its way is stamped up to one request's time limit before it. OFFLINE starts when the first
+            # unanswered poll was sent: a poll sent just before the unit went quiet.
+            early = POLL_S * 1000 if state == MachineState.OFFLINE.value else request_limit_ms(machine)
             assert -early <= late <= bound + HOST_SLACK_MS, f"{machine} {state}: {late} ms after the truth"
     print(f"largest |stored − truth| per machine (ms): {worst}")
 
@@ -360,6 +364,11 @@ def verdict(query: InfluxQuery, equipment: Equipment, start_ms: int, end_ms: int
     assert record.connections["gw"] == 1
     assert record.functions <= {1, 2, 3, 4}
     assert record.units[LAMP_MACHINE] > 5
+
+
+def request_limit_ms(machine: str) -> int:
+    """One request's time limit on the machine's bus (the lamp tap's is 0.2 s)."""
+    return round((LAMP_TIMEOUT_S if machine == LAMP_MACHINE else TIMEOUT_S) * 1000)
 
 
 def bound_ms(machine: str) -> int:
