@@ -264,9 +264,10 @@ class PahoTransport:
             return
         client = self._client
         # paho holds back QoS 1 publications past its in-flight window until PUBACKs come: without this wait the
-        # last health and dead letters of a clean stop would go down with the connection (QoS 0 ones, such as the
-        # ingest worker's confirmations, are queued in order and go out ahead of the DISCONNECT below). Messages
-        # that arrive meanwhile are left unacknowledged for the broker to hand out again.
+        # last dead letters of a clean stop (and the alert worker's publications) would go down with the
+        # connection (QoS 0 ones, such as the ingest worker's confirmations and health, are queued in order and go
+        # out ahead of the DISCONNECT below). Messages that arrive meanwhile are left unacknowledged for the broker
+        # to hand out again.
         self._closing = True
         deadline = time.monotonic() + DISCONNECT_WAIT_S
         with contextlib.suppress(TransportError):
