@@ -60,8 +60,13 @@ BLOCKED_RETRY_INITIAL_S = 1.0
 CONFIRM_QOS: Qos = 0
 # The retained health goes at QoS 0 too, for the same reason: at QoS 1 only paho's first 20 left the worker during a
 # drain (100 s at one per 5 s), and the load test and `ftel run` showed a worker taking 0 messages a second while it
-# drained. One lost is replaced by the next; the last one of a clean stop goes out in order before the DISCONNECT.
+# drained. One lost is replaced by the next.
 HEALTH_QOS: Qos = 0
+# The last word (a clean stop's, or "blocked" before the worker lets go of its connection) goes at QoS 1: the
+# transport's disconnect waits for its PUBACK, so once the worker has gone the broker has it, and whoever looks then
+# (a supervisor, a test) reads it. At QoS 0 it was only written: a broker busy with other clients could take a later
+# message from another connection first (CI: a watcher's marker overtook a stopped worker's last health).
+LAST_WORD_QOS: Qos = 1
 
 
 def wall_ms() -> int:
@@ -395,9 +400,9 @@ class IngestWorker:
             "latency_counts": self.latency.counts,
         }
 
-    def _publish_health(self) -> None:
+    def _publish_health(self, qos: Qos = HEALTH_QOS) -> None:
         topic = health_topic("ingest", self.worker_id)
-        self._transport.publish(topic, json.dumps(self._health()).encode(), retain=True, qos=HEALTH_QOS)
+        self._transport.publish(topic, json.dumps(self._health()).encode(), retain=True, qos=qos)
         self.healths_published += 1
 
     def _maybe_health(self) -> None:
@@ -471,13 +476,13 @@ class IngestWorker:
                         raise TransportError(f"no answer to the subscription to {topic_filter}")
                 self._release_written()
                 if self._blocked is not None:
-                    self._publish_health()
+                    self._publish_health(LAST_WORD_QOS)
                     break
                 self._maybe_flush()
                 self._maybe_health()
             if stop.is_set() and self._blocked is None:
                 self._drain(stop_deadline=time.monotonic() + 30)
-                self._publish_health()  # the last word: what it did, for whoever reads the retained health
+                self._publish_health(LAST_WORD_QOS)  # what it did, for whoever reads the retained health
         finally:
             transport.disconnect()
 

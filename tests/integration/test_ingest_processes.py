@@ -104,8 +104,8 @@ def test_ctrl_c_to_the_whole_group_is_the_supervisor_s_and_both_workers_stop_cle
     assert alive == []
     said = log.read_text()
     assert "stopping 2 ingest workers" in said
-    # Mosquitto hands out messages in the order it took them: once this arrives, so has every health the
-    # workers published before they disconnected.
+    # Each worker's last health is one the broker acknowledged before the worker went (LAST_WORD_QOS), and
+    # Mosquitto hands out messages in the order it took them: once this arrives, so has every last health.
     marker = health_topic("ingest", f"{ids[0]}-marker")
     probe.publish(marker, b"{}")
     probe.wait_for(marker, b"{}")

@@ -44,6 +44,7 @@ class FakeTransport:
     inbox: list[tuple[str, bytes, int]] = field(default_factory=list)
     log: list[tuple[str, object]] = field(default_factory=list)
     publications: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    qos_of_publications: list[int] = field(default_factory=list)  # beside ``publications``
     wire: list[tuple[str, str, bytes, int]] = field(default_factory=list)  # what, topic, payload, mid
     in_flight: int = 20
     burst: int | None = None
@@ -92,6 +93,7 @@ class FakeTransport:
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: Qos = 1) -> Publication:
         self.log.append(("publish", (topic, payload, retain)))
         self.publications.append((topic, payload, retain))
+        self.qos_of_publications.append(qos)
         with self.lock:
             if qos:
                 self.waiting.append((topic, payload))
@@ -267,6 +269,32 @@ def test_gateways_hear_what_is_stored_while_a_backlog_is_drained_before_its_ackn
     assert confirmations > transport.in_flight, "the gateway heard of what was stored only after the backlog"
 
 
+def test_the_last_word_of_a_clean_stop_is_one_the_broker_acknowledges_before_the_worker_goes(rig) -> None:  # type: ignore[no-untyped-def]
+    """Its periodic health goes at QoS 0 (nothing waits for it during a drain); its last health goes at QoS 1, whose
+    PUBACK the transport's disconnect waits for, so the broker has it once the worker has gone (at QoS 0 a watcher's
+    later message on another connection could reach the broker first)."""
+    _worker, transport, _writer, stop = rig
+    transport.send(message(1), message(2))
+    wait_until(lambda: len(transport.entries("ack")) == 2, timeout_s=5, what="two acks", every_s=0.01)
+    stop.set()
+    wait_until(lambda: ("disconnect", None) in transport.log, timeout_s=5, what="a disconnect", every_s=0.01)
+    health_topic = "ftel/v1/health/ingest/w-1"
+    healths = [
+        (payload, qos)
+        for (topic, payload, _), qos in zip(transport.publications, transport.qos_of_publications, strict=True)
+        if topic == health_topic
+    ]
+    *periodic, (last_payload, last_qos) = healths
+    assert periodic  # the first one at the session's start
+    assert {qos for _, qos in periodic} == {0}
+    assert last_qos == 1
+    last = json.loads(last_payload)
+    assert (last["state"], last["unacked"], last["messages_in"]) == ("ok", 0, 2)
+    assert transport.log.index(("publish", (health_topic, last_payload, True))) < transport.log.index(
+        ("disconnect", None)
+    )
+
+
 def test_blocking_refusals_hold_everything_and_resume_by_themselves(rig) -> None:  # type: ignore[no-untyped-def]
     worker, transport, writer, _ = rig
     missing = WriteError('InfluxDB answered 404: database not found: "ftel"', refusal=Refusal.BLOCKING, status=404)
@@ -280,6 +308,7 @@ def test_blocking_refusals_hold_everything_and_resume_by_themselves(rig) -> None
     assert health["state"] == "blocked"
     assert "database not found" in health["reason"]
     assert transport.published("ftel/v1/health/ingest/w-1")[-1][2] is True  # retained: readable while blocked
+    assert transport.qos_of_publications[transport.publications.index(transport.published("ftel/v1/health/")[-1])] == 1
     writer.refuse = lambda body: None  # the database is created
     wait_until(
         lambda: worker.stats.blocked == 0 and transport.connects == 2, timeout_s=10, what="resumed", every_s=0.05
