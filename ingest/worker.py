@@ -67,6 +67,10 @@ HEALTH_QOS: Qos = 0
 # (a supervisor, a test) reads it. At QoS 0 it was only written: a broker busy with other clients could take a later
 # message from another connection first (CI: a watcher's marker overtook a stopped worker's last health).
 LAST_WORD_QOS: Qos = 1
+# Dead letters go at QoS 0 as well: each is stored in InfluxDB with its batch (where it is inspected), and the MQTT
+# copy is its notice. At QoS 1 a flood of them during a drain waited in paho for in-flight slots (held in memory,
+# without bound) until the backlog was read; at QoS 0 each is on the wire before its message's acknowledgement.
+DEAD_LETTER_QOS: Qos = 0
 
 
 def wall_ms() -> int:
@@ -346,6 +350,7 @@ class IngestWorker:
             transport.publish(
                 dead_letter_topic(self.worker_id),
                 dead_letter_body(worker=self.worker_id, letter=letter, keep_bytes=keep),
+                qos=DEAD_LETTER_QOS,
             )
         # Confirm before acknowledging: the gateway lets go only of what is stored. At QoS 0 (CONFIRM_QOS) the
         # confirmation is on the wire before the acknowledgements that follow, whatever the backlog.

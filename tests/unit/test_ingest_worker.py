@@ -295,6 +295,26 @@ def test_the_last_word_of_a_clean_stop_is_one_the_broker_acknowledges_before_the
     )
 
 
+def test_dead_letters_leave_while_a_backlog_is_drained_before_their_acknowledgement(rig) -> None:  # type: ignore[no-untyped-def]
+    """A backlog of 200 messages, every other one refused (a seq past the contract's bound): 100 dead letters, more
+    than paho's 20 in-flight slots, while the broker's PUBACKs wait behind the backlog. Each dead letter is on the
+    wire before its message's acknowledgement, and more than 20 leave before the backlog's last message is taken; at
+    QoS 1 the 21st and later waited in the worker until the backlog was read."""
+    _worker, transport, _writer, _ = rig
+    transport.burst = 5
+    backlog = [message(seq) if seq % 2 else message(2**63, ts=1_700_000_000_000 + seq) for seq in range(1, 201)]
+    backlog = [(topic, payload, mid) for (topic, payload, _), mid in zip(backlog, range(1, 201), strict=True)]
+    transport.send(*backlog)
+    wait_until(lambda: len(transport.entries("ack")) == 200, timeout_s=10, what="every message acked", every_s=0.01)
+    wire = list(transport.wire)
+    last_taken = max(at for at, (what, *_) in enumerate(wire) if what == "taken")
+    letters_at = [at for at, (what, topic, *_) in enumerate(wire) if what == "publish" and "/deadletter/" in topic]
+    assert len(letters_at) == 100
+    assert sum(at < last_taken for at in letters_at) > transport.in_flight, "dead letters waited for the backlog"
+    refused_acks = [at for at, (what, _, _, mid) in enumerate(wire) if what == "ack" and mid % 2 == 0]
+    assert all(letter < ack for letter, ack in zip(letters_at, refused_acks, strict=True))
+
+
 def test_blocking_refusals_hold_everything_and_resume_by_themselves(rig) -> None:  # type: ignore[no-untyped-def]
     worker, transport, writer, _ = rig
     missing = WriteError('InfluxDB answered 404: database not found: "ftel"', refusal=Refusal.BLOCKING, status=404)
