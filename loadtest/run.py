@@ -231,6 +231,7 @@ class LoadTest:
         self.watch = ResourceWatch()
         self.timeline: list[dict[str, Any]] = []
         self.latency_at_warmup: Histogram | None = None  # the workers' merged latency when the warm-up ended
+        self.latency_before_stop: Histogram | None = None  # ... and last sampled before the plant's end
         self.cpu_peaks: dict[str, float] = {}
         self.stack: LocalStack | None = None
         self.began_ms = 0
@@ -366,6 +367,7 @@ class LoadTest:
             verdict=verdict,
             latency=latency,
             latency_at_warmup=self.latency_at_warmup,
+            latency_before_stop=self.latency_before_stop,
             alerts=view.alerts,
             faults=self.fault_plan.faults,
             faults_skipped=self.fault_plan.skipped,
@@ -428,8 +430,11 @@ class LoadTest:
                     rebased = True
                 sample = self._sample(monitor, clock, processes)
                 merged = merge_latency(self._healths(monitor.view()))
-                if self.latency_at_warmup is None and clock.plant_of(wall_ms()) >= clock.start_ms + LATENCY_WARMUP_MS:
+                plant_now = clock.plant_of(wall_ms())
+                if self.latency_at_warmup is None and plant_now >= clock.start_ms + LATENCY_WARMUP_MS:
                     self.latency_at_warmup = merged
+                if plant_now < clock.end_ms:
+                    self.latency_before_stop = merged
                 p99 = merged.percentile(99) if clock.real_time else None
                 if terminal:
                     live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))

@@ -16,7 +16,8 @@ from loadtest.resources import ComponentUsage
 from loadtest.verdict import Verdict
 
 SCHEMA_VERSION = 1
-# The latency_steady_* figures leave out the start's burst and the first window edges.
+# The latency_steady_* figures leave out the start's burst and the first window edges, and the stop: every gateway
+# closing its machines' partial windows at the plant's end, at the same instant (latency_stop_*).
 LATENCY_WARMUP_MS = 3 * 60_000
 COMPONENTS = ("gateways", "ingest", "alerts", "mosquitto", "influxdb", "loadtest")
 
@@ -58,11 +59,15 @@ SUMMARY_KEYS: dict[str, str] = {
     "latency_p99_ms": "the same, 99th percentile",
     "latency_warmup_s": "plant seconds at the start left out of the latency_steady_* figures: the start's burst "
     "(every machine's first reading, meta and birth at once) and the first window edges",
-    "latency_steady_samples": "messages stored after the warm-up (from the workers' health just after it, which "
-    "they publish every few seconds)",
-    "latency_steady_p50_ms": "end-to-end latency after the warm-up, 50th percentile (null unless latency_meaningful)",
+    "latency_steady_samples": "messages stored after the warm-up and before the plant's end (from the workers' "
+    "health just after the one and just before the other, which they publish every few seconds)",
+    "latency_steady_p50_ms": "end-to-end latency after the warm-up and before the stop, 50th percentile (null unless "
+    "latency_meaningful)",
     "latency_steady_p95_ms": "the same, 95th percentile",
     "latency_steady_p99_ms": "the same, 99th percentile",
+    "latency_stop_samples": "messages stored from the plant's end on: every gateway closes its machines' partial "
+    "windows and says it stops at the same instant (a county's gateways do not stop together)",
+    "latency_stop_p99_ms": "their end-to-end latency, 99th percentile (null unless latency_meaningful)",
     "alerts": "alerts of the plant's site that fired during the run (first firing of each)",
     "alert_latency_p50_ms": "alert latency, the condition becoming true to the alert received on its topic, wall "
     "ms (plant time mapped to wall time by the run's clock), 50th percentile; null without alerts",
@@ -160,6 +165,7 @@ class RunFacts:
     verdict: Verdict
     latency: Histogram
     latency_at_warmup: Histogram | None  # the merged histogram when the warm-up ended (None: it never did)
+    latency_before_stop: Histogram | None  # the merged histogram last sampled before the plant's end (None: never)
     alerts: Mapping[str, AlertSeen]
     faults: Sequence[InjectedFault]
     faults_skipped: Sequence[str]
@@ -204,7 +210,9 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
     def latency(p: float) -> int | None:
         return facts.latency.percentile(p) if meaningful else None
 
-    steady = facts.latency.since(facts.latency_at_warmup) if facts.latency_at_warmup is not None else None
+    before_stop = facts.latency if facts.latency_before_stop is None else facts.latency_before_stop
+    steady = before_stop.since(facts.latency_at_warmup) if facts.latency_at_warmup is not None else None
+    stop = facts.latency.since(before_stop)
 
     def steady_latency(p: float) -> int | None:
         return steady.percentile(p) if meaningful and steady is not None else None
@@ -246,6 +254,8 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
         "latency_steady_p50_ms": steady_latency(50),
         "latency_steady_p95_ms": steady_latency(95),
         "latency_steady_p99_ms": steady_latency(99),
+        "latency_stop_samples": stop.total,
+        "latency_stop_p99_ms": stop.percentile(99) if meaningful and stop.total else None,
         "alerts": len(facts.alerts),
         "alert_latency_p50_ms": percentile(alert_ms, 50),
         "alert_latency_p95_ms": percentile(alert_ms, 95),

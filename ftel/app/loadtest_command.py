@@ -61,7 +61,8 @@ def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
         f"{verdict}: lost {summary['lost']}, doubled {summary['doubled']}, wrong {summary['wrong']}; "
         f"{summary['faults_alerted']}/{summary['faults_injected']} injected faults alerted; "
         f"{summary['messages']:,} messages, {summary['points']:,} points in {summary['wall_s']:,.0f} s; "
-        f"latency p99 {summary['latency_p99_ms']} ms; alert latency p99 {summary['alert_latency_p99_ms']} ms"
+        f"latency p99 {summary['latency_p99_ms']} ms (after the warm-up, before the stop: "
+        f"{summary['latency_steady_p99_ms']} ms); alert latency p99 {summary['alert_latency_p99_ms']} ms"
     )
     for difference in summary["differences"][:10]:
         console.print(f"  {difference}")

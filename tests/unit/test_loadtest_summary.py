@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from alerts.lifecycle import AlertRecord, Status
@@ -70,6 +71,7 @@ def facts(
         verdict=verdict(wrong=wrong),
         latency=latency,
         latency_at_warmup=at_warmup,
+        latency_before_stop=None,
         alerts=alerts or {},
         faults=[InjectedFault(FaultKind.OVERHEAT, "overheat", "ws001", "M7", 60, 240)],
         faults_skipped=["long_down: too short"],
@@ -116,9 +118,25 @@ def test_steady_latency_leaves_out_what_was_stored_during_the_warm_up() -> None:
     assert summary["latency_p99_ms"] == 500
     assert summary["latency_steady_samples"] == 2
     assert (summary["latency_steady_p50_ms"], summary["latency_steady_p99_ms"]) == (20, 50)
+    assert summary["latency_stop_samples"] == 0  # no cut before the stop: all of it is steady
     never = build_summary(facts(REAL_TIME))  # a run shorter than its warm-up
     assert never["latency_steady_samples"] == 0
     assert never["latency_steady_p99_ms"] is None
+
+
+def test_steady_latency_leaves_out_the_stop_which_is_reported_apart() -> None:
+    """The merged histogram at warm-up had 1 message, before the stop 3 (the 20 ms and two 40 ms), and at the end
+    4: the 300 ms one, the gateways' stop, counts in the stop's figures only."""
+    warm, before_stop = Histogram(), Histogram()
+    warm.add(20)
+    for ms in (20, 40, 40):
+        before_stop.add(ms)
+    run = facts(REAL_TIME, at_warmup=warm)
+    summary = build_summary(replace(run, latency_before_stop=before_stop))
+    assert summary["latency_steady_samples"] == 2
+    assert summary["latency_steady_p99_ms"] == 50
+    assert (summary["latency_stop_samples"], summary["latency_stop_p99_ms"]) == (1, 500)
+    assert summary["latency_p99_ms"] == 500  # the whole run keeps everything
 
 
 def test_alert_latency_is_wall_time_from_the_condition_mapped_by_the_clock() -> None:
