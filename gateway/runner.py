@@ -33,6 +33,7 @@ from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edg
 from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
 from gateway.publisher import GatewayLink, paho_link
 from gateway.rollup import Accumulator
+from gateway.round_trip import RoundTrip
 from gateway.spool import Spool, SpoolEntry
 from gateway.tracker import Origin, TrackerState
 
@@ -166,6 +167,7 @@ class Gateway:
         self._in_flight = 0
         self._max_confirmed = 0
         self._confirmed_at = monotonic()  # when a confirmation last came
+        self._round_trip = RoundTrip()  # send to confirmation: how long a hole may be only in appearance
         self._need_birth = False
         self._end_ms: int | None = None
         self._last = 0
@@ -269,15 +271,19 @@ class Gateway:
 
     def _take_confirmations(self) -> None:
         confirmed: list[int] = []
+        now = self._monotonic()
         for confirmation in self.link.take_confirmations():
             for seq in confirmation.seqs():
                 self._max_confirmed = max(self._max_confirmed, seq)
-                if self._pending.pop(seq, None) is not None:
+                pending = self._pending.pop(seq, None)
+                if pending is not None:
                     confirmed.append(seq)
                     self._fresh.pop(seq, None)
+                    if pending.attempts == 1 and pending.sent_at is not None:  # sent once: Karn's rule
+                        self._round_trip.sample(now - pending.sent_at)
         if confirmed:
             self.confirmed += self.spool.confirm(confirmed)
-            self._confirmed_at = self._monotonic()
+            self._confirmed_at = now
 
     def _on_connects(self) -> None:
         if not self.link.take_connects():
@@ -295,7 +301,10 @@ class Gateway:
         short grace."""
         now = self._monotonic()
         d = self._delivery
-        grace = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
+        # Never sooner than confirmations take (gateway/round_trip.py): a message waiting in a worker's queue
+        # behind a backlog is no hole, and copies of the backlog would only lengthen it.
+        floor = min(d.hole_grace_s, DRAIN_GRACE_S) if draining else d.hole_grace_s
+        grace = self._round_trip.grace_s(floor, max(floor, d.resend_max_s))
         # While draining, once no confirmation came for a quarter of the stall limit, a message goes again at
         # least every quarter of it, whatever backoff it earned before: a longer wait would end the drain on the
         # gateway's own backoff (a worker gone for good keeps taking its share of the sends until its session
