@@ -25,6 +25,12 @@ class Histogram:
         """What was added after ``earlier``, a snapshot of this histogram (counts only grow, so this is exact)."""
         return Histogram([now - then for now, then in zip(self.counts, earlier.counts, strict=True)])
 
+    def over(self, bound_ms: int) -> int:
+        """How many values were above ``bound_ms``, one of BOUNDS_MS (exact: buckets end at the bounds)."""
+        if bound_ms not in BOUNDS_MS:
+            raise ValueError(f"{bound_ms} ms is not a bucket bound: {BOUNDS_MS}")
+        return sum(self.counts[BOUNDS_MS.index(bound_ms) + 1 :])
+
     @property
     def total(self) -> int:
         return sum(self.counts)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,3 +31,13 @@ def test_merged_histograms_count_everything_once() -> None:
     assert a.total == 5
     assert a.percentile(100) == BOUNDS_MS[-1]
     assert Histogram().percentile(50) is None
+
+
+def test_over_a_bound_counts_exactly_the_values_above_it() -> None:
+    histogram = Histogram()
+    for ms in (1_999, 2_000, 2_001, 4_999, 700_000):
+        histogram.add(ms)
+    assert histogram.over(2_000) == 3
+    assert histogram.over(600_000) == 1
+    with pytest.raises(ValueError, match="not a bucket bound"):
+        histogram.over(1_500)
