@@ -63,6 +63,7 @@ from ftel.contract.models import (
     Telemetry,
 )
 from ftel.contract.states import MachineState, MachineType
+from ftel.contract.topics import GatewayKind, MachineKind, gateway_kind_filter, machine_kind_filter
 
 MACHINE = "machine"
 GATEWAY = "gateway"
@@ -74,6 +75,19 @@ FORGET_PREFIX = "resolved:"
 ENGINE_CLOCK = ""
 
 TelemetryRule = OverheatRule | SlowRunningRule | ServiceOverdueRule
+
+# The kinds the rules read. A window, a roll-up or a job tells them nothing that the samples, events and
+# heartbeats do not (a window only proves its gateway alive and moves its clock, which its heartbeat does every few
+# seconds), so the worker subscribes to these alone: in a county's stream a third of the messages are windows.
+READ_MACHINE_KINDS = (MachineKind.META, MachineKind.EVENT, MachineKind.TELEMETRY)
+READ_GATEWAY_KINDS = (GatewayKind.STATUS, GatewayKind.HEARTBEAT)
+
+
+def read_filters(site: str) -> list[str]:
+    """The topic filters of the data the rules read, for every workshop of ``site`` (``+``: every site)."""
+    return [machine_kind_filter(site, kind) for kind in READ_MACHINE_KINDS] + [
+        gateway_kind_filter(site, kind) for kind in READ_GATEWAY_KINDS
+    ]
 
 
 class MachineObs(BaseModel):

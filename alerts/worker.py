@@ -56,7 +56,7 @@ from alerts.delivery import (
     webhook_client,
     webhook_sink,
 )
-from alerts.engine import Engine
+from alerts.engine import Engine, read_filters
 from alerts.errors import DeliveryError
 from alerts.lifecycle import AlertRecord
 from alerts.rows import changed_rows, state_from_rows
@@ -272,6 +272,10 @@ class AlertWorker:
         try:
             if self._rebuild:
                 self._rebuild_from_retained(stop)
+            if session_present:
+                # A session from before the worker read only what its rules read still holds the whole stream's
+                # subscription, which would hand it every sample twice.
+                transport.unsubscribe(shared(self.options.group, data_filter(self.site)))
             for topic_filter in self._filters():
                 transport.subscribe(topic_filter)
             answered_by = time.monotonic() + SUBSCRIBE_TIMEOUT_S
@@ -295,7 +299,7 @@ class AlertWorker:
 
     def _filters(self) -> list[str]:
         return [
-            shared(self.options.group, data_filter(self.site)),
+            *(shared(self.options.group, topic_filter) for topic_filter in read_filters(self.site)),
             # Retained meta and status (a shared subscription gets no retained messages).
             machine_kind_filter(self.site, MachineKind.META),
             gateway_kind_filter(self.site, GatewayKind.STATUS),

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from ftel.contract import encode
-from ftel.contract.models import GatewayStatus, Heartbeat, Message, Rollup, StateWindow
+from ftel.contract import encode, topic_of
+from ftel.contract.models import GatewayStatus, MachineMeta, Message, Rollup, StateWindow
 from ftel.contract.states import MachineType
-from ftel.contract.topics import GatewayKind, MachineKind, confirm_topic, gateway_topic, machine_topic
+from ftel.contract.topics import GatewayKind, confirm_topic, gateway_topic
 from ftel.retry import RetryPolicy
 from ftel.settings import GatewaySettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
@@ -40,14 +40,6 @@ from gateway.tracker import Origin, TrackerState
 __all__ = ["DeliveryOptions", "Gateway", "GatewayTiming", "Progress", "build_gateway", "edges_between"]
 
 log = logging.getLogger(__name__)
-
-KIND_OF: dict[str, MachineKind] = {
-    "MachineMeta": MachineKind.META,
-    "StateChange": MachineKind.EVENT,
-    "StateWindow": MachineKind.WINDOW,
-    "Telemetry": MachineKind.TELEMETRY,
-    "ProgramChange": MachineKind.JOB,
-}
 
 
 # At shutdown, an unconfirmed message is sent again after this long (nothing newer will show it is missing).
@@ -254,18 +246,9 @@ class Gateway:
         return parts, gone
 
     def _entry(self, message: Message) -> SpoolEntry:
-        o = self.origin
-        if isinstance(message, GatewayStatus):
-            topic, retain = self._status_topic, True
-        elif isinstance(message, Heartbeat):
-            topic, retain = gateway_topic(o.site, o.workshop, o.gateway_id, GatewayKind.HEARTBEAT), False
-        elif isinstance(message, Rollup):
-            topic, retain = gateway_topic(o.site, o.workshop, o.gateway_id, GatewayKind.ROLLUP), False
-        else:
-            kind = KIND_OF[type(message).__name__]
-            topic = machine_topic(o.site, o.workshop, message.machine_type.value, message.machine_id, kind)
-            retain = kind is MachineKind.META
-        return SpoolEntry(message.seq, topic, encode(message), retain)
+        # The retained ones: the gateway's status and each machine's meta (what a newcomer must know first).
+        retain = isinstance(message, GatewayStatus | MachineMeta)
+        return SpoolEntry(message.seq, topic_of(message), encode(message), retain)
 
     # -- delivery ------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from ftel.contract.codec import (
     encode,
     parse_json,
     read_message,
+    topic_of,
 )
 from ftel.contract.errors import ContractError
 from ftel.contract.models import (
@@ -74,4 +75,5 @@ __all__ = [
     "read_message",
     "shared",
     "state_field",
+    "topic_of",
 ]

@@ -29,7 +29,16 @@ from ftel.contract.models import (
     StateWindow,
     Telemetry,
 )
-from ftel.contract.topics import GatewayKind, MachineKind, TopicAddress, check_id, confirm_topic, parse_topic
+from ftel.contract.topics import (
+    GatewayKind,
+    MachineKind,
+    TopicAddress,
+    check_id,
+    confirm_topic,
+    gateway_topic,
+    machine_topic,
+    parse_topic,
+)
 
 # Larger payloads are refused before parsing: the biggest honest message (a window) is well under 4 KiB.
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -50,6 +59,16 @@ MODEL_BY_KIND: dict[str, type[BaseModel]] = {
     GatewayKind.HEARTBEAT: Heartbeat,
     GatewayKind.ROLLUP: Rollup,
 }
+_KIND_OF_MODEL: dict[type[BaseModel], str] = {model: kind for kind, model in MODEL_BY_KIND.items()}
+
+
+def topic_of(message: Message) -> str:
+    """The data topic a message is published on: the topic ``read_message`` reads it from."""
+    kind = _KIND_OF_MODEL[type(message)]
+    if isinstance(message, MachineMessage):
+        m = message
+        return machine_topic(m.site, m.workshop, m.machine_type.value, m.machine_id, MachineKind(kind))
+    return gateway_topic(message.site, message.workshop, message.gateway_id, GatewayKind(kind))
 
 
 def _describe(error: ValidationError) -> str:

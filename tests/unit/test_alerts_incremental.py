@@ -11,20 +11,24 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.client import topic_matches_sub
 
 from alerts.deadlines import Deadlines
-from alerts.engine import Engine, EngineState
+from alerts.engine import Engine, EngineState, read_filters
 from alerts.lifecycle import AlertRecord, Status
 from alerts.rows import Rows, all_rows, changed_rows, state_from_rows
 from alerts.rules import RepeatedStopsRule, load_config
 from alerts.store import Store
+from ftel.contract import topic_of
 from ftel.contract.models import (
     GatewayStatus,
     Heartbeat,
     MachineMeta,
     MachineNow,
     Message,
+    Rollup,
     StateChange,
+    StateWindow,
     Telemetry,
 )
 from ftel.contract.states import DOWN_REASONS, MachineState, MachineType
@@ -352,3 +356,20 @@ def test_deadlines_drop_their_skipped_entries_as_they_grow() -> None:
         deadlines.wake("a", "", at)
     assert len(deadlines._heaps[""]) <= 2_000
     assert deadlines.due("", 100_000) == ["a"]
+
+
+def test_the_kinds_the_rules_do_not_read_change_no_alert() -> None:
+    """The worker subscribes to the kinds the rules read (``read_filters``): over the load test's faults, an
+    engine that never sees the rest of the stream (windows, roll-ups) raises the same alerts as one that sees it
+    all, at the same moments."""
+    plant = generate_plant(100, per_workshop=50, site="s")
+    plan = plan_faults(plant, load_config(), 16 * 60)
+    messages = the_plant_story(1_795_402_800_000, plan.with_faults(plant), 16)
+    filters = read_filters("s")
+    read = [m for m in messages if any(topic_matches_sub(f, topic_of(m)) for f in filters)]
+    assert any(isinstance(m, StateWindow) for m in messages)
+    assert not any(isinstance(m, StateWindow | Rollup) for m in read)
+    everything, what_is_read = Engine(load_config()), Engine(load_config())
+    fired = [r for m in messages for r in everything.observe(m)]
+    assert [r for m in read for r in what_is_read.observe(m)] == fired
+    assert {(f.rule, f.machine_id) for f in plan.faults} <= {(r.rule, r.subject) for r in fired}

@@ -53,6 +53,7 @@ class FakeTransport:
     hold_pubacks: bool = False
     granted: bool = True  # the broker's answer to the subscriptions
     lose: bool = False
+    session_present: bool = False
     connects: int = 0
     reads_refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,7 +62,7 @@ class FakeTransport:
         with self.lock:
             self.connects += 1
             self.log.append(("connect", self.connects))
-        return False
+        return self.session_present
 
     def subscribe(self, topic_filter: str) -> None:
         self.log.append(("subscribe", topic_filter))
@@ -252,7 +253,32 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 def test_a_new_worker_rebuilds_from_retained_alerts_then_subscribes(rig: Rig) -> None:
     kinds = [(what, value) for what, value in rig.transport.log if what in ("subscribe", "unsubscribe")]
     assert kinds[:2] == [("subscribe", f"{ALERT_PREFIX}/+"), ("unsubscribe", f"{ALERT_PREFIX}/+")]
-    assert ("subscribe", "$share/alerts/ftel/v1/s/+/+/+/+") in kinds[2:]
+    data = [value for what, value in kinds[2:] if what == "subscribe" and value.startswith("$share/alerts/")]
+    # The kinds the rules read, each shared in the worker's group; not the windows nor the roll-ups.
+    assert data == [
+        "$share/alerts/ftel/v1/s/+/+/+/meta",
+        "$share/alerts/ftel/v1/s/+/+/+/event",
+        "$share/alerts/ftel/v1/s/+/+/+/telemetry",
+        "$share/alerts/ftel/v1/s/+/gateway/+/status",
+        "$share/alerts/ftel/v1/s/+/gateway/+/heartbeat",
+    ]
+    assert ("unsubscribe", "$share/alerts/ftel/v1/s/+/+/+/+") not in kinds  # a new session has nothing to undo
+
+
+def test_a_resumed_session_gives_up_the_whole_stream_before_it_subscribes(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.transport.session_present = True
+    rig.thread.start()
+    try:
+        wait_until(rig.worker.subscribed.is_set, timeout_s=5, what="subscribed", every_s=0.01)
+    finally:
+        rig.stop.set()
+        rig.thread.join(10)
+    kinds = [(what, value) for what, value in rig.transport.log if what in ("subscribe", "unsubscribe")]
+    # A session from before the worker read only what its rules read would get every sample twice.
+    gave_up = kinds.index(("unsubscribe", "$share/alerts/ftel/v1/s/+/+/+/+"))
+    assert gave_up < kinds.index(("subscribe", "$share/alerts/ftel/v1/s/+/+/+/telemetry"))
+    assert rig.errors == []
 
 
 def test_messages_are_acknowledged_only_after_the_commit_that_covers_them(rig: Rig) -> None:
