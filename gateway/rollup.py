@@ -42,16 +42,19 @@ class Accumulator:
         self.units += other.units
         self.defects += other.defects
 
-    @classmethod
-    def of(cls, window: StateWindow) -> Accumulator:
-        return cls(
-            {window.machine_id},
-            {state: window.state_ms.get(state, 0) for state in STATE_ORDER},
-            dict(window.down_ms_by_reason),
-            dict(window.stops_by_reason),
-            window.units,
-            window.defects,
-        )
+    def add_window(self, window: StateWindow) -> None:
+        """Add one machine window (as ``add`` of its own accumulator, without making one: every window of a
+        county's gateways goes through here twice)."""
+        self.machines.add(window.machine_id)
+        state_ms = self.state_ms
+        for state, ms in window.state_ms.items():
+            state_ms[state] += ms
+        for reason, ms in window.down_ms_by_reason.items():
+            self.down_ms[reason] = self.down_ms.get(reason, 0) + ms
+        for reason, n in window.stops_by_reason.items():
+            self.stops[reason] = self.stops.get(reason, 0) + n
+        self.units += window.units
+        self.defects += window.defects
 
 
 ByType = dict[MachineType, Accumulator]
@@ -93,11 +96,12 @@ def add_windows(state: RollupState, windows: Iterable[StateWindow]) -> None:
     for window in windows:
         if window.partial:
             continue
-        _merge(state.windows.setdefault(window.window_start, {}), {window.machine_type: Accumulator.of(window)})
+        by_type = state.windows.setdefault(window.window_start, {})
+        by_type.setdefault(window.machine_type, Accumulator()).add_window(window)
         if HOUR_MS % window.window_ms == 0:
             hour = state.machine_hours.setdefault(window.window_start - window.window_start % HOUR_MS, {})
             _, accumulator = hour.setdefault(window.machine_id, (window.machine_type, Accumulator()))
-            accumulator.add(Accumulator.of(window))
+            accumulator.add_window(window)
 
 
 def _machine_rolled(
@@ -136,7 +140,7 @@ def partial(state: RollupState, closing: Iterable[StateWindow], *, window_ms: in
     window_start: int | None = None
     for window in closing:
         window_start = window.window_start
-        _merge(now, {window.machine_type: Accumulator.of(window)})
+        now.setdefault(window.machine_type, Accumulator()).add_window(window)
     if window_start is None:
         return []
     for start, by_type in state.windows.items():
@@ -155,6 +159,6 @@ def partial(state: RollupState, closing: Iterable[StateWindow], *, window_ms: in
             machines[machine_id][1].add(accumulator)  # a copy: the stored hour carries on after a restart
         for window in closing:
             entry = machines.setdefault(window.machine_id, (window.machine_type, Accumulator()))
-            entry[1].add(Accumulator.of(window))
+            entry[1].add_window(window)
         out.extend(_machine_rolled(machines, hour_start, at_ms, partial=True))
     return out
