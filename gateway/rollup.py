@@ -9,7 +9,7 @@ the gateway's checkpoint; partial roll-ups at a stop are overwritten by the full
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ftel.contract.models import StateWindow
@@ -33,28 +33,31 @@ class Accumulator:
 
     def add(self, other: Accumulator) -> None:
         self.machines |= other.machines
-        for state, ms in other.state_ms.items():
-            self.state_ms[state] += ms
-        for reason, ms in other.down_ms.items():
-            self.down_ms[reason] = self.down_ms.get(reason, 0) + ms
-        for reason, n in other.stops.items():
-            self.stops[reason] = self.stops.get(reason, 0) + n
-        self.units += other.units
-        self.defects += other.defects
+        self._add(other.state_ms, other.down_ms, other.stops, other.units, other.defects)
 
     def add_window(self, window: StateWindow) -> None:
         """Add one machine window (as ``add`` of its own accumulator, without making one: every window of a
         county's gateways goes through here twice)."""
         self.machines.add(window.machine_id)
-        state_ms = self.state_ms
-        for state, ms in window.state_ms.items():
-            state_ms[state] += ms
-        for reason, ms in window.down_ms_by_reason.items():
+        self._add(window.state_ms, window.down_ms_by_reason, window.stops_by_reason, window.units, window.defects)
+
+    def _add(
+        self,
+        state_ms: Mapping[MachineState, int],
+        down_ms: Mapping[str, int],
+        stops: Mapping[str, int],
+        units: int,
+        defects: int,
+    ) -> None:
+        mine = self.state_ms
+        for state, ms in state_ms.items():
+            mine[state] += ms
+        for reason, ms in down_ms.items():
             self.down_ms[reason] = self.down_ms.get(reason, 0) + ms
-        for reason, n in window.stops_by_reason.items():
+        for reason, n in stops.items():
             self.stops[reason] = self.stops.get(reason, 0) + n
-        self.units += window.units
-        self.defects += window.defects
+        self.units += units
+        self.defects += defects
 
 
 ByType = dict[MachineType, Accumulator]
