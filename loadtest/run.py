@@ -42,12 +42,12 @@ from loadtest.health import WorkerHealth, merge_latency
 from loadtest.live import progress_line, progress_table
 from loadtest.monitor import Monitor, WireView, wall_ms
 from loadtest.plan import (
-    DEFAULT_LEAD_MS,
     ClockPlan,
     GatewayShare,
     auto_gateway_processes,
     clock_plan,
     share_workshops,
+    start_lead_ms,
 )
 from loadtest.report import write_outputs
 from loadtest.resources import ResourceWatch
@@ -322,7 +322,14 @@ class LoadTest:
                     alerts += ["--rules", str(o.rules)]
                 self.watch.watch("alerts", processes.start(ALERTS, alerts).pid)
                 processes.wait_ready([*self.workers, ALERTS])
-            clock = clock_plan(now_ms=wall_ms(), duration_ms=o.duration_ms, speedup=o.speedup, window_ms=self.window_ms)
+            lead_ms = start_lead_ms(self.plant.machine_count, os.cpu_count() or 1)
+            clock = clock_plan(
+                now_ms=wall_ms(),
+                duration_ms=o.duration_ms,
+                speedup=o.speedup,
+                window_ms=self.window_ms,
+                lead_ms=lead_ms,
+            )
             # At real time the plant starts on a window edge, up to a window away: start the gateways a lead
             # before it, not earlier, or their first readings (taken at the start) wait for the clock.
             starts = time.strftime("%H:%M:%S", time.localtime(clock.anchor_ms / 1000))
@@ -330,7 +337,7 @@ class LoadTest:
                 f"plant time {clock.speedup:g}×, starting at {starts}; {len(self.shares)} gateway processes, "
                 f"logs in {self.logs}"
             )
-            processes.pause(max(0.0, (clock.anchor_ms - DEFAULT_LEAD_MS - wall_ms()) / 1000))
+            processes.pause(max(0.0, (clock.anchor_ms - lead_ms - wall_ms()) / 1000))
             for share in self.shares:
                 self.watch.watch(
                     "gateways", processes.start(share.name, self._gateway_args(share, clock, plant_file)).pid

@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 
 from loadtest.errors import LoadTestError
 from loadtest.plan import (
+    DEFAULT_LEAD_MS,
     MACHINES_PER_GATEWAY_PROCESS,
     auto_gateway_processes,
     clock_plan,
     share_workshops,
+    start_lead_ms,
     whole_windows,
 )
 
@@ -76,3 +78,11 @@ def test_every_workshop_is_in_exactly_one_share_and_shares_are_balanced(sizes: l
 def test_a_county_splits_evenly() -> None:
     shares = share_workshops([(f"ws{i:03d}", 500) for i in range(120)], 6)
     assert [s.machines for s in shares] == [10_000] * 6
+
+
+def test_the_gateways_start_early_enough_for_their_own_start_on_this_machine_s_cores() -> None:
+    # The fixed lead for a small plant; a county's start shared by the cores on top of it.
+    assert start_lead_ms(1_000, 2) == DEFAULT_LEAD_MS + 500
+    assert start_lead_ms(60_000, 2) == DEFAULT_LEAD_MS + 30_000
+    assert start_lead_ms(60_000, 4) < start_lead_ms(60_000, 2)
+    assert start_lead_ms(60_000, 0) == start_lead_ms(60_000, 1)
