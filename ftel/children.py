@@ -42,13 +42,16 @@ def spawn(
     env: Mapping[str, str] | None = None,
     stdout: Output = None,
     stderr: Output = None,
+    nice: int = 0,
 ) -> subprocess.Popen[bytes]:
     """``ftel <args>`` as a child of this process: in a session of its own (the terminal's Ctrl-C is the
     parent's to handle), stopping by itself should the parent die. Call it from the thread that outlives the
-    child (the main thread): Linux tells a child when the thread that started it ends."""
+    child (the main thread): Linux tells a child when the thread that started it ends. ``nice`` above 0 runs it
+    (and every thread it starts) at that lower priority, through coreutils' nice, which execs it (same pid)."""
     child_env = {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
+    niced = ["nice", "-n", str(nice)] if nice else []
     return subprocess.Popen(
-        [sys.executable, "-m", "ftel.app", *args],
+        [*niced, sys.executable, "-m", "ftel.app", *args],
         env=child_env,
         stdout=stdout,
         stderr=stderr,

@@ -62,6 +62,11 @@ Target = Literal["local", "settings"]
 # Workers publish their health this often during a load test (the live view's and the timeline's resolution).
 HEALTH_INTERVAL_S = 1.0
 READY_TIMEOUT_S = 90.0
+# The simulated gateways stand for hardware in the workshops, not for the server under test: they run at a lower
+# priority, so that the pipeline gets the CPU it needs first (Linux shares a core by runnable threads, and a
+# county's gateway processes have more of them than the one-threaded workers). They must still keep plant time:
+# what they send late is late in the latencies, which are measured from the messages' own timestamps.
+GATEWAY_NICE = 10
 # After the plant's end, gateways drain what is unconfirmed; past this (or half the run, if longer) they are
 # stopped and the run fails.
 DRAIN_ALLOWANCE_S = 300.0
@@ -108,12 +113,12 @@ class _Processes:
     interrupts: Interrupts
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def start(self, name: str, args: list[str], *, nice: int = 0) -> subprocess.Popen[bytes]:
         """A process of the run, out of the terminal's reach: Ctrl-C is the load test's to handle, in order. A
         worker among them says when it is ready in its own file (ftel/ready.py)."""
         env = self.env | ready_env(self._ready_file(name))
         with (self.logs / f"{name}.log").open("ab") as out:
-            process = spawn(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+            process = spawn(args, env=env, stdout=out, stderr=subprocess.STDOUT, nice=nice)
         self.running[name] = process
         return process
 
@@ -340,7 +345,8 @@ class LoadTest:
             processes.pause(max(0.0, (clock.anchor_ms - lead_ms - wall_ms()) / 1000))
             for share in self.shares:
                 self.watch.watch(
-                    "gateways", processes.start(share.name, self._gateway_args(share, clock, plant_file)).pid
+                    "gateways",
+                    processes.start(share.name, self._gateway_args(share, clock, plant_file), nice=GATEWAY_NICE).pid,
                 )
             failed = self._watch_run(processes, monitor, clock)
             wall_s = (wall_ms() - clock.anchor_ms) / 1000
