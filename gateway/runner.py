@@ -161,6 +161,8 @@ class Gateway:
         self._confirmed_at = monotonic()  # when a confirmation last came
         self._round_trip = RoundTrip()  # send to confirmation: how long a hole may be only in appearance
         self._need_birth = False
+        # Metas in the spool that no birth has followed yet (a fresh start's): the first birth need not repeat them.
+        self._metas_queued = False
         self._end_ms: int | None = None
         self._last = 0
         # Machines whose driver knows its next change are read then (a heap of (time, machine)), the rest at
@@ -428,6 +430,7 @@ class Gateway:
         if end_ms is not None:
             last = min(last, end_ms)
         self._commit([*self._read(last), *self.core.metas(last)])
+        self._metas_queued = True
         return last
 
     def begin(self, *, first_read_ms: int | None = None, end_ms: int | None = None) -> None:
@@ -495,8 +498,10 @@ class Gateway:
             self._last = now
         if self._need_birth and self.link.is_connected():
             # After the reads: the birth re-states each machine as of now, after everything sent so far.
-            made.extend([self.core.birth(), *self.core.metas(self._last)])
-            self._need_birth = False
+            # A fresh start's metas go out on this connection anyway: a county's start would send them twice.
+            metas = [] if self._metas_queued else self.core.metas(self._last)
+            made.extend([self.core.birth(), *metas])
+            self._need_birth = self._metas_queued = False
         if made or self._monotonic() - self._last_commit >= self._delivery.checkpoint_every_s:
             self._commit(made)
         self._deliver()

@@ -287,6 +287,25 @@ def test_a_retained_message_is_retained_on_its_first_send_only() -> None:
     assert not any(r for _, p, r in link.sent if seq_of(p) in first)
 
 
+def test_a_fresh_start_sends_each_meta_once_and_every_reconnect_states_them_again() -> None:
+    link = FakeLink()
+    g = gateway(link, Clock())
+    g.begin(first_read_ms=START)
+    g.tick()  # sends what the first readings made, and sees the connect
+    g.tick()  # sends the connect's birth
+    metas = [t for t, _, _ in link.sent if t.endswith("/meta")]
+    births = [i for i, (t, p, _) in enumerate(link.sent) if t == STATUS_TOPIC and json.loads(p)["online"]]
+    assert len(births) == 1
+    assert len(metas) == len(set(metas)) == len(g.core.trackers) > 1
+    assert not [t for t, _, _ in link.sent[births[0] :] if t.endswith("/meta")], "the birth repeated the metas"
+    link.confirm(*link.take_sent())
+    g.tick()
+    link.connect()  # the broker may have lost them: the reconnect's birth states them again
+    g.tick()
+    g.tick()
+    assert sorted(t for t, _, _ in link.sent if t.endswith("/meta")) == sorted(metas)
+
+
 def test_a_hole_goes_again_after_the_grace_then_on_a_growing_backoff() -> None:
     link, clock = FakeLink(), Clock()
     g, sent = started(link, clock)
