@@ -125,6 +125,10 @@ class MachineTracker:
             st.window_start = reading.at_ms - reading.at_ms % self._window_ms
             st.units_at_window_start = reading.units_total
             st.defects_at_window_start = reading.defects_total
+            # The first sample at the machine's own moment in the interval (its phase), not at first sight: a
+            # county's gateways start together, and would otherwise send every machine's sample at once.
+            interval, phase = self._telemetry_interval_ms, self._telemetry_phase_ms
+            st.next_telemetry_ms = -((phase - reading.at_ms) // interval) * interval + phase  # first slot >= now
         else:
             if reading.at_ms < last.at_ms:
                 return out

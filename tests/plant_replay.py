@@ -81,7 +81,7 @@ def run_gateway(
             out.append(beat)
         last = now
         if not born:  # connected during the first tick: the birth re-states every machine after the reads
-            out.extend([core.birth(), *core.metas(last)])
+            out.append(core.birth())  # (a fresh start's metas are already on their way: gateway/runner.py)
             born = True
     if clean_end:
         out.extend([*core.close(end_ms), core.death(end_ms)])

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftel.contract.models import StateChange, StateWindow
+from ftel.contract.models import StateChange, StateWindow, Telemetry
 from ftel.contract.states import MachineState
 from ftel.plant.layout import default_plant
 from gateway.driver import Reading
@@ -93,15 +93,38 @@ def _reading(at_s: int, state: MachineState, reason: str | None = None, units: i
     return Reading(START + at_s * 1000, state, reason, units, defects, 1.0, 30.0, 0)
 
 
-def _tracker() -> MachineTracker:
+def _tracker(telemetry_phase_ms: int = 0) -> MachineTracker:
     plant = default_plant()
     spec = plant.workshops[0].machines[0]
     seq = itertools.count(1)
     driver = SimulatedDriver(MachineModel(spec, plant_seed=plant.seed, start_ms=START))
     origin = Origin(plant.site, plant.workshops[0].id, plant.workshops[0].gateway_id)
     return MachineTracker(
-        origin, driver.info, window_ms=WINDOW, telemetry_interval_ms=30_000, next_seq=lambda: next(seq)
+        origin,
+        driver.info,
+        window_ms=WINDOW,
+        telemetry_interval_ms=30_000,
+        next_seq=lambda: next(seq),
+        telemetry_phase_ms=telemetry_phase_ms,
     )
+
+
+@given(st.integers(0, 29_999), st.integers(0, 120_000))
+def test_a_machine_s_first_sample_is_at_its_own_phase_not_at_first_sight(phase_ms: int, first_ms: int) -> None:
+    tracker = _tracker(phase_ms)
+    samples = [
+        m.ts
+        for at_ms in range(first_ms, first_ms + 61_000, 1_000)
+        for m in tracker.observe(Reading(START + at_ms, MachineState.RUNNING, None, 0, 0, 1.0, 30.0, 0))
+        if isinstance(m, Telemetry)
+    ]
+    # Read every second from first sight: a sample at the first reading at or after each of its moments (START is
+    # on an interval edge), the first moment being at or after first sight.
+    reads = range(first_ms, first_ms + 61_000, 1_000)
+    moments = [m for m in range(phase_ms, first_ms + 61_000, 30_000) if m >= first_ms]
+    expected = sorted({START + next(t for t in reads if t >= m) for m in moments if m <= reads[-1]})
+    assert samples == expected
+    assert samples[0] - START - first_ms < 30_000 + 1_000
 
 
 def test_counters_that_start_from_zero_again_carry_on_from_the_last_total() -> None:
