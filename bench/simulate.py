@@ -7,7 +7,8 @@ and keep everything in their spools unconfirmed (nothing subscribes, so the brok
 the simulating process (psutil; its own CPU, not its children's): how long it took from its start to its first
 published message and the CPU seconds that took, then, after a warm-up (the start's catch-up, births and metas),
 CPU seconds per wall second (cores) over a fixed wall time (and of those, its main thread's: the gateways' loop; the
-rest is paho's network threads, one per gateway), its peak resident memory (VmHWM), and both per 10,000 machines.
+rest is the links' network thread, gateway/link_hub.py, or in code before it paho's, one per gateway), its peak
+resident memory (VmHWM), and both per 10,000 machines.
 The machine has 2 cores and may be shared: read the figures of one run side by side, not against another day's.
 ``--baseline DIR`` runs the code of another checkout too (its `ftel` from DIR, e.g. ``git archive <commit> | tar
 -x -C DIR``), at the same time as this code, each on a plant of its own of the same size, measured over the same
@@ -54,7 +55,7 @@ class Cost:
     start_s: float  # wall seconds from the process's start to its first published message
     start_cpu_s: float  # CPU seconds it spent until then
     cores: float  # CPU seconds per wall second, measured after the warm-up
-    loop_cores: float  # of which the main thread's: the gateways' loop (the others are paho's network loops)
+    loop_cores: float  # of which the main thread's: the gateways' loop (the other is the links' network thread)
     peak_mib: float
     published: int  # messages published over the measured wall time (as of the progress lines, every 2 s)
     connects: int  # connections to the broker over the whole run (one per gateway, unless a link was lost)

@@ -30,8 +30,8 @@ class MqttSettings(BaseModel):
     cert_file: Path | None = Field(None, description="client certificate, for brokers that require one")
     key_file: Path | None = Field(None, description="the client certificate's private key")
     # Every client (gateways, ingest) that lost the broker tries again after reconnect_min_s, doubling (with
-    # jitter where the loop is ours) up to reconnect_max_s, for as long as it runs: a broker comes back. Whole
-    # seconds: paho's own reconnect loop (the gateway's) counts in them.
+    # jitter) up to reconnect_max_s, for as long as it runs: a broker comes back. The gateways' links wait in their
+    # network thread (gateway/link_hub.py), back to reconnect_min_s at every CONNACK.
     reconnect_min_s: int = Field(1, ge=1, description="first wait before connecting to the broker again")
     reconnect_max_s: int = Field(10, ge=1, description="the wait doubles up to this")
 

@@ -2,8 +2,9 @@
 
 Each gateway is cheap between the changes of its machines (gateway/runner.py reads a simulated machine only when
 it changes and at window and telemetry edges), so one thread ticks them all in turn instead of a thread each;
-their MQTT links still run on paho's own threads. At the end they drain in parallel (each waits for its own
-confirmations).
+their MQTT links share one more, their network thread (a ``LinkHub``, gateway/link_hub.py, given to every
+gateway's link by whoever builds them: simulators/session.py). At the end they drain in parallel (each waits for
+its own confirmations).
 """
 
 from __future__ import annotations

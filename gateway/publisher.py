@@ -1,10 +1,12 @@
 """The gateway's MQTT link: the port the runner talks to (``GatewayLink``) and its paho implementation.
 
-``PahoGatewayLink`` (paho-mqtt 2.x, MQTT 5, QoS 1) connects and reconnects in paho's own thread, registers the
-last will, subscribes to the gateway's confirmations, and hands back to the runner (thread-safe) what happened:
-(re)connections, confirmations, PUBACKs. It holds nothing of its own: the spool does. The composition root
-builds it (``paho_link``) and hands it to the runner, so the runner's delivery (resends, holes, drain) is
-unit-tested with a fake link, and the integration tests prove the same on Mosquitto.
+``PahoGatewayLink`` (paho-mqtt 2.x, MQTT 5, QoS 1) registers the last will, subscribes to the gateway's
+confirmations at every connect, and hands back to the runner (thread-safe) what happened: (re)connections,
+confirmations, PUBACKs. Its network work (connecting, reconnecting, reading, writing, keepalives) is done by a
+``LinkHub`` (gateway/link_hub.py): one thread for all the links of a process, or one of its own. It holds nothing
+of its own: the spool does. The composition root builds it (``paho_link``) and hands it to the runner, so the
+runner's delivery (resends, holes, drain) is unit-tested with a fake link, and the integration tests prove the
+same on Mosquitto.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import threading
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -23,11 +24,14 @@ from ftel.contract import Confirmation, ContractError, decode_confirmation
 from ftel.mqtt import paho_client
 from ftel.security.credentials import with_identity
 from ftel.settings import MqttSettings, Settings
+from gateway.link_hub import HubClient, LinkHub
 
 log = logging.getLogger(__name__)
 
-# paho's own queue only ever holds what the runner let in flight (it paces by PUBACKs).
-PAHO_MAX_INFLIGHT = 65_535
+# paho's own queue only ever holds what the runner let in flight (it paces by PUBACKs), so paho need not bound it:
+# 0 is no bound. With a bound, paho walks every message in flight at each PUBACK, looking for one queued behind
+# the bound to send (an eighth of a simulated gateway process's network thread, at 65,535).
+PAHO_MAX_INFLIGHT = 0
 
 
 class GatewayLink(Protocol):
@@ -61,9 +65,12 @@ class GatewayLink(Protocol):
 
 
 class PahoGatewayLink:
-    def __init__(self, settings: MqttSettings, *, client_id: str) -> None:
+    def __init__(self, settings: MqttSettings, *, client_id: str, hub: LinkHub | None = None) -> None:
+        """``hub``: the network thread shared with the process's other links; None: one of its own."""
         self._settings = settings
         self._client_id = client_id
+        self._hub = hub or LinkHub(name=f"mqtt-{client_id}")
+        self._attached: HubClient | None = None
         self._confirm_topic = ""
         self._connected = threading.Event()
         self._lock = threading.Lock()
@@ -72,8 +79,6 @@ class PahoGatewayLink:
         self._confirmations: queue.SimpleQueue[Confirmation] = queue.SimpleQueue()
         self._client = paho_client(settings, client_id=client_id)
         self._client.max_inflight_messages_set(PAHO_MAX_INFLIGHT)
-        # paho's own loop reconnects (no jitter of its own), with the settings' bounds, as long as the link runs.
-        self._client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -83,19 +88,18 @@ class PahoGatewayLink:
         self._confirm_topic = confirm_topic
         will_topic, will_payload = will
         self._client.will_set(will_topic, will_payload, qos=1, retain=True)
-        # connect_async + loop_start: the first connection and every reconnect happen in paho's thread, so a
-        # broker that is down at start is no different from one that goes away later.
-        self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s, clean_start=True
-        )
-        self._client.loop_start()
+        # From here on only the hub's thread calls the client: the first connection and every reconnect happen
+        # there, so a broker that is down at start is no different from one that goes away later.
+        self._attached = self._hub.attach(self._client, self._settings, name=self._client_id)
 
     def is_connected(self) -> bool:
         return self._connected.is_set()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self._attached is None or not self._connected.is_set():
+            return False
+        self._attached.publish(topic, payload, retain=retain)
+        return True
 
     def take_connects(self) -> int:
         with self._lock:
@@ -116,8 +120,10 @@ class PahoGatewayLink:
                 return out
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        """Disconnect cleanly once everything published so far is written (a clean disconnect sends no will)."""
+        if self._attached is not None:
+            self._attached.stop()
+        self._connected.clear()
 
     def _on_connect(
         self,
@@ -168,6 +174,7 @@ class PahoGatewayLink:
             log.warning("ignored a confirmation on %s: %s", message.topic, error)
 
 
-def paho_link(settings: Settings, gateway_id: str) -> PahoGatewayLink:
-    """The link of gateway ``gateway_id`` to the settings' broker, with its own identity's credentials."""
-    return PahoGatewayLink(with_identity(settings, gateway_id).mqtt, client_id=gateway_id)
+def paho_link(settings: Settings, gateway_id: str, *, hub: LinkHub | None = None) -> PahoGatewayLink:
+    """The link of gateway ``gateway_id`` to the settings' broker, with its own identity's credentials; on
+    ``hub``, the network thread of the process's links (None: a thread of its own)."""
+    return PahoGatewayLink(with_identity(settings, gateway_id).mqtt, client_id=gateway_id, hub=hub)

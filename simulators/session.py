@@ -12,6 +12,8 @@ from ftel.plant.layout import Plant, default_plant, load_plant
 from ftel.settings import Settings
 from gateway import host
 from gateway.core import close_phase_ms
+from gateway.link_hub import LinkHub
+from gateway.publisher import paho_link
 from gateway.runner import Gateway, GatewayTiming, Progress, build_gateway
 from gateway.tracker import Origin
 from simulators.clock import SimClock
@@ -50,7 +52,9 @@ class SimulationRun:
             close_phase_ms=close_phase_ms(gateway_id, s.window_s * 1000, settings.gateway.close_phase_s),
         )
 
-    def gateway(self, settings: Settings, workshop_id: str) -> Gateway:
+    def gateway(self, settings: Settings, workshop_id: str, *, hub: LinkHub | None = None) -> Gateway:
+        """The workshop's gateway, its link on ``hub`` (the network thread of the process's links; None: a
+        thread of its own)."""
         workshop = self.plant.workshop(workshop_id)
         drivers = [
             SimulatedDriver(model)
@@ -65,6 +69,7 @@ class SimulationRun:
             now_ms=self.clock.now_ms,
             timing=self.timing(settings, workshop.gateway_id),
             power_safe=settings.simulation.spool_power_safe,
+            link=paho_link(settings, workshop.gateway_id, hub=hub),
         )
 
 
@@ -77,11 +82,13 @@ def run_gateways(
     on_progress: Callable[[str, Progress], None] | None = None,
     on_built: Callable[[Sequence[Gateway]], None] | None = None,
 ) -> dict[str, Progress]:
-    """The chosen workshops' gateways (all by default), driven by one thread, until ``end_ms`` or ``stop``;
-    returns each workshop's final progress. ``on_built`` gets the gateways before they start, so that whoever
-    stops them can watch their drain (``unconfirmed``) or cut it short (``abandon_drain``)."""
+    """The chosen workshops' gateways (all by default), driven by one thread and their links by another (one
+    ``LinkHub``), until ``end_ms`` or ``stop``; returns each workshop's final progress. ``on_built`` gets the
+    gateways before they start, so that whoever stops them can watch their drain (``unconfirmed``) or cut it short
+    (``abandon_drain``)."""
     chosen = workshops or [w.id for w in run.plant.workshops]
-    gateways = {run.gateway(settings, workshop_id): workshop_id for workshop_id in chosen}
+    hub = LinkHub(name="mqtt-links")
+    gateways = {run.gateway(settings, workshop_id, hub=hub): workshop_id for workshop_id in chosen}
     if on_built is not None:
         on_built(list(gateways))
     report = (lambda g, p: on_progress(gateways[g], p)) if on_progress else None

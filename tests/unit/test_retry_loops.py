@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from ftel.plant.layout import default_plant
-from ftel.settings import InfluxSettings, PollSettings, Settings
+from ftel.settings import InfluxSettings, MqttSettings, PollSettings, Settings
 from ftel.stack.services import free_port
 from ftel.storage.writer import direct_write_policy
 from gateway.drivers.poll import PollTiming
+from gateway.link_hub import reconnect_policy
 from simulators.backfill import BackfillError, backfill
 
 START = 1_780_000_000_000
@@ -29,6 +30,16 @@ def test_a_machine_that_cannot_be_reached_is_tried_again_doubling_between_the_se
     assert waits[-1] == defaults.reconnect_max_s
     stretched = [policy.backoff(n, lambda: 1.0) for n in range(8)]
     assert all(s > w for s, w in zip(stretched, waits, strict=True)), "machines that failed together spread out"
+
+
+def test_a_gateway_that_lost_the_broker_connects_again_doubling_between_the_settings_bounds() -> None:
+    policy = reconnect_policy(MqttSettings(reconnect_min_s=2, reconnect_max_s=30))
+    waits = [policy.backoff(n, no_jitter) for n in range(8)]
+    assert waits[0] == 2
+    assert waits == sorted(waits)
+    assert waits[-1] == 30
+    stretched = [policy.backoff(n, lambda: 1.0) for n in range(8)]
+    assert all(s > w for s, w in zip(stretched, waits, strict=True)), "a restarted broker is not met by all at once"
 
 
 def test_commands_writing_straight_to_influxdb_stop_retrying_after_the_settings_cap(
