@@ -29,13 +29,17 @@ from ftel.mqtt import paho_client
 from ftel.settings import MqttSettings
 
 OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid, qos
-# A publication at QoS 1 takes one of paho's in-flight slots (20) until the broker's PUBACK, and one past them
-# waits in paho, unsent, for a slot; a worker's acknowledgements do not wait. While a worker drains a backlog,
-# Mosquitto queues its PUBACKs behind the whole backlog it is sending the worker (docs/scale.md, "Confirmations
-# during a drain"), so a QoS 1 publication past the first 20 leaves only once the backlog is read, after the
-# acknowledgements made later. A QoS 0 publication needs no slot and no PUBACK: it is written at once, in the
-# order of the calls, before the acknowledgements that follow it.
+# A publication at QoS 1 takes one of paho's in-flight slots until the broker's PUBACK, and one past them waits in
+# paho, unsent, for a slot; a worker's acknowledgements do not wait. While a worker drains a backlog, Mosquitto
+# queues its PUBACKs behind the whole backlog it is sending the worker (docs/scale.md, "Confirmations during a
+# drain"), so a QoS 1 publication past the slots leaves only once the backlog is read, after the acknowledgements
+# made later. A QoS 0 publication needs no slot and no PUBACK: it is written at once, in the order of the calls,
+# before the acknowledgements that follow it.
 Qos = Literal[0, 1]
+# paho's slots are 20 unless told, whatever the broker takes; a worker takes as many as the broker's Receive Maximum
+# allows (MQTT 5: 65,535 when it names none), up to this. At 60,000 machines the alert worker's 240 alerts of a
+# fault burst left 20 at a time, each 20 a backlog's drain after the last: the last ones 50 s late.
+PUBLISH_IN_FLIGHT_MAX = 1_000
 CONNECT_TIMEOUT_S = 15.0
 # Messages read per readable socket before the worker looks at its batch and limits again. Counted in messages,
 # not in paho's ``loop_read`` calls: one call reads as many packets as the client has publications of its own
@@ -135,10 +139,14 @@ class PahoTransport:
         # Published on this connection, not yet acknowledged by the broker (oldest first).
         self._unacknowledged: deque[mqtt.MQTTMessageInfo] = deque()
         self._closing = False
+        # Publications in flight at most: ours, until a CONNACK names a lower Receive Maximum.
+        self._in_flight_max = PUBLISH_IN_FLIGHT_MAX
+        self._broker_receive_maximum = PUBLISH_IN_FLIGHT_MAX
 
     def _new_client(self) -> mqtt.Client:
         client = paho_client(self._settings, client_id=self._client_id)
         client.manual_ack_set(True)
+        client.max_inflight_messages_set(self._in_flight_max)  # paho takes it only before the connection
         client.on_connect = self._handle_connect
         client.on_subscribe = self._handle_subscribe
         client.on_unsubscribe = self._handle_unsubscribe
@@ -146,6 +154,16 @@ class PahoTransport:
         return client
 
     def connect(self) -> bool:
+        session_present = self._connect_once()
+        if self._broker_receive_maximum < self._in_flight_max:
+            # This broker takes fewer publications in flight than were set before it said so (paho takes the
+            # bound only before a connection): connect again within it, once; the session stays.
+            self._in_flight_max = self._broker_receive_maximum
+            self._drop()
+            self._connect_once()
+        return session_present
+
+    def _connect_once(self) -> bool:
         if self._wake_pair is None:
             self._wake_pair = socket.socketpair()
             for end in self._wake_pair:
@@ -313,6 +331,7 @@ class PahoTransport:
         self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, reason: ReasonCode, props: object
     ) -> None:
         self._connack = (flags.session_present, reason)
+        self._broker_receive_maximum = getattr(props, "ReceiveMaximum", 65_535)
 
     def _handle_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reasons: list[ReasonCode], props: object
