@@ -363,6 +363,28 @@ def test_an_alert_row_is_delivered_to_mqtt_only_after_its_puback(rig: Rig) -> No
     assert record.alert_id in line
 
 
+def test_an_alert_leaves_without_waiting_for_the_pubacks_of_those_before_it(rig: Rig) -> None:
+    rig.transport.hold_pubacks = True
+    rig.transport.send(*firing())
+
+    def published() -> list[tuple[str, bytes, bool, FakePublication]]:
+        return rig.transport.published(f"{ALERT_PREFIX}/")
+
+    wait_until(lambda: len(published()) == 1, timeout_s=5, what="the firing's publication", every_s=0.01)
+    # The machine runs again: the alert resolves while the broker has not answered the firing yet.
+    back = [change(T0 + 12 * MIN, MachineState.RUNNING, None), heartbeat(T0 + 13 * MIN)]
+    rig.transport.send(*(wire(m, 4 + n) for n, m in enumerate(back)))
+    wait_until(lambda: len(published()) == 2, timeout_s=5, what="the resolution's publication", every_s=0.01)
+    assert [AlertRecord.model_validate_json(body).status for _, body, _, _ in published()] == [
+        Status.FIRING,
+        Status.RESOLVED,
+    ]
+    assert rig.store.pending(MQTT_SINK) == 2  # neither is delivered before its PUBACK
+    rig.transport.release_pubacks()
+    wait_until(lambda: rig.store.pending(MQTT_SINK) == 0, timeout_s=5, what="the MQTT delivery", every_s=0.01)
+    assert len(published()) == 2  # and nothing went twice
+
+
 def test_a_slow_webhook_holds_up_neither_the_stream_nor_the_other_sinks(rig: Rig) -> None:
     rig.receiver.gate.clear()  # the receiver does not answer
     rig.transport.send(*firing())
