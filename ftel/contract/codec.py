@@ -66,8 +66,9 @@ def topic_of(message: Message) -> str:
     """The data topic a message is published on: the topic ``read_message`` reads it from."""
     kind = _KIND_OF_MODEL[type(message)]
     if isinstance(message, MachineMessage):
-        m = message
-        return machine_topic(m.site, m.workshop, m.machine_type.value, m.machine_id, MachineKind(kind))
+        return machine_topic(
+            message.site, message.workshop, message.machine_type.value, message.machine_id, MachineKind(kind)
+        )
     return gateway_topic(message.site, message.workshop, message.gateway_id, GatewayKind(kind))
 
 

@@ -6,8 +6,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ftel.contract import ContractError, MachineKind, decode, machine_topic, parse_topic
+from ftel.contract import (
+    ContractError,
+    Decoded,
+    MachineKind,
+    decode,
+    encode,
+    machine_topic,
+    parse_topic,
+    read_message,
+    topic_of,
+)
 from ftel.contract.codec import MAX_PAYLOAD_BYTES
+from gateway.core import GatewayTiming
+from simulators.plant import generate_plant
+from tests.plant_replay import run_gateway
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,20}\Z")
 TOPIC = machine_topic("qinghe", "knit", "knitting", "KNIT-001", MachineKind.EVENT)
@@ -219,3 +232,25 @@ def test_the_sender_of_a_message_is_read_leniently(payload_bytes: bytes, expecte
 
     sender = read_message(TOPIC, payload_bytes).sender
     assert (None if sender is None else (sender.site, sender.workshop, sender.gateway_id, sender.seq)) == expected
+
+
+def test_every_message_a_gateway_sends_reads_back_from_the_topic_it_is_published_on() -> None:
+    plant = generate_plant(60, per_workshop=30, site="s")
+    start = 1_795_402_800_000
+    run = run_gateway(
+        plant,
+        plant.workshops[0].id,
+        start_ms=start,
+        first_read_ms=start,
+        end_ms=start + 3_600_000,
+        steps_ms=[5_000],
+        timing=GatewayTiming(60_000, 30_000, 10_000, 0, telemetry_spread=True),
+        boot_id=start,
+    )
+    kinds = set()
+    for message in run.messages:
+        judged = read_message(topic_of(message), encode(message))
+        assert isinstance(judged, Decoded), judged
+        assert judged.message == message
+        kinds.add(judged.address.kind)
+    assert kinds >= {"meta", "event", "window", "telemetry", "status", "heartbeat", "rollup"}
