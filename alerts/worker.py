@@ -502,9 +502,11 @@ class AlertWorker:
         while answered < len(self._in_flight) and self._in_flight[answered][1].is_published():
             answered += 1
         if answered:
+            # Rows left behind by a full window are looked at again now that it has room; new rows set _mqtt_due
+            # themselves (at their commit), so a PUBACK alone asks the store nothing.
+            self._mqtt_due |= len(self._in_flight) >= DELIVERY_BATCH
             self.store.delivered([item for item, _ in self._in_flight[:answered]])
             del self._in_flight[:answered]
-            self._mqtt_due = True
         now = time.monotonic()
         if not publish or not (self._mqtt_due or now - self._mqtt_looked >= IDLE_POLL_S):
             return

@@ -22,9 +22,10 @@ from alerts.lifecycle import AlertRecord, Status
 from alerts.rules import AlertConfig, WebhookTarget, parse_config
 from alerts.store import Store
 from alerts.worker import STORE_FILE, AlertWorker, WorkerThread
-from ftel.contract.models import GatewayStatus, Heartbeat, Message
+from ftel.contract import encode, topic_of
+from ftel.contract.models import GatewayStatus, Message
 from ftel.contract.states import MachineState
-from ftel.contract.topics import ALERT_PREFIX, GatewayKind, MachineKind, gateway_topic, machine_topic
+from ftel.contract.topics import ALERT_PREFIX
 from ftel.mqtt_transport import TransportError
 from ftel.settings import IngestSettings, Settings
 from tests.support import wait_until
@@ -185,13 +186,7 @@ def alert_config(state_dir: Path, **worker: object) -> AlertConfig:
 
 
 def wire(message: Message, mid: int) -> tuple[str, bytes, int]:
-    if isinstance(message, GatewayStatus):
-        topic = gateway_topic(message.site, message.workshop, message.gateway_id, GatewayKind.STATUS)
-    elif isinstance(message, Heartbeat):
-        topic = gateway_topic(message.site, message.workshop, message.gateway_id, GatewayKind.HEARTBEAT)
-    else:
-        topic = machine_topic(message.site, message.workshop, "knitting", "K1", MachineKind.EVENT)
-    return topic, message.model_dump_json().encode(), mid
+    return topic_of(message), encode(message), mid
 
 
 def firing(first_mid: int = 1) -> list[tuple[str, bytes, int]]:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from ftel.contract import encode
+from ftel.contract import encode, topic_of
 from ftel.contract.models import GatewayStatus, Heartbeat, Message, StateChange
 from ftel.contract.states import MachineState, MachineType
-from ftel.contract.topics import GatewayKind, MachineKind, gateway_topic, machine_topic
 from ftel.settings import IngestSettings, Settings
 from ftel.storage.lineproto import encode_batch
 from ftel.storage.points import death_points
@@ -151,14 +150,7 @@ class FakeSeen:
 
 
 def wire(message: Message, mid: int) -> tuple[str, bytes, int]:
-    if isinstance(message, StateChange):
-        topic = machine_topic(
-            message.site, message.workshop, message.machine_type.value, message.machine_id, MachineKind.EVENT
-        )
-    else:
-        kind = GatewayKind.STATUS if isinstance(message, GatewayStatus) else GatewayKind.HEARTBEAT
-        topic = gateway_topic(message.site, message.workshop, message.gateway_id, kind)
-    return topic, encode(message), mid
+    return topic_of(message), encode(message), mid
 
 
 @dataclass
