@@ -77,6 +77,7 @@ def render(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
     )
     skipped = "".join(f"<li>{html.escape(s)}</li>" for s in summary["faults_skipped"])
     differences = "".join(f"<li><code>{html.escape(d)}</code></li>" for d in summary["differences"])
+    missed = "".join(f"<li><strong>aim missed</strong>: {html.escape(m)}</li>" for m in summary["aims_missed"])
     latency_note = (
         ""
         if summary["latency_meaningful"]
@@ -149,6 +150,12 @@ def render(summary: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
             ],
         )
     }</table>{latency_note}
+<h2>Latency aims</h2><table>{
+        _rows(
+            summary,
+            ["aims_judged", "latency_aim_ms", "latency_steady_p99_ms", "alert_latency_aim_ms", "alert_latency_p99_ms"],
+        )
+    }</table>{f"<ul>{missed}</ul>" if missed else ""}
 <h2>Alerts</h2><table>{
         _rows(
             summary,

@@ -35,6 +35,7 @@ from ftel.security.identities import ALERTS, SUPERVISOR, gateway, ingest_identit
 from ftel.settings import AuthSettings, InfluxSettings, MqttSettings, Settings, StackSettings
 from ftel.stack import LocalStack
 from ftel.storage.query import InfluxQuery
+from loadtest.aims import Aims
 from loadtest.check import expected_figures, stored_figures
 from loadtest.errors import LoadTestError
 from loadtest.faults import FaultPlan, plan_faults
@@ -92,6 +93,7 @@ class LoadTestOptions:
     sample_s: float = 2.0
     keep_data: bool = False
     alert_wait_s: float = SETTLE_S
+    aims: Aims = field(default_factory=Aims)
 
 
 class _StopAsked(Exception):
@@ -388,6 +390,7 @@ class LoadTest:
             unconfirmed_peak=max((s["unconfirmed"] for s in self.timeline), default=0),
             worker_lag_peak_ms=max((s["worker_lag_ms"] for s in self.timeline), default=0),
             timeline=self.timeline,
+            aims=o.aims,
         )
         summary = build_summary(facts)
         json_path, html_path = write_outputs(self.out, summary, latency.counts, alert_latencies(view.alerts, clock))

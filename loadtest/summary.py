@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftel.histogram import Histogram
+from loadtest.aims import Aims, missed_aims
 from loadtest.faults import InjectedFault
 from loadtest.monitor import AlertSeen
 from loadtest.plan import ClockPlan
@@ -23,8 +24,9 @@ COMPONENTS = ("gateways", "ingest", "alerts", "mosquitto", "influxdb", "loadtest
 
 SUMMARY_KEYS: dict[str, str] = {
     "schema_version": "version of this layout (1)",
-    "passed": "true when lost, doubled and wrong are 0, every injected fault raised its alert and every gateway "
-    "process ended cleanly (the exit code says the same: 0 passed, 1 failed)",
+    "passed": "true when lost, doubled and wrong are 0, every injected fault raised its alert, every gateway "
+    "process ended cleanly and, at real time, no latency aim was missed (the exit code says the same: 0 passed, "
+    "1 failed)",
     "target": "local (Mosquitto and InfluxDB started by the load test) or settings (the broker and InfluxDB the "
     "settings name)",
     "machines": "simulated machines",
@@ -74,6 +76,10 @@ SUMMARY_KEYS: dict[str, str] = {
     "alert_latency_p95_ms": "the same, 95th percentile",
     "alert_latency_p99_ms": "the same, 99th percentile",
     "alert_latency_max_ms": "the same, the largest",
+    "latency_aim_ms": "the aim for latency_steady_p99_ms: at most this (--latency-aim-s)",
+    "alert_latency_aim_ms": "the aim for alert_latency_p99_ms: at most this (--alert-latency-aim-s)",
+    "aims_judged": "true at real time: only then are the latency aims part of the verdict",
+    "aims_missed": "the latency aims the run missed, a sentence each (empty when none or not judged)",
     "faults_injected": "injected faults (long DOWN, burst of stops, overheating)",
     "faults_alerted": "injected faults whose alert fired",
     "faults": "each injected fault: kind, rule, workshop, machine_id, at_s, alerted, latency_ms",
@@ -173,6 +179,7 @@ class RunFacts:
     unconfirmed_peak: int
     worker_lag_peak_ms: int
     timeline: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    aims: Aims = field(default_factory=Aims)
 
 
 def _component(usage: ComponentUsage | None, wall_s: float, machines: int) -> dict[str, Any]:
@@ -201,7 +208,6 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
     alert_ms = alert_latencies(facts.alerts, clock)
     meaningful = clock.real_time and facts.latency.total > 0
     alerted = sum(o.alert is not None for o in outcomes)
-    passed = verdict.passed and alerted == len(outcomes) and facts.gateway_processes_failed == 0
     wall = facts.wall_s
 
     def rate(n: int) -> float:
@@ -216,6 +222,14 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
 
     def steady_latency(p: float) -> int | None:
         return steady.percentile(p) if meaningful and steady is not None else None
+
+    missed = missed_aims(
+        facts.aims,
+        real_time=clock.real_time,
+        steady_p99_ms=steady_latency(99),
+        alert_p99_ms=percentile(alert_ms, 99),
+    )
+    passed = verdict.passed and alerted == len(outcomes) and facts.gateway_processes_failed == 0 and not missed
 
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -261,6 +275,10 @@ def build_summary(facts: RunFacts) -> dict[str, Any]:
         "alert_latency_p95_ms": percentile(alert_ms, 95),
         "alert_latency_p99_ms": percentile(alert_ms, 99),
         "alert_latency_max_ms": max(alert_ms) if alert_ms else None,
+        "latency_aim_ms": facts.aims.latency_ms,
+        "alert_latency_aim_ms": facts.aims.alert_latency_ms,
+        "aims_judged": missed is not None,
+        "aims_missed": missed or [],
         "faults_injected": len(outcomes),
         "faults_alerted": alerted,
         "faults": [

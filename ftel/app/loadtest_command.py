@@ -12,6 +12,7 @@ from rich.console import Console
 from ftel.app.simulation import parse_duration
 from ftel.errors import CliError
 from ftel.settings import Settings
+from loadtest.aims import ALERT_LATENCY_AIM_MS, LATENCY_AIM_MS, Aims
 from loadtest.run import LoadTest, LoadTestOptions
 
 
@@ -54,6 +55,7 @@ def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
         sample_s=args.sample_s,
         keep_data=args.keep_data,
         alert_wait_s=args.alert_wait_s,
+        aims=Aims(round(args.latency_aim_s * 1000), round(args.alert_latency_aim_s * 1000)),
     )
     summary = LoadTest(options, settings, console).run()
     verdict = "[green]PASSED[/green]" if summary["passed"] else "[red]FAILED[/red]"
@@ -66,6 +68,10 @@ def _loadtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     for difference in summary["differences"][:10]:
         console.print(f"  {difference}")
+    for missed in summary["aims_missed"]:
+        console.print(f"  [red]aim missed[/red]: {missed}")
+    if not summary["aims_judged"]:
+        console.print("  latency aims not judged: only a run at real time (--speedup 1) is a claim about speed")
     return 0 if summary["passed"] else 1
 
 
@@ -80,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "from the credentials file). Shows rate, lag, latency, CPU and memory per component while it runs; at "
         "the end compares InfluxDB with the simulator's ledger machine by machine and writes summary.json and "
         "report.html (docs/scale.md explains every figure). Exit code 0: passed; 1: lost, doubled or wrong "
-        "data, a fault without its alert, or a gateway process that failed; 2: could not run.",
+        "data, a fault without its alert, a gateway process that failed, or at real time a latency aim missed; 2: "
+        "could not run.",
     )
     parser.add_argument("--machines", type=_positive(int), required=True, help="simulated machines")
     parser.add_argument(
@@ -120,6 +127,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_positive(float),
         default=60.0,
         help="after the gateways end, wait this long at most for the injected faults' alerts (default 60)",
+    )
+    parser.add_argument(
+        "--latency-aim-s",
+        type=_positive(float),
+        default=LATENCY_AIM_MS / 1000,
+        help="at real time, fail the run if end-to-end p99 after the warm-up is above this (default 2)",
+    )
+    parser.add_argument(
+        "--alert-latency-aim-s",
+        type=_positive(float),
+        default=ALERT_LATENCY_AIM_MS / 1000,
+        help="at real time, fail the run if alert latency p99 is above this (default 5)",
     )
     parser.add_argument("--sample-s", type=_positive(float), default=2.0, help="seconds between samples (default 2)")
     parser.add_argument(

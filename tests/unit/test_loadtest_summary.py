@@ -9,6 +9,7 @@ from pathlib import Path
 
 from alerts.lifecycle import AlertRecord, Status
 from ftel.histogram import BOUNDS_MS, Histogram
+from loadtest.aims import Aims
 from loadtest.faults import FaultKind, InjectedFault
 from loadtest.health import merge_latency, parse_health
 from loadtest.monitor import AlertSeen
@@ -218,3 +219,29 @@ def test_worker_health_translates_once_and_histograms_merge_exactly() -> None:
     assert merged.counts[3] == 4
     assert parse_health(b"") is None
     assert parse_health(b'{"worker": "x"}') is None
+
+
+def test_at_real_time_a_latency_aim_missed_fails_the_run_and_says_which() -> None:
+    warm = Histogram()
+    warm.add(20)  # after the warm-up: 40, 40 and 300 ms, so the steady p99 is 500 ms (its bucket's bound)
+    late = {"o": AlertSeen(alert("o", "overheat", "M7", START + 240_000), START + 246_000)}  # 6 s after
+    run = facts(REAL_TIME, alerts=late, at_warmup=warm)
+    summary = build_summary(run)
+    assert summary["aims_judged"]
+    assert summary["aims_missed"] == ["alert latency p99 6,000 ms, aim at most 5,000 ms"]
+    assert not summary["passed"]
+
+    both = build_summary(replace(run, aims=Aims(latency_ms=400, alert_latency_ms=6_000)))
+    assert both["aims_missed"] == ["end-to-end latency p99 after the warm-up 500 ms, aim at most 400 ms"]
+    assert (both["latency_aim_ms"], both["alert_latency_aim_ms"]) == (400, 6_000)
+    assert build_summary(replace(run, aims=Aims(latency_ms=500, alert_latency_ms=6_000)))["passed"]
+
+
+def test_faster_than_real_time_the_latency_aims_are_not_judged() -> None:
+    clock = ClockPlan(START, START, START + 600_000, 10.0)
+    slow = {"o": AlertSeen(alert("o", "overheat", "M7", START + 240_000), START + 24_000 + 60_000)}
+    summary = build_summary(facts(clock, alerts=slow))
+    assert summary["alert_latency_p99_ms"] == 60_000
+    assert not summary["aims_judged"]
+    assert summary["aims_missed"] == []
+    assert summary["passed"]
