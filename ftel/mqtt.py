@@ -14,6 +14,7 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ftel.mqtt_properties import install as share_property_tables
 from ftel.settings import MqttSettings
 
 
@@ -32,6 +33,7 @@ def _password(settings: MqttSettings) -> str | None:
 
 def paho_client(settings: MqttSettings, *, client_id: str) -> paho.Client:
     """A paho client (MQTT 5) with this broker's credentials and TLS; callbacks and connect are the caller's."""
+    share_property_tables()
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     if settings.username:
         client.username_pw_set(settings.username, _password(settings))
@@ -43,6 +45,7 @@ def paho_client(settings: MqttSettings, *, client_id: str) -> paho.Client:
 
 def aiomqtt_options(settings: MqttSettings) -> dict[str, Any]:
     """Keyword arguments for ``aiomqtt.Client``: host, port, credentials, TLS, MQTT 5, keepalive."""
+    share_property_tables()
     return {
         "hostname": settings.host,
         "port": settings.port,
