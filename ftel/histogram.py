@@ -31,6 +31,10 @@ class Histogram:
             raise ValueError(f"{bound_ms} ms is not a bucket bound: {BOUNDS_MS}")
         return sum(self.counts[BOUNDS_MS.index(bound_ms) + 1 :])
 
+    def over_about(self, value_ms: int) -> int:
+        """How many values were above the largest bucket bound not above ``value_ms`` (exact when it is one)."""
+        return self.over(BOUNDS_MS[max(0, bisect.bisect_right(BOUNDS_MS, value_ms) - 1)])
+
     @property
     def total(self) -> int:
         return sum(self.counts)

@@ -27,6 +27,7 @@ def progress_table(sample: Mapping[str, Any], *, title: str, plant_end_ms: int, 
         ("unconfirmed", f"{sample['unconfirmed']:,}"),
         ("worker lag ms", f"{sample['worker_lag_ms']:,}"),
         ("latency p99 ms", "–" if latency_p99_ms is None else f"≤ {latency_p99_ms:,}"),
+        ("late since last", "–" if sample["late"] is None else f"{sample['late']:,}"),
         ("alerts", f"{sample['alerts']:,}"),
     ]
     components = sorted(sample["cpu_percent"])
@@ -48,5 +49,5 @@ def progress_line(sample: Mapping[str, Any], *, latency_p99_ms: int | None) -> s
     return (
         f"t {sample['t_s']:,.0f}s  {sample['messages_per_s']:,.0f} msg/s  {sample['points_per_s']:,.0f} points/s  "
         f"unconfirmed {sample['unconfirmed']:,}  worker lag {sample['worker_lag_ms']:,} ms  latency p99 {p99} ms  "
-        f"alerts {sample['alerts']}  |  {cpu}"
+        f"late {'–' if sample['late'] is None else format(sample['late'], ',')}  alerts {sample['alerts']}  |  {cpu}"
     )

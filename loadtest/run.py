@@ -239,6 +239,7 @@ class LoadTest:
         self.timeline: list[dict[str, Any]] = []
         self.latency_at_warmup: Histogram | None = None  # the workers' merged latency when the warm-up ended
         self.latency_before_stop: Histogram | None = None  # ... and last sampled before the plant's end
+        self.latency_sampled = Histogram()  # the workers' merged latency at the last sample
         self.cpu_peaks: dict[str, float] = {}
         self.stack: LocalStack | None = None
         self.began_ms = 0
@@ -472,6 +473,12 @@ class LoadTest:
         running = {w for s in self.shares if processes.running[s.name].poll() is None for w in s.workshops}
         gateway_ids = {w.gateway_id for w in self.plant.workshops if w.id in running}
         messages = sum(h.messages_in for h in healths)
+        latency = merge_latency(healths)
+        # Which moments of the run the late messages came from: the ones stored since the last sample later
+        # than the aim (at real time only: faster, a message's time is plant time).
+        late = max(0, latency.since(self.latency_sampled).over_about(self.options.aims.latency_ms))
+        late_or_none = late if clock.real_time else None
+        self.latency_sampled = latency
         points = sum(h.points_written for h in healths)
         previous = self.timeline[-1] if self.timeline else None
         elapsed = (now - clock.anchor_ms) / 1000
@@ -485,6 +492,7 @@ class LoadTest:
             "points_per_s": round((points - previous["points"]) / span, 1) if previous and span > 0 else 0.0,
             "unconfirmed": sum(b.spool_depth for g, b in view.beats.items() if g in gateway_ids),
             "worker_lag_ms": max((h.lag_ms for h in healths), default=0),
+            "late": late_or_none,
             "alerts": len(view.alerts),
             "cpu_percent": {name: s.cpu_percent for name, s in resources.items()},
             "rss_mb": {name: s.rss_mb for name, s in resources.items()},

@@ -92,7 +92,9 @@ SUMMARY_KEYS: dict[str, str] = {
     "cores_mean (cpu_s over the wall seconds counted), cpu_peak_percent, peak_rss_mb, total_peak_rss_mb, "
     "machines_per_core (null where not measured: services the load test did not start)",
     "timeline": "samples over the run: t_s, plant_ms, messages, points, messages_per_s, points_per_s, "
-    "unconfirmed, worker_lag_ms, cpu_percent and rss_mb per component",
+    "unconfirmed, worker_lag_ms, late (messages stored since the previous sample later than the latency aim; "
+    "null faster than real time), "
+    "cpu_percent and rss_mb per component",
 }
 COMPONENT_KEYS = (
     "processes",

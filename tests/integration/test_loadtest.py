@@ -84,6 +84,7 @@ def test_a_small_county_passes_with_every_fault_alerted_and_a_full_report(tmp_pa
     assert summary["components"]["gateways"]["processes"] == 2
     assert summary["components"]["ingest"]["processes"] == 2
     assert summary["timeline"]
+    assert all(sample["late"] is None for sample in summary["timeline"])  # not counted faster than real time
 
     report = (out / "report.html").read_text()
     assert "PASSED" in report

@@ -41,3 +41,13 @@ def test_over_a_bound_counts_exactly_the_values_above_it() -> None:
     assert histogram.over(600_000) == 1
     with pytest.raises(ValueError, match="not a bucket bound"):
         histogram.over(1_500)
+
+
+def test_over_about_a_value_counts_above_the_bound_at_or_below_it() -> None:
+    histogram = Histogram()
+    for ms in (1_999, 2_000, 2_001, 4_999, 700_000):
+        histogram.add(ms)
+    assert histogram.over_about(2_000) == 3  # a bound: exact
+    assert histogram.over_about(2_500) == 3  # rounded down to 2,000
+    assert histogram.over_about(1_000_000) == 1  # beyond the last bound: the last bucket
+    assert histogram.over_about(0) == histogram.over(1)  # below the first bound: the first one
