@@ -7,7 +7,9 @@ as fast as they go, with a link that takes every message and acknowledges it at 
 confirmed: as `bench/simulate.py` runs them, without ingest). Printed: the process's CPU seconds (user, system)
 per plant second over ``--seconds`` after ``--warmup``, which is the cores the gateways alone need at real time,
 and per message. CPU time, not wall time: a loaded machine changes it less than it changes bench/simulate.py's
-figures (not nothing). ``--power-safe`` runs the spools as a real gateway's (synchronous=FULL) instead of a
+figures (not nothing). Then the CPU time of the rounds (every gateway ticked once, as one thread of
+`gateway/host.py` does) that cross a window edge, against the others: what holds back every machine's messages
+at each edge. ``--power-safe`` runs the spools as a real gateway's (synchronous=FULL) instead of a
 simulated one's (the settings' default).
 
     python bench/gateway_core.py [--machines 10000] [--warmup 30] [--seconds 120] [--power-safe]
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ftel.contract import Confirmation
+from ftel.heap import freeze_start
 from ftel.settings import Settings
 from gateway.runner import Gateway
 from gateway.tracker import Origin
@@ -105,15 +109,27 @@ def main() -> None:
             )
         for gateway in gateways:
             gateway.begin(first_read_ms=START_MS)
+        freeze_start()  # as gateway/host.py does once its gateways began
         tick_ms = round(settings.simulation.tick_s * 1000)
+
+        window_ms = gateways[0].core.timing.window_ms
+        # The CPU seconds of each round (every gateway ticked once, as gateway/host.py does in one thread),
+        # apart for the rounds that cross a window edge: a long round holds back every machine's messages.
+        edge_rounds: list[float] = []
+        other_rounds: list[float] = []
 
         def ticks(seconds: float) -> None:
             for _ in range(round(seconds * 1000 / tick_ms)):
+                crosses_edge = (clock[0] + tick_ms) // window_ms > clock[0] // window_ms
                 clock[0] += tick_ms
+                began = time.process_time()
                 for gateway in gateways:
                     gateway.tick()
+                (edge_rounds if crosses_edge else other_rounds).append(time.process_time() - began)
 
         ticks(args.warmup)
+        edge_rounds.clear()
+        other_rounds.clear()
         sent, before, wall = sum(link.published for link in links), os.times(), time.monotonic()
         ticks(args.seconds)
         after, wall = os.times(), time.monotonic() - wall
@@ -126,6 +142,13 @@ def main() -> None:
         f"(wall {wall:.1f} s) = {cores:.4f} cores at real time, {cores * 10_000 / args.machines:.4f} per 10,000 "
         f"machines; {sent:,} messages, {(user + system) / max(1, sent) * 1e6:.0f} µs each"
     )
+    if edge_rounds and other_rounds:
+        print(
+            f"rounds of the one gateway thread: {len(edge_rounds)} across a window edge, CPU "
+            f"{statistics.mean(edge_rounds) * 1000:,.0f} ms mean, {max(edge_rounds) * 1000:,.0f} ms max; "
+            f"{len(other_rounds)} others, {statistics.mean(other_rounds) * 1000:,.1f} ms mean, "
+            f"{max(other_rounds) * 1000:,.0f} ms max"
+        )
 
 
 if __name__ == "__main__":

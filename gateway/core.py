@@ -8,6 +8,7 @@ runner checkpoints with the spool in one transaction.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +46,11 @@ def _phase(key: str, interval_ms: int) -> int:
     """A stable offset in [0, interval) per machine or gateway id, whole seconds."""
     digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") % max(1, interval_ms // 1000) * 1000
+
+
+def _open_window(tracker: MachineTracker) -> int | None:
+    """The start of the machine's open window; None before its first reading."""
+    return tracker.state.window_start if tracker.state.last is not None else None
 
 
 def close_phase_ms(gateway_id: str, window_ms: int, configured_s: float | None) -> int:
@@ -112,6 +118,12 @@ class GatewayCore:
                 next_seq=self.next_seq,
                 state=tracker_state,
             )
+        # How many machines have each window open, by its start: the oldest is what the roll-ups wait for, asked
+        # at every read while a closed window waits (a machine closes its window when next read after the edge),
+        # so it is counted as windows move, not looked for among every machine.
+        self._open_windows: Counter[int] = Counter(
+            t.state.window_start for t in self.trackers.values() if t.state.last is not None
+        )
         # Each machine's place: messages are made in this order whichever machines are read.
         self._order = {machine_id: index for index, machine_id in enumerate(self.trackers)}
         # What changed since ``take_changed`` (the runner checkpoints only these): everything at first.
@@ -177,8 +189,10 @@ class GatewayCore:
         self._touched.update(read)
         for machine_id in read:
             tracker = self.trackers[machine_id]
+            opened = _open_window(tracker)
             for reading in readings[machine_id]:
                 out.extend(tracker.observe(reading))
+            self._moved(opened, _open_window(tracker))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
         return self._sent_at(at_ms, self._with_rollups(out))
 
@@ -233,7 +247,18 @@ class GatewayCore:
         return [*self._stamped(made), *(self._rollup(r) for r in rolled)]
 
     def _oldest_open_window(self) -> int | None:
-        return min((t.state.window_start for t in self.trackers.values() if t.state.last is not None), default=None)
+        return min(self._open_windows, default=None)
+
+    def _moved(self, opened: int | None, now_open: int | None) -> None:
+        """A machine's open window went from ``opened`` to ``now_open`` (its start; None: not read yet)."""
+        if opened == now_open:
+            return
+        if opened is not None:
+            self._open_windows[opened] -= 1
+            if not self._open_windows[opened]:
+                del self._open_windows[opened]
+        if now_open is not None:
+            self._open_windows[now_open] += 1
 
     def _rollup(self, rolled: Rolled) -> Rollup:
         o, totals = self.origin, rolled.totals
@@ -266,7 +291,9 @@ class GatewayCore:
         if last is None or last.state is MachineState.OFFLINE:
             return []
         self._touched.add(machine_id)
+        opened = _open_window(tracker)
         offline = tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None))
+        self._moved(opened, _open_window(tracker))
         return self._sent_at(at_ms, self._with_rollups(offline))
 
     def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
@@ -337,7 +364,9 @@ class GatewayCore:
         out: list[MachineMessage] = []
         self._touched.update(self.trackers)
         for tracker in self.trackers.values():
+            opened = _open_window(tracker)
             out.extend(tracker.close(at_ms))
+            self._moved(opened, _open_window(tracker))
         if out:
             self.state.last_ms = max(self.state.last_ms or at_ms, at_ms)
         return [*held, *self._with_rollups(out, closing_at=at_ms)]

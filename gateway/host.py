@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from ftel.heap import freeze_start
 from gateway.runner import Gateway, Progress
 
 
@@ -30,6 +31,7 @@ def run_gateways(
     """Run every gateway until ``end_ms`` or ``stop``; return each one's final progress by gateway id."""
     for gateway in gateways:
         gateway.begin(first_read_ms=first_read_ms, end_ms=end_ms)
+    freeze_start()
     next_progress = time.monotonic() + progress_every_s
     while not stop.is_set() and not all(g.finished for g in gateways):
         began = time.monotonic()

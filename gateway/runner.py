@@ -30,7 +30,7 @@ from ftel.contract.topics import GatewayKind, confirm_topic, gateway_topic
 from ftel.retry import RetryPolicy
 from ftel.settings import GatewaySettings, Settings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, SpoolCounts, edges_between
-from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver
+from gateway.driver import CountsRefusals, KnowsNextChange, MachineDriver, Reading
 from gateway.publisher import GatewayLink, paho_link
 from gateway.rollup import Accumulator
 from gateway.round_trip import RoundTrip
@@ -149,6 +149,8 @@ class Gateway:
         # gateway's) has none of its own, and a resumed one may find parts older than its row (see
         # ``_restore_parts``); the core counts everything as changed at first.
         self._parts_written = False
+        # Per edge of held windows: how many are written, and in which parts (``_changed_parts``).
+        self._held_written: dict[int, tuple[int, list[str]]] = {}
         self.core = GatewayCore(
             origin, [d.info for d in drivers], timing, boot_id=time.time_ns() // 1_000_000, state=restored
         )
@@ -178,6 +180,12 @@ class Gateway:
             m: d for m, d in self._drivers.items() if isinstance(d, CountsRefusals)
         }
         self._polled = frozenset(m for m in self._drivers if m not in self._scheduled)
+        # The oldest window edge a scheduled machine may not have been read at yet (None: none is owed).
+        # A machine whose driver knows its next change is read at a window edge when it is next read, and at
+        # the latest at the edge plus the gateway's close phase (``_settle``), not all on the edge: a county's
+        # gateways would otherwise close every window at the same instant, and every message made meanwhile
+        # would wait behind them. Its windows stay exact (it is read on the edge, only later).
+        self._owed_from: int | None = None
         self.published = 0
         self.confirmed = 0
         self._abandoned = threading.Event()
@@ -241,10 +249,19 @@ class Gateway:
                 gone.append(_HOURS_PART + machine_id)
         for edge in changed.held:
             held = core.held_at(edge)
+            done, names = self._held_written.pop(edge, (0, []))
+            if len(held) < done:  # not only added to: written again whole
+                gone.extend(names)
+                done, names = 0, []
             if held:
-                parts[f"{_HELD_PART}{edge}"] = _HELD.dump_json(held).decode()
+                # What an edge holds grows as its machines are read, then leaves whole: each commit writes
+                # only what was added, as a part of its own (from its index), not the edge's whole list again.
+                if len(held) > done:
+                    names = [*names, f"{_HELD_PART}{edge}/{done}"]
+                    parts[names[-1]] = _HELD.dump_json(held[done:]).decode()
+                self._held_written[edge] = (len(held), names)
             else:
-                gone.append(f"{_HELD_PART}{edge}")
+                gone.extend(names)
         return parts, gone
 
     def _entry(self, message: Message) -> SpoolEntry:
@@ -372,14 +389,59 @@ class Gateway:
         )
 
     def _read(self, at_ms: int, machines: Iterable[str] | None = None) -> list[Message]:
-        """Read ``machines`` (all by default) at ``at_ms``; note when each one that knows will next change."""
+        """Read ``machines`` (all by default) at ``at_ms``, each first at the window edges it owes; note when each
+        one that knows will next change."""
         chosen = self._drivers if machines is None else {m: self._drivers[m] for m in machines}
-        made = self.core.observe(at_ms, {machine_id: d.read(at_ms) for machine_id, d in chosen.items()})
+        made = self.core.observe(at_ms, {machine_id: self._readings(machine_id, at_ms) for machine_id in chosen})
         for machine_id in chosen:
             scheduled = self._scheduled.get(machine_id)
             if scheduled is not None:
                 self._schedule(machine_id, self._next_read(machine_id, scheduled))
         return made
+
+    def _readings(self, machine_id: str, at_ms: int) -> list[Reading]:
+        """The machine's readings up to ``at_ms``: a scheduled one's first at each window edge before it that
+        it was not read at (the counters on the edge: exact windows)."""
+        driver = self._drivers[machine_id]
+        if machine_id not in self._scheduled:
+            return driver.read(at_ms)
+        readings: list[Reading] = []
+        for edge in self._owed_edges(machine_id, at_ms):
+            readings.extend(driver.read(edge))
+        readings.extend(driver.read(at_ms))
+        return readings
+
+    def _owed_edges(self, machine_id: str, before_ms: int) -> range:
+        """The window edges before ``before_ms`` that the machine has not been read at (its open window's end
+        and each one after it)."""
+        state = self.core.trackers[machine_id].state
+        if state.last is None:
+            return range(0)
+        return range(state.window_start + self._timing.window_ms, before_ms, self._timing.window_ms)
+
+    def _window_end(self, machine_id: str) -> int | None:
+        state = self.core.trackers[machine_id].state
+        return None if state.last is None else state.window_start + self._timing.window_ms
+
+    def _settle(self, until_ms: int) -> list[Message]:
+        """Read every scheduled machine at each window edge up to ``until_ms`` that it still owes: before the
+        gateway sends the windows closed on an edge (its close phase after it), and when it stops."""
+        made: list[Message] = []
+        while self._owed_from is not None and self._owed_from <= until_ms:
+            edge = self._owed_from
+            owing = [m for m in self._scheduled if (end := self._window_end(m)) is not None and end <= edge]
+            if owing:
+                made.extend(self._read(edge, owing))
+            self._owed_from = edge + self._timing.window_ms
+        return made
+
+    def _on_edge(self, at_ms: int) -> frozenset[str] | None:
+        """Who is read on an edge: everyone on a shared telemetry edge (no spread), else (a window edge) the
+        polled machines only; the scheduled ones owe it (``_readings``, ``_settle``)."""
+        t = self._timing
+        if not t.telemetry_spread and at_ms % t.telemetry_interval_ms == 0:
+            return None
+        return self._polled
 
     def _next_read(self, machine_id: str, driver: KnowsNextChange) -> int:
         """Its next change, or its next telemetry sample when each machine samples at its own time."""
@@ -401,8 +463,8 @@ class Gateway:
             heapq.heappush(self._changes, (at_ms, machine_id))
 
     def _due(self, now_ms: int) -> list[str]:
-        """Machines to read at ``now_ms`` between edges: those whose change is due, and every one whose driver
-        cannot say when it will change."""
+        """Machines to read at ``now_ms`` (but on a shared telemetry edge): those whose change is due, and every
+        one whose driver cannot say when it will change."""
         due = set(self._polled)
         while self._changes and self._changes[0][0] <= now_ms:
             at_ms, machine_id = heapq.heappop(self._changes)
@@ -442,6 +504,8 @@ class Gateway:
             will=(self._status_topic, self._will), confirm_topic=confirm_topic(o.site, o.workshop, o.gateway_id)
         )
         self._last = self._start(first_read_ms, end_ms)
+        ends = (self._window_end(m) for m in self._scheduled)
+        self._owed_from = min((end for end in ends if end is not None), default=None)
 
     @property
     def finished(self) -> bool:
@@ -482,10 +546,14 @@ class Gateway:
         made: list[Message] = []
         if now > last:
             edges = self.core.edges(last, now)
+            phase = self._timing.close_phase_ms
             for at in edges:
-                made.extend(self._read(at))
-            if not edges or edges[-1] != now:
-                made.extend(self._read(now, self._due(now)))
+                made.extend(self._settle(at - phase))
+                if at != now:
+                    made.extend(self._read(at, self._on_edge(at)))
+            made.extend(self._settle(now - phase))
+            everyone = bool(edges) and edges[-1] == now and self._on_edge(now) is None
+            made.extend(self._read(now, None if everyone else self._due(now)))
             beat = self.core.heartbeat(
                 last,
                 now,
@@ -519,7 +587,7 @@ class Gateway:
     def shutdown(self, at_ms: int) -> Progress:
         """Close partial windows, announce the death (a clean disconnect sends no last will), wait for ingest
         to confirm what is left, stop. What is not confirmed stays in the spool for the next start."""
-        self._commit([*self.core.close(at_ms), self.core.death(at_ms)])
+        self._commit([*self._settle(at_ms), *self.core.close(at_ms), self.core.death(at_ms)])
         last_confirmed, stalled_since = self.confirmed, self._monotonic()
         while (
             self._pending
@@ -552,7 +620,7 @@ def _restore_parts(checkpoint: _Checkpoint, parts: dict[str, str]) -> None:
     core = checkpoint.core
     take_trackers = not core.trackers
     take_rest = checkpoint.layout >= _LAYOUT
-    held: list[tuple[int, list[StateWindow | Rollup]]] = []
+    held: list[tuple[tuple[int, int], list[StateWindow | Rollup]]] = []
     for key, part in parts.items():
         if key.startswith(_HOURS_PART):
             if take_rest:
@@ -561,7 +629,9 @@ def _restore_parts(checkpoint: _Checkpoint, parts: dict[str, str]) -> None:
                     core.rollups.machine_hours.setdefault(hour, {})[machine_id] = entry
         elif key.startswith(_HELD_PART):
             if take_rest:
-                held.append((int(key.removeprefix(_HELD_PART)), _HELD.validate_json(part)))
+                # held/<edge>/<index of its first message>, or held/<edge> (one part per edge, before 2026-12).
+                edge, _, first = key.removeprefix(_HELD_PART).partition("/")
+                held.append(((int(edge), int(first or 0)), _HELD.validate_json(part)))
         elif take_trackers:
             core.trackers[key] = _TRACKER.validate_json(part)
     if take_rest:
