@@ -40,8 +40,8 @@ def progress_table(sample: Mapping[str, Any], *, title: str, plant_end_ms: int, 
     return table
 
 
-def progress_line(sample: Mapping[str, Any], *, latency_p99_ms: int | None) -> str:
-    """The same, as one line for a log."""
+def progress_line(sample: Mapping[str, Any], *, latency_p99_ms: int | None, late: int | None) -> str:
+    """The same, as one line for a log; ``late``: the messages stored later than the aim since the last line."""
     cpu = " ".join(
         f"{name} {pct:.0f}%/{sample['rss_mb'][name]:.0f}MiB" for name, pct in sorted(sample["cpu_percent"].items())
     )
@@ -49,5 +49,5 @@ def progress_line(sample: Mapping[str, Any], *, latency_p99_ms: int | None) -> s
     return (
         f"t {sample['t_s']:,.0f}s  {sample['messages_per_s']:,.0f} msg/s  {sample['points_per_s']:,.0f} points/s  "
         f"unconfirmed {sample['unconfirmed']:,}  worker lag {sample['worker_lag_ms']:,} ms  latency p99 {p99} ms  "
-        f"late {'–' if sample['late'] is None else format(sample['late'], ',')}  alerts {sample['alerts']}  |  {cpu}"
+        f"late {'–' if late is None else format(late, ',')}  alerts {sample['alerts']}  |  {cpu}"
     )

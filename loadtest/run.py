@@ -435,6 +435,7 @@ class LoadTest:
         # A terminal gets the table redrawn; a log (CI, a file) a line every PLAIN_EVERY_S.
         terminal = self.console.is_terminal
         next_line = 0.0
+        late_since_line: int | None = None  # late messages since the last line printed (a log's line)
         with Live(console=self.console, refresh_per_second=1, transient=False, auto_refresh=terminal) as live:
             while any(processes.running[g].poll() is None for g in gateways):
                 if wall_ms() > deadline_ms:
@@ -453,11 +454,15 @@ class LoadTest:
                 if plant_now < clock.end_ms:
                     self.latency_before_stop = merged
                 p99 = merged.percentile(99) if clock.real_time else None
+                if sample["late"] is not None:
+                    late_since_line = (late_since_line or 0) + sample["late"]
                 if terminal:
                     live.update(progress_table(sample, title=title, plant_end_ms=clock.end_ms, latency_p99_ms=p99))
                 elif time.monotonic() >= next_line:
-                    self.console.print(progress_line(sample, latency_p99_ms=p99), highlight=False)
+                    line = progress_line(sample, latency_p99_ms=p99, late=late_since_line)
+                    self.console.print(line, highlight=False)
                     next_line = time.monotonic() + PLAIN_EVERY_S
+                    late_since_line = None
         failed = [g for g in gateways if processes.running[g].returncode != 0]
         for name in failed:
             self.console.print(
