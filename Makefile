@@ -40,7 +40,8 @@ faults: setup
 # One run of every benchmark: the worker's drain vs the bare MQTT client, InfluxDB's ceiling vs the pipeline end
 # to end, the alert engine's cost per message, the boards' and report's query times at 6,000 and 60,000 machines,
 # the simulated gateways' cores and memory per 10,000 machines (and their core alone, without the broker), InfluxDB
-# taking a county's start (new series), confirmation latency while a worker drains a backlog.
+# taking a county's start (new series) and its cache snapshot at a county's rate, confirmation latency while a
+# worker drains a backlog, paho's MQTT 5 properties per packet.
 bench: setup
 	$(PY) bench/drain.py --messages 500000
 	$(PY) bench/confirm.py --messages 200000 --gateways 4
@@ -51,6 +52,8 @@ bench: setup
 	$(PY) bench/simulate.py --machines 5000 10000
 	$(PY) bench/gateway_core.py --machines 10000
 	$(PY) bench/series.py --machines 20000 60000 --known
+	$(PY) bench/snapshot.py --machines 60000 --seconds 420
+	$(PY) bench/properties.py
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy ftel gateway ingest simulators dashboards alerts loadtest operators && $(VENV)/bin/lint-imports
