@@ -263,16 +263,22 @@ def phase(stack: LocalStack, influx: list[InfluxSettings], lines: list[str], run
     return Phase(seconds, len(lines), attempts, after.user + after.system - cpu.user - cpu.system)
 
 
+def workers_influx(stack: LocalStack, workers: int) -> list[InfluxSettings]:
+    """The InfluxDB settings of ``workers`` ingest workers of the stack (each its own ``ingest-N`` identity)."""
+    services = Services(stack)
+    return [
+        services.settings(stack.database, identity=f"ingest-{n + 1}").influx.model_copy(
+            update={"retention_policy": stack.retention_policy}
+        )
+        for n in range(workers)
+    ]
+
+
 def measure(directory: Path, tuning: str, run: Run, *, lines: list[str], series: int, machines: int) -> Result:
     stack = LocalStack.on_free_ports(directory / f"{tuning}-{machines}", influx_tuning=TUNINGS[tuning])
     with stack:
         services = Services(stack)
-        influx = [
-            services.settings(stack.database, identity=f"ingest-{n + 1}").influx.model_copy(
-                update={"retention_policy": stack.retention_policy}
-            )
-            for n in range(run.workers)
-        ]
+        influx = workers_influx(stack, run.workers)
         pid = stack.influxdb.pid()
         assert pid is not None
         start = phase(stack, influx, lines, run)

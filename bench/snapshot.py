@@ -31,13 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil
 from rich.console import Console
 
-from bench.series import TUNINGS, Attempts, Disturbance, TimedWriter, shifted, start_lines
+from bench.series import TUNINGS, Attempts, Disturbance, TimedWriter, shifted, start_lines, workers_influx
 from ftel.retry import RetryPolicy
 from ftel.settings import IngestSettings
 from ftel.stack import LocalStack
 from ftel.storage.writer import V1Writer, WriteError
 from ingest.store import store_lines
-from tests.support import Services
 
 console = Console(width=160)
 LATE_S = 2.0
@@ -131,13 +130,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = LocalStack.on_free_ports(Path(tmp) / "stack", influx_tuning=TUNINGS[args.tuning])
         with stack:
-            services = Services(stack)
-            influx = [
-                services.settings(stack.database, identity=f"ingest-{n + 1}").influx.model_copy(
-                    update={"retention_policy": stack.retention_policy}
-                )
-                for n in range(args.workers)
-            ]
+            influx = workers_influx(stack, args.workers)
             pid = stack.influxdb.pid()
             assert pid is not None
             server = psutil.Process(pid)
