@@ -414,10 +414,8 @@ class Gateway:
     def _owed_edges(self, machine_id: str, before_ms: int) -> range:
         """The window edges before ``before_ms`` that the machine has not been read at (its open window's end
         and each one after it)."""
-        state = self.core.trackers[machine_id].state
-        if state.last is None:
-            return range(0)
-        return range(state.window_start + self._timing.window_ms, before_ms, self._timing.window_ms)
+        end = self._window_end(machine_id)
+        return range(0) if end is None else range(end, before_ms, self._timing.window_ms)
 
     def _window_end(self, machine_id: str) -> int | None:
         state = self.core.trackers[machine_id].state
