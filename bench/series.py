@@ -52,7 +52,7 @@ from ftel.storage.lineproto import encode_point
 from ftel.storage.points import to_points
 from ftel.storage.query import InfluxQuery
 from ftel.storage.writer import LineWriter, V1Writer, WriteError
-from ingest.store import store_lines
+from ingest.store import store_lines, write_policy
 from simulators.plant import generate_plant
 from tests.support import Services
 
@@ -243,8 +243,7 @@ class Run:
     batch_size: int = IngestSettings().batch_size
 
     def policy(self) -> RetryPolicy:
-        i = IngestSettings()
-        return RetryPolicy(i.retry_initial_s, i.retry_max_s, i.retry_exponential_base, max_total_s=i.retry_max_total_s)
+        return write_policy(IngestSettings())
 
 
 def phase(stack: LocalStack, influx: list[InfluxSettings], lines: list[str], run: Run) -> Phase:

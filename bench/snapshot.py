@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,11 +32,10 @@ import psutil
 from rich.console import Console
 
 from bench.series import TUNINGS, Attempts, Disturbance, TimedWriter, shifted, start_lines, workers_influx
-from ftel.retry import RetryPolicy
 from ftel.settings import IngestSettings
 from ftel.stack import LocalStack
 from ftel.storage.writer import V1Writer, WriteError
-from ingest.store import store_lines
+from ingest.store import store_lines, write_policy
 
 console = Console(width=160)
 LATE_S = 2.0
@@ -74,11 +73,11 @@ def write_paced(
     todo: list[queue.SimpleQueue[tuple[float, list[str]] | None]] = [queue.SimpleQueue() for _ in writers]
     stored: list[Stored] = []
     lock = threading.Lock()
-    policy = IngestSettings()
     began = time.perf_counter()
 
     def work(writer: TimedWriter, inbox: queue.SimpleQueue[tuple[float, list[str]] | None]) -> None:
-        retry = RetryPolicy(policy.retry_initial_s, policy.retry_max_s, policy.retry_exponential_base)
+        # Ingest's policy, without its total: a write given up on is written again here, as a worker holds it.
+        retry = replace(write_policy(IngestSettings()), max_total_s=None)
         while (item := inbox.get()) is not None:
             ready, batch = item
             # What arrived while the last write was out goes in this one, as a worker's batch fills meanwhile.

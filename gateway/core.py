@@ -7,6 +7,7 @@ runner checkpoints with the spool in one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,10 @@ def _phase(key: str, interval_ms: int) -> int:
 def _open_window(tracker: MachineTracker) -> int | None:
     """The start of the machine's open window; None before its first reading."""
     return tracker.state.window_start if tracker.state.last is not None else None
+
+
+def _observe_all(tracker: MachineTracker, readings: list[Reading]) -> list[MachineMessage]:
+    return [message for reading in readings for message in tracker.observe(reading)]
 
 
 def close_phase_ms(gateway_id: str, window_ms: int, configured_s: float | None) -> int:
@@ -189,10 +194,7 @@ class GatewayCore:
         self._touched.update(read)
         for machine_id in read:
             tracker = self.trackers[machine_id]
-            opened = _open_window(tracker)
-            for reading in readings[machine_id]:
-                out.extend(tracker.observe(reading))
-            self._moved(opened, _open_window(tracker))
+            out.extend(self._counted(tracker, functools.partial(_observe_all, tracker, readings[machine_id])))
         self.state.last_ms = at_ms if self.state.last_ms is None else max(self.state.last_ms, at_ms)
         return self._sent_at(at_ms, self._with_rollups(out))
 
@@ -249,16 +251,21 @@ class GatewayCore:
     def _oldest_open_window(self) -> int | None:
         return min(self._open_windows, default=None)
 
-    def _moved(self, opened: int | None, now_open: int | None) -> None:
-        """A machine's open window went from ``opened`` to ``now_open`` (its start; None: not read yet)."""
+    def _counted(self, tracker: MachineTracker, act: Callable[[], list[MachineMessage]]) -> list[MachineMessage]:
+        """What ``act`` makes of the tracker, its open window counted where it moved (every change of a
+        tracker's window goes through here)."""
+        opened = _open_window(tracker)
+        made = act()
+        now_open = _open_window(tracker)
         if opened == now_open:
-            return
+            return made
         if opened is not None:
             self._open_windows[opened] -= 1
             if not self._open_windows[opened]:
                 del self._open_windows[opened]
         if now_open is not None:
             self._open_windows[now_open] += 1
+        return made
 
     def _rollup(self, rolled: Rolled) -> Rollup:
         o, totals = self.origin, rolled.totals
@@ -291,9 +298,9 @@ class GatewayCore:
         if last is None or last.state is MachineState.OFFLINE:
             return []
         self._touched.add(machine_id)
-        opened = _open_window(tracker)
-        offline = tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None))
-        self._moved(opened, _open_window(tracker))
+        offline = self._counted(
+            tracker, lambda: tracker.observe(replace(last, at_ms=at_ms, state=MachineState.OFFLINE, reason=None))
+        )
         return self._sent_at(at_ms, self._with_rollups(offline))
 
     def _stamped(self, messages: list[MachineMessage]) -> list[MachineMessage]:
@@ -364,9 +371,7 @@ class GatewayCore:
         out: list[MachineMessage] = []
         self._touched.update(self.trackers)
         for tracker in self.trackers.values():
-            opened = _open_window(tracker)
-            out.extend(tracker.close(at_ms))
-            self._moved(opened, _open_window(tracker))
+            out.extend(self._counted(tracker, functools.partial(tracker.close, at_ms)))
         if out:
             self.state.last_ms = max(self.state.last_ms or at_ms, at_ms)
         return [*held, *self._with_rollups(out, closing_at=at_ms)]

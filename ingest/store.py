@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ftel.settings import IngestSettings
 from ftel.storage.writer import LineWriter, Refusal, RetryPolicy, WriteError, write_with_retry
+
+
+def write_policy(ingest: IngestSettings) -> RetryPolicy:
+    """How a worker retries a batch's write: the settings' waits, and the total after which it stops taking more."""
+    return RetryPolicy(
+        ingest.retry_initial_s, ingest.retry_max_s, ingest.retry_exponential_base, max_total_s=ingest.retry_max_total_s
+    )
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from ftel.storage.writer import LineWriter, Refusal, WriteError, make_writer
 from ingest.batch import Batch, confirmations
 from ingest.deaths import Deaths, SeenTracker, death_at, death_lines, gateway_of, is_will
 from ingest.route import Accepted, Rejected, route
-from ingest.store import StoreOutcome, store_lines
+from ingest.store import StoreOutcome, store_lines, write_policy
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ class IngestWorker:
             receive_maximum=i.receive_maximum,
             on_message=self._on_message,
         )
-        self._policy = RetryPolicy(
-            i.retry_initial_s, i.retry_max_s, i.retry_exponential_base, max_total_s=i.retry_max_total_s
-        )
+        self._policy = write_policy(i)
         # Reconnecting to a broker that went away: doubling with jitter between the settings' bounds.
         self._reconnect = RetryPolicy(settings.mqtt.reconnect_min_s, settings.mqtt.reconnect_max_s)
         self._limits = i.time_limits()

@@ -447,7 +447,7 @@ class LoadTest:
                     self.watch.rebase()
                     rebased = True
                 sample = self._sample(monitor, clock, processes)
-                merged = merge_latency(self._healths(monitor.view()))
+                merged = self.latency_sampled
                 plant_now = clock.plant_of(wall_ms())
                 if self.latency_at_warmup is None and plant_now >= clock.start_ms + LATENCY_WARMUP_MS:
                     self.latency_at_warmup = merged
