@@ -106,6 +106,18 @@ class InfluxTuning:
     max_concurrent_write_limit: int | None = None  # [http]; 0: no limit
     max_enqueued_write_limit: int | None = None  # [http]; 0: no limit
     enqueued_write_timeout: str | None = None  # [http]
+    # Not a configuration key: the Go runtime's GOGC of the server process (its garbage collector runs when the
+    # heap has grown by this percentage of what the last collection kept; Go's default is 100).
+    go_gc_percent: int | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The variables the server process starts with beside the inherited ones (InfluxDB 1.x and 2.x alike)."""
+        return {} if self.go_gc_percent is None else {"GOGC": str(self.go_gc_percent)}
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, ...]:
+        """The settings written into the configuration file, each in its section."""
+        return tuple(key for keys in _SECTIONS.values() for key in keys)
 
     def section(self, name: str) -> str:
         """The lines of ``[name]`` this tuning sets, each as ``  key = value``."""
@@ -149,7 +161,14 @@ def size_bytes(size: str) -> int:
 # slower (writes timed out beside the simulated gateways): 256 MiB, with room to 2 GiB before InfluxDB refuses
 # writes. A write slower than that is answered when done (25 s), not refused and written again by ingest's
 # retry; below the client's own timeout (InfluxSettings.timeout_s, 30 s), so the server's answer comes first.
-COUNTY_START = InfluxTuning(cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s")
+# GOGC 400: at 60,000 machines the server keeps about 1 GB of live heap (the series index and the cache), and each
+# collection marked it for 2.5-5 s on the busy box, slowing every write that allocated meanwhile (writes of 4-5 s
+# while the first snapshot of the cache doubled the heap). A collection at 5 times the live heap, not twice, runs
+# far less often: no message late after the warm-up in the 60,000-machine load test, for about 1 GiB more memory
+# (docs/scale.md, "The fifth round").
+COUNTY_START = InfluxTuning(
+    cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s", go_gc_percent=400
+)
 
 
 def influxdb_conf(
@@ -168,8 +187,10 @@ def influxdb_conf(
   https-private-key = "{tls.key_file}"
 """
     )
+    # Named in the file too: the stack restarts a server whose file changed, so a new environment is taken in.
+    environment = "".join(f"# started with {name}={value}\n" for name, value in tuning.environment().items())
     return f"""# written by ftel stack; edits are overwritten
-reporting-disabled = true
+{environment}reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
 
 [meta]

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -135,7 +135,7 @@ class Service:
             return None
         return pid
 
-    def start(self, argv: list[str], ready: Callable[[], bool]) -> None:
+    def start(self, argv: list[str], ready: Callable[[], bool], environment: Mapping[str, str] | None = None) -> None:
         if self.pid() is not None and ready():
             return
         if _port_open(self.port):
@@ -146,7 +146,12 @@ class Service:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **environment} if environment else None,
             )
         self.pid_file.write_text(str(process.pid))
         _CHILDREN[process.pid] = process
@@ -258,7 +263,13 @@ class LocalStack:
             tls=tls,
             tuning=self.influx_tuning,
         )
-        _start_with_conf(ix, conf, [influxd_bin, "-config", str(ix.directory / "influxdb.conf")], self._influx_ready)
+        _start_with_conf(
+            ix,
+            conf,
+            [influxd_bin, "-config", str(ix.directory / "influxdb.conf")],
+            self._influx_ready,
+            self.influx_tuning.environment(),
+        )
         self._influx_users(provisioned.credentials)
         self.prepare_database(self.database, retention_policy=self.retention_policy, retention=self.retention)
 
@@ -380,7 +391,13 @@ def reload_mosquitto(mosquitto: Service) -> None:
         time.sleep(0.02)
 
 
-def _start_with_conf(service: Service, conf: str, argv: list[str], ready: Callable[[], bool]) -> bool:
+def _start_with_conf(
+    service: Service,
+    conf: str,
+    argv: list[str],
+    ready: Callable[[], bool],
+    environment: Mapping[str, str] | None = None,
+) -> bool:
     """Write the service's configuration and start it; restart it if it runs with another one. True when it
     (re)started, False when it was already running with this configuration."""
     service.directory.mkdir(parents=True, exist_ok=True)
@@ -392,7 +409,7 @@ def _start_with_conf(service: Service, conf: str, argv: list[str], ready: Callab
         return False
     if running:
         service.stop()  # listeners and authentication switches are not reloadable
-    service.start(argv, ready)
+    service.start(argv, ready, environment)
     return True
 
 

@@ -103,6 +103,7 @@ INFLUXD_ENV = {
     "cache_max_memory_size": "INFLUXD_STORAGE_CACHE_MAX_MEMORY_SIZE",
     "write_timeout": "INFLUXD_STORAGE_WRITE_TIMEOUT",
     "index_version": None,
+    "go_gc_percent": "GOGC",
 }
 
 
