@@ -161,11 +161,11 @@ def size_bytes(size: str) -> int:
 # slower (writes timed out beside the simulated gateways): 256 MiB, with room to 2 GiB before InfluxDB refuses
 # writes. A write slower than that is answered when done (25 s), not refused and written again by ingest's
 # retry; below the client's own timeout (InfluxSettings.timeout_s, 30 s), so the server's answer comes first.
-# GOGC 400: at 60,000 machines the server keeps about 1 GB of live heap (the series index and the cache), and each
-# collection marked it for 2.5-5 s on the busy box, slowing every write that allocated meanwhile (writes of 4-5 s
-# while the first snapshot of the cache doubled the heap). A collection at 5 times the live heap, not twice, runs
-# far less often: no message late after the warm-up in the 60,000-machine load test, for about 1 GiB more memory
-# (docs/scale.md, "The fifth round").
+# GOGC 400: at 60,000 machines the server keeps about 1 GB of live heap (the series index and the cache); at Go's
+# default it collected every 13 s, each collection marking for 2-4 s on the busy box, and the one the first snapshot
+# of the cache set off made the writes do its marking (2.4 s of CPU): writes of seconds, 0.2-2.5 % of messages
+# late. Collecting at 5 times the live heap, not twice: a collection every 1-2 minutes, no write waits for one, no
+# message late in two load tests, for about 1 GiB more memory (docs/scale.md, "fifth round").
 COUNTY_START = InfluxTuning(
     cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s", go_gc_percent=400
 )
