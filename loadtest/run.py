@@ -256,7 +256,11 @@ class LoadTest:
         except _Interrupted as stopped:
             self.console.print(stopped.summary, highlight=False)
             raise KeyboardInterrupt from None
-        # Once the services have stopped: only the plant, logs, summary and report stay (the data can be GBs).
+        # Once the services have stopped: only the plant, logs, summary and report stay (the data can be GBs), the
+        # servers' logs among them (a Go runtime trace of InfluxDB, GODEBUG=gctrace=1, is in influxdb.out).
+        if self.stack is not None:
+            for path in self.stack.log_files():
+                shutil.copyfile(path, self.logs / path.name)
         if summary["passed"] and not self.options.keep_data:
             for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
                 shutil.rmtree(path, ignore_errors=True)

@@ -247,6 +247,11 @@ class LocalStack:
     def influxdb(self) -> Service:
         return Service("influxdb", self.directory / "influxdb", self.influx_port)
 
+    def log_files(self) -> list[Path]:
+        """The servers' own logs that exist: what each printed, and Mosquitto's log."""
+        files = (self.influxdb.log_file, self.mosquitto.log_file, self.mosquitto.directory / "mosquitto.log")
+        return [path for path in files if path.exists()]
+
     def up(self) -> None:
         mosquitto_bin = ensure_installed("mosquitto")
         influxd_bin = ensure_installed("influxd")

@@ -95,4 +95,5 @@ def test_a_small_county_passes_with_every_fault_alerted_and_a_full_report(tmp_pa
     # A passing run keeps the plant, logs, summary and report, not the data.
     assert (out / "plant.yaml").exists()
     assert (out / "logs" / "gateways-1.log").exists()
+    assert {"influxdb.out", "mosquitto.out", "mosquitto.log"} <= {p.name for p in (out / "logs").iterdir()}
     assert not (out / "stack").exists()
