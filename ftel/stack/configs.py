@@ -31,6 +31,10 @@ class MosquittoTls:
     key_file: Path
 
 
+# Mosquitto's own log (the local stack's configuration sends it there): reloads are read from it.
+MOSQUITTO_LOG = "mosquitto.log"
+
+
 def mosquitto_conf(
     *, data_dir: Path, port: int, user: str, auth: MosquittoAuth, tls: MosquittoTls | None = None
 ) -> str:
@@ -73,7 +77,7 @@ max_inflight_messages 1000
 # Oversized payloads up to this reach ingest, which dead-letters them with a reason.
 max_packet_size 2097152
 set_tcp_nodelay true
-log_dest file {data_dir}/mosquitto.log
+log_dest file {data_dir}/{MOSQUITTO_LOG}
 log_type error
 log_type warning
 log_type notice
@@ -106,13 +110,16 @@ class InfluxTuning:
     max_concurrent_write_limit: int | None = None  # [http]; 0: no limit
     max_enqueued_write_limit: int | None = None  # [http]; 0: no limit
     enqueued_write_timeout: str | None = None  # [http]
-    # Not a configuration key: the Go runtime's GOGC of the server process (its garbage collector runs when the
-    # heap has grown by this percentage of what the last collection kept; Go's default is 100).
+    # Not configuration keys: the Go runtime's settings of the server process, InfluxDB 1.x and 2.x alike. GOGC:
+    # its garbage collector runs when the heap has grown by this percentage of what the last collection kept (Go's
+    # default is 100); GOMEMLIMIT: past this much memory it collects as often as it must, whatever GOGC says.
     go_gc_percent: int | None = None
+    go_memory_limit: str | None = None  # Go's syntax: "6GiB"
 
     def environment(self) -> dict[str, str]:
-        """The variables the server process starts with beside the inherited ones (InfluxDB 1.x and 2.x alike)."""
-        return {} if self.go_gc_percent is None else {"GOGC": str(self.go_gc_percent)}
+        """The variables the server process starts with beside the inherited ones."""
+        settings = {"GOGC": self.go_gc_percent, "GOMEMLIMIT": self.go_memory_limit}
+        return {name: str(value) for name, value in settings.items() if value is not None}
 
     @classmethod
     def config_keys(cls) -> tuple[str, ...]:
@@ -161,13 +168,19 @@ def size_bytes(size: str) -> int:
 # slower (writes timed out beside the simulated gateways): 256 MiB, with room to 2 GiB before InfluxDB refuses
 # writes. A write slower than that is answered when done (25 s), not refused and written again by ingest's
 # retry; below the client's own timeout (InfluxSettings.timeout_s, 30 s), so the server's answer comes first.
-# GOGC 400: at 60,000 machines the server keeps about 1 GB of live heap (the series index and the cache); at Go's
-# default it collected every 13 s, each collection marking for 2-4 s on the busy box, and the one the first snapshot
-# of the cache set off made the writes do its marking (2.4 s of CPU): writes of seconds, 0.2-2.5 % of messages
-# late. Collecting at 5 times the live heap, not twice: a collection every 1-2 minutes, no write waits for one, no
-# message late in two load tests, for about 1 GiB more memory (docs/scale.md, "fifth round").
+# GOGC 400: at 60,000 machines the server keeps 0.7-1.9 GB of live heap (the series index and the cache); at Go's
+# default it collected every 13 s, each collection marking for 2-4 s on the busy box, and the one that came with
+# the first snapshot of the cache had the writes do 2.4 s of its marking (docs/scale.md, "fifth round"). At 5 times
+# the live heap, not twice: a collection a minute or two, whose marking the writes hardly share (0-31 ms), and
+# fewer late messages in the 60,000-machine load test (0-0.09 % in three runs, 0.2 % at the default), for about
+# 1 GiB more memory. GOMEMLIMIT keeps that from growing without end when the cache fills (a backlog): past 6 GiB
+# the collector runs as often as at the default.
 COUNTY_START = InfluxTuning(
-    cache_max_memory_size="2g", cache_snapshot_memory_size="256m", write_timeout="25s", go_gc_percent=400
+    cache_max_memory_size="2g",
+    cache_snapshot_memory_size="256m",
+    write_timeout="25s",
+    go_gc_percent=400,
+    go_memory_limit="6GiB",
 )
 
 
@@ -187,10 +200,8 @@ def influxdb_conf(
   https-private-key = "{tls.key_file}"
 """
     )
-    # Named in the file too: the stack restarts a server whose file changed, so a new environment is taken in.
-    environment = "".join(f"# started with {name}={value}\n" for name, value in tuning.environment().items())
     return f"""# written by ftel stack; edits are overwritten
-{environment}reporting-disabled = true
+reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
 
 [meta]

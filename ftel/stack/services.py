@@ -33,6 +33,7 @@ from ftel.security.tls import TlsFiles, make_throwaway_pki
 from ftel.settings import InfluxSettings
 from ftel.stack.configs import (
     COUNTY_START,
+    MOSQUITTO_LOG,
     InfluxTls,
     InfluxTuning,
     MosquittoAuth,
@@ -249,7 +250,7 @@ class LocalStack:
 
     def log_files(self) -> list[Path]:
         """The servers' own logs that exist: what each printed, and Mosquitto's log."""
-        files = (self.influxdb.log_file, self.mosquitto.log_file, self.mosquitto.directory / "mosquitto.log")
+        files = (self.influxdb.log_file, self.mosquitto.log_file, self.mosquitto.directory / MOSQUITTO_LOG)
         return [path for path in files if path.exists()]
 
     def up(self) -> None:
@@ -384,7 +385,7 @@ def reload_mosquitto(mosquitto: Service) -> None:
     pid = mosquitto.pid()
     if pid is None:
         return
-    log = mosquitto.directory / "mosquitto.log"
+    log = mosquitto.directory / MOSQUITTO_LOG
     before = _reloads(log)
     os.kill(pid, signal.SIGHUP)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -403,8 +404,12 @@ def _start_with_conf(
     ready: Callable[[], bool],
     environment: Mapping[str, str] | None = None,
 ) -> bool:
-    """Write the service's configuration and start it; restart it if it runs with another one. True when it
-    (re)started, False when it was already running with this configuration."""
+    """Write the service's configuration and start it; restart it if it runs with another one, or with another
+    ``environment``. A variable the caller's own environment sets wins over ``environment`` (an engineer's
+    ``GOGC=100`` for a baseline). True when it (re)started, False when it was already running as asked."""
+    effective = {name: os.environ.get(name, value) for name, value in (environment or {}).items()}
+    # The environment is named in the file, so that a running server is compared with both.
+    conf = "".join(f"# started with {name}={value}\n" for name, value in effective.items()) + conf
     service.directory.mkdir(parents=True, exist_ok=True)
     path = service.directory / f"{service.name}.conf"
     previous = path.read_text() if path.exists() else None
@@ -414,7 +419,7 @@ def _start_with_conf(
         return False
     if running:
         service.stop()  # listeners and authentication switches are not reloadable
-    service.start(argv, ready, environment)
+    service.start(argv, ready, effective)
     return True
 
 

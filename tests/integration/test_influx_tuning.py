@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -41,24 +40,33 @@ def test_influxd_reads_every_setting_of_the_county_tuning(tmp_path: Path) -> Non
     assert expected <= {line.strip() for line in merged}
 
 
-def _gogc(pid: int | None) -> str | None:
-    for variable in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-        if variable.startswith(b"GOGC="):
-            return variable.split(b"=", 1)[1].decode()
-    return None
+def _environ(pid: int | None) -> dict[str, str]:
+    variables = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(v.decode().split("=", 1) for v in variables if b"=" in v)
 
 
-def test_the_local_stack_starts_influxd_with_the_tuning_s_environment(tmp_path: Path) -> None:
-    """GOGC is no configuration key: the running server process itself carries it (as /proc shows), and a
-    stack whose tuning changes it restarts the server (its configuration file names it)."""
+def test_the_local_stack_starts_influxd_with_the_tuning_s_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Go runtime's settings are no configuration keys: the running server process itself carries them (as
+    /proc shows); a tuning that changes them restarts the server; a variable of the caller's own environment wins
+    (an engineer's baseline)."""
+    for name in COUNTY_START.environment():
+        monkeypatch.delenv(name, raising=False)
     stack = LocalStack.on_free_ports(tmp_path / "stack")
     stack.up()
     try:
         first = stack.influxdb.pid()
-        assert _gogc(first) == str(COUNTY_START.go_gc_percent)
-        plain = replace(stack, influx_tuning=replace(COUNTY_START, go_gc_percent=None))
+        assert COUNTY_START.environment().items() <= _environ(first).items()
+        stack.up()
+        assert stack.influxdb.pid() == first  # nothing changed: the running server is kept
+        plain = replace(stack, influx_tuning=replace(COUNTY_START, go_gc_percent=None, go_memory_limit=None))
         plain.up()
         assert plain.influxdb.pid() != first
-        assert _gogc(plain.influxdb.pid()) == os.environ.get("GOGC")  # the inherited one, if any
+        assert not {"GOGC", "GOMEMLIMIT"} & _environ(plain.influxdb.pid()).keys()
+        monkeypatch.setenv("GOGC", "100")
+        stack.up()
+        assert _environ(stack.influxdb.pid())["GOGC"] == "100"
+        assert _environ(stack.influxdb.pid())["GOMEMLIMIT"] == COUNTY_START.go_memory_limit
     finally:
         stack.down()

@@ -103,7 +103,9 @@ INFLUXD_ENV = {
     "cache_max_memory_size": "INFLUXD_STORAGE_CACHE_MAX_MEMORY_SIZE",
     "write_timeout": "INFLUXD_STORAGE_WRITE_TIMEOUT",
     "index_version": None,
-    "go_gc_percent": "GOGC",
+    # The Go runtime's, compared below as the environment the local stack gives its server.
+    "go_gc_percent": None,
+    "go_memory_limit": None,
 }
 
 
@@ -118,6 +120,7 @@ def test_compose_influxdb_is_tuned_like_the_local_stack() -> None:
         if variable is not None:
             expected = str(size_bytes(value)) if name.startswith("cache_") else str(value)
             assert str(environment[variable]) == expected
+    assert COUNTY_START.environment().items() <= {k: str(v) for k, v in environment.items()}.items()
 
 
 def test_the_image_holds_every_package_the_ftel_command_imports() -> None:
