@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -259,9 +260,12 @@ class LoadTest:
         # Once the services have stopped: only the plant, logs, summary and report stay (the data can be GBs), the
         # servers' logs among them (a Go runtime trace of InfluxDB, GODEBUG=gctrace=1, is in influxdb.out).
         if self.stack is not None:
-            for path in self.stack.log_files():
-                with contextlib.suppress(OSError):  # a log not copied must not undo the verdict or the clean-up
+            with contextlib.suppress(OSError):  # a log not kept must not undo the verdict or the clean-up
+                for path in self.stack.log_files():
                     shutil.copyfile(path, self.logs / path.name)
+                # When InfluxDB wrote each data file (a new one is a snapshot of its cache, or a compaction's):
+                # what a late sample of the timeline is compared with.
+                (self.logs / "influxdb-files.txt").write_text(file_listing(self.stack.influxdb.directory / "data"))
         if summary["passed"] and not self.options.keep_data:
             for path in (self.out / "gateways", self.out / "alerts", self.out / "stack"):
                 shutil.rmtree(path, ignore_errors=True)
@@ -594,3 +598,14 @@ def _show(update: Callable[[str], None], text: Callable[[], str]) -> None:
 
 def _progress(update: Callable[[str], None], what: str, total: int) -> Callable[[int], None]:
     return lambda done: update(f"{what}: workshop {done}/{total}")
+
+
+def file_listing(directory: Path) -> str:
+    """Every file under ``directory``, a line each: when it was last written (UTC, to the millisecond), its bytes
+    and its path inside ``directory``, oldest first."""
+    files = sorted((path.stat().st_mtime, path) for path in directory.rglob("*") if path.is_file())
+    return "".join(
+        f"{datetime.fromtimestamp(mtime, UTC).isoformat(timespec='milliseconds')} {path.stat().st_size:>12} "
+        f"{path.relative_to(directory)}\n"
+        for mtime, path in files
+    )

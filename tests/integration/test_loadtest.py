@@ -96,4 +96,5 @@ def test_a_small_county_passes_with_every_fault_alerted_and_a_full_report(tmp_pa
     assert (out / "plant.yaml").exists()
     assert (out / "logs" / "gateways-1.log").exists()
     assert {"influxdb.out", "mosquitto.out", "mosquitto.log"} <= {p.name for p in (out / "logs").iterdir()}
+    assert "ftel/" in (out / "logs" / "influxdb-files.txt").read_text()  # the database's files, kept after the stack
     assert not (out / "stack").exists()
