@@ -248,12 +248,14 @@ def between(start_ms: int, end_ms: int) -> str:
     return f"time >= {start_ms}ms AND time < {end_ms}ms"
 
 
-def range_slices(start_ms: int, end_ms: int) -> tuple[Slice, ...]:
+def range_slices(start_ms: int, end_ms: int, *, hours_until_ms: int | None = None) -> tuple[Slice, ...]:
     """[start_ms, end_ms) as the report reads it: its whole hours at ``HOUR``, the minutes before the first and
     after the last whole hour at ``MINUTE``. Exact for any range: a window counts when it starts in the range, as
-    with the raw points; a shift from 08:00 to 16:00 is eight hourly points per series."""
+    with the raw points; a shift from 08:00 to 16:00 is eight hourly points per series. Only hours ended by
+    ``hours_until_ms`` are read at ``HOUR`` (their roll-ups are all there), later ones at ``MINUTE``."""
     first_hour = -(-start_ms // MS_PER_HOUR) * MS_PER_HOUR
-    last_hour = end_ms // MS_PER_HOUR * MS_PER_HOUR
+    until = end_ms if hours_until_ms is None else min(end_ms, hours_until_ms)
+    last_hour = until // MS_PER_HOUR * MS_PER_HOUR
     if first_hour >= last_hour:
         return (Slice(between(start_ms, end_ms), MINUTE),)
     pieces = ((start_ms, first_hour, MINUTE), (first_hour, last_hour, HOUR), (last_hour, end_ms, MINUTE))

@@ -13,6 +13,7 @@ calendar change therefore applies to past periods too: the stored windows do not
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 from dashboards import queries as q
 from dashboards.orders_data import OrdersData, collect_orders
 from dashboards.stops_data import StopsData, collect_stops
+from ftel.contract import limits
 from ftel.contract.states import STATE_ORDER, MachineState, MachineType
 from ftel.plant.calendar import Calendar, default_calendar
 from ftel.plant.orders import OrderBook
@@ -115,14 +117,17 @@ class ReportReadings:
     machines: tuple[q.Reading, ...]
 
 
-def report_readings(binding: q.Binding) -> ReportReadings:
+def report_readings(binding: q.Binding, *, now_ms: int | None = None) -> ReportReadings:
     """Workshop roll-ups and machine hours for the period's whole hours, 1m roll-ups and machines' own windows
-    for the minutes at its edges; a selection of machines reads their own windows (roll-ups hold no machine)."""
+    for the minutes at its edges; a selection of machines reads their own windows (roll-ups hold no machine).
+    An hour that ended less than the gateways' spread of machine hours (and a phase) before ``now_ms`` is read
+    from its minutes: a report right after a shift's end is whole."""
     if (binding.variables or {}).get(q.MACHINE):
         period = q.Slice(q.between(binding.start_ms, binding.end_ms), q.MINUTE)
         own = q.Reading("machine", q.MACHINE_VARIABLES, (period,))
         return ReportReadings(own, (own,))
-    slices = q.range_slices(binding.start_ms, binding.end_ms)
+    settled = None if now_ms is None else now_ms - (limits.MACHINE_HOUR_SPREAD_WINDOWS + 1) * q.WINDOW_MS
+    slices = q.range_slices(binding.start_ms, binding.end_ms, hours_until_ms=settled)
     machines = tuple(q.Reading("machine", q.WORKSHOP_VARIABLES, (s,)) for s in slices)
     return ReportReadings(q.WORKSHOPS.with_slices(slices), machines)
 
@@ -267,15 +272,17 @@ def collect(
     micro_stop_s: Mapping[str, float] | None = None,
     orders: OrderBook | None = None,
     idle_unexplained_s: float = OperatorSettings().idle_unexplained_s,
+    now_ms: int | None = None,
 ) -> ReportData:
     """The report's figures. ``readings``: where to read (default ``report_readings``; the benchmark compares
     with the raw points); ``timeline_machines``: past this many machines, timelines of the worst only (None: all);
     ``calendar``: planned time (default: the default calendar, all time planned); ``micro_stop_s``: micro-stop
     thresholds per machine type (default: the settings' defaults); ``orders``: the styles' standard times and the
     orders' targets (default: none known, the jobs the machines report are shown without them);
-    ``idle_unexplained_s``: an IDLE with this much planned time and no reason is unexplained. The downtime is
+    ``idle_unexplained_s``: an IDLE with this much planned time and no reason is unexplained; ``now_ms``: when
+    the report is made (default: the clock), for which hours' roll-ups are all there. The downtime is
     per classified reason: the controller's, or an operator's where the controller gave none."""
-    readings = readings or report_readings(binding)
+    readings = readings or report_readings(binding, now_ms=round(time.time() * 1000) if now_ms is None else now_ms)
     workshops = readings.workshops
     total = _rows(client, q.utilisation(reading=workshops), binding)
     planned, oee = planned_figures(client, binding, readings, calendar or default_calendar())

@@ -27,3 +27,7 @@ MAX_MACHINES_PER_GATEWAY = 600
 MAX_CONFIRM_RANGES = 10_000
 # Free text in a message (model and line names, a controller's program name).
 MAX_TEXT_CHARS = 200
+# A machine's hourly roll-up goes out on one of this many window edges after its hour's end (the gateway spreads a
+# fleet's over them), then at the gateway's phase (less than a window): a reader takes an hour's roll-ups as all
+# there once this many windows and one more have passed.
+MACHINE_HOUR_SPREAD_WINDOWS = 10

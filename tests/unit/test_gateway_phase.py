@@ -7,9 +7,11 @@ from collections import Counter
 
 from pydantic import TypeAdapter
 
+from ftel.contract.limits import MACHINE_HOUR_SPREAD_WINDOWS
 from ftel.contract.models import Message, Rollup, StateWindow
 from ftel.settings import GatewaySettings
 from gateway.core import CoreState, GatewayCore, GatewayTiming, close_phase_ms
+from gateway.rollup import HOUR_MS
 from simulators.plant import generate_plant
 from tests.unit.test_gateway_core import START, TIMING, WINDOW, full_windows, workshop_core
 
@@ -102,3 +104,30 @@ def test_held_windows_survive_a_checkpoint_and_go_out_after_the_restart() -> Non
     assert full_windows([m for _, m in after]) == full_windows(
         [m for m in core.state.held if isinstance(m, StateWindow)]
     )
+
+
+def test_machines_hourly_roll_ups_go_out_spread_over_the_edges_after_the_hour_and_sum_the_same() -> None:
+    hour_end = START - START % HOUR_MS + HOUR_MS
+    ticks = range(START, hour_end + (MACHINE_HOUR_SPREAD_WINDOWS + 2) * WINDOW + 1, TICK)
+    core, drivers = workshop_core()
+    at_edge = drive(core, drivers, ticks) + [(ticks[-1], m) for m in core.close(ticks[-1])]
+    core, drivers = phased()
+    sent = drive(core, drivers, ticks)
+
+    hourly = [(at, m) for at, m in sent if isinstance(m, Rollup) and m.machine_id and m.window_ms == HOUR_MS]
+    assert {m.machine_id for _, m in hourly} == set(drivers)  # every machine's, once, before the gateway stops
+    assert len(hourly) == len(drivers)
+    edges = set()
+    for at, rollup in hourly:
+        later = rollup.ts - PHASE - hour_end
+        assert later % WINDOW == 0
+        assert 0 <= later < MACHINE_HOUR_SPREAD_WINDOWS * WINDOW
+        assert hour_end + later + PHASE <= at < hour_end + later + PHASE + TICK  # at the first tick of its time
+        edges.add(later)
+    assert len(edges) > 1  # spread, not all on the hour's edge
+    # The workshop's own hourly roll-up is not held back: it goes at the hour's phase.
+    workshop_hour = [m for _, m in sent if isinstance(m, Rollup) and not m.machine_id and m.window_ms == HOUR_MS]
+    assert [m.ts for m in workshop_hour] == [hour_end + PHASE] * len(workshop_hour)
+    # What each says is what it said on the hour's edge.
+    closed = sent + [(ticks[-1], m) for m in core.close(ticks[-1])]
+    assert _rollup_sums(closed) == _rollup_sums(at_edge)

@@ -8,6 +8,8 @@ import pytest
 
 from dashboards import queries as q
 from dashboards.errors import QueryShapeError, UnboundVariableError
+from dashboards.report_data import report_readings
+from ftel.contract.limits import MACHINE_HOUR_SPREAD_WINDOWS
 from ftel.contract.states import MachineState, MachineType
 from ftel.errors import FtelError
 from ftel.storage.schema import Measurement
@@ -132,3 +134,26 @@ def test_per_machine_questions_read_machine_hours_at_one_hour_and_either_on_a_bo
 
 def test_rated_output_is_what_the_simulated_machines_are_built_to() -> None:
     assert {t: PROFILES[t].units_per_hour for t in MachineType} == dict(q.RATED_UNITS_PER_HOUR)
+
+
+def test_hours_whose_roll_ups_may_still_be_coming_are_read_by_the_minute() -> None:
+    eight, fifteen, sixteen = 8 * q.MS_PER_HOUR, 15 * q.MS_PER_HOUR, 16 * q.MS_PER_HOUR
+    # A report of the 08:00-16:00 shift at 16:05: the last hour's machine roll-ups may not all be in yet.
+    just_after = sixteen + 5 * q.MS_PER_MINUTE - (MACHINE_HOUR_SPREAD_WINDOWS + 1) * q.WINDOW_MS
+    assert q.range_slices(eight, sixteen, hours_until_ms=just_after) == (
+        q.Slice(q.between(eight, fifteen), q.HOUR),
+        q.Slice(q.between(fifteen, sixteen), q.MINUTE),
+    )
+    assert q.range_slices(eight, sixteen, hours_until_ms=sixteen) == q.range_slices(eight, sixteen)
+
+
+def test_the_report_reads_the_hour_that_just_ended_from_its_minutes_until_its_roll_ups_are_all_in() -> None:
+    eight, sixteen = 8 * q.MS_PER_HOUR, 16 * q.MS_PER_HOUR
+    shift = q.Binding(eight, sixteen)
+    spread_ms = (MACHINE_HOUR_SPREAD_WINDOWS + 1) * q.WINDOW_MS
+    soon = report_readings(shift, now_ms=sixteen + spread_ms - 1)
+    assert [s.resolution for r in soon.machines for s in r.slices] == [q.HOUR, q.MINUTE]
+    assert [s.resolution for s in soon.workshops.slices] == [q.HOUR, q.MINUTE]
+    later = report_readings(shift, now_ms=sixteen + spread_ms)
+    assert [s.resolution for r in later.machines for s in r.slices] == [q.HOUR]
+    assert later == report_readings(shift)
